@@ -1,0 +1,63 @@
+# Cal EHR Bridge — every target installs what it needs.
+#   make dev    run the bridge locally end to end (moto, Medplum FHIR engine, local API, sync worker)
+#   make test   lint + type-check + every test suite (unit, integration, e2e, infra)
+
+SHELL := /bin/bash
+PYTHON_VERSION := $(shell cat .python-version)
+PYTHON ?= $(shell command -v python$(basename $(PYTHON_VERSION)) 2>/dev/null || \
+            ls $$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)/versions/$(PYTHON_VERSION)/bin/python3 2>/dev/null)
+VENV := .venv
+BIN := $(VENV)/bin
+FHIR_DIR := devstack/fhir-server
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: deps dev test lint unit integration e2e infra synth bench clean
+
+$(BIN)/.installed: requirements/dev.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (pyenv install $(PYTHON_VERSION))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/dev.lock
+	touch $@
+
+$(FHIR_DIR)/node_modules/.installed: $(FHIR_DIR)/package-lock.json
+	npm ci --prefix $(FHIR_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(BIN)/.installed $(FHIR_DIR)/node_modules/.installed $(if $(wildcard package-lock.json),node_modules/.installed)
+
+dev: deps
+	$(BIN)/python -m devstack dev
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared functions devstack $(wildcard infra)
+
+unit: deps
+	$(BIN)/pytest tests/unit -q
+
+integration: deps
+	$(BIN)/pytest tests/integration -q
+
+e2e: deps
+	$(BIN)/pytest tests/e2e -q
+
+infra: deps
+	$(BIN)/pytest tests/infra -q
+
+test: deps lint
+	$(BIN)/pytest -q
+
+synth: deps
+	npx cdk synth -q
+
+bench: deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules $(FHIR_DIR)/node_modules cdk.out .devstack .mypy_cache .ruff_cache .pytest_cache

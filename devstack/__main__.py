@@ -1,0 +1,4 @@
+from devstack.cli import main
+import sys
+
+sys.exit(main())

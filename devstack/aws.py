@@ -1,0 +1,152 @@
+"""Local AWS for the dev stack and tests: moto in server mode on 127.0.0.1, and the bridge's resources.
+
+moto serves real HTTP, so the handlers use real botocore clients pointed at it through
+`AWS_ENDPOINT_URL`. moto does not really encrypt with KMS; the key exists so resources are declared
+the way the CDK stack declares them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # noqa: S105
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResources:
+    endpoint: str
+    queue_url: str
+    dlq_url: str
+    state_table: str
+    idempotency_table: str
+    review_table: str
+    audit_table: str
+    webhook_secret_id: str
+    pseudonym_secret_id: str
+    ehr_auth_secret_id: str
+    webhook_secret: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]  # any service name
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+
+class LocalAws:
+    """A moto server and the bridge's queue, tables and secrets inside it."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._port = port or free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
+        self.endpoint = f"http://127.0.0.1:{self._port}"
+
+    def start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def provision(self, prefix: str = "calehr", webhook_secret: str | None = None) -> LocalResources:
+        secret_value = webhook_secret or "whsec_" + secrets.token_hex(16)
+        resources = LocalResources(
+            endpoint=self.endpoint,
+            queue_url="",
+            dlq_url="",
+            state_table=f"{prefix}-state",
+            idempotency_table=f"{prefix}-idempotency",
+            review_table=f"{prefix}-review",
+            audit_table=f"{prefix}-audit",
+            webhook_secret_id=f"{prefix}/webhook",
+            pseudonym_secret_id=f"{prefix}/pseudonym",
+            ehr_auth_secret_id=f"{prefix}/ehr-auth",
+            webhook_secret=secret_value,
+        )
+        kms = resources.client("kms")
+        key_id = kms.create_key(Description="cal-ehr-bridge local CMK")["KeyMetadata"]["KeyId"]
+        sqs = resources.client("sqs")
+        dlq_url = sqs.create_queue(
+            QueueName=f"{prefix}-events-dlq.fifo",
+            Attributes={"FifoQueue": "true", "KmsMasterKeyId": key_id},
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_url = sqs.create_queue(
+            QueueName=f"{prefix}-events.fifo",
+            Attributes={
+                "FifoQueue": "true",
+                "KmsMasterKeyId": key_id,
+                "VisibilityTimeout": "30",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "50"}),
+            },
+        )["QueueUrl"]
+        ddb = resources.client("dynamodb")
+        for table, keys in (
+            (resources.state_table, [("pk", "HASH")]),
+            (resources.idempotency_table, [("id", "HASH")]),
+            (resources.review_table, [("pk", "HASH")]),
+            (resources.audit_table, [("pk", "HASH"), ("sk", "RANGE")]),
+        ):
+            ddb.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind in keys],
+                AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name, _ in keys],
+                BillingMode="PAY_PER_REQUEST",
+                SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_id},
+            )
+        sm = resources.client("secretsmanager")
+        sm.create_secret(
+            Name=resources.webhook_secret_id, KmsKeyId=key_id, SecretString=json.dumps({"current": secret_value})
+        )
+        sm.create_secret(
+            Name=resources.pseudonym_secret_id,
+            KmsKeyId=key_id,
+            SecretString=json.dumps({"key": secrets.token_hex(32)}),
+        )
+        sm.create_secret(Name=resources.ehr_auth_secret_id, KmsKeyId=key_id, SecretString=json.dumps({"type": "none"}))
+        return LocalResources(**{**_asdict(resources), "queue_url": queue_url, "dlq_url": dlq_url})
+
+
+def _asdict(resources: LocalResources) -> dict[str, Any]:
+    return {name: getattr(resources, name) for name in LocalResources.__slots__}
+
+
+def handler_environment(resources: LocalResources, *, ehr_base_url: str, clinic_config: str) -> dict[str, str]:
+    """The environment both handlers read, pointing at the local services."""
+    return {
+        **FAKE_CREDENTIALS,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL": resources.endpoint,
+        "STAGE": "local",
+        "POWERTOOLS_METRICS_NAMESPACE": "CalEhrBridge",
+        "POWERTOOLS_SERVICE_NAME": "cal-ehr-bridge-local",
+        "QUEUE_URL": resources.queue_url,
+        "WEBHOOK_SECRET_ARN": resources.webhook_secret_id,
+        "STATE_TABLE": resources.state_table,
+        "IDEMPOTENCY_TABLE": resources.idempotency_table,
+        "REVIEW_TABLE": resources.review_table,
+        "AUDIT_TABLE": resources.audit_table,
+        "EHR_BASE_URL": ehr_base_url,
+        "EHR_AUTH_SECRET_ARN": resources.ehr_auth_secret_id,
+        "PSEUDONYM_SECRET_ARN": resources.pseudonym_secret_id,
+        "CLINIC_CONFIG_SOURCE": f"file:{clinic_config}",
+    }

@@ -1,0 +1,212 @@
+"""Stand-ins for API Gateway and Lambda's SQS event source that call the real handlers.
+
+* `LocalApi`: an HTTP server on 127.0.0.1 that turns `POST /webhooks/calcom` into the REST API proxy
+  event (raw body, base64 when not UTF-8, headers and multiValueHeaders) and returns the handler's
+  status, headers and body as they are.
+* `QueuePoller`: receives SQS batches, builds the Lambda SQS event (same keys Lambda sends), calls the
+  sync handler, deletes the successes and leaves `batchItemFailures` on the queue.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+WEBHOOK_PATH = "/webhooks/calcom"
+#: API Gateway's own payload limit (10 MB); the ingest function enforces the bridge's smaller one.
+API_GATEWAY_MAX_BYTES = 10 * 1024 * 1024
+
+
+@dataclass
+class LambdaContextStub:
+    function_name: str
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local"
+    aws_request_id: str = ""
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def context_for(function_name: str) -> LambdaContextStub:
+    return LambdaContextStub(function_name=function_name, aws_request_id=str(uuid.uuid4()))
+
+
+def proxy_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "requestContext": {"stage": "local", "requestId": str(uuid.uuid4()), "httpMethod": method, "path": path},
+        "body": text,
+        "isBase64Encoded": encoded,
+    }
+
+
+class LocalApi:
+    def __init__(self, ingest: Handler, port: int = 0) -> None:
+        ingest_handler = ingest
+
+        class _RequestHandler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                return  # request lines are not logged: paths are fixed, and nothing else is safe to print
+
+            def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                if self.path.split("?", 1)[0] != WEBHOOK_PATH:
+                    self._reply(404, {"Content-Type": "application/json"}, b'{"error":"not_found"}')
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > API_GATEWAY_MAX_BYTES:
+                    self._reply(413, {"Content-Type": "application/json"}, b'{"message":"Request Too Long"}')
+                    return
+                body = self.rfile.read(length)
+                event = proxy_event("POST", WEBHOOK_PATH, dict(self.headers.items()), body)
+                try:
+                    response = ingest_handler(event, context_for("ingest"))
+                except Exception:  # noqa: BLE001 - API Gateway answers 502 when the function crashes
+                    self._reply(502, {"Content-Type": "application/json"}, b'{"message":"Internal server error"}')
+                    return
+                self._reply(
+                    int(response["statusCode"]),
+                    dict(response.get("headers") or {}),
+                    str(response.get("body") or "").encode("utf-8"),
+                )
+
+            def do_GET(self) -> None:
+                self._reply(405, {"Content-Type": "application/json"}, b'{"error":"method_not_allowed"}')
+
+            do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815 - stdlib naming
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _RequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{WEBHOOK_PATH}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    records = []
+    for message in messages:
+        attributes = dict(message.get("Attributes") or {})
+        records.append(
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": attributes,
+                "messageAttributes": {
+                    name: {
+                        "stringValue": value.get("StringValue"),
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": value.get("DataType", "String"),
+                    }
+                    for name, value in (message.get("MessageAttributes") or {}).items()
+                },
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+        )
+    return {"Records": records}
+
+
+class QueuePoller:
+    """Lambda's SQS event source mapping, locally: long-poll, invoke, delete successes."""
+
+    def __init__(self, sqs: Any, queue_url: str, sync: Handler, *, batch_size: int = 10, name: str = "poller") -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._sync = sync
+        self._batch_size = batch_size
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self.invocations = 0
+        self.crashes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def poll_once(self, wait_seconds: int = 1) -> int:
+        response = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=self._batch_size,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = response.get("Messages") or []
+        if not messages:
+            return 0
+        self.invocations += 1
+        try:
+            result = self._sync(sqs_event(messages, self._queue_arn), context_for("sync"))
+        except Exception:  # noqa: BLE001 - like Lambda: a crashed invocation leaves the whole batch queued
+            self.crashes += 1
+            return len(messages)
+        failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+        return len(messages)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._paused.is_set():
+                time.sleep(0.2)
+                continue
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - keep polling; moto restarts are transient
+                time.sleep(0.5)

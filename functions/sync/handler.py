@@ -1,0 +1,145 @@
+"""Sync Lambda: SQS FIFO batch → EHR, with a partial batch response.
+
+`SqsFifoPartialProcessor(skip_group_on_error=True)` keeps each lineage's order while letting other
+lineages in the batch proceed. Outcomes, decided in exactly one place (`_handle`):
+
+* applied / duplicate / stale / recorded → the message is done (deleted);
+* review required or a permanent EHR refusal → parked in the review store with its reason, then done;
+* retryable (EHR down, conflict, booking not seen yet, store throttled) → batch item failure, and the
+  message's visibility is extended with exponential backoff (honouring `Retry-After`).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.config.clinic import cached_config
+from shared.domain.projection import IdentifierSystems
+from shared.ehr.fhir import FhirR4Client
+from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
+from shared.observability import count, logger, metrics
+from shared.settings import sync_settings
+from shared.stores.review import ReviewItem, ReviewStore
+from shared.stores.secrets import SecretReader
+from shared.stores.state import LineageStateStore, StateConflictError, StateStoreUnavailableError
+from shared.sync import SyncService
+
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+
+BASE_BACKOFF_SECONDS = 10
+MAX_BACKOFF_SECONDS = 900
+
+
+class RetryLater(Exception):  # noqa: N818 - a queue outcome, raised to mark the batch item failed
+    """Raised after the message's visibility was extended; the processor reports it as failed."""
+
+
+@cache
+def _service() -> SyncService:
+    settings = sync_settings()
+    secrets = SecretReader()
+    token = None
+    if settings.ehr_auth_secret_arn:
+        auth = secrets.json(settings.ehr_auth_secret_arn)
+        token = auth.get("token") if auth.get("type") == "bearer" else None
+    pseudonym = secrets.json(settings.pseudonym_secret_arn)["key"]
+    return SyncService(
+        store=LineageStateStore(settings.state_table),
+        ehr=FhirR4Client(settings.ehr_base_url, bearer_token=token, timeout_seconds=settings.ehr_timeout_seconds),
+        config=cached_config(settings.clinic_config_source),
+        systems=IdentifierSystems(settings.identifier_system_base),
+        pseudonym_key=str(pseudonym).encode("utf-8"),
+    )
+
+
+@cache
+def _review_store() -> ReviewStore:
+    return ReviewStore(sync_settings().review_table)
+
+
+@cache
+def _sqs() -> Any:
+    return boto3.client("sqs")
+
+
+def backoff_seconds(receive_count: int, retry_after: float | None) -> int:
+    """Exponential backoff by delivery attempt, at least the EHR's Retry-After, capped at 15 min."""
+    exponential = BASE_BACKOFF_SECONDS * 2 ** max(0, receive_count - 1)
+    wanted = max(exponential, retry_after or 0)
+    return int(min(MAX_BACKOFF_SECONDS, wanted))
+
+
+def _retry_later(record: SQSRecord, reason: str, retry_after: float | None = None) -> RetryLater:
+    receive_count = int(record.attributes.approximate_receive_count or "1")
+    delay = backoff_seconds(receive_count, retry_after)
+    count("SyncRetried")
+    logger.warning("retry later", extra={"reason": reason, "attempt": receive_count, "backoff_s": delay})
+    try:
+        _sqs().change_message_visibility(
+            QueueUrl=sync_settings().queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay
+        )
+    except Exception:
+        logger.warning("could not extend visibility", extra={"reason": reason})
+    return RetryLater(reason)
+
+
+def _park(record: SQSRecord, reason: str, detail: str) -> None:
+    trigger_attribute = record.raw_event.get("messageAttributes", {}).get("trigger") or {}
+    trigger = trigger_attribute.get("stringValue") or "unknown"
+    review_id = _review_store().park(
+        ReviewItem(
+            reason=reason,
+            detail=detail,
+            trigger=str(trigger),
+            lineage_hash=record.attributes.message_group_id or "",
+            body=record.body,
+            message_id=record.message_id,
+        )
+    )
+    count("ReviewParked")
+    logger.warning("parked for review", extra={"reason": reason, "review_id": review_id})
+
+
+def _handle(record: SQSRecord) -> None:
+    try:
+        result = _service().process(record.body)
+    except ReviewRequired as exc:
+        _park(record, exc.reason, exc.detail)
+        return
+    except PermanentEhrError as exc:
+        count("EhrPermanentError")
+        _park(record, exc.reason, exc.detail)
+        return
+    except EhrError as exc:
+        count("EhrRetryableError")
+        raise _retry_later(record, exc.reason, exc.retry_after) from None
+    except LineageNotYetKnown:
+        raise _retry_later(record, "lineage_not_yet_known") from None
+    except (StateConflictError, StateStoreUnavailableError) as exc:
+        raise _retry_later(record, type(exc).__name__) from None
+    metric = {"applied": "EventApplied", "recorded": "EventRecorded"}.get(result.outcome, "EventSkipped")
+    count(metric)
+    logger.info(
+        "synced",
+        extra={"outcome": result.outcome, "trigger": result.trigger, "lineage": result.lineage_hash[:16]},
+    )
+
+
+def record_handler(record: SQSRecord) -> None:
+    logger.append_keys(message_id=record.message_id)
+    _handle(record)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

@@ -1,0 +1,154 @@
+"""The clinic mapping: Cal.com event types and hosts → FHIR codes and Practitioners.
+
+Loaded once per container from a YAML/JSON file (locally) or an SSM parameter (in AWS), validated
+with pydantic; an invalid document is refused whole with every problem and its path, never half
+applied.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+APPOINTMENT_TYPES = ("CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN")
+MAX_CONFIG_BYTES = 256 * 1024
+
+
+class ConfigError(Exception):
+    """The clinic configuration is invalid. `problems` lists `path: message` strings."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid clinic configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Coding(_Config):
+    system: str = Field(pattern=r"^(https?|urn):")
+    code: str = Field(min_length=1)
+    display: str | None = None
+
+
+class EventTypeMapping(_Config):
+    """One Cal.com event type, matched by numeric id or by slug."""
+
+    id: int | None = None
+    slug: str | None = None
+    appointment_type: Literal["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN"] = "ROUTINE"
+    service_type: Coding | None = None
+    specialty: Coding | None = None
+    telehealth: bool = False
+
+    @model_validator(mode="after")
+    def _needs_a_key(self) -> EventTypeMapping:
+        if self.id is None and not self.slug:
+            raise ValueError("an event type needs 'id' or 'slug'")
+        return self
+
+
+class PractitionerMapping(_Config):
+    """A Cal.com host → an EHR Practitioner, by literal reference or by NPI (resolved by search)."""
+
+    calcom_user_id: int | None = None
+    email: str | None = None
+    reference: str | None = Field(default=None, pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
+    npi: str | None = Field(default=None, pattern=r"^\d{10}$")
+
+    @model_validator(mode="after")
+    def _complete(self) -> PractitionerMapping:
+        if self.calcom_user_id is None and not self.email:
+            raise ValueError("a practitioner needs 'calcom_user_id' or 'email' to match the Cal.com host")
+        if (self.reference is None) == (self.npi is None):
+            raise ValueError("a practitioner needs exactly one of 'reference' or 'npi'")
+        return self
+
+
+class PatientFields(_Config):
+    """Booking-question slugs that carry patient data (matched on the `responses` key, not the label)."""
+
+    birth_date: str | None = None
+    phone: str | None = None
+
+
+class ClinicConfig(_Config):
+    version: Literal[1] = 1
+    event_types: list[EventTypeMapping] = Field(min_length=1)
+    practitioners: list[PractitionerMapping] = Field(min_length=1)
+    patient_fields: PatientFields = PatientFields()
+    #: Unmapped event types are parked for review unless a default is configured.
+    default_event_type: EventTypeMapping | None = None
+
+    def event_type(self, event_type_id: int | None, slug: str | None) -> EventTypeMapping | None:
+        for mapping in self.event_types:
+            if mapping.id is not None and mapping.id == event_type_id:
+                return mapping
+        for mapping in self.event_types:
+            if mapping.slug and mapping.slug == slug:
+                return mapping
+        return self.default_event_type
+
+    def practitioner(self, user_id: int | None, email: str | None) -> PractitionerMapping | None:
+        for mapping in self.practitioners:
+            if mapping.calcom_user_id is not None and mapping.calcom_user_id == user_id:
+                return mapping
+        wanted = (email or "").strip().lower()
+        for mapping in self.practitioners:
+            if wanted and mapping.email and mapping.email.strip().lower() == wanted:
+                return mapping
+        return None
+
+
+def parse_config(text: str, *, origin: str = "config") -> ClinicConfig:
+    """Validate a YAML or JSON document; raise `ConfigError` listing every problem with its path."""
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{origin}: larger than {MAX_CONFIG_BYTES} bytes"])
+    try:
+        document: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{origin}: not valid YAML/JSON{where}"]) from None
+    if not isinstance(document, dict):
+        raise ConfigError([f"{origin}: the document must be a mapping"])
+    try:
+        return ClinicConfig.model_validate(document)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            path = ".".join(str(part) for part in error["loc"]) or "$"
+            problems.append(f"{path}: {error['msg']}")
+        raise ConfigError(problems) from None
+
+
+def load_config(source: str) -> ClinicConfig:
+    """`file:<path>` or `ssm:<parameter name>` → a validated `ClinicConfig`."""
+    scheme, _, location = source.partition(":")
+    if scheme == "file":
+        path = Path(location)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"{location}: cannot be read ({exc.strerror})"]) from None
+        return parse_config(text, origin=location)
+    if scheme == "ssm":
+        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only needed in AWS
+
+        return parse_config(str(parameters.get_parameter(location, max_age=300)), origin=location)
+    raise ConfigError([f"{source}: source must start with 'file:' or 'ssm:'"])
+
+
+@cache
+def cached_config(source: str) -> ClinicConfig:
+    return load_config(source)
+
+
+def dump_example() -> str:
+    return json.dumps(ClinicConfig.model_json_schema(), indent=2)

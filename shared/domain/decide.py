@@ -1,0 +1,231 @@
+"""The pure decision core: `decide(state, facts) -> Decision`.
+
+Precedence rules (also in docs/sync-semantics.md):
+
+1. **Chain head.** A lineage's current booking is the uid no reschedule has superseded
+   (BOOKING_RESCHEDULED names the previous uid in `rescheduleUid`). If several uids qualify (a link
+   was never delivered), the higher `iCalSequence` wins, then the later Cal.com `createdAt`.
+2. **Details** (times, event type, host) of a uid come from its latest non-cancel event by `createdAt`;
+   a cancel only supplies them when nothing else did.
+3. **Status** of the head uid is derived from the facts, never from the last message:
+   cancelled/rejected (absorbing: no older or newer event of that uid undoes it) > all patients
+   no-show > meeting ended (`fulfilled`) > accepted (`booked`) > requested (`pending`).
+   A rescheduled chain moves on to its new head, so a reschedule after a "request reschedule"
+   cancellation books the appointment again - that is a newer booking, not an older event.
+4. **Seats.** A seated BOOKING_CANCELLED removes only the listed attendees; each person is present
+   when their latest add is newer than their latest removal. No-show marks are per person, latest wins.
+5. **Duplicates and stale events.** An event whose body was merged before is a duplicate; an event
+   that changes no fact that the projection reads is stale. Both are recorded as skipped.
+
+Every rule combines facts with max/union, so the final state - and the Appointment projected from
+it - does not depend on delivery order or duplication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from shared.calcom.models import BookingEvent, Trigger
+from shared.domain.state import (
+    SEEN_LIMIT,
+    BookingDetails,
+    CancelKind,
+    LineageState,
+    Participant,
+    UidFacts,
+)
+
+Outcome = Literal["applied", "duplicate", "stale"]
+
+
+def person_key(email: str, key: bytes) -> str:
+    """Keyed hash of a normalised e-mail: identifies a person in state and audit without PHI."""
+    return hmac.new(key, email.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: LineageState
+    outcome: Outcome
+    #: Person keys present in the new state that still need an EHR Patient reference.
+    unresolved_patients: tuple[str, ...] = field(default=())
+
+
+def _max_dt(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _patients_of(event: BookingEvent) -> list[str]:
+    """E-mails of the patients an event adds: every seat holder, or the booker (guests are not patients)."""
+    if not event.attendees:
+        return []
+    people = event.attendees if event.seated else event.attendees[:1]
+    return [a.email for a in people]
+
+
+def _cancel_kind(event: BookingEvent) -> CancelKind:
+    if event.trigger is Trigger.BOOKING_REJECTED:
+        return "rejected"
+    if event.is_request_reschedule:
+        return "reschedule_requested"
+    return "cancelled"
+
+
+def _details(event: BookingEvent) -> BookingDetails | None:
+    if event.start is None or event.end is None:
+        return None
+    return BookingDetails(
+        source_rank=(event.trigger is not Trigger.BOOKING_CANCELLED, event.occurred_at, event.trigger.value),
+        start=event.start,
+        end=event.end,
+        event_type_id=event.event_type_id,
+        event_type_slug=event.event_type_slug,
+        host_user_id=event.organizer.user_id if event.organizer else None,
+        host_email=event.organizer.email.lower() if event.organizer and event.organizer.email else None,
+        location_kind=event.location.split(":", 1)[0] if event.location else None,
+    )
+
+
+def _merge_uid(facts: UidFacts, event: BookingEvent) -> UidFacts:
+    updates: dict[str, object] = {}
+    candidate = _details(event)
+    if candidate and (facts.details is None or candidate.source_rank > facts.details.source_rank):
+        updates["details"] = candidate
+    if event.trigger is not Trigger.BOOKING_CANCELLED and event.ical_sequence is not None:
+        # Cal.com bumps iCalSequence on cancel too; only booking versions order the chain.
+        updates["sequence"] = max(facts.sequence if facts.sequence is not None else -1, event.ical_sequence)
+    if event.seated:
+        updates["seated"] = True
+    trigger = event.trigger
+    if trigger is Trigger.BOOKING_REQUESTED or event.status == "PENDING":
+        updates["requested_at"] = _max_dt(facts.requested_at, event.occurred_at)
+    elif trigger in (Trigger.BOOKING_CREATED, Trigger.BOOKING_RESCHEDULED, Trigger.MEETING_ENDED):
+        updates["accepted_at"] = _max_dt(facts.accepted_at, event.occurred_at)
+    if trigger is Trigger.MEETING_ENDED:
+        updates["ended_at"] = _max_dt(facts.ended_at, event.occurred_at)
+    whole_booking_cancel = trigger is Trigger.BOOKING_CANCELLED and not event.seated
+    if trigger is Trigger.BOOKING_REJECTED or whole_booking_cancel:
+        kind = _cancel_kind(event)
+        # Ties on createdAt are broken by the kind's name so the result never depends on order.
+        if facts.cancelled_at is None or (event.occurred_at, kind) > (facts.cancelled_at, facts.cancel_kind or ""):
+            updates["cancelled_at"] = event.occurred_at
+            updates["cancel_kind"] = kind
+    return facts.model_copy(update=updates) if updates else facts
+
+
+def _merge_participants(
+    participants: dict[str, Participant], event: BookingEvent, key: bytes
+) -> dict[str, Participant]:
+    merged = dict(participants)
+    at = event.occurred_at
+    if event.kind == "no_show":
+        for attendee in event.attendees:
+            pk = person_key(attendee.email, key)
+            current = merged.get(pk, Participant(person_key=pk))
+            if current.no_show_at is None or at > current.no_show_at:
+                merged[pk] = current.model_copy(update={"no_show": bool(attendee.no_show), "no_show_at": at})
+        return merged
+    removing = event.trigger is Trigger.BOOKING_CANCELLED and event.seated
+    for email in _patients_of(event):
+        pk = person_key(email, key)
+        current = merged.get(pk, Participant(person_key=pk))
+        if removing:
+            merged[pk] = current.model_copy(update={"removed_at": _max_dt(current.removed_at, at)})
+        else:
+            merged[pk] = current.model_copy(update={"added_at": _max_dt(current.added_at, at)})
+    return merged
+
+
+def merge(state: LineageState, event: BookingEvent, key: bytes) -> LineageState:
+    """Merge one event's facts into the state (commutative, associative, idempotent on facts)."""
+    uids = dict(state.uids)
+    if event.kind == "booking":
+        uids[event.uid] = _merge_uid(uids.get(event.uid, UidFacts(uid=event.uid)), event)
+        if event.reschedule_uid:
+            previous = uids.get(event.reschedule_uid, UidFacts(uid=event.reschedule_uid))
+            uids[event.reschedule_uid] = previous.model_copy(update={"superseded_by": event.uid})
+    elif event.uid not in uids:
+        uids[event.uid] = UidFacts(uid=event.uid)
+    participants = _merge_participants(state.participants, event, key)
+    return state.model_copy(update={"uids": uids, "participants": participants})
+
+
+def chain_head(state: LineageState) -> UidFacts | None:
+    """The current booking of the lineage (rule 1), or None when no uid has slot details yet."""
+    candidates = [f for f in state.uids.values() if f.details is not None and f.superseded_by is None]
+    if not candidates:
+        return None
+
+    def rank(facts: UidFacts) -> tuple[int, datetime, str]:
+        assert facts.details is not None
+        return (facts.sequence if facts.sequence is not None else -1, facts.details.source_rank[1], facts.uid)
+
+    return max(candidates, key=rank)
+
+
+AppointmentStatus = Literal["pending", "booked", "fulfilled", "noshow", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentView:
+    """What the EHR Appointment should say, PHI-free. The FHIR projection renders exactly this."""
+
+    lineage: str
+    head_uid: str
+    uids: tuple[str, ...]
+    status: AppointmentStatus
+    cancel_kind: CancelKind | None
+    details: BookingDetails
+    #: (person_key, patient_ref, no_show) of every present patient, sorted.
+    patients: tuple[tuple[str, str | None, bool], ...]
+
+
+def derive_status(head: UidFacts, patients: list[Participant]) -> AppointmentStatus:
+    """Rule 3: the head uid's status from its facts."""
+    if head.cancelled_at is not None:
+        return "cancelled"
+    if patients and all(p.no_show for p in patients):
+        return "noshow"
+    if head.ended_at is not None:
+        return "fulfilled"
+    if head.accepted_at is not None or head.requested_at is None:
+        return "booked"
+    return "pending"
+
+
+def appointment_view(state: LineageState) -> AppointmentView | None:
+    head = chain_head(state)
+    if head is None or head.details is None:
+        return None
+    present = [p for p in state.participants.values() if p.present]
+    return AppointmentView(
+        lineage=state.lineage,
+        head_uid=head.uid,
+        uids=tuple(sorted(state.uids)),
+        status=derive_status(head, present),
+        cancel_kind=head.cancel_kind if head.cancelled_at is not None else None,
+        details=head.details,
+        patients=tuple(sorted((p.person_key, p.patient_ref, p.no_show) for p in present)),
+    )
+
+
+def decide(state: LineageState, event: BookingEvent, body_sha256: str, key: bytes) -> Decision:
+    """State x event -> new state + what to do. Pure: no I/O, no clock."""
+    if body_sha256 in state.seen:
+        return Decision(state=state, outcome="duplicate")
+    merged = merge(state, event, key)
+    seen = [*state.seen, body_sha256][-SEEN_LIMIT:]
+    new_state = merged.model_copy(update={"seen": seen})
+    outcome: Outcome = "applied" if appointment_view(new_state) != appointment_view(state) else "stale"
+    unresolved = tuple(
+        sorted(p.person_key for p in new_state.participants.values() if p.present and p.patient_ref is None)
+    )
+    return Decision(state=new_state, outcome=outcome, unresolved_patients=unresolved)

@@ -1,0 +1,144 @@
+"""Render an `AppointmentView` as a FHIR R4 Appointment (pure), and merge it into the EHR's copy.
+
+The bridge owns: identifiers it issued, status (except EHR-owned workflow states), times, type codes,
+the Patient and Practitioner participants, cancelationReason and its tag. Everything else on the
+EHR's resource (comments, Locations added by staff, extensions) is preserved on update.
+No free text from the booking is written (no names, notes or reasons): cancellation reasons become
+a code from the R4 appointment-cancellation-reason code system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared.config.clinic import EventTypeMapping
+from shared.domain.decide import AppointmentView
+from shared.ehr.port import Identifier, Resource
+
+V2_0276 = "http://terminology.hl7.org/CodeSystem/v2-0276"
+CANCEL_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"
+#: Statuses the EHR's own workflow sets; a booked/pending projection never overwrites them.
+EHR_OWNED_STATUSES = frozenset({"arrived", "checked-in", "fulfilled", "entered-in-error"})
+_CANCEL_CODES = {
+    "cancelled": ("oth", "Other"),
+    "rejected": ("prov", "Provider"),
+    "reschedule_requested": ("prov-resched", "Provider: Rescheduled"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierSystems:
+    base: str
+
+    @property
+    def lineage(self) -> str:
+        return f"{self.base}/calcom-ical-uid"
+
+    @property
+    def booking(self) -> str:
+        return f"{self.base}/calcom-booking-uid"
+
+    @property
+    def person(self) -> str:
+        return f"{self.base}/calcom-person"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.base}/tags"
+
+    def lineage_identifier(self, lineage: str) -> Identifier:
+        return Identifier(self.lineage, lineage)
+
+
+def _iso(moment: Any) -> str:
+    return str(moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _concept(coding: Any) -> dict[str, Any]:
+    concept: dict[str, Any] = {"coding": [{"system": coding.system, "code": coding.code}]}
+    if coding.display:
+        concept["coding"][0]["display"] = coding.display
+    return concept
+
+
+def render_appointment(
+    view: AppointmentView, event_type: EventTypeMapping, practitioner_ref: str, systems: IdentifierSystems
+) -> Resource:
+    """The Appointment the bridge wants the EHR to hold for this lineage."""
+    details = view.details
+    minutes = int((details.end - details.start).total_seconds() // 60)
+    participants: list[dict[str, Any]] = [
+        {"actor": {"reference": ref}, "required": "required", "status": "accepted"}
+        for _, ref, _ in view.patients
+        if ref
+    ]
+    participants.append(
+        {
+            "actor": {"reference": practitioner_ref},
+            "required": "required",
+            "status": "needs-action" if view.status == "pending" else "accepted",
+        }
+    )
+    resource: Resource = {
+        "resourceType": "Appointment",
+        "meta": {"tag": [{"system": systems.tag, "code": "calcom"}]},
+        "identifier": [
+            {"system": systems.lineage, "value": view.lineage},
+            *({"system": systems.booking, "value": uid} for uid in view.uids),
+        ],
+        "status": view.status,
+        "appointmentType": {"coding": [{"system": V2_0276, "code": event_type.appointment_type}]},
+        "start": _iso(details.start),
+        "end": _iso(details.end),
+        "participant": participants,
+    }
+    if minutes > 0:
+        resource["minutesDuration"] = minutes
+    if event_type.service_type:
+        resource["serviceType"] = [_concept(event_type.service_type)]
+    if event_type.specialty:
+        resource["specialty"] = [_concept(event_type.specialty)]
+    if view.status == "cancelled" and view.cancel_kind:
+        code, display = _CANCEL_CODES[view.cancel_kind]
+        resource["cancelationReason"] = {"coding": [{"system": CANCEL_REASON_SYSTEM, "code": code, "display": display}]}
+    return resource
+
+
+def projection_hash(resource: Resource) -> str:
+    return hashlib.sha256(json.dumps(resource, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def merge_into_existing(existing: Resource, desired: Resource, systems: IdentifierSystems) -> Resource:
+    """Apply the bridge-owned fields of `desired` onto the EHR's current resource."""
+    merged = dict(existing)
+    for key in ("start", "end", "minutesDuration", "appointmentType", "serviceType", "specialty"):
+        if key in desired:
+            merged[key] = desired[key]
+        else:
+            merged.pop(key, None)
+    status = desired["status"]
+    if existing.get("status") in EHR_OWNED_STATUSES and status in ("booked", "pending"):
+        status = existing["status"]
+    merged["status"] = status
+    if "cancelationReason" in desired and status in ("cancelled", "noshow"):
+        merged["cancelationReason"] = desired["cancelationReason"]
+    elif status not in ("cancelled", "noshow"):
+        merged.pop("cancelationReason", None)
+    ours = {systems.lineage, systems.booking}
+    foreign_ids = [i for i in existing.get("identifier", []) if i.get("system") not in ours]
+    merged["identifier"] = [*desired["identifier"], *foreign_ids]
+    managed_types = ("Patient/", "Practitioner/")
+    kept = [
+        p
+        for p in existing.get("participant", [])
+        if not str((p.get("actor") or {}).get("reference", "")).startswith(managed_types)
+    ]
+    merged["participant"] = [*desired["participant"], *kept]
+    meta = dict(existing.get("meta") or {})
+    tags = [t for t in meta.get("tag", []) if t.get("system") != systems.tag]
+    meta["tag"] = [*desired["meta"]["tag"], *tags]
+    merged["meta"] = {k: v for k, v in meta.items() if k in ("tag", "security", "profile")}
+    return merged

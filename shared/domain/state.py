@@ -1,0 +1,85 @@
+"""Lineage state: what the bridge knows about one booking lineage (an iCalUID chain).
+
+The state is a *merge of facts*, never a log of commands: every field is combined with max/union so
+that merging the same events in any order, any number of times, gives the same state. The EHR
+Appointment is then a pure projection of the state (`shared.domain.projection`). That is what makes
+sync order-insensitive by construction.
+
+No PHI is stored here: people are identified by a keyed hash of their e-mail (`person_key`), patients
+by their EHR reference, hosts by their Cal.com user id / staff e-mail. Free-text reasons are reduced to
+a category.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CancelKind = Literal["cancelled", "rejected", "reschedule_requested"]
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BookingDetails(_State):
+    """Slot and routing facts of one Cal.com booking uid, taken from its most authoritative event."""
+
+    #: Precedence of the event these details came from: (not-a-cancel, occurred_at, trigger).
+    source_rank: tuple[bool, datetime, str]
+    start: datetime
+    end: datetime
+    event_type_id: int | None = None
+    event_type_slug: str | None = None
+    host_user_id: int | None = None
+    host_email: str | None = None
+    location_kind: str | None = None
+
+
+class UidFacts(_State):
+    """Everything known about one Cal.com booking uid of the lineage."""
+
+    uid: str
+    sequence: int | None = None
+    details: BookingDetails | None = None
+    requested_at: datetime | None = None
+    accepted_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    cancel_kind: CancelKind | None = None
+    ended_at: datetime | None = None
+    superseded_by: str | None = None
+    seated: bool = False
+
+
+class Participant(_State):
+    """A patient on the lineage (the booker, or each seat holder of a seated event)."""
+
+    person_key: str
+    added_at: datetime | None = None
+    removed_at: datetime | None = None
+    patient_ref: str | None = None
+    no_show: bool = False
+    no_show_at: datetime | None = None
+
+    @property
+    def present(self) -> bool:
+        return self.added_at is not None and (self.removed_at is None or self.added_at > self.removed_at)
+
+
+class LineageState(_State):
+    lineage: str
+    uids: dict[str, UidFacts] = Field(default_factory=dict)
+    participants: dict[str, Participant] = Field(default_factory=dict)
+    #: Body hashes of events already merged (bounded) - a redelivery is recognised as a duplicate.
+    seen: list[str] = Field(default_factory=list)
+    appointment_id: str | None = None
+    appointment_version: str | None = None
+    #: Hash of the Appointment last written to the EHR, so an unchanged projection is not re-sent.
+    projection_hash: str | None = None
+    #: Optimistic-concurrency counter of the stored item (0 = never stored).
+    version: int = 0
+
+
+SEEN_LIMIT = 200

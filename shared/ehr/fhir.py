@@ -1,0 +1,156 @@
+"""Generic FHIR R4 adapter (httpx): conditional create, version-aware update, search.
+
+Error classes: timeouts, connection errors, 429, 5xx, 409/412 (version conflicts) and 401 (expired
+credentials) are retryable; other 4xx are permanent. Error details carry the HTTP status and the
+OperationOutcome issue codes only - never diagnostics text, which may echo resource content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from shared.ehr.port import Identifier, Resource, StoredResource
+from shared.errors import PermanentEhrError, RetryableEhrError
+
+FHIR_JSON = "application/fhir+json"
+_RETRYABLE_STATUS = frozenset({401, 408, 409, 412, 423, 425, 429})
+MAX_RETRY_AFTER_SECONDS = 900.0
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), MAX_RETRY_AFTER_SECONDS))
+    except ValueError:
+        return None
+
+
+def _issue_codes(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return "no OperationOutcome"
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return "no OperationOutcome"
+    codes = sorted({str(issue.get("code", "?")) for issue in body.get("issue", []) if isinstance(issue, dict)})
+    return "issues: " + ",".join(codes) if codes else "empty OperationOutcome"
+
+
+def _version(response: httpx.Response, resource: Resource) -> str | None:
+    etag: str | None = response.headers.get("ETag")
+    if etag:
+        return etag.removeprefix("W/").strip('"')
+    meta = resource.get("meta") or {}
+    version = meta.get("versionId")
+    return str(version) if version is not None else None
+
+
+class FhirR4Client:
+    """One client per container, reused across invocations (keep-alive, bounded pool)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        bearer_token: str | None = None,
+        timeout_seconds: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Accept": FHIR_JSON, "User-Agent": "cal-ehr-bridge/0.1"}
+        if bearer_token:
+            headers["Authorization"] = f"Bearer {bearer_token}"
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _send(
+        self, method: str, url: str, *, json: Resource | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        request_headers = dict(headers or {})
+        if json is not None:
+            request_headers["Content-Type"] = FHIR_JSON
+        try:
+            response = self._client.request(method, url, json=json, headers=request_headers)
+        except httpx.TimeoutException as exc:
+            raise RetryableEhrError(f"{method} timed out") from exc
+        except httpx.TransportError as exc:
+            raise RetryableEhrError(f"{method} failed to connect ({type(exc).__name__})") from exc
+        status = response.status_code
+        if status < 400:
+            return response
+        detail = f"{method} {url.split('?', 1)[0]} answered {status} ({_issue_codes(response)})"
+        if status in _RETRYABLE_STATUS or status >= 500:
+            raise RetryableEhrError(detail, status=status, retry_after=_retry_after(response))
+        raise PermanentEhrError(detail, status=status)
+
+    @staticmethod
+    def _body(response: httpx.Response) -> Resource:
+        try:
+            body: Any = response.json()
+        except ValueError as exc:
+            raise RetryableEhrError(f"EHR answered {response.status_code} with a non-JSON body") from exc
+        if not isinstance(body, dict):
+            raise RetryableEhrError("EHR answered with a non-object JSON body")
+        return body
+
+    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
+        response = (
+            self._send("GET", resource_type, headers=None)
+            if not params
+            else self._send(
+                "GET", f"{resource_type}?" + "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in params.items())
+            )
+        )
+        bundle = self._body(response)
+        found = []
+        for entry in bundle.get("entry") or []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == resource_type and "id" in resource:
+                version = (resource.get("meta") or {}).get("versionId")
+                found.append(StoredResource(id=str(resource["id"]), version=version, resource=resource))
+        return found
+
+    def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        try:
+            response = self._send("GET", f"{resource_type}/{quote(resource_id, safe='')}")
+        except PermanentEhrError as exc:
+            if exc.status in (404, 410):
+                return None
+            raise
+        resource = self._body(response)
+        return StoredResource(id=str(resource["id"]), version=_version(response, resource), resource=resource)
+
+    def create_if_none_exist(self, resource: Resource, identifier: Identifier) -> StoredResource:
+        response = self._send(
+            "POST",
+            str(resource["resourceType"]),
+            json=resource,
+            headers={"If-None-Exist": f"identifier={quote(identifier.token, safe='')}"},
+        )
+        stored = self._body(response)
+        return StoredResource(
+            id=str(stored["id"]),
+            version=_version(response, stored),
+            resource=stored,
+            created=response.status_code == 201,
+        )
+
+    def update(self, resource: Resource, version: str | None) -> StoredResource:
+        headers = {"If-Match": f'W/"{version}"'} if version else {}
+        response = self._send(
+            "PUT", f"{resource['resourceType']}/{quote(str(resource['id']), safe='')}", json=resource, headers=headers
+        )
+        stored = self._body(response)
+        return StoredResource(id=str(stored["id"]), version=_version(response, stored), resource=stored)

@@ -1,0 +1,94 @@
+"""Patient matching that never guesses.
+
+1. A Patient the bridge created before carries our identifier (`<base>/calcom-person|<person key>`):
+   exactly one → link.
+2. Otherwise search by e-mail. A candidate is compatible when its birth date equals the booking's
+   (when both are known), else when its family name equals the booking's. Exactly one compatible →
+   link; none → create a minimal Patient (conditional create on our identifier, so two workers can
+   never make two); several → review (`ambiguous_patient`), never a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from shared.domain.projection import IdentifierSystems
+from shared.ehr.port import EhrClient, Identifier, Resource, StoredResource
+from shared.errors import ReviewRequired
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """Demographics of one attendee, held only in memory while a message is processed."""
+
+    person_key: str
+    email: str
+    name: str | None
+    birth_date: str | None
+    phone: str | None = None
+
+    @property
+    def family(self) -> str | None:
+        parts = (self.name or "").split()
+        return parts[-1] if parts else None
+
+    @property
+    def given(self) -> list[str]:
+        parts = (self.name or "").split()
+        return parts[:-1]
+
+
+def birth_date_from(responses: dict[str, Any], field: str | None) -> str | None:
+    value = responses.get(field) if field else None
+    return value if isinstance(value, str) and _DATE.match(value.strip()) else None
+
+
+def _compatible(candidate: Resource, facts: PatientFacts) -> bool:
+    if facts.birth_date and candidate.get("birthDate"):
+        return bool(candidate["birthDate"] == facts.birth_date)
+    families = {str(n.get("family", "")).lower() for n in candidate.get("name", []) if isinstance(n, dict)}
+    return bool(facts.family) and (facts.family or "").lower() in families
+
+
+def minimal_patient(facts: PatientFacts, systems: IdentifierSystems) -> Resource:
+    name: dict[str, Any] = {"use": "usual"}
+    if facts.family:
+        name["family"] = facts.family
+    if facts.given:
+        name["given"] = facts.given
+    telecom = [{"system": "email", "value": facts.email}]
+    if facts.phone:
+        telecom.append({"system": "phone", "value": facts.phone})
+    patient: Resource = {
+        "resourceType": "Patient",
+        "meta": {"tag": [{"system": systems.tag, "code": "calcom"}]},
+        "identifier": [{"system": systems.person, "value": facts.person_key}],
+        "name": [name],
+        "telecom": telecom,
+        "gender": "unknown",
+    }
+    if facts.birth_date:
+        patient["birthDate"] = facts.birth_date
+    return patient
+
+
+def resolve_patient(ehr: EhrClient, facts: PatientFacts, systems: IdentifierSystems) -> str:
+    """Return `Patient/<id>` for this attendee, creating a minimal Patient only when nobody matches."""
+    ours = Identifier(systems.person, facts.person_key)
+    linked = ehr.search("Patient", {"identifier": ours.token})
+    if len(linked) == 1:
+        return f"Patient/{linked[0].id}"
+    if len(linked) > 1:
+        raise ReviewRequired("ambiguous_patient", f"{len(linked)} Patients carry the bridge identifier")
+    candidates: list[StoredResource] = ehr.search("Patient", {"email": facts.email})
+    compatible = [c for c in candidates if _compatible(c.resource, facts)]
+    if len(compatible) == 1:
+        return f"Patient/{compatible[0].id}"
+    if len(compatible) > 1:
+        raise ReviewRequired("ambiguous_patient", f"{len(compatible)} Patients match the attendee")
+    created = ehr.create_if_none_exist(minimal_patient(facts, systems), ours)
+    return f"Patient/{created.id}"

@@ -1,0 +1,38 @@
+"""The EHR port: what the sync logic needs from an EHR, independent of FHIR/HL7 details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    id: str
+    version: str | None
+    resource: Resource
+    created: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    system: str
+    value: str
+
+    @property
+    def token(self) -> str:
+        return f"{self.system}|{self.value}"
+
+
+class EhrClient(Protocol):
+    """One adapter per EHR protocol. Raises `RetryableEhrError` / `PermanentEhrError` only."""
+
+    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]: ...
+
+    def read(self, resource_type: str, resource_id: str) -> StoredResource | None: ...
+
+    def create_if_none_exist(self, resource: Resource, identifier: Identifier) -> StoredResource: ...
+
+    def update(self, resource: Resource, version: str | None) -> StoredResource: ...

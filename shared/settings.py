@@ -1,0 +1,68 @@
+"""Typed settings, validated once at cold start. Logic never reads `os.environ` itself."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Documented body limit for webhooks (Cal.com booking bodies are 3-10 KB; 256 KiB leaves room for
+#: large seated events while staying well under SQS's message limit).
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+
+
+class SettingsError(RuntimeError):
+    """The function's environment is incomplete or invalid: a deployment error, reported by name."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    stage: str = Field(default="local", alias="STAGE")
+    service: str = Field(default="cal-ehr-bridge", alias="POWERTOOLS_SERVICE_NAME")
+
+
+class IngestSettings(_Settings):
+    queue_url: str = Field(alias="QUEUE_URL", min_length=1)
+    webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, alias="MAX_BODY_BYTES", gt=0, le=1024 * 1024)
+    secret_cache_seconds: int = Field(default=300, alias="SECRET_CACHE_SECONDS", ge=0)
+
+
+class SyncSettings(_Settings):
+    queue_url: str = Field(alias="QUEUE_URL", min_length=1)
+    state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
+    review_table: str = Field(alias="REVIEW_TABLE", min_length=1)
+    audit_table: str = Field(default="", alias="AUDIT_TABLE")
+    ehr_base_url: str = Field(alias="EHR_BASE_URL", pattern=r"^https?://")
+    ehr_auth_secret_arn: str = Field(default="", alias="EHR_AUTH_SECRET_ARN")
+    #: Secret `{"key": "<random>"}`: the key of the keyed hash that names people in state and audit.
+    pseudonym_secret_arn: str = Field(alias="PSEUDONYM_SECRET_ARN", min_length=1)
+    ehr_timeout_seconds: float = Field(default=10.0, alias="EHR_TIMEOUT_SECONDS", gt=0, le=60)
+    clinic_config_source: str = Field(alias="CLINIC_CONFIG_SOURCE", pattern=r"^(file|ssm):.+")
+    identifier_system_base: str = Field(
+        default="https://cal-ehr-bridge.dev/fhir/sid", alias="IDENTIFIER_SYSTEM_BASE", pattern=r"^https?://"
+    )
+
+
+def _load[T: _Settings](model: type[T]) -> T:
+    try:
+        return model.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        problems = ", ".join(
+            f"{'.'.join(str(p) for p in err['loc'])} ({err['type']})"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise SettingsError(f"invalid function environment: {problems}") from None
+
+
+@cache
+def ingest_settings() -> IngestSettings:
+    return _load(IngestSettings)
+
+
+@cache
+def sync_settings() -> SyncSettings:
+    return _load(SyncSettings)

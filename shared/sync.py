@@ -1,0 +1,197 @@
+"""Sync: one queued webhook → lineage state → EHR, using the pure core in between.
+
+    parse → resolve lineage → load state → decide() → resolve patients → project → write EHR
+    → commit state (conditional) → link uids
+
+A conflicting commit (another worker stored the lineage first) reloads and decides again; EHR updates
+carry If-Match. Outcomes: applied, duplicate, stale, recorded (form intake). Problems a human must
+solve raise `ReviewRequired`; transient ones raise `RetryableEhrError`, `LineageNotYetKnown` or a
+store error so the message comes back later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from shared.calcom.lineage import lineage_key
+from shared.calcom.models import BookingEvent
+from shared.calcom.parse import parse_webhook
+from shared.config.clinic import ClinicConfig, PractitionerMapping
+from shared.domain.decide import AppointmentView, Outcome, appointment_view, decide, person_key
+from shared.domain.projection import (
+    IdentifierSystems,
+    merge_into_existing,
+    projection_hash,
+    render_appointment,
+)
+from shared.domain.state import LineageState
+from shared.ehr.patients import PatientFacts, birth_date_from, resolve_patient
+from shared.ehr.port import EhrClient, Identifier, StoredResource
+from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
+from shared.stores.state import LineageStateStore, StateConflictError
+
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+MAX_CONFLICT_RETRIES = 5
+
+SyncOutcome = Literal["applied", "duplicate", "stale", "recorded"]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    outcome: SyncOutcome
+    trigger: str
+    lineage_hash: str
+    appointment_id: str | None = None
+
+
+def lineage_hash(lineage: str) -> str:
+    return hashlib.sha256(lineage.encode("utf-8")).hexdigest()
+
+
+class SyncService:
+    def __init__(
+        self,
+        *,
+        store: LineageStateStore,
+        ehr: EhrClient,
+        config: ClinicConfig,
+        systems: IdentifierSystems,
+        pseudonym_key: bytes,
+    ) -> None:
+        self._store = store
+        self._ehr = ehr
+        self._config = config
+        self._systems = systems
+        self._key = pseudonym_key
+        self._practitioners: dict[str, str] = {}
+
+    # -- entry point -------------------------------------------------------------------------
+    def process(self, body: str) -> SyncResult:
+        raw = body.encode("utf-8")
+        try:
+            parsed = parse_webhook(raw)
+        except IntakeError as exc:
+            raise ReviewRequired("invalid_message", exc.detail) from None
+        event = parsed.event
+        if event is None:
+            raise ReviewRequired("not_actionable", f"trigger {parsed.trigger_name[:64]} is not synced")
+        if event.kind == "form":
+            # Routing-form intake is recorded, not applied (see README: not built yet).
+            return SyncResult(outcome="recorded", trigger=event.trigger.value, lineage_hash="")
+        lineage = self._resolve_lineage(event)
+        body_sha256 = hashlib.sha256(raw).hexdigest()
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                return self._apply(lineage, event, body_sha256)
+            except StateConflictError:
+                continue
+        raise StateConflictError(lineage)
+
+    # -- steps -------------------------------------------------------------------------------
+    def _resolve_lineage(self, event: BookingEvent) -> str:
+        known = self._store.lineage_of(event.uid)
+        if known:
+            return known
+        if event.reschedule_uid and (previous := self._store.lineage_of(event.reschedule_uid)):
+            return previous
+        if event.kind == "no_show":
+            # No iCalUID in a no-show: only the alias index can place it. Its booking is not here yet.
+            raise LineageNotYetKnown("no-show for a booking the bridge has not seen yet")
+        return lineage_key(event)
+
+    def _apply(self, lineage: str, event: BookingEvent, body_sha256: str) -> SyncResult:
+        state = self._store.load(lineage)
+        decision = decide(state, event, body_sha256, self._key)
+        if decision.outcome == "duplicate":
+            return self._result("duplicate", event, state)
+        new_state = self._with_patients(decision.state, decision.unresolved_patients, event)
+        view = appointment_view(new_state)
+        outcome: Outcome = decision.outcome
+        if view is not None:
+            new_state, wrote = self._write_appointment(new_state, view)
+            outcome = "applied" if wrote else "stale"
+        stored = self._store.save(new_state)
+        for uid in stored.uids:
+            self._store.link_uid(uid, lineage)
+        return self._result(outcome, event, stored)
+
+    def _with_patients(self, state: LineageState, unresolved: tuple[str, ...], event: BookingEvent) -> LineageState:
+        if not unresolved:
+            return state
+        birth_date = birth_date_from(event.responses, self._config.patient_fields.birth_date)
+        phone_field = self._config.patient_fields.phone
+        phone = event.responses.get(phone_field) if phone_field else None
+        participants = dict(state.participants)
+        for attendee in event.attendees:
+            key = person_key(attendee.email, self._key)
+            if key not in unresolved:
+                continue
+            facts = PatientFacts(
+                person_key=key,
+                email=attendee.email.strip().lower(),
+                name=attendee.name,
+                birth_date=birth_date if attendee == event.attendees[0] else None,
+                phone=phone if isinstance(phone, str) else None,
+            )
+            ref = resolve_patient(self._ehr, facts, self._systems)
+            participants[key] = participants[key].model_copy(update={"patient_ref": ref})
+        return state.model_copy(update={"participants": participants})
+
+    def _practitioner_ref(self, mapping: PractitionerMapping) -> str:
+        if mapping.reference:
+            return mapping.reference
+        assert mapping.npi is not None
+        if mapping.npi not in self._practitioners:
+            found = self._ehr.search("Practitioner", {"identifier": f"{NPI_SYSTEM}|{mapping.npi}"})
+            if len(found) != 1:
+                raise ReviewRequired(
+                    "practitioner_not_in_ehr", f"{len(found)} Practitioners carry the mapped NPI {mapping.npi}"
+                )
+            self._practitioners[mapping.npi] = f"Practitioner/{found[0].id}"
+        return self._practitioners[mapping.npi]
+
+    def _write_appointment(self, state: LineageState, view: AppointmentView) -> tuple[LineageState, bool]:
+        details = view.details
+        event_type = self._config.event_type(details.event_type_id, details.event_type_slug)
+        if event_type is None:
+            raise ReviewRequired("unmapped_event_type", f"event type {details.event_type_id} is not in the mapping")
+        host = self._config.practitioner(details.host_user_id, details.host_email)
+        if host is None:
+            raise ReviewRequired("unmapped_host", f"Cal.com host {details.host_user_id} is not in the mapping")
+        desired = render_appointment(view, event_type, self._practitioner_ref(host), self._systems)
+        digest = projection_hash(desired)
+        if state.appointment_id and digest == state.projection_hash:
+            return state, False
+        stored = self._upsert(state, desired)
+        return state.model_copy(
+            update={"appointment_id": stored.id, "appointment_version": stored.version, "projection_hash": digest}
+        ), True
+
+    def _upsert(self, state: LineageState, desired: dict[str, object]) -> StoredResource:
+        identifier: Identifier = self._systems.lineage_identifier(state.lineage)
+        if state.appointment_id is None:
+            created = self._ehr.create_if_none_exist(desired, identifier)
+            if created.created:
+                return created
+            current: StoredResource | None = created  # it existed already (state was lost or a race)
+        else:
+            current = self._ehr.read("Appointment", state.appointment_id)
+            if current is None:
+                raise PermanentEhrError("the Appointment the bridge wrote is gone from the EHR", status=404)
+        assert current is not None
+        merged = merge_into_existing(current.resource, desired, self._systems)
+        merged["id"] = current.id
+        if merged == {**current.resource, "id": current.id}:
+            return current
+        return self._ehr.update(merged, current.version)
+
+    @staticmethod
+    def _result(outcome: SyncOutcome, event: BookingEvent, state: LineageState) -> SyncResult:
+        return SyncResult(
+            outcome=outcome,
+            trigger=event.trigger.value,
+            lineage_hash=lineage_hash(state.lineage),
+            appointment_id=state.appointment_id,
+        )
