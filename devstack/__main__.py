@@ -1,4 +1,5 @@
-from devstack.cli import main
 import sys
+
+from devstack.cli import main
 
 sys.exit(main())

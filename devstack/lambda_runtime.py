@@ -64,7 +64,7 @@ class LocalApi:
         ingest_handler = ingest
 
         class _RequestHandler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # request lines are not logged: paths are fixed, and nothing else is safe to print
 
             def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:

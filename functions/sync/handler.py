@@ -18,6 +18,7 @@ import boto3
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config.clinic import cached_config
 from shared.domain.projection import IdentifierSystems
@@ -84,7 +85,7 @@ def _retry_later(record: SQSRecord, reason: str, retry_after: float | None = Non
         _sqs().change_message_visibility(
             QueueUrl=sync_settings().queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay
         )
-    except Exception:
+    except (ClientError, BotoCoreError):  # the queue's own visibility timeout still brings it back
         logger.warning("could not extend visibility", extra={"reason": reason})
     return RetryLater(reason)
 
