@@ -7,6 +7,7 @@ the way the CDK stack declares them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -27,7 +28,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class LocalResources:
     endpoint: str
     queue_url: str
@@ -122,11 +123,7 @@ class LocalAws:
             SecretString=json.dumps({"key": secrets.token_hex(32)}),
         )
         sm.create_secret(Name=resources.ehr_auth_secret_id, KmsKeyId=key_id, SecretString=json.dumps({"type": "none"}))
-        return LocalResources(**{**_asdict(resources), "queue_url": queue_url, "dlq_url": dlq_url})
-
-
-def _asdict(resources: LocalResources) -> dict[str, Any]:
-    return {name: getattr(resources, name) for name in LocalResources.__slots__}
+        return dataclasses.replace(resources, queue_url=queue_url, dlq_url=dlq_url)
 
 
 def handler_environment(resources: LocalResources, *, ehr_base_url: str, clinic_config: str) -> dict[str, str]:

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import compact
+
+
+@pytest.fixture
+def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
+    """Empty FHIR server (plus the demo Practitioner), empty queue and tables, fresh handler caches."""
+    from devstack.stack import DEMO_DIR
+    from functions.ingest import handler as ingest
+    from functions.sync import handler as sync
+    from shared.settings import ingest_settings, sync_settings
+
+    fhir_server.reset()
+
+    for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
+        httpx.post(
+            f"{fhir_server.base_url}/Practitioner",
+            json=practitioner,
+            headers={"Content-Type": "application/fhir+json"},
+            trust_env=False,
+        ).raise_for_status()
+    # A fresh FIFO queue per test: SQS allows one purge a minute, and FIFO dedup spans 5 minutes.
+    sqs = bridge.client("sqs")
+    name = f"itest-{uuid.uuid4().hex[:12]}"
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=f"{name}.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "50"}),
+        },
+    )["QueueUrl"]
+    os.environ["QUEUE_URL"] = queue_url
+    bridge = dataclasses.replace(bridge, queue_url=queue_url, dlq_url=dlq_url)
+    ddb = bridge.client("dynamodb")
+    for table, keys in ((bridge.state_table, ["pk"]), (bridge.review_table, ["pk"])):
+        for item in ddb.scan(TableName=table).get("Items", []):
+            ddb.delete_item(TableName=table, Key={k: item[k] for k in keys})
+    for cached in (
+        ingest_settings,
+        sync_settings,
+        ingest._queue,
+        ingest._secret_reader,
+        sync._service,
+        sync._review_store,
+        sync._sqs,
+    ):
+        cached.cache_clear()
+    yield bridge
+
+
+def signed_event(body: bytes, secret: str, *, content_type: str = "application/json") -> dict[str, Any]:
+    from devstack.lambda_runtime import proxy_event
+    from shared.calcom.signature import sign
+
+    return proxy_event(
+        "POST", "/webhooks/calcom", {"Content-Type": content_type, "X-Cal-Signature-256": sign(secret, body)}, body
+    )
+
+
+@pytest.fixture
+def ingest_call(clean_bridge: Any) -> Callable[[bytes], dict[str, Any]]:
+    from devstack.lambda_runtime import context_for
+    from functions.ingest.handler import handler
+
+    def call(body: bytes) -> dict[str, Any]:
+        return handler(signed_event(body, clean_bridge.webhook_secret), context_for("ingest"))
+
+    return call
+
+
+@pytest.fixture
+def pipeline(clean_bridge: Any, ingest_call: Callable[[bytes], dict[str, Any]]) -> Any:
+    """Ingest documents through the real handler, then drain the queue through the real sync handler."""
+    from devstack.lambda_runtime import QueuePoller
+    from functions.sync.handler import handler as sync_handler
+
+    class Pipeline:
+        def __init__(self) -> None:
+            self.poller = QueuePoller(clean_bridge.client("sqs"), clean_bridge.queue_url, sync_handler)
+
+        def send(self, *documents: dict[str, Any]) -> None:
+            for document in documents:
+                response = ingest_call(compact(document))
+                assert response["statusCode"] == 202, response
+
+        def drain(self, max_polls: int = 20) -> None:
+            idle = 0
+            for _ in range(max_polls):
+                if self.poller.poll_once(wait_seconds=0) == 0:
+                    idle += 1
+                    if idle >= 2:
+                        return
+                else:
+                    idle = 0
+
+        def queue_depth(self) -> int:
+            attributes = clean_bridge.client("sqs").get_queue_attributes(
+                QueueUrl=clean_bridge.queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            return int(attributes["ApproximateNumberOfMessages"]) + int(
+                attributes["ApproximateNumberOfMessagesNotVisible"]
+            )
+
+        def review_items(self) -> list[dict[str, Any]]:
+            return clean_bridge.client("dynamodb").scan(TableName=clean_bridge.review_table).get("Items", [])
+
+    return Pipeline()
+
+
+def body_hash(document: dict[str, Any]) -> str:
+    return hashlib.sha256(compact(document)).hexdigest()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
