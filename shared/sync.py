@@ -12,14 +12,25 @@ store error so the message comes back later.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, PractitionerMapping
-from shared.domain.decide import AppointmentView, Outcome, appointment_view, decide, person_key
+from shared.domain.decide import (
+    AppointmentView,
+    NoShowMark,
+    Outcome,
+    apply_no_show_marks,
+    appointment_view,
+    decide,
+    no_show_marks,
+    person_key,
+)
 from shared.domain.projection import (
     IdentifierSystems,
     merge_into_existing,
@@ -35,7 +46,7 @@ from shared.stores.state import LineageStateStore, StateConflictError
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 MAX_CONFLICT_RETRIES = 5
 
-SyncOutcome = Literal["applied", "duplicate", "stale", "recorded"]
+SyncOutcome = Literal["applied", "duplicate", "stale", "recorded", "deferred"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +91,16 @@ class SyncService:
         if event.kind == "form":
             # Routing-form intake is recorded, not applied (see README: not built yet).
             return SyncResult(outcome="recorded", trigger=event.trigger.value, lineage_hash="")
-        lineage = self._resolve_lineage(event)
+        try:
+            lineage = self._resolve_lineage(event)
+        except LineageNotYetKnown:
+            # A no-show before its booking: keep the PHI-free marks; the booking's lineage absorbs them.
+            marks = [
+                json.dumps({"person_key": m.person_key, "no_show": m.no_show, "at": m.at.isoformat()})
+                for m in no_show_marks(event, self._key)
+            ]
+            self._store.add_pending_marks(event.uid, marks)
+            return SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash="")
         body_sha256 = hashlib.sha256(raw).hexdigest()
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
@@ -106,7 +126,8 @@ class SyncService:
         decision = decide(state, event, body_sha256, self._key)
         if decision.outcome == "duplicate":
             return self._result("duplicate", event, state)
-        new_state = self._with_patients(decision.state, decision.unresolved_patients, event)
+        new_state = self._absorb_pending_marks(state, decision.state)
+        new_state = self._with_patients(new_state, decision.unresolved_patients, event)
         view = appointment_view(new_state)
         outcome: Outcome = decision.outcome
         if view is not None:
@@ -116,6 +137,16 @@ class SyncService:
         for uid in stored.uids:
             self._store.link_uid(uid, lineage)
         return self._result(outcome, event, stored)
+
+    def _absorb_pending_marks(self, before: LineageState, after: LineageState) -> LineageState:
+        marks: list[NoShowMark] = []
+        for uid in sorted(set(after.uids) - set(before.uids)):
+            for raw in self._store.pending_marks(uid):
+                fact = json.loads(raw)
+                marks.append(NoShowMark(fact["person_key"], bool(fact["no_show"]), datetime.fromisoformat(fact["at"])))
+        if not marks:
+            return after
+        return after.model_copy(update={"participants": apply_no_show_marks(after.participants, marks)})
 
     def _with_patients(self, state: LineageState, unresolved: tuple[str, ...], event: BookingEvent) -> LineageState:
         if not unresolved:

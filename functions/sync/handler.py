@@ -124,7 +124,9 @@ def _handle(record: SQSRecord) -> None:
         raise _retry_later(record, "lineage_not_yet_known") from None
     except (StateConflictError, StateStoreUnavailableError) as exc:
         raise _retry_later(record, type(exc).__name__) from None
-    metric = {"applied": "EventApplied", "recorded": "EventRecorded"}.get(result.outcome, "EventSkipped")
+    metric = {"applied": "EventApplied", "recorded": "EventRecorded", "deferred": "EventDeferred"}.get(
+        result.outcome, "EventSkipped"
+    )
     count(metric)
     logger.info(
         "synced",

@@ -121,18 +121,36 @@ def _merge_uid(facts: UidFacts, event: BookingEvent) -> UidFacts:
     return facts.model_copy(update=updates) if updates else facts
 
 
+@dataclass(frozen=True, slots=True)
+class NoShowMark:
+    """A PHI-free no-show fact: who (keyed hash), marked or unmarked, and when."""
+
+    person_key: str
+    no_show: bool
+    at: datetime
+
+
+def no_show_marks(event: BookingEvent, key: bytes) -> list[NoShowMark]:
+    return [NoShowMark(person_key(a.email, key), bool(a.no_show), event.occurred_at) for a in event.attendees]
+
+
+def apply_no_show_marks(participants: dict[str, Participant], marks: list[NoShowMark]) -> dict[str, Participant]:
+    """Rule 5: per person, the latest mark wins (ties: marked wins, so the result is order-free)."""
+    merged = dict(participants)
+    for mark in marks:
+        current = merged.get(mark.person_key, Participant(person_key=mark.person_key))
+        if current.no_show_at is None or (mark.at, mark.no_show) > (current.no_show_at, current.no_show):
+            merged[mark.person_key] = current.model_copy(update={"no_show": mark.no_show, "no_show_at": mark.at})
+    return merged
+
+
 def _merge_participants(
     participants: dict[str, Participant], event: BookingEvent, key: bytes
 ) -> dict[str, Participant]:
     merged = dict(participants)
     at = event.occurred_at
     if event.kind == "no_show":
-        for attendee in event.attendees:
-            pk = person_key(attendee.email, key)
-            current = merged.get(pk, Participant(person_key=pk))
-            if current.no_show_at is None or at > current.no_show_at:
-                merged[pk] = current.model_copy(update={"no_show": bool(attendee.no_show), "no_show_at": at})
-        return merged
+        return apply_no_show_marks(merged, no_show_marks(event, key))
     removing = event.trigger is Trigger.BOOKING_CANCELLED and event.seated
     for email in _patients_of(event):
         pk = person_key(email, key)

@@ -91,3 +91,25 @@ class LineageStateStore:
                 raise StateStoreUnavailableError(type(exc).__name__) from exc
         except BotoCoreError as exc:
             raise StateStoreUnavailableError(type(exc).__name__) from exc
+
+    # -- no-show marks that arrived before their booking ------------------------------------
+    def add_pending_marks(self, uid: str, marks_json: list[str]) -> None:
+        """Keep PHI-free no-show marks for a uid no lineage has claimed yet (`pending#<uid>`)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"pending#{uid}"}},
+                UpdateExpression="ADD marks :marks",
+                ExpressionAttributeValues={":marks": {"SS": marks_json}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+
+    def pending_marks(self, uid: str) -> list[str]:
+        try:
+            item = self._client.get_item(
+                TableName=self._table, Key={"pk": {"S": f"pending#{uid}"}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        return sorted(item["marks"]["SS"]) if item and "marks" in item else []

@@ -41,7 +41,7 @@ def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
         QueueName=f"{name}.fifo",
         Attributes={
             "FifoQueue": "true",
-            "VisibilityTimeout": "30",
+            "VisibilityTimeout": "2",
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "50"}),
         },
     )["QueueUrl"]
@@ -99,15 +99,16 @@ def pipeline(clean_bridge: Any, ingest_call: Callable[[bytes], dict[str, Any]]) 
                 response = ingest_call(compact(document))
                 assert response["statusCode"] == 202, response
 
-        def drain(self, max_polls: int = 20) -> None:
-            idle = 0
-            for _ in range(max_polls):
+        def drain(self, max_polls: int = 20, timeout: float = 30.0) -> None:
+            """Poll until the queue is empty (in-flight messages come back after the 2 s visibility)."""
+            deadline = time.monotonic() + timeout
+            polls = 0
+            while time.monotonic() < deadline and polls < max_polls * 10:
+                polls += 1
                 if self.poller.poll_once(wait_seconds=0) == 0:
-                    idle += 1
-                    if idle >= 2:
+                    if self.queue_depth() == 0:
                         return
-                else:
-                    idle = 0
+                    time.sleep(0.2)
 
         def queue_depth(self) -> int:
             attributes = clean_bridge.client("sqs").get_queue_attributes(
