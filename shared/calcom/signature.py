@@ -39,10 +39,11 @@ def verify_signature(raw_body: bytes, header_value: str | None, secrets: Iterabl
     if not _HEX_DIGEST.match(candidate):
         raise SignatureError("X-Cal-Signature-256 is not a 64-character hex digest")
     matched: int | None = None
-    usable = [s for s in secrets if s]
+    # Index before filtering, so a match on the previous secret is reported as 1 even if current is blank.
+    usable = [(index, secret) for index, secret in enumerate(secrets) if secret]
     if not usable:
         raise SignatureError("no webhook secret is configured on the bridge")
-    for index, secret in enumerate(usable):
+    for index, secret in usable:
         if hmac.compare_digest(sign(secret, raw_body), candidate) and matched is None:
             matched = index
     if matched is None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -79,18 +80,37 @@ def _cancel_kind(event: BookingEvent) -> CancelKind:
     return "cancelled"
 
 
+def location_kind(location: str | None) -> str | None:
+    """A category only: for "attendee address" / "attendee phone" locations the value itself is PHI."""
+    if not location:
+        return None
+    text = location.strip().lower()
+    if text.startswith("integrations:"):
+        return "integrations"
+    if text.startswith(("http://", "https://")):
+        return "link"
+    if re.fullmatch(r"[+\d][\d\s().\-]{5,}", text):
+        return "phone"
+    return "address"
+
+
+#: How authoritative an event is for a uid's slot details (rule 2): booking versions first, then the
+#: MEETING_ENDED notification (its body lacks the event-type slug), then a cancel.
+_DETAIL_AUTHORITY = {Trigger.BOOKING_CANCELLED: 0, Trigger.MEETING_ENDED: 1}
+
+
 def _details(event: BookingEvent) -> BookingDetails | None:
     if event.start is None or event.end is None:
         return None
     return BookingDetails(
-        source_rank=(event.trigger is not Trigger.BOOKING_CANCELLED, event.occurred_at, event.trigger.value),
+        source_rank=(_DETAIL_AUTHORITY.get(event.trigger, 2), event.occurred_at, event.trigger.value),
         start=event.start,
         end=event.end,
         event_type_id=event.event_type_id,
         event_type_slug=event.event_type_slug,
         host_user_id=event.organizer.user_id if event.organizer else None,
         host_email=event.organizer.email.lower() if event.organizer and event.organizer.email else None,
-        location_kind=event.location.split(":", 1)[0] if event.location else None,
+        location_kind=location_kind(event.location),
     )
 
 
@@ -210,6 +230,10 @@ def derive_status(head: UidFacts, patients: list[Participant]) -> AppointmentSta
     """Rule 3: the head uid's status from its facts."""
     if head.cancelled_at is not None:
         return "cancelled"
+    if head.seated and not patients:
+        # Every seat holder left (or the host cancelled the whole seated slot, which Cal.com sends as a
+        # seated BOOKING_CANCELLED listing every attendee): nobody is coming.
+        return "cancelled"
     if patients and all(p.no_show for p in patients):
         return "noshow"
     if head.ended_at is not None:
@@ -224,15 +248,26 @@ def appointment_view(state: LineageState) -> AppointmentView | None:
     if head is None or head.details is None:
         return None
     present = [p for p in state.participants.values() if p.present]
+    status = derive_status(head, present)
     return AppointmentView(
         lineage=state.lineage,
         head_uid=head.uid,
         uids=tuple(sorted(state.uids)),
-        status=derive_status(head, present),
-        cancel_kind=head.cancel_kind if head.cancelled_at is not None else None,
+        status=status,
+        cancel_kind=head.cancel_kind
+        if head.cancelled_at is not None
+        else ("cancelled" if status == "cancelled" else None),
         details=head.details,
         patients=tuple(sorted((p.person_key, p.patient_ref, p.no_show) for p in present)),
     )
+
+
+def _projected(view: AppointmentView | None) -> tuple[object, ...] | None:
+    """The parts of a view the projection reads (not which event supplied the details)."""
+    if view is None:
+        return None
+    details = view.details.model_dump(exclude={"source_rank"})
+    return (view.head_uid, view.uids, view.status, view.cancel_kind, tuple(sorted(details.items())), view.patients)
 
 
 def decide(state: LineageState, event: BookingEvent, body_sha256: str, key: bytes) -> Decision:
@@ -242,7 +277,9 @@ def decide(state: LineageState, event: BookingEvent, body_sha256: str, key: byte
     merged = merge(state, event, key)
     seen = [*state.seen, body_sha256][-SEEN_LIMIT:]
     new_state = merged.model_copy(update={"seen": seen})
-    outcome: Outcome = "applied" if appointment_view(new_state) != appointment_view(state) else "stale"
+    outcome: Outcome = (
+        "applied" if _projected(appointment_view(new_state)) != _projected(appointment_view(state)) else "stale"
+    )
     unresolved = tuple(
         sorted(p.person_key for p in new_state.participants.values() if p.present and p.patient_ref is None)
     )

@@ -27,8 +27,8 @@ class _State(BaseModel):
 class BookingDetails(_State):
     """Slot and routing facts of one Cal.com booking uid, taken from its most authoritative event."""
 
-    #: Precedence of the event these details came from: (not-a-cancel, occurred_at, trigger).
-    source_rank: tuple[bool, datetime, str]
+    #: Precedence of the event these details came from: (authority, occurred_at, trigger).
+    source_rank: tuple[int, datetime, str]
     start: datetime
     end: datetime
     event_type_id: int | None = None

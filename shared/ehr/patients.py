@@ -44,7 +44,10 @@ class PatientFacts:
 
 def birth_date_from(responses: dict[str, Any], field: str | None) -> str | None:
     value = responses.get(field) if field else None
-    return value if isinstance(value, str) and _DATE.match(value.strip()) else None
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if _DATE.match(value) else None
 
 
 def _compatible(candidate: Resource, facts: PatientFacts) -> bool:

@@ -442,15 +442,6 @@ def evt_meeting_ended(uid: str, when: datetime) -> Delivery:
     return deliver({"triggerEvent": "MEETING_ENDED", "createdAt": iso(when), "payload": {"bookingId": 1, "evt": evt}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: decide() decides applied/stale by comparing AppointmentView, which includes "
-        "details.source_rank (the winning event's createdAt/trigger). A later MEETING_ENDED for a cancelled "
-        "booking, with the very same slot/type/host, therefore counts as 'applied' although nothing the "
-        "projection reads changed (rule 5 says stale). SyncService masks it via projection_hash."
-    ),
-)
 def test_given_a_cancelled_appointment_when_an_identical_later_meeting_ended_arrives_then_it_is_stale() -> None:
     state = fold([created(when=at(0)), cancelled(when=at(5))])
     event, sha = evt_meeting_ended("A", at(45))
@@ -471,14 +462,6 @@ def test_given_a_rescheduled_booking_when_meeting_ended_for_the_old_uid_arrives_
     assert (view.head_uid, view.status) == ("B", "booked")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the flat MEETING_ENDED body has no `type` (slug), yet as the latest non-cancel event it replaces "
-        "the uid's details, so event_type_slug becomes None; a clinic mapping event types by slug only then "
-        "parks the appointment as unmapped_event_type"
-    ),
-)
 def test_given_a_booking_with_an_event_type_slug_when_meeting_ended_arrives_then_the_slug_is_kept() -> None:
     view = view_of([created(), meeting_ended("A", at(45))])
     assert view.status == "fulfilled"
@@ -530,14 +513,6 @@ def test_given_a_cancelled_seat_when_the_person_books_again_later_then_they_are_
     assert len(seat_view(reversed(events)).patients) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: when the host cancels a whole seated booking Cal.com sends BOOKING_CANCELLED with "
-        "seatsPerTimeSlot set, status CANCELLED and every attendee; decide treats it as seat removals, so the "
-        "appointment stays 'booked' with no patients instead of becoming 'cancelled'"
-    ),
-)
 def test_given_a_seated_booking_when_the_host_cancels_the_whole_slot_then_it_is_cancelled() -> None:
     view = seat_view([*two_seats(), seat_cancelled(at(8), [BOOKER, SECOND])])
     assert view.status == "cancelled"
@@ -762,15 +737,6 @@ def test_given_a_video_location_when_merged_then_only_its_kind_is_kept() -> None
     assert details.location_kind == "integrations"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: location_kind is location.split(':')[0], so a location with no colon is stored whole. For "
-        "Cal.com's 'In person (attendee address)' and 'Attendee phone' location types the location IS the "
-        "patient's home address / phone number, which then lands in the persisted LineageState (documented "
-        "as PHI-free) and in AppointmentView"
-    ),
-)
 @pytest.mark.parametrize(
     "location",
     ["CANARY-NOTE-7731 Elm Street, Springfield", "+1555CANARY7731"],

@@ -237,12 +237,5 @@ def test_given_a_full_name_when_splitting_then_the_last_word_is_the_family_name(
     assert facts(name=None).given == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: birth_date_from() validates value.strip() but returns the unstripped value, so an answer like "
-        "' 1988-11-04 ' becomes birthDate ' 1988-11-04 ' (invalid FHIR date) and never equals the EHR's birthDate"
-    ),
-)
 def test_given_a_birth_date_answer_with_surrounding_spaces_when_reading_then_it_is_trimmed() -> None:
     assert birth_date_from({"date-of-birth": " 1988-11-04 "}, "date-of-birth") == "1988-11-04"
