@@ -1,0 +1,51 @@
+"""CDK entry point: `npx cdk synth|deploy -c stage=staging|prod [-c alarmEmail=...]` (see docs/deploy.md)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import aws_cdk as cdk
+
+from infra.config import PLACEHOLDER_EHR_BASE_URL, DeploymentConfig, config_from_app
+from infra.nag import apply_nag_packs
+from infra.stack import BridgeStack
+
+
+def build_app(context: Mapping[str, Any] | None = None, *, outdir: str | None = None) -> tuple[cdk.App, BridgeStack]:
+    """The app with its single stack and the nag gate; `context` adds to (tests) or replaces the CLI's."""
+    app = cdk.App(context=dict(context) if context else None, outdir=outdir)
+    config = config_from_app(app)
+    stack = BridgeStack(
+        app,
+        config.stack_name,
+        config=config,
+        env=cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")),
+    )
+    apply_nag_packs(app)
+    return app, stack
+
+
+def _warn_about_placeholders(config: DeploymentConfig) -> None:
+    if config.ehr_base_url == PLACEHOLDER_EHR_BASE_URL:
+        print(
+            f"note: no -c ehrBaseUrl=...; sync will point at {PLACEHOLDER_EHR_BASE_URL} and fail closed.",
+            file=sys.stderr,
+        )
+    if not (config.alarm_emails or config.alarm_https_urls):
+        print(
+            "note: no -c alarmEmail=... or -c alarmHttpsUrl=...; alarms will notify nobody.",
+            file=sys.stderr,
+        )
+
+
+def main() -> None:
+    app, stack = build_app()
+    _warn_about_placeholders(stack.config)
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Names, limits and budgets for the infrastructure, in one place.
+
+Every number here is referenced by name from the constructs, the tests and docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+# --- Paths ---------------------------------------------------------------------------------------
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+FUNCTIONS_DIR: Final = REPO_ROOT / "functions"
+SHARED_DIR: Final = REPO_ROOT / "shared"
+LAMBDA_LOCK: Final = REPO_ROOT / "requirements" / "lambda.lock"
+
+# --- Naming --------------------------------------------------------------------------------------
+APP_NAME: Final = "CalEhrBridge"
+STAGES: Final = ("staging", "prod")
+DEFAULT_STAGE: Final = "staging"
+WEBHOOK_PATH: Final = ("webhooks", "calcom")
+SIGNATURE_HEADER: Final = "X-Cal-Signature-256"
+
+# --- Lambda runtime --------------------------------------------------------------------------------
+# 3.13 (not 3.14) so that the layer's .pyc files can be compiled by the build machine's interpreter;
+# the bundler refuses to run under any other minor version.
+PYTHON_MINOR: Final = (3, 13)
+PIP_PLATFORMS: Final = ("manylinux2014_aarch64",)
+# Provided by the Lambda Python runtime; never shipped in the layer.
+RUNTIME_PROVIDED_PACKAGES: Final = ("boto3", "botocore", "s3transfer")
+
+# --- Metrics (Powertools EMF) ----------------------------------------------------------------------
+METRICS_NAMESPACE: Final = "CalEhrBridge"
+INGEST_SERVICE: Final = "ingest"
+SYNC_SERVICE: Final = "sync"
+INGEST_METRICS: Final = (
+    "WebhookAccepted",
+    "SignatureRejected",
+    "WebhookRejected",
+    "WebhookIgnored",
+    "EnqueueFailed",
+)
+SYNC_METRICS: Final = (
+    "EventApplied",
+    "EventSkipped",
+    "ReviewParked",
+    "EhrRetryableError",
+    "EhrPermanentError",
+)
+
+# --- Functions -----------------------------------------------------------------------------------
+LOG_LEVEL: Final = "INFO"
+MAX_BODY_BYTES: Final = 256 * 1024
+INGEST_MEMORY_MB: Final = 512
+INGEST_TIMEOUT_SECONDS: Final = 10
+INGEST_RESERVED_CONCURRENCY: Final = 20
+SYNC_MEMORY_MB: Final = 512
+EHR_TIMEOUT_SECONDS: Final = 10
+SYNC_TIMEOUT_SECONDS: Final = 90
+SYNC_BATCH_SIZE: Final = 5
+# At most this many sync invocations talk to the EHR at once. The reserved concurrency equals it
+# so the event source never gets throttled by Lambda and never starves the rest of the account.
+SYNC_MAX_CONCURRENCY: Final = 5
+SYNC_RESERVED_CONCURRENCY: Final = SYNC_MAX_CONCURRENCY
+
+# --- Queue retry budget (see docs/deploy.md, "Retry budget") ---------------------------------------
+# AWS's guidance for SQS event sources: visibility timeout >= 6 x function timeout.
+QUEUE_VISIBILITY_SECONDS: Final = 6 * SYNC_TIMEOUT_SECONDS  # 540 s
+# Receives before a message is dead-lettered. With the queue's own visibility timeout alone this is
+# 100 x 540 s = 15 h; with the sync function's backoff (10 s doubling, capped at 900 s) about 23.6 h.
+MAX_RECEIVE_COUNT: Final = 100
+# Mirrors BASE_BACKOFF_SECONDS / MAX_BACKOFF_SECONDS in functions/sync/handler.py (a test compares them).
+RETRY_BACKOFF_BASE_SECONDS: Final = 10
+RETRY_BACKOFF_CAP_SECONDS: Final = 900
+QUEUE_RETENTION_DAYS: Final = 14
+MIN_RETRY_BUDGET_HOURS: Final = 12
+
+# --- API -----------------------------------------------------------------------------------------
+API_RATE_LIMIT_RPS: Final = 50
+API_BURST_LIMIT: Final = 100
+# WAF rate-based rule: requests per source IP per 5 minutes.
+WAF_RATE_LIMIT_PER_5_MIN: Final = 2000
+
+# --- Alarms --------------------------------------------------------------------------------------
+OLDEST_MESSAGE_AGE_ALARM_SECONDS: Final = 15 * 60
+SIGNATURE_REJECTED_SPIKE_PER_5_MIN: Final = 20
+ALARM_PERIOD_MINUTES: Final = 5

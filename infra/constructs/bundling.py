@@ -1,0 +1,200 @@
+"""Lambda code and layer assets, built on this machine without Docker.
+
+CDK calls `try_bundle` while it stages an asset (unless bundling is skipped with the context key
+`aws:cdk:bundling-stacks`, as the infra tests do). Both bundlers return True, so the Docker image
+named in `BundlingOptions` is never pulled.
+
+* Layer: `pip install --platform manylinux2014_aarch64 --only-binary=:all: --python-version 3.13`
+  of `requirements/lambda.lock` into `python/`, minus what the runtime already ships (boto3), plus
+  the `shared` package.
+* Function code: `functions/__init__.py` and `functions/<name>/`, so the handler path is
+  `functions.<name>.handler.handler`.
+
+Both are byte-compiled by the same minor Python as the runtime, with `unchecked-hash` .pyc files:
+CDK zips assets with a fixed 1980 timestamp, so timestamp-validated .pyc files would all look stale
+and the runtime (read-only /opt and /var/task) would recompile every module on each cold start.
+
+Each asset's hash is computed up front from its inputs, so a re-synth into the same cdk.out reuses
+the built directory instead of running pip again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_lambda as lambda_
+
+from infra.constants import (
+    FUNCTIONS_DIR,
+    LAMBDA_LOCK,
+    PIP_PLATFORMS,
+    PYTHON_MINOR,
+    RUNTIME_PROVIDED_PACKAGES,
+    SHARED_DIR,
+)
+
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+#: Bump when the bundling recipe changes, so cached assets are rebuilt.
+_RECIPE_VERSION = "1"
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
+_PYTHON_VERSION = f"{PYTHON_MINOR[0]}.{PYTHON_MINOR[1]}"
+
+
+class BundlingError(RuntimeError):
+    """Building a Lambda asset failed; the message says which one and why."""
+
+
+def _require_runtime_python() -> None:
+    if sys.version_info[:2] != PYTHON_MINOR:
+        raise BundlingError(
+            f"Lambda assets must be compiled by Python {_PYTHON_VERSION} (the runtime's version), "
+            f"but synth runs under {sys.version_info.major}.{sys.version_info.minor}. "
+            "Run the CDK app with the project's virtualenv (see cdk.json)."
+        )
+
+
+def _files(root: Path) -> Iterable[Path]:
+    if root.is_file():
+        yield root
+        return
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            yield path
+
+
+def inputs_hash(*roots: Path, salt: str = "") -> str:
+    """Stable digest of file paths and contents under `roots` (missing roots contribute nothing)."""
+    digest = hashlib.sha256(f"{_RECIPE_VERSION}|{_PYTHON_VERSION}|{PIP_PLATFORMS}|{salt}".encode())
+    for root in roots:
+        for path in _files(root):
+            digest.update(str(path.relative_to(root.parent)).encode())
+            digest.update(b"\0")
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _run(step: str, command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise BundlingError(f"{step} failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+
+def _compile(tree: Path, runtime_prefix: str) -> None:
+    """Byte-compile `tree` as it will be seen at `runtime_prefix` inside Lambda."""
+    _run(
+        "compileall",
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-s",
+            str(tree),
+            "-p",
+            runtime_prefix,
+            str(tree),
+        ],
+    )
+
+
+@jsii.implements(cdk.ILocalBundling)
+class LayerBundler:
+    """Builds the dependencies layer: locked third-party packages plus the `shared` package."""
+
+    def __init__(self, lock_file: Path = LAMBDA_LOCK, shared_dir: Path = SHARED_DIR) -> None:
+        self._lock_file = lock_file
+        self._shared_dir = shared_dir
+
+    def try_bundle(self, output_dir: str, *_options: Any, **_kw_options: Any) -> bool:
+        _require_runtime_python()
+        site = Path(output_dir) / "python"
+        platforms = [arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)]
+        _run(
+            "pip install (layer dependencies)",
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-compile",
+                "--only-binary=:all:",
+                "--implementation",
+                "cp",
+                "--python-version",
+                _PYTHON_VERSION,
+                *platforms,
+                "--target",
+                str(site),
+                "--requirement",
+                str(self._lock_file),
+            ],
+        )
+        for package in RUNTIME_PROVIDED_PACKAGES:
+            shutil.rmtree(site / package, ignore_errors=True)
+        shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts; nothing runs them in Lambda
+        shutil.copytree(self._shared_dir, site / "shared", ignore=_IGNORED)
+        _compile(site, "/opt/python")
+        return True
+
+
+@jsii.implements(cdk.ILocalBundling)
+class FunctionCodeBundler:
+    """Builds one function's code asset: `functions/__init__.py` + `functions/<name>/`."""
+
+    def __init__(self, name: str, functions_dir: Path = FUNCTIONS_DIR) -> None:
+        self._name = name
+        self._functions_dir = functions_dir
+
+    def try_bundle(self, output_dir: str, *_options: Any, **_kw_options: Any) -> bool:
+        _require_runtime_python()
+        source = self._functions_dir / self._name
+        if not (source / "handler.py").is_file():
+            raise BundlingError(f"{source / 'handler.py'} does not exist: the {self._name} function has no code yet")
+        target = Path(output_dir) / "functions"
+        target.mkdir(parents=True)
+        shutil.copy2(self._functions_dir / "__init__.py", target / "__init__.py")
+        shutil.copytree(source, target / self._name, ignore=_IGNORED)
+        _compile(Path(output_dir), "/var/task")
+        return True
+
+
+def _options(local: cdk.ILocalBundling) -> cdk.BundlingOptions:
+    # The image is only a formality of the API: local bundling always succeeds or raises.
+    return cdk.BundlingOptions(image=RUNTIME.bundling_image, local=local)
+
+
+def dependencies_layer_code() -> lambda_.AssetCode:
+    return lambda_.Code.from_asset(
+        str(SHARED_DIR),
+        asset_hash_type=cdk.AssetHashType.CUSTOM,
+        asset_hash=inputs_hash(LAMBDA_LOCK, SHARED_DIR, salt="layer"),
+        bundling=_options(LayerBundler()),
+    )
+
+
+def function_code(name: str) -> lambda_.AssetCode:
+    # The source path (the existing `functions/` folder) only matters when bundling is skipped.
+    return lambda_.Code.from_asset(
+        str(FUNCTIONS_DIR),
+        asset_hash_type=cdk.AssetHashType.CUSTOM,
+        asset_hash=inputs_hash(FUNCTIONS_DIR / "__init__.py", FUNCTIONS_DIR / name, salt=f"function:{name}"),
+        bundling=_options(FunctionCodeBundler(name)),
+    )

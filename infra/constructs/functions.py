@@ -1,0 +1,318 @@
+"""The ingest and sync functions: python3.13 on arm64, one shared layer, one least-privilege role each.
+
+Roles are built here statement by statement (no AWS managed policies, no inline policies): each role
+gets one customer-managed policy listing exactly the actions its function performs, and the role is
+handed to Lambda as immutable so that CDK's convenience grants cannot widen it behind our back.
+
+Adding the planned `reconcile` function (scheduled; `functions.reconcile.handler.handler`) is one
+more `_build_function` call plus an EventBridge schedule, once `functions/reconcile/handler.py`
+exists; see docs/deploy.md, "Adding the reconcile function".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import DeploymentConfig
+from infra.constants import (
+    EHR_TIMEOUT_SECONDS,
+    INGEST_MEMORY_MB,
+    INGEST_RESERVED_CONCURRENCY,
+    INGEST_SERVICE,
+    INGEST_TIMEOUT_SECONDS,
+    LOG_LEVEL,
+    MAX_BODY_BYTES,
+    METRICS_NAMESPACE,
+    SYNC_BATCH_SIZE,
+    SYNC_MAX_CONCURRENCY,
+    SYNC_MEMORY_MB,
+    SYNC_RESERVED_CONCURRENCY,
+    SYNC_SERVICE,
+    SYNC_TIMEOUT_SECONDS,
+)
+from infra.constructs.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
+from infra.constructs.network import Network
+from infra.constructs.queue import Queues
+from infra.constructs.secrets import Secrets
+from infra.constructs.tables import Tables
+
+#: DynamoDB actions per table. The audit table is append-only: PutItem and nothing else.
+#: Matched to what shared/stores does today; widen here (and in the tests) when the code needs more.
+STATE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+IDEMPOTENCY_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+)
+#: Sync only parks items; operators list and resolve them with their own credentials.
+REVIEW_TABLE_ACTIONS = ("dynamodb:PutItem",)
+AUDIT_TABLE_ACTIONS = ("dynamodb:PutItem",)
+#: Lambda's ENI management inside a VPC (what AWSLambdaVPCAccessExecutionRole grants).
+VPC_ENI_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str  # folder under functions/ and POWERTOOLS_SERVICE_NAME
+    description: str
+    memory_mb: int
+    timeout_seconds: int
+    reserved_concurrency: int
+    environment: Mapping[str, str]
+    statements: Sequence[iam.PolicyStatement]
+
+
+class Functions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        data_key: kms.IKey,
+        telemetry_key: kms.IKey,
+        queues: Queues,
+        tables: Tables,
+        secrets: Secrets,
+        network: Network | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._data_key = data_key
+        self._telemetry_key = telemetry_key
+        self._queues = queues
+        self._network = network
+
+        self.layer = lambda_.LayerVersion(
+            self,
+            "DependenciesLayer",
+            description="Cal EHR Bridge: locked runtime dependencies + the shared package (.pyc, 3.13)",
+            code=dependencies_layer_code(),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )
+        self.log_groups: dict[str, logs.LogGroup] = {}
+        self.roles: dict[str, iam.Role] = {}
+        self.policies: dict[str, iam.ManagedPolicy] = {}
+
+        self.ingest = self._build_function(self._ingest_spec(secrets))
+        self.sync = self._build_function(self._sync_spec(tables, secrets))
+        self.sync.add_event_source(
+            event_sources.SqsEventSource(
+                queues.events,
+                batch_size=SYNC_BATCH_SIZE,
+                max_concurrency=SYNC_MAX_CONCURRENCY,
+                report_batch_item_failures=True,
+            )
+        )
+
+    @property
+    def all(self) -> tuple[lambda_.Function, ...]:
+        return (self.ingest, self.sync)
+
+    # --- specs ---------------------------------------------------------------------------------
+
+    def _ingest_spec(self, secrets: Secrets) -> FunctionSpec:
+        queue = self._queues.events
+        return FunctionSpec(
+            name=INGEST_SERVICE,
+            description="Verifies Cal.com webhooks and enqueues them (API Gateway -> SQS FIFO)",
+            memory_mb=INGEST_MEMORY_MB,
+            timeout_seconds=INGEST_TIMEOUT_SECONDS,
+            reserved_concurrency=INGEST_RESERVED_CONCURRENCY,
+            environment={
+                "QUEUE_URL": queue.queue_url,
+                "WEBHOOK_SECRET_ARN": secrets.webhook_secret.secret_arn,
+                "MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+            },
+            statements=[
+                iam.PolicyStatement(sid="EnqueueWebhooks", actions=["sqs:SendMessage"], resources=[queue.queue_arn]),
+                iam.PolicyStatement(
+                    sid="ReadWebhookSecret",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[secrets.webhook_secret.secret_arn],
+                ),
+                self._data_key_statement(
+                    "UseDataKeyViaSqsAndSecretsManager",
+                    ["kms:GenerateDataKey", "kms:Decrypt"],
+                    via=["sqs", "secretsmanager"],
+                ),
+            ],
+        )
+
+    def _sync_spec(self, tables: Tables, secrets: Secrets) -> FunctionSpec:
+        queue = self._queues.events
+        return FunctionSpec(
+            name=SYNC_SERVICE,
+            description="Applies queued booking events to the EHR over FHIR R4 (SQS FIFO -> EHR)",
+            memory_mb=SYNC_MEMORY_MB,
+            timeout_seconds=SYNC_TIMEOUT_SECONDS,
+            reserved_concurrency=SYNC_RESERVED_CONCURRENCY,
+            environment={
+                "QUEUE_URL": queue.queue_url,
+                "STATE_TABLE": tables.state.table_name,
+                "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
+                "REVIEW_TABLE": tables.review.table_name,
+                "AUDIT_TABLE": tables.audit.table_name,
+                "EHR_BASE_URL": self._config.ehr_base_url,
+                "EHR_AUTH_SECRET_ARN": secrets.ehr_auth_secret.secret_arn,
+                "PSEUDONYM_SECRET_ARN": secrets.pseudonym_secret.secret_arn,
+                "CLINIC_CONFIG_SOURCE": f"ssm:{secrets.clinic_config.parameter_name}",
+                "EHR_TIMEOUT_SECONDS": str(EHR_TIMEOUT_SECONDS),
+            },
+            statements=[
+                iam.PolicyStatement(
+                    sid="ConsumeEvents",
+                    actions=[
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:GetQueueAttributes",
+                        # the function backs off a failing message by extending its visibility
+                        "sqs:ChangeMessageVisibility",
+                    ],
+                    resources=[queue.queue_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="LineageState", actions=list(STATE_TABLE_ACTIONS), resources=[tables.state.table_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="IdempotencyRecords",
+                    actions=list(IDEMPOTENCY_TABLE_ACTIONS),
+                    resources=[tables.idempotency.table_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ParkForReview", actions=list(REVIEW_TABLE_ACTIONS), resources=[tables.review.table_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="AppendAudit", actions=list(AUDIT_TABLE_ACTIONS), resources=[tables.audit.table_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="ReadEhrCredentialsAndPseudonymKey",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[secrets.ehr_auth_secret.secret_arn, secrets.pseudonym_secret.secret_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadClinicConfig",
+                    actions=["ssm:GetParameter"],
+                    resources=[secrets.clinic_config.parameter_arn],
+                ),
+                self._data_key_statement(
+                    "UseDataKeyViaSqsDynamoDbAndSecretsManager",
+                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                    via=["sqs", "dynamodb", "secretsmanager"],
+                ),
+            ],
+        )
+
+    # --- building blocks -------------------------------------------------------------------------
+
+    def _data_key_statement(self, sid: str, actions: list[str], *, via: list[str]) -> iam.PolicyStatement:
+        region = cdk.Stack.of(self).region
+        return iam.PolicyStatement(
+            sid=sid,
+            actions=actions,
+            resources=[self._data_key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in via]}},
+        )
+
+    def _build_function(self, spec: FunctionSpec) -> lambda_.Function:
+        title = spec.name.capitalize()
+        log_group = logs.LogGroup(
+            self,
+            f"{title}Logs",
+            encryption_key=self._telemetry_key,
+            retention=self._config.log_retention,
+            removal_policy=self._config.removal_policy,
+            # Defense in depth for "no PHI in logs": mask identifiers that must never be logged.
+            data_protection_policy=logs.DataProtectionPolicy(
+                name=f"{title}PhiMasking",
+                description="Masks e-mail addresses, phone numbers and SSNs should any reach the logs",
+                identifiers=[
+                    logs.DataIdentifier.EMAILADDRESS,
+                    logs.DataIdentifier.PHONENUMBER_US,
+                    logs.DataIdentifier.SSN_US,
+                ],
+            ),
+        )
+        failures = self._queues.function_failures
+        statements = [
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            ),
+            iam.PolicyStatement(
+                sid="AsyncFailureDeadLetter", actions=["sqs:SendMessage"], resources=[failures.queue_arn]
+            ),
+            *spec.statements,
+        ]
+        if self._network is not None:
+            statements.append(
+                iam.PolicyStatement(sid="ManageVpcNetworkInterfaces", actions=list(VPC_ENI_ACTIONS), resources=["*"])
+            )
+        role = iam.Role(
+            self,
+            f"{title}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of the {spec.name} function",
+        )
+        policy = iam.ManagedPolicy(
+            self,
+            f"{title}Policy",
+            description=f"Least privilege for the {spec.name} function",
+            statements=statements,
+            roles=[role],
+        )
+        function = lambda_.Function(
+            self,
+            title,
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=f"functions.{spec.name}.handler.handler",
+            code=function_code(spec.name),
+            layers=[self.layer],
+            memory_size=spec.memory_mb,
+            timeout=cdk.Duration.seconds(spec.timeout_seconds),
+            reserved_concurrent_executions=spec.reserved_concurrency,
+            # Immutable: every permission is in `policy` above, nothing is added implicitly.
+            role=role.without_policy_updates(),
+            log_group=log_group,
+            dead_letter_queue=failures,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": spec.name,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "LOG_LEVEL": LOG_LEVEL,
+                "STAGE": self._config.stage,
+                **spec.environment,
+            },
+            vpc=self._network.vpc if self._network else None,
+            vpc_subnets=(
+                ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if self._network else None
+            ),
+            security_groups=[self._network.function_security_group] if self._network else None,
+        )
+        # The function (and so its event source mapping) must not exist before its permissions do.
+        function.node.add_dependency(policy)
+        self.log_groups[spec.name] = log_group
+        self.roles[spec.name] = role
+        self.policies[spec.name] = policy
+        return function

@@ -1,0 +1,76 @@
+"""Optional VPC mode (`-c vpc=true`): functions run in private subnets.
+
+Private subnets reach AWS services through VPC endpoints (DynamoDB gateway endpoint; SQS, KMS,
+Secrets Manager, SSM and CloudWatch Logs interface endpoints) and the EHR through NAT gateways.
+VPC flow logs go to a KMS-encrypted log group.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import DeploymentConfig
+
+#: Interface endpoints the functions call (CloudWatch Logs also carries the EMF metrics).
+INTERFACE_ENDPOINTS = {
+    "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+    "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+}
+
+
+class Network(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, telemetry_key: kms.IKey
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=config.nat_gateways,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="public", subnet_type=ec2.SubnetType.PUBLIC, map_public_ip_on_launch=False
+                ),
+                ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            ],
+            gateway_endpoints={
+                "DynamoDb": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
+            },
+        )
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            encryption_key=telemetry_key,
+            retention=config.log_retention,
+            removal_policy=config.removal_policy,
+        )
+        self.flow_log = self.vpc.add_flow_log(
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+            traffic_type=ec2.FlowLogTrafficType.ALL,
+        )
+        #: Functions only open outbound connections (HTTPS to endpoints and the EHR).
+        self.function_security_group = ec2.SecurityGroup(
+            self,
+            "FunctionSecurityGroup",
+            vpc=self.vpc,
+            description="Cal EHR Bridge functions: no inbound, HTTPS outbound",
+            allow_all_outbound=False,
+        )
+        self.function_security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS endpoints and the EHR"
+        )
+        private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        for name, service in INTERFACE_ENDPOINTS.items():
+            endpoint = self.vpc.add_interface_endpoint(
+                name, service=service, subnets=private, private_dns_enabled=True, open=False
+            )
+            # Only the functions may reach the endpoints (not the whole VPC CIDR).
+            endpoint.connections.allow_default_port_from(self.function_security_group)

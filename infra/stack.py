@@ -1,0 +1,104 @@
+"""The Cal EHR Bridge stack: composes the capability constructs and publishes the operator outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from infra.acknowledgments import acknowledge_findings
+from infra.config import DeploymentConfig
+from infra.constructs.api import WebhookApi
+from infra.constructs.backup import Backups
+from infra.constructs.functions import Functions
+from infra.constructs.keys import Keys
+from infra.constructs.monitoring import MonitoredResources, Monitoring
+from infra.constructs.network import Network
+from infra.constructs.queue import Queues
+from infra.constructs.secrets import Secrets
+from infra.constructs.tables import Tables
+
+
+class BridgeStack(cdk.Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"Cal EHR Bridge ({config.stage}): Cal.com webhooks to FHIR R4 appointments",
+            termination_protection=config.is_prod,
+            **kwargs,
+        )
+        self.config = config
+        self.keys = Keys(self, "Keys", config=config)
+        self.network = (
+            Network(self, "Network", config=config, telemetry_key=self.keys.telemetry_key) if config.vpc else None
+        )
+        self.tables = Tables(self, "Tables", config=config, key=self.keys.data_key)
+        self.queues = Queues(self, "Queues", config=config, key=self.keys.data_key)
+        self.secrets = Secrets(self, "Secrets", config=config, key=self.keys.data_key)
+        self.functions = Functions(
+            self,
+            "Functions",
+            config=config,
+            data_key=self.keys.data_key,
+            telemetry_key=self.keys.telemetry_key,
+            queues=self.queues,
+            tables=self.tables,
+            secrets=self.secrets,
+            network=self.network,
+        )
+        # Planned: a scheduled reconcile function (functions/reconcile) joins `Functions` here.
+        self.api = WebhookApi(
+            self, "WebhookApi", config=config, handler=self.functions.ingest, telemetry_key=self.keys.telemetry_key
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            telemetry_key=self.keys.telemetry_key,
+            resources=MonitoredResources(
+                api=self.api.api,
+                ingest=self.functions.ingest,
+                sync=self.functions.sync,
+                events_queue=self.queues.events,
+                dead_letter_queue=self.queues.dead_letter_queue,
+                function_failures=self.queues.function_failures,
+            ),
+        )
+        self.backups = Backups(self, "Backups", config=config, key=self.keys.data_key, tables=self.tables.all)
+
+        cdk.Tags.of(self).add("Project", "CalEhrBridge")
+        cdk.Tags.of(self).add("Stage", config.stage)
+        cdk.Tags.of(self).add("DataClassification", "PHI")
+        self._outputs()
+        acknowledge_findings(self)
+
+    def _outputs(self) -> None:
+        outputs = {
+            "WebhookUrl": (self.api.webhook_url, "Register this URL in Cal.com (Settings > Developer > Webhooks)"),
+            "WebhookSecretName": (
+                self.secrets.webhook_secret.secret_name,
+                "Cal.com signing secrets {current, previous}",
+            ),
+            "EhrAuthSecretName": (self.secrets.ehr_auth_secret.secret_name, "EHR credentials for the sync function"),
+            "PseudonymSecretName": (
+                self.secrets.pseudonym_secret.secret_name,
+                "Generated pseudonymisation key: never change or delete it",
+            ),
+            "ClinicConfigParameterName": (
+                self.secrets.clinic_config.parameter_name,
+                "SSM parameter with the clinic mapping",
+            ),
+            "QueueUrl": (self.queues.events.queue_url, "FIFO queue of booking events"),
+            "DeadLetterQueueUrl": (self.queues.dead_letter_queue.queue_url, "Events that exhausted the retry budget"),
+            "FunctionFailureQueueUrl": (self.queues.function_failures.queue_url, "Failed async Lambda invocations"),
+            "StateTableName": (self.tables.state.table_name, "Lineage state"),
+            "IdempotencyTableName": (self.tables.idempotency.table_name, "Powertools idempotency records"),
+            "ReviewTableName": (self.tables.review.table_name, "Events parked for human review"),
+            "AuditTableName": (self.tables.audit.table_name, "Append-only audit trail"),
+            "AlarmTopicArn": (self.monitoring.topic.topic_arn, "On-call SNS topic (subscribe more endpoints here)"),
+            "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
+        }
+        for output_id, (value, description) in outputs.items():
+            cdk.CfnOutput(self, output_id, value=value, description=description)
