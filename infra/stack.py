@@ -97,6 +97,9 @@ class BridgeStack(cdk.Stack):
             "IdempotencyTableName": (self.tables.idempotency.table_name, "Powertools idempotency records"),
             "ReviewTableName": (self.tables.review.table_name, "Events parked for human review"),
             "AuditTableName": (self.tables.audit.table_name, "Append-only audit trail"),
+            "IngestFunctionName": (self.functions.ingest.function_name, "Ingest Lambda (logs, configuration)"),
+            "SyncFunctionName": (self.functions.sync.function_name, "Sync Lambda (logs, configuration)"),
+            "BackupVaultName": (self.backups.vault.backup_vault_name, "AWS Backup vault (retained on delete)"),
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "On-call SNS topic (subscribe more endpoints here)"),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
         }

@@ -1,0 +1,49 @@
+"""Shared synths for the infra tests: each configuration is synthesized once per session.
+
+Every synth goes through the real app (`infra.app.build_app`) with cdk.json's feature flags and the
+nag gate, but with asset bundling skipped (context `aws:cdk:bundling-stacks: []`), so no pip and no
+Docker run here. A synth that the gate rejects raises, failing every test that uses it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from synth_support import Synth, synthesize
+
+SynthFactory = Callable[..., Synth]
+
+
+@pytest.fixture(scope="session")
+def synth_config(tmp_path_factory: pytest.TempPathFactory) -> SynthFactory:
+    cache: dict[str, Synth] = {}
+
+    def _synth(**context: Any) -> Synth:
+        key = json.dumps(context, sort_keys=True)
+        if key not in cache:
+            cache[key] = synthesize(tmp_path_factory.mktemp("cdk-out"), **context)
+        return cache[key]
+
+    return _synth
+
+
+@pytest.fixture(scope="session")
+def staging(synth_config: SynthFactory) -> Synth:
+    """The default deployment: staging, WAF on, VPC off, with an alarm e-mail and HTTPS endpoint."""
+    return synth_config(
+        stage="staging", alarmEmail="oncall@example.org", alarmHttpsUrl="https://pager.example.org/hook"
+    )
+
+
+@pytest.fixture(scope="session")
+def prod(synth_config: SynthFactory) -> Synth:
+    return synth_config(stage="prod", alarmEmail="oncall@example.org", ehrBaseUrl="https://ehr.example.org/fhir")
+
+
+@pytest.fixture(scope="session")
+def prod_vpc_no_waf(synth_config: SynthFactory) -> Synth:
+    """Every switch flipped: VPC on, WAF off, no account-level API Gateway role."""
+    return synth_config(stage="prod", vpc="true", waf="false", apiGatewayAccountRole="false")

@@ -1,0 +1,54 @@
+"""Synthesizing the app for tests: the `Synth` result type and the `synthesize` helper."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# jsii prints a large banner on Node 20 (past its support window); everything works regardless.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from aws_cdk.assertions import Template
+
+from infra.app import build_app
+from infra.stack import BridgeStack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CDK_JSON_CONTEXT: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+
+
+@dataclass(frozen=True)
+class Synth:
+    """One synthesized configuration: the stack object, its template and the gate's report."""
+
+    stack: BridgeStack
+    template_json: dict[str, Any]
+    template_path: Path
+    report: dict[str, Any]
+
+    @property
+    def template(self) -> Template:
+        return Template.from_json(self.template_json, skip_cyclical_dependencies_check=True)
+
+    def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {
+            logical_id: resource
+            for logical_id, resource in self.template_json["Resources"].items()
+            if resource["Type"] == resource_type
+        }
+
+    def logical_id(self, construct: Any) -> str:
+        return str(self.stack.resolve(construct.node.default_child.logical_id))
+
+
+def synthesize(outdir: Path, **context: Any) -> Synth:
+    app, stack = build_app({**CDK_JSON_CONTEXT, **SKIP_BUNDLING, **context}, outdir=str(outdir))
+    assembly = app.synth()
+    artifact = assembly.get_stack_artifact(stack.artifact_id)
+    template_path = Path(assembly.directory) / artifact.template_file
+    report = json.loads((Path(assembly.directory) / "validation-report.json").read_text(encoding="utf-8"))
+    return Synth(stack=stack, template_json=artifact.template, template_path=template_path, report=report)

@@ -1,0 +1,164 @@
+"""Queue, functions and their wiring follow the contract with the application code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from synth_support import Synth
+
+from infra import constants as c
+
+pytestmark = pytest.mark.infra
+
+
+def _function(synth: Synth, name: str) -> dict[str, Any]:
+    properties: dict[str, Any] = synth.resources("AWS::Lambda::Function")[
+        synth.logical_id(getattr(synth.stack.functions, name))
+    ]["Properties"]
+    return properties
+
+
+def test_given_the_events_queue_then_it_is_fifo_with_a_fifo_dlq_after_the_retry_budget(staging: Synth) -> None:
+    queues = staging.resources("AWS::SQS::Queue")
+    events = queues[staging.logical_id(staging.stack.queues.events)]["Properties"]
+    dlq_id = staging.logical_id(staging.stack.queues.dead_letter_queue)
+    assert events["FifoQueue"] is True
+    assert events["ContentBasedDeduplication"] is False  # ingest sets the deduplication id
+    assert events["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": c.MAX_RECEIVE_COUNT,
+    }
+    assert events["VisibilityTimeout"] == 6 * c.SYNC_TIMEOUT_SECONDS
+    assert queues[dlq_id]["Properties"]["FifoQueue"] is True
+
+
+def test_given_the_retry_budget_then_a_twelve_hour_ehr_outage_does_not_dead_letter() -> None:
+    # Worst case for the budget: every receive waits only the queue's visibility timeout.
+    assert c.MAX_RECEIVE_COUNT * c.QUEUE_VISIBILITY_SECONDS >= c.MIN_RETRY_BUDGET_HOURS * 3600
+    # With the sync function's backoff (base doubling to the cap) the budget only grows.
+    waits = [min(c.RETRY_BACKOFF_BASE_SECONDS * 2**n, c.RETRY_BACKOFF_CAP_SECONDS) for n in range(c.MAX_RECEIVE_COUNT)]
+    assert sum(waits) >= c.MIN_RETRY_BUDGET_HOURS * 3600
+    # A message must outlive its own retry budget in the queue.
+    assert (
+        c.MAX_RECEIVE_COUNT * max(c.QUEUE_VISIBILITY_SECONDS, c.RETRY_BACKOFF_CAP_SECONDS)
+        < c.QUEUE_RETENTION_DAYS * 86400
+    )
+
+
+def test_given_the_sync_handler_then_its_backoff_is_the_one_the_budget_assumes() -> None:
+    handler = pytest.importorskip("functions.sync.handler")
+    assert getattr(handler, "BASE_BACKOFF_SECONDS", c.RETRY_BACKOFF_BASE_SECONDS) == c.RETRY_BACKOFF_BASE_SECONDS
+    assert getattr(handler, "MAX_BACKOFF_SECONDS", c.RETRY_BACKOFF_CAP_SECONDS) == c.RETRY_BACKOFF_CAP_SECONDS
+    # SQS caps a single visibility extension at 12 h; the backoff stays far below.
+    assert c.RETRY_BACKOFF_CAP_SECONDS <= 12 * 3600
+
+
+def test_given_the_async_failure_queue_then_it_is_standard_and_both_functions_use_it(staging: Synth) -> None:
+    failures_id = staging.logical_id(staging.stack.queues.function_failures)
+    failures = staging.resources("AWS::SQS::Queue")[failures_id]["Properties"]
+    assert "FifoQueue" not in failures
+    for name in ("ingest", "sync"):
+        assert _function(staging, name)["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [failures_id, "Arn"]}}
+
+
+def test_given_the_sync_event_source_then_partial_batches_and_bounded_concurrency(staging: Synth) -> None:
+    staging.template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [staging.logical_id(staging.stack.queues.events), "Arn"]},
+            "FunctionName": {"Ref": staging.logical_id(staging.stack.functions.sync)},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": c.SYNC_MAX_CONCURRENCY},
+            "BatchSize": c.SYNC_BATCH_SIZE,
+        },
+    )
+    # Lambda must never throttle the event source: reserved concurrency covers its maximum.
+    assert _function(staging, "sync")["ReservedConcurrentExecutions"] >= c.SYNC_MAX_CONCURRENCY
+
+
+@pytest.mark.parametrize("name", ["ingest", "sync"])
+def test_given_a_function_then_python313_arm64_with_the_layer_and_its_handler(staging: Synth, name: str) -> None:
+    function = _function(staging, name)
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Handler"] == f"functions.{name}.handler.handler"
+    assert function["Layers"] == [{"Ref": staging.logical_id(staging.stack.functions.layer)}]
+    assert function["ReservedConcurrentExecutions"] >= 1
+    assert function["LoggingConfig"]["LogGroup"] == {
+        "Ref": staging.logical_id(staging.stack.functions.log_groups[name])
+    }
+    assert "TracingConfig" not in function or function["TracingConfig"]["Mode"] == "PassThrough"
+    env = function["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == name
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "CalEhrBridge"
+    assert env["LOG_LEVEL"] == "INFO"
+    assert env["STAGE"] == "staging"
+
+
+def test_given_the_ingest_function_then_its_environment_matches_the_contract(staging: Synth) -> None:
+    env = _function(staging, "ingest")["Environment"]["Variables"]
+    assert set(env) == {
+        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "STAGE",
+        "QUEUE_URL", "WEBHOOK_SECRET_ARN", "MAX_BODY_BYTES",
+    }  # fmt: skip
+    assert env["QUEUE_URL"] == {"Ref": staging.logical_id(staging.stack.queues.events)}
+    assert env["WEBHOOK_SECRET_ARN"] == {"Ref": staging.logical_id(staging.stack.secrets.webhook_secret)}
+    assert env["MAX_BODY_BYTES"] == "262144"
+
+
+def test_given_the_sync_function_then_its_environment_matches_the_contract(prod: Synth) -> None:
+    env = _function(prod, "sync")["Environment"]["Variables"]
+    tables = prod.stack.tables
+    assert env["STATE_TABLE"] == {"Ref": prod.logical_id(tables.state)}
+    assert env["IDEMPOTENCY_TABLE"] == {"Ref": prod.logical_id(tables.idempotency)}
+    assert env["REVIEW_TABLE"] == {"Ref": prod.logical_id(tables.review)}
+    assert env["AUDIT_TABLE"] == {"Ref": prod.logical_id(tables.audit)}
+    assert env["EHR_BASE_URL"] == "https://ehr.example.org/fhir"
+    assert env["EHR_AUTH_SECRET_ARN"] == {"Ref": prod.logical_id(prod.stack.secrets.ehr_auth_secret)}
+    assert env["PSEUDONYM_SECRET_ARN"] == {"Ref": prod.logical_id(prod.stack.secrets.pseudonym_secret)}
+    assert env["CLINIC_CONFIG_SOURCE"] == {
+        "Fn::Join": ["", ["ssm:", {"Ref": prod.logical_id(prod.stack.secrets.clinic_config)}]]
+    }
+    assert env["EHR_TIMEOUT_SECONDS"] == str(c.EHR_TIMEOUT_SECONDS)
+    assert env["QUEUE_URL"] == {"Ref": prod.logical_id(prod.stack.queues.events)}
+    assert c.EHR_TIMEOUT_SECONDS < c.SYNC_TIMEOUT_SECONDS
+
+
+def test_given_the_tables_then_keys_ttl_and_on_demand_billing_match_the_contract(staging: Synth) -> None:
+    tables = staging.resources("AWS::DynamoDB::Table")
+
+    def props(table: Any) -> dict[str, Any]:
+        result: dict[str, Any] = tables[staging.logical_id(table)]["Properties"]
+        return result
+
+    t = staging.stack.tables
+    assert props(t.state)["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert props(t.review)["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert props(t.idempotency)["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert props(t.idempotency)["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props(t.audit)["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    for table in tables.values():
+        assert table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_given_the_tables_then_all_are_in_the_backup_plan(staging: Synth) -> None:
+    (selection,) = staging.resources("AWS::Backup::BackupSelection").values()
+    resources = selection["Properties"]["BackupSelection"]["Resources"]
+    assert len(resources) == 4
+    for table in staging.stack.tables.all:
+        assert staging.logical_id(table) in str(resources)
+
+
+def test_given_no_clinic_config_file_then_a_placeholder_that_fails_closed(staging: Synth) -> None:
+    (parameter,) = staging.resources("AWS::SSM::Parameter").values()
+    assert parameter["Properties"]["Type"] == "String"
+    assert "unset: true" in parameter["Properties"]["Value"]
+
+
+def test_given_the_ehr_placeholder_then_it_can_never_resolve(staging: Synth) -> None:
+    assert _function(staging, "sync")["Environment"]["Variables"]["EHR_BASE_URL"].startswith("https://ehr.invalid/")
