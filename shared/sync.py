@@ -1,7 +1,7 @@
 """Sync: one queued webhook → lineage state → EHR, using the pure core in between.
 
-    parse → resolve lineage → load state → decide() → resolve patients → project → write EHR
-    → commit state (conditional) → link uids
+    parse → idempotency guard (Cal.com key) → resolve lineage → load state → decide() → resolve
+    patients → project → write EHR → audit record → commit state (conditional) → link uids
 
 A conflicting commit (another worker stored the lineage first) reloads and decides again; EHR updates
 carry If-Match. Outcomes: applied, duplicate, stale, recorded (form intake). Problems a human must
@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 
 from shared.calcom.lineage import lineage_key
-from shared.calcom.models import BookingEvent
+from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, PractitionerMapping
 from shared.domain.decide import (
@@ -41,6 +47,8 @@ from shared.domain.state import LineageState
 from shared.ehr.patients import PatientFacts, birth_date_from, resolve_patient
 from shared.ehr.port import EhrClient, Identifier, StoredResource
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
+from shared.stores.audit import AuditRecord, AuditTrail
+from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.state import LineageStateStore, StateConflictError
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -55,6 +63,34 @@ class SyncResult:
     trigger: str
     lineage_hash: str
     appointment_id: str | None = None
+    appointment_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a message came from: for the audit trail."""
+
+    received_at: str = ""
+    source_system: str = "calcom-webhook"
+
+
+def actor_of(event: BookingEvent) -> tuple[str, str | None]:
+    """(role, e-mail) of whoever caused the event; the e-mail is only ever stored as a keyed hash."""
+    organizer = event.organizer.email if event.organizer else None
+    booker = event.attendees[0].email if event.attendees else None
+    trigger = event.trigger
+    if trigger is Trigger.MEETING_ENDED:
+        return "system", None
+    if trigger in (Trigger.BOOKING_REJECTED, Trigger.BOOKING_NO_SHOW_UPDATED) or event.is_request_reschedule:
+        return "organizer", organizer
+    if trigger is Trigger.BOOKING_CREATED and event.requires_confirmation:
+        return "organizer", organizer  # the host accepted a requested booking
+    if event.changed_by:
+        changed = event.changed_by.strip().lower()
+        if organizer and changed == organizer.strip().lower():
+            return "organizer", organizer
+        return "attendee", changed
+    return "attendee", booker
 
 
 def lineage_hash(lineage: str) -> str:
@@ -70,7 +106,14 @@ class SyncService:
         config: ClinicConfig,
         systems: IdentifierSystems,
         pseudonym_key: bytes,
+        audit: AuditTrail | None = None,
+        idempotency: IdempotencyGuard | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._audit = audit
+        self.idempotency = idempotency
+        self._clock = clock
+        self._guarded = idempotency.wrap(self._handle_event) if idempotency else self._handle_event
         self._store = store
         self._ehr = ehr
         self._config = config
@@ -79,8 +122,10 @@ class SyncService:
         self._practitioners: dict[str, str] = {}
 
     # -- entry point -------------------------------------------------------------------------
-    def process(self, body: str) -> SyncResult:
+    def process(self, body: str, delivery: Delivery | None = None) -> SyncResult:
+        delivery = delivery or Delivery()
         raw = body.encode("utf-8")
+        body_sha256 = hashlib.sha256(raw).hexdigest()
         try:
             parsed = parse_webhook(raw)
         except IntakeError as exc:
@@ -88,9 +133,34 @@ class SyncService:
         event = parsed.event
         if event is None:
             raise ReviewRequired("not_actionable", f"trigger {parsed.trigger_name[:64]} is not synced")
+        key = {
+            "trigger": event.trigger.value,
+            "uid": event.uid,
+            "occurred_at": event.occurred_at.isoformat(),
+            "event_sha256": hashlib.sha256(event.model_dump_json().encode()).hexdigest(),
+            "body_sha256": body_sha256,
+        }
+        try:
+            outcome = self._guarded(delivery=key, event=event, source=delivery)
+        except IdempotencyValidationError:
+            self._record(event, "", body_sha256, delivery, "review", reason="conflicting_duplicate")
+            raise ReviewRequired(
+                "conflicting_duplicate", "an event with the same trigger, uid and createdAt had other content"
+            ) from None
+        except IdempotencyAlreadyInProgressError:
+            raise StateConflictError("another worker is processing this event") from None
+        except (ReviewRequired, PermanentEhrError) as exc:
+            reason = exc.reason
+            self._record(event, self._lineage_or_blank(event), body_sha256, delivery, "review", reason=reason)
+            raise
+        return SyncResult(**outcome)
+
+    def _handle_event(self, *, delivery: dict[str, str], event: BookingEvent, source: Delivery) -> dict[str, Any]:
+        body_sha256 = delivery["body_sha256"]
         if event.kind == "form":
             # Routing-form intake is recorded, not applied (see README: not built yet).
-            return SyncResult(outcome="recorded", trigger=event.trigger.value, lineage_hash="")
+            self._record(event, "", body_sha256, source, "recorded")
+            return asdict(SyncResult(outcome="recorded", trigger=event.trigger.value, lineage_hash=""))
         try:
             lineage = self._resolve_lineage(event)
         except LineageNotYetKnown:
@@ -100,14 +170,55 @@ class SyncService:
                 for m in no_show_marks(event, self._key)
             ]
             self._store.add_pending_marks(event.uid, marks)
-            return SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash="")
-        body_sha256 = hashlib.sha256(raw).hexdigest()
+            self._record(event, "", body_sha256, source, "deferred")
+            return asdict(SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash=""))
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
-                return self._apply(lineage, event, body_sha256)
+                return asdict(self._apply(lineage, event, body_sha256, source))
             except StateConflictError:
                 continue
         raise StateConflictError(lineage)
+
+    def _lineage_or_blank(self, event: BookingEvent) -> str:
+        try:
+            return self._resolve_lineage(event)
+        except LineageNotYetKnown:
+            return ""
+
+    def _record(
+        self,
+        event: BookingEvent,
+        lineage: str,
+        body_sha256: str,
+        source: Delivery,
+        outcome: str,
+        *,
+        reason: str = "",
+        state: LineageState | None = None,
+    ) -> None:
+        if self._audit is None:
+            return
+        role, email = actor_of(event)
+        if source.source_system != "calcom-webhook":
+            role, email = "system", None
+        self._audit.record(
+            AuditRecord(
+                lineage=lineage,
+                calcom_created_at=event.occurred_at.isoformat(timespec="milliseconds"),
+                body_sha256=body_sha256,
+                trigger=event.trigger.value,
+                outcome=outcome,
+                actor_role=role,
+                actor_ref=person_key(email, self._key) if email else "",
+                received_at=source.received_at,
+                applied_at=self._clock().isoformat(timespec="milliseconds"),
+                source_system=source.source_system,
+                booking_uid=event.uid if event.kind != "form" else "",
+                ehr_resource=f"Appointment/{state.appointment_id}" if state and state.appointment_id else "",
+                ehr_version=(state.appointment_version or "") if state else "",
+                reason=reason,
+            )
+        )
 
     # -- steps -------------------------------------------------------------------------------
     def _resolve_lineage(self, event: BookingEvent) -> str:
@@ -121,10 +232,11 @@ class SyncService:
             raise LineageNotYetKnown("no-show for a booking the bridge has not seen yet")
         return lineage_key(event)
 
-    def _apply(self, lineage: str, event: BookingEvent, body_sha256: str) -> SyncResult:
+    def _apply(self, lineage: str, event: BookingEvent, body_sha256: str, source: Delivery) -> SyncResult:
         state = self._store.load(lineage)
         decision = decide(state, event, body_sha256, self._key)
         if decision.outcome == "duplicate":
+            self._record(event, lineage, body_sha256, source, "duplicate", state=state)
             return self._result("duplicate", event, state)
         new_state = self._absorb_pending_marks(state, decision.state)
         new_state = self._with_patients(new_state, decision.unresolved_patients, event)
@@ -133,6 +245,7 @@ class SyncService:
         if view is not None:
             new_state, wrote = self._write_appointment(new_state, view)
             outcome = "applied" if wrote else "stale"
+        self._record(event, lineage, body_sha256, source, outcome, state=new_state)
         stored = self._store.save(new_state)
         for uid in stored.uids:
             self._store.link_uid(uid, lineage)
@@ -225,4 +338,5 @@ class SyncService:
             trigger=event.trigger.value,
             lineage_hash=lineage_hash(state.lineage),
             appointment_id=state.appointment_id,
+            appointment_version=state.appointment_version,
         )

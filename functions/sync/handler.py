@@ -11,6 +11,7 @@ lineages in the batch proceed. Outcomes, decided in exactly one place (`_handle`
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -26,10 +27,12 @@ from shared.ehr.fhir import FhirR4Client
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
 from shared.settings import sync_settings
+from shared.stores.audit import AuditTrail, AuditUnavailableError
+from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.review import ReviewItem, ReviewStore
 from shared.stores.secrets import SecretReader
 from shared.stores.state import LineageStateStore, StateConflictError, StateStoreUnavailableError
-from shared.sync import SyncService
+from shared.sync import Delivery, SyncService
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
@@ -56,6 +59,8 @@ def _service() -> SyncService:
         config=cached_config(settings.clinic_config_source),
         systems=IdentifierSystems(settings.identifier_system_base),
         pseudonym_key=str(pseudonym).encode("utf-8"),
+        audit=AuditTrail(settings.audit_table) if settings.audit_table else None,
+        idempotency=IdempotencyGuard(settings.idempotency_table),
     )
 
 
@@ -107,9 +112,16 @@ def _park(record: SQSRecord, reason: str, detail: str) -> None:
     logger.warning("parked for review", extra={"reason": reason, "review_id": review_id})
 
 
+def _delivery(record: SQSRecord) -> Delivery:
+    sent_ms = record.attributes.sent_timestamp
+    received_at = datetime.fromtimestamp(int(sent_ms) / 1000, UTC).isoformat(timespec="milliseconds") if sent_ms else ""
+    source = (record.raw_event.get("messageAttributes", {}).get("source") or {}).get("stringValue")
+    return Delivery(received_at=received_at, source_system=str(source or "calcom-webhook"))
+
+
 def _handle(record: SQSRecord) -> None:
     try:
-        result = _service().process(record.body)
+        result = _service().process(record.body, _delivery(record))
     except ReviewRequired as exc:
         _park(record, exc.reason, exc.detail)
         return
@@ -122,7 +134,7 @@ def _handle(record: SQSRecord) -> None:
         raise _retry_later(record, exc.reason, exc.retry_after) from None
     except LineageNotYetKnown:
         raise _retry_later(record, "lineage_not_yet_known") from None
-    except (StateConflictError, StateStoreUnavailableError) as exc:
+    except (StateConflictError, StateStoreUnavailableError, AuditUnavailableError) as exc:
         raise _retry_later(record, type(exc).__name__) from None
     metric = {"applied": "EventApplied", "recorded": "EventRecorded", "deferred": "EventDeferred"}.get(
         result.outcome, "EventSkipped"
@@ -142,6 +154,9 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    guard = _service().idempotency
+    if guard is not None:
+        guard.register_lambda_context(context)
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -111,6 +111,8 @@ class BookingPayload(_Wire):
     seats_per_time_slot: int | None = Field(default=None, alias="seatsPerTimeSlot")
     attendee_seat_id: str | None = Field(default=None, alias="attendeeSeatId")
     requires_confirmation: bool | None = Field(default=None, alias="requiresConfirmation")
+    cancelled_by: str | None = Field(default=None, alias="cancelledBy")
+    rescheduled_by: str | None = Field(default=None, alias="rescheduledBy")
 
     _utc_start = field_validator("start_time", "end_time")(_utc)
 
@@ -210,6 +212,9 @@ class BookingEvent(BaseModel):
     seated: bool = False
     attendee_seat_id: str | None = None
     form_id: str | None = None
+    requires_confirmation: bool = False
+    #: E-mail of whoever cancelled / rescheduled (used only to derive the audit actor, then hashed).
+    changed_by: str | None = None
 
     @property
     def is_request_reschedule(self) -> bool:
@@ -275,6 +280,8 @@ def booking_event_from_envelope(trigger: Trigger, envelope: Envelope) -> Booking
         rejection_reason=booking.rejection_reason,
         seated=bool(booking.seats_per_time_slot),
         attendee_seat_id=booking.attendee_seat_id,
+        requires_confirmation=bool(booking.requires_confirmation),
+        changed_by=booking.cancelled_by or booking.rescheduled_by,
     )
 
 

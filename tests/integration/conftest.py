@@ -47,10 +47,7 @@ def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
     )["QueueUrl"]
     os.environ["QUEUE_URL"] = queue_url
     bridge = dataclasses.replace(bridge, queue_url=queue_url, dlq_url=dlq_url)
-    ddb = bridge.client("dynamodb")
-    for table, keys in ((bridge.state_table, ["pk"]), (bridge.review_table, ["pk"])):
-        for item in ddb.scan(TableName=table).get("Items", []):
-            ddb.delete_item(TableName=table, Key={k: item[k] for k in keys})
+    empty_tables(bridge)
     for cached in (
         ingest_settings,
         sync_settings,
@@ -62,6 +59,18 @@ def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
     ):
         cached.cache_clear()
     yield bridge
+
+
+def empty_tables(resources: Any) -> None:
+    ddb = resources.client("dynamodb")
+    for table, keys in (
+        (resources.state_table, ["pk"]),
+        (resources.review_table, ["pk"]),
+        (resources.idempotency_table, ["id"]),
+        (resources.audit_table, ["pk", "sk"]),
+    ):
+        for item in ddb.scan(TableName=table).get("Items", []):
+            ddb.delete_item(TableName=table, Key={k: item[k] for k in keys})
 
 
 def signed_event(body: bytes, secret: str, *, content_type: str = "application/json") -> dict[str, Any]:

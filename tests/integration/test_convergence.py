@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import fixture_document
+from tests.integration.conftest import empty_tables
 
 pytestmark = pytest.mark.integration
 
@@ -88,9 +89,7 @@ def test_given_any_order_duplicates_and_workers_then_the_same_final_appointment(
             headers={"Content-Type": "application/fhir+json"},
             trust_env=False,
         ).raise_for_status()
-    ddb = clean_bridge.client("dynamodb")
-    for item in ddb.scan(TableName=clean_bridge.state_table).get("Items", []):
-        ddb.delete_item(TableName=clean_bridge.state_table, Key={"pk": item["pk"]})
+    empty_tables(clean_bridge)
     sync._service.cache_clear()
 
     rng = random.Random(seed)

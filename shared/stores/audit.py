@@ -1,0 +1,81 @@
+"""The audit trail: an append-only DynamoDB table, one record per applied, skipped or parked event.
+
+Records carry no raw PHI: the actor is a role plus a keyed hash of their e-mail; there are no names,
+no reasons and no free text. The function role may only `PutItem` (conditional on the record not
+existing); it can neither update nor delete.
+
+Keys: `pk` = `lineage#<lineage key>` (or `unresolved#<body hash>` when no lineage could be
+determined), `sk` = `<Cal.com createdAt>#<body hash prefix>` so a timeline sorts by Cal.com time and
+a retried message never writes a second record for the same event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class AuditUnavailableError(Exception):
+    """The record could not be written; the message is retried so the trail stays complete."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    lineage: str
+    calcom_created_at: str
+    body_sha256: str
+    trigger: str
+    outcome: str
+    actor_role: str
+    actor_ref: str
+    received_at: str
+    applied_at: str
+    source_system: str
+    booking_uid: str = ""
+    ehr_resource: str = ""
+    ehr_version: str = ""
+    reason: str = ""
+
+    @property
+    def key(self) -> dict[str, str]:
+        pk = f"lineage#{self.lineage}" if self.lineage else f"unresolved#{self.body_sha256}"
+        return {"pk": pk, "sk": f"{self.calcom_created_at}#{self.body_sha256[:16]}"}
+
+
+class AuditTrail:
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self._table = table_name
+        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+
+    def record(self, entry: AuditRecord) -> bool:
+        """Append `entry`; False when this event was already recorded (a retry), never an overwrite."""
+        item: dict[str, Any] = {k: {"S": v} for k, v in {**asdict(entry), **entry.key}.items() if v}
+        try:
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise AuditUnavailableError(type(exc).__name__) from exc
+        except BotoCoreError as exc:
+            raise AuditUnavailableError(type(exc).__name__) from exc
+        return True
+
+    def timeline(self, lineage: str) -> list[dict[str, str]]:
+        items: list[dict[str, str]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"lineage#{lineage}"}},
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            items.extend({k: v["S"] for k, v in item.items() if "S" in v} for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
