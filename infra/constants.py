@@ -25,7 +25,9 @@ SIGNATURE_HEADER: Final = "X-Cal-Signature-256"
 # 3.13 (not 3.14) so that the layer's .pyc files can be compiled by the build machine's interpreter;
 # the bundler refuses to run under any other minor version.
 PYTHON_MINOR: Final = (3, 13)
-PIP_PLATFORMS: Final = ("manylinux2014_aarch64",)
+# manylinux2014 first (what most wheels ship); the newer tags let pip fall back to wheels that need a
+# newer glibc, which the python3.13 runtime (Amazon Linux 2023, glibc 2.34) has.
+PIP_PLATFORMS: Final = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
 # Provided by the Lambda Python runtime; never shipped in the layer.
 RUNTIME_PROVIDED_PACKAGES: Final = ("boto3", "botocore", "s3transfer")
 
