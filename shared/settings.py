@@ -41,6 +41,8 @@ class SyncSettings(_Settings):
     #: Secret `{"key": "<random>"}`: the key of the keyed hash that names people in state and audit.
     pseudonym_secret_arn: str = Field(alias="PSEUDONYM_SECRET_ARN", min_length=1)
     ehr_timeout_seconds: float = Field(default=10.0, alias="EHR_TIMEOUT_SECONDS", gt=0, le=60)
+    breaker_failure_threshold: int = Field(default=5, alias="EHR_BREAKER_FAILURES", ge=1, le=1000)
+    breaker_cooldown_seconds: float = Field(default=30.0, alias="EHR_BREAKER_COOLDOWN_SECONDS", gt=0, le=3600)
     clinic_config_source: str = Field(alias="CLINIC_CONFIG_SOURCE", pattern=r"^(file|ssm):.+")
     identifier_system_base: str = Field(
         default="https://cal-ehr-bridge.dev/fhir/sid", alias="IDENTIFIER_SYSTEM_BASE", pattern=r"^https?://"

@@ -50,6 +50,8 @@ def bridge(local_aws: Any, fhir_server: Any) -> Iterator[Any]:
     resources = local_aws.provision(prefix="itest", webhook_secret="whsec_itest_current")
     env = handler_environment(resources, ehr_base_url=fhir_server.base_url, clinic_config=str(DEMO_CONFIG))
     env["SECRET_CACHE_SECONDS"] = "0"
+    env["EHR_BREAKER_COOLDOWN_SECONDS"] = "1"
+    env["EHR_TIMEOUT_SECONDS"] = "2"
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     yield resources

@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config.clinic import cached_config
 from shared.domain.projection import IdentifierSystems
+from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
 from shared.ehr.fhir import FhirR4Client
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
@@ -55,12 +56,24 @@ def _service() -> SyncService:
     pseudonym = secrets.json(settings.pseudonym_secret_arn)["key"]
     return SyncService(
         store=LineageStateStore(settings.state_table),
-        ehr=FhirR4Client(settings.ehr_base_url, bearer_token=token, timeout_seconds=settings.ehr_timeout_seconds),
+        ehr=BreakerEhrClient(
+            FhirR4Client(settings.ehr_base_url, bearer_token=token, timeout_seconds=settings.ehr_timeout_seconds),
+            _breaker(),
+        ),
         config=cached_config(settings.clinic_config_source),
         systems=IdentifierSystems(settings.identifier_system_base),
         pseudonym_key=str(pseudonym).encode("utf-8"),
         audit=AuditTrail(settings.audit_table) if settings.audit_table else None,
         idempotency=IdempotencyGuard(settings.idempotency_table),
+    )
+
+
+@cache
+def _breaker() -> CircuitBreaker:
+    """Lives as long as the container: an EHR outage opens it for every message this container handles."""
+    settings = sync_settings()
+    return CircuitBreaker(
+        failure_threshold=settings.breaker_failure_threshold, cooldown_seconds=settings.breaker_cooldown_seconds
     )
 
 

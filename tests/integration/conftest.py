@@ -56,6 +56,7 @@ def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
         sync._service,
         sync._review_store,
         sync._sqs,
+        sync._breaker,
     ):
         cached.cache_clear()
     yield bridge

@@ -1,0 +1,117 @@
+"""A circuit breaker around any `EhrClient`.
+
+During an EHR outage every call would otherwise wait for a timeout. After `failure_threshold`
+consecutive retryable failures the circuit opens: calls fail fast with `RetryableEhrError` (the
+message goes back to the queue with backoff, nothing is lost) until `cooldown_seconds` have passed.
+Then one trial call is let through (half-open): success closes the circuit, failure opens it again.
+Permanent errors (4xx) say nothing about availability and do not count.
+
+One breaker per container (module scope in the sync function); containers learn independently,
+which is enough because each one stops hammering the EHR within `failure_threshold` calls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal, TypeVar
+
+from shared.ehr.port import EhrClient, Identifier, Resource, StoredResource
+from shared.errors import RetryableEhrError
+
+T = TypeVar("T")
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+class CircuitOpenError(RetryableEhrError):
+    reason = "ehr_circuit_open"
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 5,
+        cooldown_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._threshold = failure_threshold
+        self._cooldown = cooldown_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_in_flight = False
+        self.transitions: list[CircuitState] = []
+
+    @property
+    def state(self) -> CircuitState:
+        with self._lock:
+            return self._state_locked()
+
+    def _state_locked(self) -> CircuitState:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self._cooldown:
+            return "half_open"
+        return "open"
+
+    def call(self, operation: Callable[[], T]) -> T:
+        with self._lock:
+            state = self._state_locked()
+            if state == "open" or (state == "half_open" and self._trial_in_flight):
+                remaining = self._cooldown - (self._clock() - (self._opened_at or 0.0))
+                raise CircuitOpenError("EHR circuit is open; not calling it", retry_after=max(1.0, remaining))
+            if state == "half_open":
+                self._trial_in_flight = True
+        try:
+            result = operation()
+        except RetryableEhrError:
+            self._on_failure()
+            raise
+        except Exception:
+            self._release_trial()
+            raise
+        self._on_success()
+        return result
+
+    def _release_trial(self) -> None:
+        with self._lock:
+            self._trial_in_flight = False
+
+    def _on_failure(self) -> None:
+        with self._lock:
+            self._trial_in_flight = False
+            self._failures += 1
+            if self._opened_at is not None or self._failures >= self._threshold:
+                self._opened_at = self._clock()
+                self.transitions.append("open")
+
+    def _on_success(self) -> None:
+        with self._lock:
+            self._trial_in_flight = False
+            if self._opened_at is not None:
+                self.transitions.append("closed")
+            self._failures = 0
+            self._opened_at = None
+
+
+class BreakerEhrClient:
+    """An `EhrClient` that routes every call through a `CircuitBreaker`."""
+
+    def __init__(self, inner: EhrClient, breaker: CircuitBreaker) -> None:
+        self._inner = inner
+        self.breaker = breaker
+
+    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
+        return self.breaker.call(lambda: self._inner.search(resource_type, params))
+
+    def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        return self.breaker.call(lambda: self._inner.read(resource_type, resource_id))
+
+    def create_if_none_exist(self, resource: Resource, identifier: Identifier) -> StoredResource:
+        return self.breaker.call(lambda: self._inner.create_if_none_exist(resource, identifier))
+
+    def update(self, resource: Resource, version: str | None) -> StoredResource:
+        return self.breaker.call(lambda: self._inner.update(resource, version))
