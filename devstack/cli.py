@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 
+from devstack import ops
 from shared.calcom.signature import sign
 from shared.config.clinic import ConfigError, load_config
 
@@ -35,6 +37,7 @@ DEMO_BOOKINGS = (
     "form_submitted.json",
     "ooo_created.json",
 )
+STACK_FILE = ops.STACK_FILE
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "calcom"
 
 
@@ -170,6 +173,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     say(f"Handler logs and metrics: {log_path}")
     with stack:
         info = stack.describe()
+        stack.write_description(STACK_FILE)
         say(f"\n  Webhook URL     {info['webhook_url']}")
         say(f"  Webhook secret  {info['webhook_secret']}")
         say(f"  FHIR base URL   {info['fhir_base_url']}")
@@ -197,6 +201,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     stack = LocalStack(workers=args.workers, webhook_secret=args.secret)
     with stack:
+        if args.stack_file:
+            stack.write_description(Path(args.stack_file))
         print(json.dumps(stack.describe()), flush=True)
         _wait_for_signal()
     return 0
@@ -224,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the local stack, print endpoints as JSON")
     serve.add_argument("--workers", type=int, default=1, choices=range(1, 9))
     serve.add_argument("--secret", default=None)
+    serve.add_argument("--stack-file", default=None, help="also write the endpoints to this file")
     serve.set_defaults(run=cmd_serve)
 
     appointments = commands.add_parser("appointments", help="list the bridge's Appointments")
@@ -235,7 +242,54 @@ def build_parser() -> argparse.ArgumentParser:
     validate = config_commands.add_parser("validate", help="validate a mapping file")
     validate.add_argument("file")
     validate.set_defaults(run=cmd_config_validate)
+    _add_operator_commands(commands)
     return parser
+
+
+def _add_operator_commands(commands: Any) -> None:
+    review = commands.add_parser("review", help="review items (parked messages)")
+    review_commands = review.add_subparsers(dest="review_command", required=True)
+    listing = review_commands.add_parser("list", help="list review items (no PHI)")
+    listing.add_argument("--all", action="store_true", help="include retried and discarded items")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=lambda a: ops.review_list(ops.resolve_target(a), include_closed=a.all, as_json=a.json))
+    show = review_commands.add_parser("show", help="show one review item")
+    show.add_argument("review_id")
+    show.add_argument("--with-body", action="store_true", help="also print the message body (contains PHI)")
+    show.set_defaults(run=lambda a: ops.review_show(ops.resolve_target(a), a.review_id, with_body=a.with_body))
+    retry = review_commands.add_parser("retry", help="re-queue review items after a fix")
+    retry.add_argument("review_ids", nargs="*")
+    retry.add_argument("--all", action="store_true")
+    retry.set_defaults(run=lambda a: ops.review_retry(ops.resolve_target(a), a.review_ids, retry_all=a.all))
+    discard = review_commands.add_parser("discard", help="close a review item without applying it")
+    discard.add_argument("review_id")
+    discard.add_argument("--reason", required=True)
+    discard.set_defaults(run=lambda a: ops.review_discard(ops.resolve_target(a), a.review_id, reason=a.reason))
+    for sub in (listing, show, retry, discard):
+        ops.add_target_arguments(sub)
+
+    dlq = commands.add_parser("dlq", help="dead-letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    redrive = dlq_commands.add_parser("redrive", help="move DLQ messages back to the queue")
+    redrive.add_argument("--dry-run", action="store_true")
+    redrive.add_argument("--rate", type=float, default=5.0, help="messages per second (default 5)")
+    redrive.add_argument("--limit", type=int, default=1000)
+    redrive.set_defaults(
+        run=lambda a: ops.dlq_redrive(ops.resolve_target(a), dry_run=a.dry_run, rate=a.rate, limit=a.limit)
+    )
+    ops.add_target_arguments(redrive)
+
+    sync = commands.add_parser("sync", help="pause or resume syncing to the EHR (incident lever)")
+    sync_commands = sync.add_subparsers(dest="sync_command", required=True)
+    for name, enabled in (("pause", False), ("resume", True)):
+        lever = sync_commands.add_parser(name)
+        lever.set_defaults(run=lambda a, e=enabled: ops.set_sync_enabled(ops.resolve_target(a), enabled=e))
+        ops.add_target_arguments(lever)
+
+    audit = commands.add_parser("audit", help="the audit timeline of a booking")
+    audit.add_argument("booking_uid")
+    audit.set_defaults(run=lambda a: ops.audit_timeline(ops.resolve_target(a), a.booking_uid))
+    ops.add_target_arguments(audit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,6 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"calehr: {exc}", file=sys.stderr)
         return 2
+    except ops.OpsError as exc:
+        print(f"calehr: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:
+        print(f"calehr: AWS call failed ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 import uuid
@@ -59,9 +60,15 @@ def proxy_event(method: str, path: str, headers: dict[str, str], body: bytes) ->
     }
 
 
+CONTROL_PREFIX = "/_local"
+
+
 class LocalApi:
-    def __init__(self, ingest: Handler, port: int = 0) -> None:
+    """`controls` maps names to callables served as `POST /_local/sync/<name>` (the pause lever)."""
+
+    def __init__(self, ingest: Handler, port: int = 0, controls: dict[str, Callable[[], object]] | None = None) -> None:
         ingest_handler = ingest
+        control_actions = dict(controls or {})
 
         class _RequestHandler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
@@ -76,7 +83,16 @@ class LocalApi:
                 self.wfile.write(body)
 
             def do_POST(self) -> None:
-                if self.path.split("?", 1)[0] != WEBHOOK_PATH:
+                path = self.path.split("?", 1)[0]
+                if path.startswith(f"{CONTROL_PREFIX}/sync/"):
+                    action = control_actions.get(path.rsplit("/", 1)[-1])
+                    if action is None:
+                        self._reply(404, {"Content-Type": "application/json"}, b'{"error":"unknown_control"}')
+                        return
+                    result = action()
+                    self._reply(200, {"Content-Type": "application/json"}, json.dumps({"result": result}).encode())
+                    return
+                if path != WEBHOOK_PATH:
                     self._reply(404, {"Content-Type": "application/json"}, b'{"error":"not_found"}')
                     return
                 length = int(self.headers.get("Content-Length") or 0)
@@ -108,6 +124,11 @@ class LocalApi:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}{WEBHOOK_PATH}"
+
+    @property
+    def control_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{CONTROL_PREFIX}"
 
     def start(self) -> None:
         self._thread.start()
@@ -168,6 +189,10 @@ class QueuePoller:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
 
     def pause(self) -> None:
         self._paused.set()

@@ -49,7 +49,11 @@ class LocalStack:
         self.seed_practitioners()
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
-        self.api = LocalApi(ingest.handler, port=self.api_port)
+        self.api = LocalApi(
+            ingest.handler,
+            port=self.api_port,
+            controls={"pause": self.pause, "resume": self.resume, "status": self.status},
+        )
         self.api.start()
         sqs = self.resources.client("sqs")
         for index in range(self.workers):
@@ -73,13 +77,18 @@ class LocalStack:
                 trust_env=False,
             ).raise_for_status()
 
-    def pause(self) -> None:
+    def pause(self) -> str:
         for poller in self.pollers:
             poller.pause()
+        return "paused"
 
-    def resume(self) -> None:
+    def resume(self) -> str:
         for poller in self.pollers:
             poller.resume()
+        return "running"
+
+    def status(self) -> str:
+        return "paused" if self.pollers and all(p.paused for p in self.pollers) else "running"
 
     def stop(self) -> None:
         for poller in self.pollers:
@@ -102,7 +111,14 @@ class LocalStack:
             "dlq_url": self.resources.dlq_url,
             "review_table": self.resources.review_table,
             "state_table": self.resources.state_table,
+            "audit_table": self.resources.audit_table,
+            "control_url": self.api.control_url,
         }
+
+    def write_description(self, path: Path) -> None:
+        """For the operator CLI's `--local`: where this stack's resources are (no secrets but the demo one)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.describe(), indent=2))
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -66,6 +66,26 @@ class AuditTrail:
             raise AuditUnavailableError(type(exc).__name__) from exc
         return True
 
+    def record_operator_action(self, *, subject: str, action: str, note: str, operator: str, at: str) -> None:
+        """An operator's action on a review item or the DLQ (`subject`), e.g. retried or discarded."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"operator#{subject}"},
+                    "sk": {"S": f"{at}#{action}"},
+                    "outcome": {"S": action},
+                    "actor_role": {"S": "operator"},
+                    "actor_ref": {"S": operator},
+                    "reason": {"S": note},
+                    "applied_at": {"S": at},
+                    "source_system": {"S": "operator-cli"},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise AuditUnavailableError(type(exc).__name__) from exc
+
     def timeline(self, lineage: str) -> list[dict[str, str]]:
         items: list[dict[str, str]] = []
         kwargs: dict[str, Any] = {

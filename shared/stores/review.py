@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -64,11 +64,46 @@ class ReviewStore:
             raise ReviewStoreUnavailableError(type(exc).__name__) from exc
         return item.review_id
 
-    def list_open(self, limit: int = 100) -> list[dict[str, str]]:
-        """PHI-free listing: every attribute except the body."""
-        items = self._client.scan(TableName=self._table, Limit=max(1, min(limit, 1000))).get("Items", [])
-        return [
-            {k: v["S"] for k, v in item.items() if k != "body" and "S" in v}
-            for item in items
-            if item.get("status", {}).get("S") == "open"
-        ]
+    def list_items(self, *, include_closed: bool = False) -> list[dict[str, str]]:
+        """PHI-free listing: every attribute except the body, oldest first."""
+        items: list[dict[str, str]] = []
+        kwargs: dict[str, Any] = {"TableName": self._table}
+        while True:
+            page = self._client.scan(**kwargs)
+            for item in page.get("Items", []):
+                flat = {k: v["S"] for k, v in item.items() if k != "body" and "S" in v}
+                if include_closed or flat.get("status") == "open":
+                    items.append(flat)
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(items, key=lambda i: (i.get("parked_at", ""), i["pk"]))
+
+    def get(self, review_id: str) -> dict[str, str] | None:
+        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": review_id}}, ConsistentRead=True).get(
+            "Item"
+        )
+        return {k: v["S"] for k, v in item.items() if "S" in v} if item else None
+
+    def close(self, review_id: str, *, status: str, note: str, operator: str, at: str) -> bool:
+        """Mark an open item retried/discarded; False if it was not open (someone else acted first)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": review_id}},
+                UpdateExpression="SET #s = :s, closed_note = :n, closed_by = :o, closed_at = :a",
+                ConditionExpression="#s = :open",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":s": {"S": status},
+                    ":n": {"S": note},
+                    ":o": {"S": operator},
+                    ":a": {"S": at},
+                    ":open": {"S": "open"},
+                },
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise ReviewStoreUnavailableError(type(exc).__name__) from exc
+        return True

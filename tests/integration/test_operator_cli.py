@@ -1,0 +1,158 @@
+"""The operator CLI against moto server and the FHIR server: review items, DLQ redrive, pause/resume, audit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.cli import main
+from tests.conftest import compact, fixture_document
+
+pytestmark = pytest.mark.integration
+
+
+def _target(resources: Any) -> list[str]:
+    return [
+        "--queue-url",
+        resources.queue_url,
+        "--dlq-url",
+        resources.dlq_url,
+        "--review-table",
+        resources.review_table,
+        "--state-table",
+        resources.state_table,
+        "--audit-table",
+        resources.audit_table,
+        "--endpoint-url",
+        resources.endpoint,
+    ]
+
+
+def _ambiguous_patients(fhir_server: Any) -> list[str]:
+    ids = []
+    for _ in range(2):
+        response = httpx.post(
+            f"{fhir_server.base_url}/Patient",
+            json={
+                "resourceType": "Patient",
+                "name": [{"family": "Reyes", "given": ["Jordan"]}],
+                "telecom": [{"system": "email", "value": "jordan.reyes@example.com"}],
+                "birthDate": "1988-11-04",
+            },
+            headers={"Content-Type": "application/fhir+json"},
+            trust_env=False,
+        )
+        ids.append(response.json()["id"])
+    return ids
+
+
+def test_given_a_parked_message_when_listed_shown_fixed_and_retried_then_it_is_applied(
+    pipeline: Any, fhir_server: Any, clean_bridge: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    duplicate_ids = _ambiguous_patients(fhir_server)
+    pipeline.send(fixture_document("booking_created.json"))
+    pipeline.drain()
+    capsys.readouterr()
+
+    assert main(["review", "list", "--json", *_target(clean_bridge)]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    assert item["reason"] == "ambiguous_patient" and item["status"] == "open"
+
+    assert main(["review", "show", item["pk"], *_target(clean_bridge)]) == 0
+    shown = capsys.readouterr()
+    assert "jordan" not in shown.out.lower() and "body" not in json.loads(shown.out)
+    assert main(["review", "list", *_target(clean_bridge)]) == 0
+    assert "jordan" not in capsys.readouterr().out.lower()
+    assert main(["review", "show", item["pk"], "--with-body", *_target(clean_bridge)]) == 0
+    assert "jordan.reyes@example.com" in capsys.readouterr().out
+
+    # The fix: staff merge the duplicate Patient records in the EHR; then retry.
+    httpx.delete(f"{fhir_server.base_url}/Patient/{duplicate_ids[1]}", trust_env=False).raise_for_status()
+    assert main(["review", "retry", item["pk"], *_target(clean_bridge)]) == 0
+    capsys.readouterr()
+    pipeline.drain()
+    bundle = httpx.get(f"{fhir_server.base_url}/Appointment", trust_env=False).json()
+    assert [e["resource"]["status"] for e in bundle["entry"]] == ["booked"]
+    capsys.readouterr()
+    assert main(["review", "list", "--json", *_target(clean_bridge)]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_given_a_review_item_then_discard_needs_a_reason_and_is_audited(
+    pipeline: Any, fhir_server: Any, clean_bridge: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ambiguous_patients(fhir_server)
+    pipeline.send(fixture_document("booking_created.json"))
+    pipeline.drain()
+    [item] = pipeline.review_items()
+    review_id = item["pk"]["S"]
+    assert main(["review", "discard", review_id, "--reason", "no", *_target(clean_bridge)]) == 1
+    assert main(["review", "discard", review_id, "--reason", "test booking by staff", *_target(clean_bridge)]) == 0
+    assert main(["review", "discard", review_id, "--reason", "test booking by staff", *_target(clean_bridge)]) == 1
+    audit = clean_bridge.client("dynamodb").scan(TableName=clean_bridge.audit_table)["Items"]
+    actions = [a for a in audit if a["pk"]["S"] == f"operator#review#{review_id}"]
+    assert [a["outcome"]["S"] for a in actions] == ["review_discarded"]
+    assert actions[0]["reason"]["S"] == "test booking by staff"
+
+
+def test_given_messages_in_the_dlq_when_redriven_then_dry_run_moves_nothing_and_redrive_moves_all(
+    pipeline: Any, fhir_server: Any, clean_bridge: Any
+) -> None:
+    sqs = clean_bridge.client("sqs")
+    for name in ("booking_created.json", "booking_requested.json"):
+        body = compact(fixture_document(name)).decode()
+        sqs.send_message(
+            QueueUrl=clean_bridge.dlq_url, MessageBody=body, MessageGroupId=name, MessageDeduplicationId=name
+        )
+    assert main(["dlq", "redrive", "--dry-run", *_target(clean_bridge)]) == 0
+    assert pipeline.queue_depth() == 0
+    assert main(["dlq", "redrive", "--rate", "50", *_target(clean_bridge)]) == 0
+    depth = sqs.get_queue_attributes(QueueUrl=clean_bridge.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert depth["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    pipeline.drain()
+    bundle = httpx.get(f"{fhir_server.base_url}/Appointment", trust_env=False).json()
+    assert sorted(e["resource"]["status"] for e in bundle["entry"]) == ["booked", "pending"]
+
+
+def test_given_the_local_stack_controls_when_paused_then_nothing_is_synced_until_resumed(
+    pipeline: Any, fhir_server: Any, clean_bridge: Any
+) -> None:
+    from devstack.lambda_runtime import LocalApi
+
+    poller = pipeline.poller
+    api = LocalApi(lambda e, c: {"statusCode": 404}, controls={"pause": poller.pause, "resume": poller.resume})
+    api.start()
+    try:
+        assert main(["sync", "pause", "--control-url", api.control_url, *_target(clean_bridge)]) == 0
+        assert poller.paused
+        poller.start()
+        pipeline.send(fixture_document("booking_created.json"))
+        assert pipeline.queue_depth() == 1
+        assert main(["sync", "resume", "--control-url", api.control_url, *_target(clean_bridge)]) == 0
+        from tests.integration.conftest import wait_until
+
+        assert wait_until(lambda: pipeline.queue_depth() == 0, timeout=20)
+    finally:
+        poller.stop()
+        api.stop()
+
+
+def test_given_a_synced_history_then_audit_prints_its_timeline_without_phi(
+    pipeline: Any, clean_bridge: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline.send(fixture_document("booking_created.json"), fixture_document("booking_rescheduled.json"))
+    pipeline.drain()
+    capsys.readouterr()
+    assert main(["audit", "Hq2WnX6tYc9RkP4vJm7sEa", *_target(clean_bridge)]) == 0
+    out = capsys.readouterr().out
+    assert "BOOKING_CREATED" in out and "BOOKING_RESCHEDULED" in out and "applied" in out
+    assert "jordan" not in out.lower()
+    assert main(["audit", "unknown-uid", *_target(clean_bridge)]) == 1
+
+
+def test_given_no_target_then_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["review", "list"]) == 1
+    assert "--queue-url" in capsys.readouterr().err
