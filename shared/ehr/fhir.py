@@ -1,5 +1,8 @@
 """Generic FHIR R4 adapter (httpx): conditional create, version-aware update, search.
 
+Authentication is an `httpx.Auth` (`shared.ehr.smart`, `shared.ehr.sigv4`) or a static bearer token.
+Vendor profiles (`shared.ehr.profiles`) reuse this client's transport and error mapping.
+
 Error classes: timeouts, connection errors, 429, 5xx, 409/412 (version conflicts) and 401 (expired
 credentials) are retryable; other 4xx are permanent. Error details carry the HTTP status and the
 OperationOutcome issue codes only - never diagnostics text, which may echo resource content.
@@ -60,29 +63,54 @@ class FhirR4Client:
         bearer_token: str | None = None,
         timeout_seconds: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
+        """`auth`: an `httpx.Auth` applied to every request (SMART Backend Services, SigV4); it cannot be
+        combined with the static `bearer_token`."""
+        if bearer_token and auth is not None:
+            raise ValueError("pass either bearer_token or auth, not both")
         headers = {"Accept": FHIR_JSON, "User-Agent": "cal-ehr-bridge/0.1"}
         if bearer_token:
             headers["Authorization"] = f"Bearer {bearer_token}"
+        self.base_url = base_url.rstrip("/")
         self._client = httpx.Client(
-            base_url=base_url.rstrip("/") + "/",
+            base_url=self.base_url + "/",
             headers=headers,
             timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
             limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
             transport=transport,
+            auth=auth,
         )
 
     def close(self) -> None:
         self._client.close()
 
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Resource | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request relative to the base URL; answers >= 400 raise the adapter's error classes."""
+        return self._send(method, url, json=json, content=content, headers=headers)
+
     def _send(
-        self, method: str, url: str, *, json: Resource | None = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Resource | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         request_headers = dict(headers or {})
         if json is not None:
             request_headers["Content-Type"] = FHIR_JSON
         try:
-            response = self._client.request(method, url, json=json, headers=request_headers)
+            response = self._client.request(method, url, json=json, content=content, headers=request_headers)
         except httpx.TimeoutException as exc:
             raise RetryableEhrError(f"{method} timed out") from exc
         except httpx.TransportError as exc:
@@ -94,6 +122,29 @@ class FhirR4Client:
         if status in _RETRYABLE_STATUS or status >= 500:
             raise RetryableEhrError(detail, status=status, retry_after=_retry_after(response))
         raise PermanentEhrError(detail, status=status)
+
+    @staticmethod
+    def body(response: httpx.Response) -> Resource:
+        """The JSON object of a response (a non-object or non-JSON body is a retryable EHR error)."""
+        return FhirR4Client._body(response)
+
+    @staticmethod
+    def stored(response: httpx.Response, *, created: bool = False) -> StoredResource:
+        resource = FhirR4Client._body(response)
+        return StoredResource(
+            id=str(resource["id"]), version=_version(response, resource), resource=resource, created=created
+        )
+
+    def capabilities(self) -> Resource | None:
+        """The server's CapabilityStatement (`GET metadata`), or None when it has none."""
+        try:
+            response = self._send("GET", "metadata")
+        except PermanentEhrError as exc:
+            if exc.status in (404, 405, 410, 501):
+                return None
+            raise
+        body = self._body(response)
+        return body if body.get("resourceType") == "CapabilityStatement" else None
 
     @staticmethod
     def _body(response: httpx.Response) -> Resource:

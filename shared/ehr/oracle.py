@@ -1,0 +1,216 @@
+"""Oracle Health (Cerner Millennium R4) style profile.
+
+What differs from generic FHIR R4 there:
+
+* **Create** is a plain `POST` with `status` `proposed` or `booked` only. The bridge creates a
+  `pending` Appointment as `proposed` and anything else as `booked`; a cancelled one is then patched
+  to `cancelled` (an allowed move from both).
+* **No PUT**: updates are RFC 6902 JSON Patch (`application/json-patch+json`) with
+  `If-Match: W/"<version>"`, limited to the paths the server accepts (default `/status`,
+  `/cancelationReason`, `/reasonCode`; sites can widen it). A change outside them (e.g. a reschedule,
+  which on Millennium means a new slot) is a `PermanentEhrError` naming the fields, so it is parked for
+  review instead of being half applied.
+* **No identifier search** on Appointment: the bridge keeps its own map identifier token → resource
+  id (`IdMapStore`: in memory for tests, DynamoDB in the state table as `ehrmap#<token>`).
+
+Residual risk: if the process dies between the POST and the map write, a retry creates a second
+resource (there is no server-side way to find the first). The lineage state records the id in the
+same message, so this needs a crash in that window; `doctor` and the review table surface it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+import boto3
+import httpx
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.ehr.fhir import FhirR4Client
+from shared.ehr.port import Identifier, Resource, StoredResource
+from shared.errors import PermanentEhrError, RetryableEhrError
+from shared.stores.state import StateStoreUnavailableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+JSON_PATCH = "application/json-patch+json"
+DEFAULT_PATCHABLE = frozenset({"status", "cancelationReason", "reasonCode"})
+_CREATE_STATUSES = ("proposed", "booked")
+_NOT_COMPARED = frozenset({"meta", "id", "text", "resourceType"})
+
+
+class IdMapStore(Protocol):
+    """identifier token → EHR resource id, written once."""
+
+    def get(self, token: str) -> str | None: ...
+
+    def put_if_absent(self, token: str, resource_id: str) -> str:
+        """Store the mapping unless one exists; return the stored id (the existing one on a race)."""
+        ...
+
+
+class InMemoryIdMap:
+    def __init__(self) -> None:
+        self._items: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> str | None:
+        with self._lock:
+            return self._items.get(token)
+
+    def put_if_absent(self, token: str, resource_id: str) -> str:
+        with self._lock:
+            return self._items.setdefault(token, resource_id)
+
+
+class DynamoIdMap:
+    """Items `ehrmap#<token>` → `resource_id` in the bridge's state table (conditional put)."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self._table = table_name
+        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+
+    def get(self, token: str) -> str | None:
+        try:
+            item = self._client.get_item(
+                TableName=self._table, Key={"pk": {"S": f"ehrmap#{token}"}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        return item["resource_id"]["S"] if item else None
+
+    def put_if_absent(self, token: str, resource_id: str) -> str:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={"pk": {"S": f"ehrmap#{token}"}, "resource_id": {"S": resource_id}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                existing = self.get(token)
+                if existing is not None:
+                    return existing
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        except BotoCoreError as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        return resource_id
+
+
+def _pointer(key: str) -> str:
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def json_patch(current: Resource, desired: Resource) -> list[dict[str, Any]]:
+    """Top-level RFC 6902 operations turning `current` into `desired` (meta/id/text are not compared)."""
+    ops: list[dict[str, Any]] = []
+    for key in sorted(set(current) | set(desired)):
+        if key in _NOT_COMPARED or current.get(key) == desired.get(key):
+            continue
+        if key not in desired:
+            ops.append({"op": "remove", "path": _pointer(key)})
+        else:
+            ops.append({"op": "replace" if key in current else "add", "path": _pointer(key), "value": desired[key]})
+    return ops
+
+
+class OracleHealthClient:
+    """`EhrClient` for Oracle Health (Millennium) style servers: POST create, JSON Patch updates, id map."""
+
+    def __init__(
+        self, fhir: FhirR4Client, id_map: IdMapStore, *, patchable: frozenset[str] = DEFAULT_PATCHABLE
+    ) -> None:
+        self._fhir = fhir
+        self._map = id_map
+        self._patchable = patchable
+
+    @property
+    def fhir(self) -> FhirR4Client:
+        return self._fhir
+
+    def close(self) -> None:
+        self._fhir.close()
+
+    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
+        return self._fhir.search(resource_type, params)
+
+    def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        return self._fhir.read(resource_type, resource_id)
+
+    def create_if_none_exist(self, resource: Resource, identifier: Identifier) -> StoredResource:
+        resource_type = str(resource["resourceType"])
+        known = self._map.get(identifier.token)
+        if known is not None:
+            existing = self._fhir.read(resource_type, known)
+            if existing is not None:
+                return existing
+            raise PermanentEhrError(f"the {resource_type} the bridge created is gone from the EHR", status=404)
+        body = dict(resource)
+        body.pop("id", None)
+        wanted_status = body.get("status")
+        if resource_type == "Appointment" and wanted_status not in _CREATE_STATUSES:
+            body["status"] = "proposed" if wanted_status == "pending" else "booked"
+        response = self._fhir.send("POST", resource_type, json=body)
+        created = self._stored_or_read(response, resource_type)
+        winner = self._map.put_if_absent(identifier.token, created.id)
+        if winner != created.id:  # another worker created one first; use theirs
+            other = self._fhir.read(resource_type, winner)
+            if other is not None:
+                return other
+        if resource_type == "Appointment" and wanted_status == "cancelled":
+            patched = self._patch(created, [{"op": "replace", "path": "/status", "value": "cancelled"}])
+            return StoredResource(id=patched.id, version=patched.version, resource=patched.resource, created=True)
+        return StoredResource(id=created.id, version=created.version, resource=created.resource, created=True)
+
+    def update(self, resource: Resource, version: str | None) -> StoredResource:
+        resource_type = str(resource["resourceType"])
+        current = self._fhir.read(resource_type, str(resource["id"]))
+        if current is None:
+            raise PermanentEhrError(f"the {resource_type} to update is gone from the EHR", status=404)
+        if version is not None and current.version != version:
+            raise RetryableEhrError(f"{resource_type} changed in the EHR since it was read", status=412)
+        ops = json_patch(current.resource, resource)
+        if not ops:
+            return current
+        refused = sorted({op["path"].lstrip("/") for op in ops} - self._patchable)
+        if refused:
+            raise PermanentEhrError(
+                f"Oracle Health profile cannot change {', '.join(refused)} of an {resource_type} by JSON Patch",
+                status=422,
+            )
+        return self._patch(current, ops)
+
+    def _patch(self, current: StoredResource, ops: list[dict[str, Any]]) -> StoredResource:
+        resource_type = str(current.resource["resourceType"])
+        headers = {"Content-Type": JSON_PATCH}
+        if current.version is not None:
+            headers["If-Match"] = f'W/"{current.version}"'
+        response = self._fhir.send(
+            "PATCH",
+            f"{resource_type}/{quote(current.id, safe='')}",
+            content=json.dumps(ops, separators=(",", ":")).encode("utf-8"),
+            headers=headers,
+        )
+        return self._stored_or_read(response, resource_type, current.id)
+
+    def _stored_or_read(
+        self, response: httpx.Response, resource_type: str, resource_id: str | None = None
+    ) -> StoredResource:
+        """Millennium may answer 201/200 without a body (ETag + Location only): read it back then."""
+        if response.content.strip():
+            return self._fhir.stored(response)
+        if resource_id is None:
+            location = response.headers.get("Location", "")
+            parts = location.rstrip("/").split("/")
+            if resource_type in parts and parts.index(resource_type) + 1 < len(parts):
+                resource_id = parts[parts.index(resource_type) + 1]
+        if not resource_id:
+            raise RetryableEhrError(f"{resource_type} write answered without a body or Location")
+        stored = self._fhir.read(resource_type, resource_id)
+        if stored is None:
+            raise RetryableEhrError(f"{resource_type} written but not readable yet", status=404)
+        return stored
