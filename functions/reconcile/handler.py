@@ -1,0 +1,164 @@
+"""Reconcile Lambda: an EventBridge schedule → one reconciliation run against Cal.com API v2.
+
+Thin edge: settings are read once, adapters are built once per container (the API key is re-read
+through the secret cache on every run, so a rotated key is picked up); `shared.reconcile.Reconciler`
+decides. The run stops early when the invocation's remaining time runs low: the cursor in DynamoDB
+keeps the progress and the next scheduled run continues from there.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+import httpx
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.calcom.api import DEFAULT_BASE_URL, CalcomApiClient, CalcomApiError
+from shared.observability import count, logger, metrics
+from shared.reconcile import (
+    CursorConflictError,
+    CursorStoreUnavailableError,
+    DynamoCursorStore,
+    ReconcileOptions,
+    Reconciler,
+)
+from shared.settings import SettingsError
+from shared.stores.queue import EventQueue, QueueUnavailableError
+from shared.stores.secrets import SecretReader, SecretUnavailableError
+from shared.stores.state import LineageStateStore, StateStoreUnavailableError
+
+#: Stop taking new bookings when less than this is left of the invocation.
+SAFETY_MARGIN_MS = 20_000
+
+
+class ReconcileSettings(BaseModel):
+    """The reconcile function's environment (validated once per container)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    stage: str = Field(default="local", alias="STAGE")
+    queue_url: str = Field(alias="QUEUE_URL", min_length=1)
+    state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    #: Secret `{"api_key": "cal_live_..."}`.
+    calcom_api_secret_arn: str = Field(alias="CALCOM_API_SECRET_ARN", min_length=1)
+    calcom_api_base_url: str = Field(default=DEFAULT_BASE_URL, alias="CALCOM_API_BASE_URL", pattern=r"^https?://")
+    lookback_hours: float = Field(default=24.0, alias="RECONCILE_LOOKBACK_HOURS", gt=0, le=24 * 90)
+    max_rps: float = Field(default=2.0, alias="RECONCILE_MAX_RPS", gt=0, le=50)
+    overlap_seconds: int = Field(default=300, alias="RECONCILE_OVERLAP_SECONDS", ge=0, le=24 * 3600)
+    page_size: int = Field(default=100, alias="RECONCILE_PAGE_SIZE", ge=1, le=250)
+    max_bookings: int = Field(default=5000, alias="RECONCILE_MAX_BOOKINGS", ge=1)
+    own_metadata_key: str = Field(default="source", alias="RECONCILE_OWN_METADATA_KEY", min_length=1)
+    own_metadata_value: str = Field(default="cal-ehr-bridge", alias="RECONCILE_OWN_METADATA_VALUE", min_length=1)
+    api_timeout_seconds: float = Field(default=10.0, alias="CALCOM_API_TIMEOUT_SECONDS", gt=0, le=60)
+    secret_cache_seconds: int = Field(default=300, alias="SECRET_CACHE_SECONDS", ge=0)
+
+    def options(self) -> ReconcileOptions:
+        return ReconcileOptions(
+            lookback=timedelta(hours=self.lookback_hours),
+            overlap=timedelta(seconds=self.overlap_seconds),
+            page_size=self.page_size,
+            max_bookings=self.max_bookings,
+            own_metadata_key=self.own_metadata_key,
+            own_metadata_value=self.own_metadata_value,
+        )
+
+
+@cache
+def reconcile_settings() -> ReconcileSettings:
+    try:
+        return ReconcileSettings.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        problems = ", ".join(
+            f"{'.'.join(str(p) for p in err['loc'])} ({err['type']})"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise SettingsError(f"invalid function environment: {problems}") from None
+
+
+@cache
+def _queue() -> EventQueue:
+    return EventQueue(reconcile_settings().queue_url)
+
+
+@cache
+def _state() -> LineageStateStore:
+    return LineageStateStore(reconcile_settings().state_table)
+
+
+@cache
+def _cursors() -> DynamoCursorStore:
+    return DynamoCursorStore(reconcile_settings().state_table)
+
+
+@cache
+def _secret_reader() -> SecretReader:
+    return SecretReader(max_age_seconds=reconcile_settings().secret_cache_seconds)
+
+
+def _api_key(settings: ReconcileSettings) -> str:
+    key = _secret_reader().json(settings.calcom_api_secret_arn).get("api_key")
+    if not isinstance(key, str) or not key:
+        raise SecretUnavailableError("secret has no 'api_key' string")
+    return key
+
+
+def _remaining_ms(context: Any) -> int:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return int(getter()) if callable(getter) else 900_000
+
+
+def run(context: Any = None) -> dict[str, Any]:
+    """One reconciliation run with the function's settings; returns PHI-free counts."""
+    settings = reconcile_settings()
+    with CalcomApiClient(
+        _api_key(settings),
+        base_url=settings.calcom_api_base_url,
+        max_rps=settings.max_rps,
+        timeout=httpx.Timeout(settings.api_timeout_seconds, connect=min(5.0, settings.api_timeout_seconds)),
+    ) as client:
+        reconciler = Reconciler(
+            source=client,
+            state=_state(),
+            cursors=_cursors(),
+            send=_queue().send,
+            options=settings.options(),
+        )
+        report = reconciler.run(should_stop=lambda: _remaining_ms(context) < SAFETY_MARGIN_MS)
+        result = report.as_dict()
+        result["api_requests"] = client.requests_sent
+    return result
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.append_keys(schedule=str(event.get("id", ""))[:64] if isinstance(event, dict) else "")
+    try:
+        return run(context)
+    except CalcomApiError as exc:
+        count("ReconcileApiError")
+        logger.error("Cal.com API failed", extra={"detail": exc.detail, "retryable": exc.retryable})
+        raise
+    except CursorConflictError:
+        count("ReconcileCursorConflict")
+        logger.warning("another reconcile run moved the cursor; this run stopped")
+        return {"status": "conflict"}
+    except (
+        SecretUnavailableError,
+        CursorStoreUnavailableError,
+        StateStoreUnavailableError,
+        QueueUnavailableError,
+    ) as exc:
+        count("ReconcileFailed")
+        logger.error("reconcile run failed", extra={"error": type(exc).__name__, "detail": str(exc)})
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover - a local one-off run with the current environment
+    import json
+
+    print(json.dumps(run(), indent=2))

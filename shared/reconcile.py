@@ -1,0 +1,541 @@
+"""Reconciliation with Cal.com API v2: find what the webhooks never delivered and queue it.
+
+Cal.com does not retry failed webhook deliveries, so a scheduled run pages ``GET /v2/bookings`` by
+change time (after a cursor kept in DynamoDB), compares each booking with the lineage state the sync
+keeps, and for a booking that is **missing** from the state or **stale** in it enqueues a *synthetic
+webhook*: the standard envelope ``{triggerEvent, createdAt, payload}`` the ingest path queues, with the
+same FIFO group (lineage hash) and deduplication id (body SHA-256), plus the attribute
+``source=reconcile``. The sync then treats it like any other delivery; the decision core merges it.
+
+Precedence: the synthetic ``createdAt`` is the booking row's ``updatedAt`` (its last change in
+Cal.com). Every webhook the bridge already merged for that booking was produced by an earlier change,
+so the reconciled event is newer than what the bridge had and its details win (rule 2 of
+docs/sync-semantics.md); cancel/reject are absorbing whatever their time.
+
+Nothing here logs PHI: counts, verdicts and SHA-256 prefixes of booking uids only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.calcom.api import ApiBooking, BookingsPage, ChangeField, api_timestamp
+from shared.calcom.lineage import CALCOM_ICAL_SUFFIX, message_group_id
+from shared.calcom.models import Trigger
+from shared.calcom.parse import parse_webhook
+from shared.domain.decide import AppointmentStatus, appointment_view, derive_status
+from shared.domain.state import BookingDetails, LineageState
+from shared.intake import MESSAGE_SCHEMA
+from shared.observability import count, logger
+from shared.stores.queue import OutgoingMessage
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+#: Value of the `source` message attribute on every message the reconciler sends.
+RECONCILE_SOURCE = "reconcile"
+CURSOR_PK = "cursor#reconcile"
+#: Cal.com starts a host "request reschedule" reason with this (and sends its cancel without status).
+REQUEST_RESCHEDULE_PREFIX = "Please reschedule."
+
+SUPPORTED_STATUSES = frozenset({"accepted", "pending", "cancelled", "rejected"})
+_WEBHOOK_STATUS = {"accepted": "ACCEPTED", "pending": "PENDING", "cancelled": "CANCELLED", "rejected": "REJECTED"}
+#: Bridge statuses (AppointmentView.status) that agree with an active Cal.com booking.
+_ACTIVE = frozenset({"booked", "fulfilled", "noshow"})
+
+Verdict = Literal["missing", "stale", "in_sync", "own", "diverged", "unsupported", "rescheduled_away"]
+
+
+# -- configuration and results -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ReconcileOptions:
+    lookback: timedelta = timedelta(hours=24)
+    overlap: timedelta = timedelta(minutes=5)
+    page_size: int = 100
+    #: Stop after this many bookings in one run; the cursor keeps the progress.
+    max_bookings: int = 5000
+    #: `metadata[own_metadata_key] == own_metadata_value` marks a booking the bridge created itself.
+    own_metadata_key: str = "source"
+    own_metadata_value: str = "cal-ehr-bridge"
+    #: `updatedAt` is the cursor; `createdAt` also catches new bookings whose `updatedAt` is still null.
+    passes: tuple[ChangeField, ...] = ("updatedAt", "createdAt")
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    verdict: Verdict
+    reason: str
+    #: Synthetic webhook documents to enqueue, in order (empty unless missing or stale).
+    documents: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Per change field, the time after which the next run lists bookings. `version` 0 = never stored."""
+
+    after: dict[str, datetime]
+    version: int = 0
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    checked: int = 0
+    enqueued: int = 0
+    stale_bookings: int = 0
+    skipped_own: int = 0
+    in_sync: int = 0
+    diverged: int = 0
+    unsupported: int = 0
+    invalid: int = 0
+    complete: bool = True
+    cursor: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "enqueued": self.enqueued,
+            "stale_bookings": self.stale_bookings,
+            "skipped_own": self.skipped_own,
+            "in_sync": self.in_sync,
+            "diverged": self.diverged,
+            "unsupported": self.unsupported,
+            "invalid": self.invalid,
+            "complete": self.complete,
+            "cursor": dict(self.cursor),
+        }
+
+
+class CursorConflictError(Exception):
+    """Another run stored the cursor since this one loaded it (overlapping runs): this run stops."""
+
+
+class CursorStoreUnavailableError(Exception):
+    """DynamoDB failed or throttled while reading or writing the cursor."""
+
+
+# -- ports -------------------------------------------------------------------------------------
+class BookingSource(Protocol):
+    def iter_pages(self, *, after: datetime, field: ChangeField = ..., take: int = ...) -> Iterator[BookingsPage]: ...
+
+
+class StateReader(Protocol):
+    def load(self, lineage: str) -> LineageState: ...
+
+    def lineage_of(self, uid: str) -> str | None: ...
+
+
+class CursorStore(Protocol):
+    def load(self) -> Cursor | None: ...
+
+    def save(self, cursor: Cursor) -> Cursor: ...
+
+
+class DynamoCursorStore:
+    """The cursor item `cursor#reconcile` in the state table, written conditionally on its version."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None, pk: str = CURSOR_PK) -> None:
+        self._table = table_name
+        self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._pk = pk
+
+    def load(self) -> Cursor | None:
+        try:
+            item = self._client.get_item(TableName=self._table, Key={"pk": {"S": self._pk}}, ConsistentRead=True).get(
+                "Item"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise CursorStoreUnavailableError(type(exc).__name__) from exc
+        if not item:
+            return None
+        after = {name: datetime.fromisoformat(value["S"]) for name, value in item.get("after", {}).get("M", {}).items()}
+        return Cursor(after=after, version=int(item["version"]["N"]))
+
+    def save(self, cursor: Cursor) -> Cursor:
+        new_version = cursor.version + 1
+        item: dict[str, Any] = {
+            "pk": {"S": self._pk},
+            "version": {"N": str(new_version)},
+            "after": {"M": {name: {"S": value.isoformat()} for name, value in sorted(cursor.after.items())}},
+            "savedAt": {"S": datetime.now(UTC).isoformat()},
+        }
+        try:
+            if cursor.version == 0:
+                self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+            else:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="version = :expected",
+                    ExpressionAttributeValues={":expected": {"N": str(cursor.version)}},
+                )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise CursorConflictError("the reconcile cursor was stored by another run") from exc
+            raise CursorStoreUnavailableError(type(exc).__name__) from exc
+        except BotoCoreError as exc:
+            raise CursorStoreUnavailableError(type(exc).__name__) from exc
+        return replace(cursor, version=new_version)
+
+
+# -- the pure part: staleness and synthetic webhooks --------------------------------------------
+def uid_hash(uid: str) -> str:
+    """What logs carry instead of a booking uid."""
+    return hashlib.sha256(uid.encode("utf-8")).hexdigest()[:16]
+
+
+def lineage_key_of(booking: ApiBooking) -> str:
+    """Same rule as `shared.calcom.lineage.lineage_key`: `icsUid`, else ``<uid>@Cal.com``."""
+    return booking.ics_uid or f"{booking.uid}{CALCOM_ICAL_SUFFIX}"
+
+
+def is_own_booking(booking: ApiBooking, options: ReconcileOptions) -> bool:
+    value = (booking.metadata or {}).get(options.own_metadata_key)
+    return value is not None and str(value) == options.own_metadata_value
+
+
+def _is_request_reschedule(booking: ApiBooking) -> bool:
+    return booking.status == "cancelled" and (booking.cancellation_reason or "").startswith(REQUEST_RESCHEDULE_PREFIX)
+
+
+def _payload(booking: ApiBooking, *, status: str | None, reschedule: bool) -> dict[str, Any]:
+    host = next(h for h in booking.hosts if h.email)
+    attendees = [
+        {
+            key: value
+            for key, value in (
+                ("email", a.email),
+                ("name", a.name),
+                ("timeZone", a.time_zone),
+                ("phoneNumber", a.phone_number),
+            )
+            if value is not None
+        }
+        for a in booking.attendees
+        if a.email
+    ]
+    responses = {
+        slug: {"label": slug, "value": value}
+        for slug, value in sorted((booking.booking_fields_responses or {}).items())
+        if value is not None
+    }
+    seated = any(a.seat_uid for a in booking.attendees)
+    payload: dict[str, Any] = {
+        "uid": booking.uid,
+        "bookingId": booking.id,
+        "iCalUID": booking.ics_uid,
+        "startTime": api_timestamp(booking.start),
+        "endTime": api_timestamp(booking.end),
+        "eventTypeId": booking.event_type_id
+        if booking.event_type_id is not None
+        else (booking.event_type.id if booking.event_type else None),
+        "type": (booking.event_type.slug or None) if booking.event_type else None,
+        "organizer": {k: v for k, v in (("id", host.id), ("email", host.email), ("name", host.name)) if v is not None},
+        "attendees": attendees,
+        "responses": responses or None,
+        "location": booking.location,
+        "status": status,
+        "rescheduleUid": booking.rescheduled_from_uid if reschedule else None,
+        "cancellationReason": booking.cancellation_reason if booking.status == "cancelled" else None,
+        # The parser only reads "is this seated"; API v2 does not expose the slot's seat count.
+        "seatsPerTimeSlot": max(1, len(attendees)) if seated else None,
+    }
+    # JSON.stringify drops undefined keys; so does the bridge (and the body stays deterministic).
+    return {key: value for key, value in payload.items() if value is not None}
+
+
+def synthetic_webhook(
+    booking: ApiBooking, trigger: Trigger, *, at: datetime, status: str | None, reschedule: bool = False
+) -> dict[str, Any]:
+    """One webhook document in the standard envelope, as Cal.com would have sent it for this change."""
+    return {
+        "triggerEvent": trigger.value,
+        "createdAt": api_timestamp(at),
+        "payload": _payload(booking, status=status, reschedule=reschedule),
+    }
+
+
+def synthetic_webhooks(booking: ApiBooking, *, missing: bool) -> tuple[dict[str, Any], ...]:
+    """The events that bring the bridge to Cal.com's current view of `booking`.
+
+    The last event carries the booking's current status at its last change (`changed_at`). A booking
+    that came from a reschedule links to its predecessor with BOOKING_RESCHEDULED; when it is no longer
+    active and the bridge never saw it, the link is sent first (at the booking's creation) so the chain
+    head moves to it before it is cancelled/rejected, as the two webhooks would have done.
+    """
+    status = booking.status
+    at = booking.changed_at
+    from_reschedule = booking.rescheduled_from_uid is not None
+    wire_status = _WEBHOOK_STATUS[status]
+    if status in ("accepted", "pending"):
+        if from_reschedule:
+            return (
+                synthetic_webhook(booking, Trigger.BOOKING_RESCHEDULED, at=at, status=wire_status, reschedule=True),
+            )
+        trigger = Trigger.BOOKING_CREATED if status == "accepted" else Trigger.BOOKING_REQUESTED
+        return (synthetic_webhook(booking, trigger, at=at, status=wire_status),)
+    documents: list[dict[str, Any]] = []
+    if missing and from_reschedule:
+        link_status = "PENDING" if status == "rejected" else "ACCEPTED"
+        documents.append(
+            synthetic_webhook(
+                booking, Trigger.BOOKING_RESCHEDULED, at=booking.created_at, status=link_status, reschedule=True
+            )
+        )
+    if status == "rejected":
+        documents.append(synthetic_webhook(booking, Trigger.BOOKING_REJECTED, at=at, status=wire_status))
+    else:
+        # A host "request reschedule" cancel has no status key; the sync recognises it by that.
+        cancel_status = None if _is_request_reschedule(booking) else wire_status
+        documents.append(synthetic_webhook(booking, Trigger.BOOKING_CANCELLED, at=at, status=cancel_status))
+    return tuple(documents)
+
+
+def _agrees(calcom_status: str, bridge_status: AppointmentStatus) -> bool | None:
+    """True: same; False: the bridge is behind (enqueue); None: the bridge is past it (absorbing)."""
+    if calcom_status in ("cancelled", "rejected"):
+        return bridge_status == "cancelled"
+    if bridge_status == "cancelled":
+        return None  # cancel/reject is absorbing: a synthetic event cannot undo it
+    if calcom_status == "accepted":
+        return bridge_status in _ACTIVE
+    # Cal.com pending while the bridge has it accepted: the bridge is ahead (not re-openable).
+    return True if bridge_status == "pending" else None
+
+
+def _precheck(booking: ApiBooking, options: ReconcileOptions) -> Assessment | None:
+    """Bookings the reconciler never turns into events, whatever the state says."""
+    if is_own_booking(booking, options):
+        return Assessment("own", "bridge_created")
+    if booking.status not in SUPPORTED_STATUSES:
+        return Assessment("unsupported", "status")
+    if not any(h.email for h in booking.hosts):
+        return Assessment("unsupported", "no_host")
+    if booking.status == "cancelled" and booking.rescheduled_to_uid:
+        # The old half of a reschedule: Cal.com sends no cancel for it; its successor carries the link.
+        return Assessment("rescheduled_away", "successor")
+    return None
+
+
+def _differences(booking: ApiBooking, details: BookingDetails) -> list[str]:
+    """Slot facts of an active booking that differ from what the bridge projects."""
+    reasons: list[str] = []
+    if details.start != booking.start or details.end != booking.end:
+        reasons.append("times")
+    host_id = next((h.id for h in booking.hosts if h.email), None)
+    if host_id is not None and details.host_user_id is not None and host_id != details.host_user_id:
+        reasons.append("host")
+    event_type_id = booking.event_type_id
+    if event_type_id is not None and details.event_type_id is not None and event_type_id != details.event_type_id:
+        reasons.append("event_type")
+    return reasons
+
+
+def assess(booking: ApiBooking, state: LineageState, options: ReconcileOptions) -> Assessment:
+    """Compare one booking with its lineage state. Pure: no I/O, no clock."""
+    early = _precheck(booking, options)
+    if early is not None:
+        return early
+    facts = state.uids.get(booking.uid)
+    if facts is None or facts.details is None:
+        return Assessment("missing", "not_in_state", synthetic_webhooks(booking, missing=True))
+    if facts.superseded_by is not None:
+        return Assessment("in_sync", "superseded")
+    view = appointment_view(state)
+    if view is not None and view.head_uid == booking.uid:
+        bridge_status, details = view.status, view.details
+    else:
+        bridge_status = derive_status(facts, [p for p in state.participants.values() if p.present])
+        details = facts.details
+    agreement = _agrees(booking.status, bridge_status)
+    if agreement is None:
+        return Assessment("diverged", f"bridge_{bridge_status}")
+    reasons = [] if agreement else ["status"]
+    if booking.status in ("accepted", "pending"):
+        reasons.extend(_differences(booking, details))
+    if not reasons:
+        return Assessment("in_sync", "same")
+    return Assessment("stale", ",".join(reasons), synthetic_webhooks(booking, missing=False))
+
+
+def outgoing_message(document: dict[str, Any]) -> OutgoingMessage:
+    """The queue message for a synthetic webhook: the ingest contract, plus `source=reconcile`.
+
+    The body is parsed back with the webhook parser first, so a synthetic event the sync could not
+    read is never queued.
+    """
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    raw = body.encode("utf-8")
+    parsed = parse_webhook(raw)
+    if parsed.event is None:  # pragma: no cover - every trigger the reconciler writes is a booking trigger
+        raise ValueError(f"synthetic {parsed.trigger_name} is not actionable")
+    body_sha256 = hashlib.sha256(raw).hexdigest()
+    return OutgoingMessage(
+        body=body,
+        group_id=message_group_id(parsed.event),
+        deduplication_id=body_sha256,
+        attributes={
+            "trigger": parsed.trigger_name,
+            "schema": MESSAGE_SCHEMA,
+            "bodySha256": body_sha256,
+            "source": RECONCILE_SOURCE,
+        },
+    )
+
+
+# -- the run ------------------------------------------------------------------------------------
+class Reconciler:
+    """One scheduled run: page each change field after the cursor, assess, enqueue, advance."""
+
+    def __init__(
+        self,
+        *,
+        source: BookingSource,
+        state: StateReader,
+        cursors: CursorStore,
+        send: Callable[[OutgoingMessage], str],
+        options: ReconcileOptions | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metric: Callable[[str, int], None] = count,
+    ) -> None:
+        self._source = source
+        self._state = state
+        self._cursors = cursors
+        self._send = send
+        self._options = options or ReconcileOptions()
+        self._now = now
+        self._metric = metric
+
+    def _lineage_state(self, booking: ApiBooking) -> LineageState:
+        lineage = self._state.lineage_of(booking.uid)
+        if lineage is None and booking.rescheduled_from_uid:
+            lineage = self._state.lineage_of(booking.rescheduled_from_uid)
+        return self._state.load(lineage or lineage_key_of(booking))
+
+    def check(self, booking: ApiBooking) -> Assessment:
+        """Assess one booking against the stored state and enqueue what it needs."""
+        if is_own_booking(booking, self._options):
+            return Assessment("own", "bridge_created")
+        assessment = assess(booking, self._lineage_state(booking), self._options)
+        for document in assessment.documents:
+            self._send(outgoing_message(document))
+        return assessment
+
+    def _tally(self, report: ReconcileReport, booking: ApiBooking, assessment: Assessment) -> None:
+        report.checked += 1
+        if assessment.documents:
+            report.enqueued += len(assessment.documents)
+            report.stale_bookings += 1
+            logger.info(
+                "reconcile enqueued",
+                extra={
+                    "uid_hash": uid_hash(booking.uid),
+                    "verdict": assessment.verdict,
+                    "reason": assessment.reason,
+                    "events": len(assessment.documents),
+                },
+            )
+        elif assessment.verdict == "own":
+            report.skipped_own += 1
+        elif assessment.verdict == "diverged":
+            report.diverged += 1
+            logger.warning(
+                "reconcile: the bridge is past Cal.com",
+                extra={"uid_hash": uid_hash(booking.uid), "reason": assessment.reason},
+            )
+        elif assessment.verdict == "unsupported":
+            report.unsupported += 1
+        else:
+            report.in_sync += 1
+
+    def _initial_cursor(self) -> Cursor:
+        stored = self._cursors.load()
+        start = self._now() - self._options.lookback
+        after = dict(stored.after) if stored else {}
+        for name in self._options.passes:
+            after.setdefault(name, start)
+        return Cursor(after=after, version=stored.version if stored else 0)
+
+    def run(self, *, should_stop: Callable[[], bool] = lambda: False) -> ReconcileReport:
+        """Reconcile bookings changed since the cursor. Saves the cursor after every page.
+
+        Raises the source's, the state store's or the queue's error after saving the progress made
+        (the cursor never passes a booking that was not fully handled).
+        """
+        report = ReconcileReport()
+        cursor = self._initial_cursor()
+        report.cursor = {name: api_timestamp(value) for name, value in sorted(cursor.after.items())}
+        handled: set[tuple[str, datetime]] = set()
+        try:
+            for name in self._options.passes:
+                cursor = self._run_pass(name, cursor, report, handled, should_stop)
+                if not report.complete:
+                    break
+        finally:
+            self._emit(report)
+            logger.info("reconcile run", extra=report.as_dict())
+        return report
+
+    def _emit(self, report: ReconcileReport) -> None:
+        self._metric("ReconcileChecked", report.checked)
+        self._metric("ReconcileEnqueued", report.enqueued)
+        self._metric("ReconcileSkippedOwn", report.skipped_own)
+        if report.diverged:
+            self._metric("ReconcileDiverged", report.diverged)
+        if report.invalid:
+            self._metric("ReconcileInvalidBooking", report.invalid)
+
+    def _advance(
+        self, cursor: Cursor, name: ChangeField, high_water: datetime | None, report: ReconcileReport
+    ) -> Cursor:
+        """Store `high_water - overlap` as the field's cursor when that moves it forward."""
+        if high_water is not None and high_water - self._options.overlap > cursor.after[name]:
+            cursor = self._cursors.save(
+                replace(cursor, after={**cursor.after, name: high_water - self._options.overlap})
+            )
+        report.cursor = {key: api_timestamp(value) for key, value in sorted(cursor.after.items())}
+        return cursor
+
+    def _run_pass(
+        self,
+        name: ChangeField,
+        cursor: Cursor,
+        report: ReconcileReport,
+        handled: set[tuple[str, datetime]],
+        should_stop: Callable[[], bool],
+    ) -> Cursor:
+        options = self._options
+        high_water: datetime | None = None
+        try:
+            pages: Iterable[BookingsPage] = self._source.iter_pages(
+                after=cursor.after[name], field=name, take=options.page_size
+            )
+            for page in pages:
+                report.invalid += page.invalid
+                for booking in page.bookings:
+                    if should_stop() or report.checked >= options.max_bookings:
+                        report.complete = False
+                        return self._advance(cursor, name, high_water, report)
+                    key = (booking.uid, booking.changed_at)
+                    if key not in handled:
+                        self._tally(report, booking, self.check(booking))
+                        handled.add(key)
+                    value = booking.field_value(name)
+                    high_water = value if high_water is None else max(high_water, value)
+                cursor = self._advance(cursor, name, high_water, report)
+        except Exception:
+            # Keep the progress made before the failure, then let the failure surface.
+            report.complete = False
+            try:
+                cursor = self._advance(cursor, name, high_water, report)
+            except (CursorConflictError, CursorStoreUnavailableError):
+                logger.warning("reconcile: progress could not be saved", extra={"pass": name})
+            raise
+        return cursor
