@@ -1,0 +1,6 @@
+"""Benchmarks: intake overhead, cold start, end-to-end throughput, cost per 1M webhooks.
+
+Each module runs alone (`python -m bench.<name>`), prints its figures and writes
+`bench/results/<name>.json`; `python -m bench` (`make bench`) runs them all in sequence.
+Nothing here asserts on timings.
+"""
