@@ -228,15 +228,14 @@ class CalcomApiStub:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve recorded Cal.com API v2 bookings on 127.0.0.1.")
-    parser.add_argument(
-        "fixtures", nargs="*", help="recorded list responses (default: all in tests/fixtures/calcom_api)"
-    )
+    parser.add_argument("fixtures", nargs="*", help="recorded list responses (default: bookings_history.json)")
     parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--aws-endpoint", help="also store {'api_key': …} as a secret in this moto endpoint")
     parser.add_argument("--secret-name", default="calehr/calcom-api")
     args = parser.parse_args(argv)
-    fixtures = args.fixtures or sorted(FIXTURES_DIR.glob("*.json"))
+    # The other recordings are alternative versions of the same bookings, one per test scenario.
+    fixtures = args.fixtures or [FIXTURES_DIR / "bookings_history.json"]
     stub = CalcomApiStub(api_key=args.api_key, fixtures=fixtures, port=args.port)
     url = stub.start()
     if args.aws_endpoint:
