@@ -265,8 +265,9 @@ class SyncService:
         if not unresolved:
             return state
         birth_date = birth_date_from(event.responses, self._config.patient_fields.birth_date)
-        phone_field = self._config.patient_fields.phone
-        phone = event.responses.get(phone_field) if phone_field else None
+        fields = self._config.patient_fields
+        phone = event.responses.get(fields.phone) if fields.phone else None
+        mrn = event.responses.get(fields.mrn) if fields.mrn else None
         participants = dict(state.participants)
         for attendee in event.attendees:
             key = person_key(attendee.email, self._key)
@@ -278,8 +279,15 @@ class SyncService:
                 name=attendee.name,
                 birth_date=birth_date if attendee == event.attendees[0] else None,
                 phone=phone if isinstance(phone, str) else None,
+                mrn=str(mrn).strip() if isinstance(mrn, (str, int)) and attendee == event.attendees[0] else None,
             )
-            ref = resolve_patient(self._ehr, facts, self._systems)
+            ref = resolve_patient(
+                self._ehr,
+                facts,
+                self._systems,
+                mrn_system=self._config.patient_matching.mrn_system,
+                create_when_unmatched=self._config.patient_matching.on_no_match == "create",
+            )
             participants[key] = participants[key].model_copy(update={"patient_ref": ref})
         return state.model_copy(update={"participants": participants})
 

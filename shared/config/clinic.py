@@ -46,6 +46,8 @@ class EventTypeMapping(_Config):
     service_type: Coding | None = None
     specialty: Coding | None = None
     telehealth: bool = False
+    #: The EHR Location of an in-person visit (added as a participant); none for telehealth.
+    location_reference: str | None = Field(default=None, pattern=r"^Location/[A-Za-z0-9\-.]{1,64}$")
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> EventTypeMapping:
@@ -76,6 +78,16 @@ class PatientFields(_Config):
 
     birth_date: str | None = None
     phone: str | None = None
+    mrn: str | None = None
+
+
+class PatientMatching(_Config):
+    """How a booking's attendee becomes an EHR Patient. The bridge never guesses between candidates."""
+
+    #: Identifier system of the clinic's MRN, searched exactly when the `mrn` question is answered.
+    mrn_system: str | None = Field(default=None, pattern=r"^(https?|urn):")
+    #: What to do when nobody matches: create a minimal Patient, or park the booking for review.
+    on_no_match: Literal["create", "review"] = "create"
 
 
 class ClinicConfig(_Config):
@@ -83,8 +95,15 @@ class ClinicConfig(_Config):
     event_types: list[EventTypeMapping] = Field(min_length=1)
     practitioners: list[PractitionerMapping] = Field(min_length=1)
     patient_fields: PatientFields = PatientFields()
+    patient_matching: PatientMatching = PatientMatching()
     #: Unmapped event types are parked for review unless a default is configured.
     default_event_type: EventTypeMapping | None = None
+
+    @model_validator(mode="after")
+    def _mrn_needs_system(self) -> ClinicConfig:
+        if self.patient_fields.mrn and not self.patient_matching.mrn_system:
+            raise ValueError("patient_fields.mrn is set: patient_matching.mrn_system is required")
+        return self
 
     def event_type(self, event_type_id: int | None, slug: str | None) -> EventTypeMapping | None:
         for mapping in self.event_types:

@@ -75,6 +75,10 @@ def render_appointment(
         for _, ref, _ in view.patients
         if ref
     ]
+    if event_type.location_reference and not event_type.telehealth:
+        participants.append(
+            {"actor": {"reference": event_type.location_reference}, "required": "required", "status": "accepted"}
+        )
     participants.append(
         {
             "actor": {"reference": practitioner_ref},
@@ -130,11 +134,14 @@ def merge_into_existing(existing: Resource, desired: Resource, systems: Identifi
     ours = {systems.lineage, systems.booking}
     foreign_ids = [i for i in existing.get("identifier", []) if i.get("system") not in ours]
     merged["identifier"] = [*desired["identifier"], *foreign_ids]
-    managed_types = ("Patient/", "Practitioner/")
+    # Patients and the Practitioner are the bridge's; other actors (a room, a Location staff added) are
+    # kept unless the bridge now sends the same actor itself.
+    ours_refs = {str(p["actor"]["reference"]) for p in desired["participant"]}
     kept = [
         p
         for p in existing.get("participant", [])
-        if not str((p.get("actor") or {}).get("reference", "")).startswith(managed_types)
+        if not (ref := str((p.get("actor") or {}).get("reference", ""))).startswith(("Patient/", "Practitioner/"))
+        and ref not in ours_refs
     ]
     merged["participant"] = [*desired["participant"], *kept]
     meta = dict(existing.get("meta") or {})

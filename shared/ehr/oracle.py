@@ -7,15 +7,15 @@ What differs from generic FHIR R4 there:
   to `cancelled` (an allowed move from both).
 * **No PUT**: updates are RFC 6902 JSON Patch (`application/json-patch+json`) with
   `If-Match: W/"<version>"`, limited to the paths the server accepts (default `/status`,
-  `/cancelationReason`, `/reasonCode`; sites can widen it). A change outside them (e.g. a reschedule,
-  which on Millennium means a new slot) is a `PermanentEhrError` naming the fields, so it is parked for
-  review instead of being half applied.
+  `/cancelationReason`, `/reasonCode`, `/participant/<i>/status`; sites can change the list). A
+  change outside them (e.g. a reschedule, which on Millennium means a new slot) is a
+  `PermanentEhrError` naming the fields, so it is parked for review instead of being half applied.
 * **No identifier search** on Appointment: the bridge keeps its own map identifier token → resource
   id (`IdMapStore`: in memory for tests, DynamoDB in the state table as `ehrmap#<token>`).
 
 Residual risk: if the process dies between the POST and the map write, a retry creates a second
-resource (there is no server-side way to find the first). The lineage state records the id in the
-same message, so this needs a crash in that window; `doctor` and the review table surface it.
+resource (the server offers no way to find the first by our identifier). It takes a crash in that
+window; nothing detects the duplicate automatically yet.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 JSON_PATCH = "application/json-patch+json"
-DEFAULT_PATCHABLE = frozenset({"status", "cancelationReason", "reasonCode"})
+#: JSON Patch paths the profile may send (`*` = any array index). Millennium documents status,
+#: cancelationReason and reasonCode; participant status is needed for proposed → booked. Sites can
+#: widen or narrow this (`build_ehr_client(..., patchable=...)`).
+DEFAULT_PATCHABLE = frozenset({"status", "cancelationReason", "reasonCode", "participant/*/status"})
 _CREATE_STATUSES = ("proposed", "booked")
 _NOT_COMPARED = frozenset({"meta", "id", "text", "resourceType"})
 
@@ -105,11 +108,35 @@ def _pointer(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
+def _participant_status_ops(current: Any, desired: Any) -> list[dict[str, Any]] | None:
+    """`replace /participant/<i>/status` ops when the participants differ only in their status."""
+    if not isinstance(current, list) or not isinstance(desired, list) or len(current) != len(desired):
+        return None
+    ops = []
+    for index, (before, after) in enumerate(zip(current, desired, strict=True)):
+        if not isinstance(before, dict) or not isinstance(after, dict):
+            return None
+        if {k: v for k, v in before.items() if k != "status"} != {k: v for k, v in after.items() if k != "status"}:
+            return None
+        if before.get("status") != after.get("status"):
+            ops.append({"op": "replace", "path": f"/participant/{index}/status", "value": after.get("status")})
+    return ops
+
+
+def patch_scope(path: str) -> str:
+    """`/participant/3/status` → `participant/*/status`: the form `patchable` is written in."""
+    return "/".join("*" if part.isdigit() else part for part in path.lstrip("/").split("/"))
+
+
 def json_patch(current: Resource, desired: Resource) -> list[dict[str, Any]]:
-    """Top-level RFC 6902 operations turning `current` into `desired` (meta/id/text are not compared)."""
+    """RFC 6902 operations turning `current` into `desired`: top-level members, except that a change of
+    participant statuses only becomes per-participant `status` replaces (meta/id/text are not compared)."""
     ops: list[dict[str, Any]] = []
     for key in sorted(set(current) | set(desired)):
         if key in _NOT_COMPARED or current.get(key) == desired.get(key):
+            continue
+        if key == "participant" and (statuses := _participant_status_ops(current.get(key), desired.get(key))):
+            ops += statuses
             continue
         if key not in desired:
             ops.append({"op": "remove", "path": _pointer(key)})
@@ -176,7 +203,7 @@ class OracleHealthClient:
         ops = json_patch(current.resource, resource)
         if not ops:
             return current
-        refused = sorted({op["path"].lstrip("/") for op in ops} - self._patchable)
+        refused = sorted({patch_scope(op["path"]) for op in ops} - self._patchable)
         if refused:
             raise PermanentEhrError(
                 f"Oracle Health profile cannot change {', '.join(refused)} of an {resource_type} by JSON Patch",

@@ -2,10 +2,12 @@
 
 1. A Patient the bridge created before carries our identifier (`<base>/calcom-person|<person key>`):
    exactly one → link.
-2. Otherwise search by e-mail. A candidate is compatible when its birth date equals the booking's
+2. When the booking answered the clinic's MRN question: exactly one Patient with that MRN → link;
+   none or several → review (an MRN the EHR does not know is not something to create).
+3. Otherwise search by e-mail. A candidate is compatible when its birth date equals the booking's
    (when both are known), else when its family name equals the booking's. Exactly one compatible →
    link; none → create a minimal Patient (conditional create on our identifier, so two workers can
-   never make two); several → review (`ambiguous_patient`), never a guess.
+   never make two) or review, by policy; several → review (`ambiguous_patient`), never a guess.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class PatientFacts:
     name: str | None
     birth_date: str | None
     phone: str | None = None
+    mrn: str | None = None
 
     @property
     def family(self) -> str | None:
@@ -79,7 +82,14 @@ def minimal_patient(facts: PatientFacts, systems: IdentifierSystems) -> Resource
     return patient
 
 
-def resolve_patient(ehr: EhrClient, facts: PatientFacts, systems: IdentifierSystems) -> str:
+def resolve_patient(
+    ehr: EhrClient,
+    facts: PatientFacts,
+    systems: IdentifierSystems,
+    *,
+    mrn_system: str | None = None,
+    create_when_unmatched: bool = True,
+) -> str:
     """Return `Patient/<id>` for this attendee, creating a minimal Patient only when nobody matches."""
     ours = Identifier(systems.person, facts.person_key)
     linked = ehr.search("Patient", {"identifier": ours.token})
@@ -87,11 +97,19 @@ def resolve_patient(ehr: EhrClient, facts: PatientFacts, systems: IdentifierSyst
         return f"Patient/{linked[0].id}"
     if len(linked) > 1:
         raise ReviewRequired("ambiguous_patient", f"{len(linked)} Patients carry the bridge identifier")
+    if facts.mrn and mrn_system:
+        by_mrn = ehr.search("Patient", {"identifier": Identifier(mrn_system, facts.mrn).token})
+        if len(by_mrn) == 1:
+            return f"Patient/{by_mrn[0].id}"
+        reason = "unknown_mrn" if not by_mrn else "ambiguous_patient"
+        raise ReviewRequired(reason, f"{len(by_mrn)} Patients carry the MRN given in the booking")
     candidates: list[StoredResource] = ehr.search("Patient", {"email": facts.email})
     compatible = [c for c in candidates if _compatible(c.resource, facts)]
     if len(compatible) == 1:
         return f"Patient/{compatible[0].id}"
     if len(compatible) > 1:
         raise ReviewRequired("ambiguous_patient", f"{len(compatible)} Patients match the attendee")
+    if not create_when_unmatched:
+        raise ReviewRequired("no_matching_patient", "no Patient matches and the policy is to review")
     created = ehr.create_if_none_exist(minimal_patient(facts, systems), ours)
     return f"Patient/{created.id}"

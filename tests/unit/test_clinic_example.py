@@ -1,0 +1,20 @@
+"""The documented example configuration stays valid and means what the guide says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.config.clinic import load_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "clinic.yaml"
+
+
+def test_given_the_documented_example_then_it_validates_with_several_types_providers_and_two_locations() -> None:
+    config = load_config(f"file:{EXAMPLE}")
+    assert len(config.event_types) >= 4 and len(config.practitioners) >= 2
+    locations = {e.location_reference for e in config.event_types if e.location_reference}
+    assert len(locations) == 2
+    assert any(e.telehealth for e in config.event_types)
+    assert config.patient_matching.mrn_system and config.patient_fields.mrn
+    assert config.event_type(None, "pediatric-sick-visit") is not None
+    assert config.practitioner(None, "Samuel.Okafor@maplegrove-clinic.example") is not None
