@@ -318,7 +318,12 @@ class SyncService:
             return state, False
         stored = self._upsert(state, desired)
         return state.model_copy(
-            update={"appointment_id": stored.id, "appointment_version": stored.version, "projection_hash": digest}
+            update={
+                "appointment_id": stored.id,
+                "appointment_version": stored.version,
+                "projection_hash": digest,
+                "written_status": stored.resource.get("status"),
+            }
         ), True
 
     def _upsert(self, state: LineageState, desired: dict[str, object]) -> StoredResource:
@@ -333,7 +338,7 @@ class SyncService:
             if current is None:
                 raise PermanentEhrError("the Appointment the bridge wrote is gone from the EHR", status=404)
         assert current is not None
-        merged = merge_into_existing(current.resource, desired, self._systems)
+        merged = merge_into_existing(current.resource, desired, self._systems, bridge_status=state.written_status)
         merged["id"] = current.id
         if merged == {**current.resource, "id": current.id}:
             return current

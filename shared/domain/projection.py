@@ -115,8 +115,15 @@ def projection_hash(resource: Resource) -> str:
     return hashlib.sha256(json.dumps(resource, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def merge_into_existing(existing: Resource, desired: Resource, systems: IdentifierSystems) -> Resource:
-    """Apply the bridge-owned fields of `desired` onto the EHR's current resource."""
+def merge_into_existing(
+    existing: Resource, desired: Resource, systems: IdentifierSystems, *, bridge_status: str | None = None
+) -> Resource:
+    """Apply the bridge-owned fields of `desired` onto the EHR's current resource.
+
+    `bridge_status` is the status the bridge itself wrote last: a workflow status the EHR set
+    (`arrived`, `checked-in`, `fulfilled`…) is preserved, but one the bridge wrote is the bridge's to
+    change (e.g. `fulfilled` from a MEETING_ENDED that a newer reschedule superseded).
+    """
     merged = dict(existing)
     for key in ("start", "end", "minutesDuration", "appointmentType", "serviceType", "specialty"):
         if key in desired:
@@ -124,7 +131,8 @@ def merge_into_existing(existing: Resource, desired: Resource, systems: Identifi
         else:
             merged.pop(key, None)
     status = desired["status"]
-    if existing.get("status") in EHR_OWNED_STATUSES and status in ("booked", "pending"):
+    ehr_set_it = existing.get("status") != bridge_status
+    if existing.get("status") in EHR_OWNED_STATUSES and ehr_set_it and status in ("booked", "pending"):
         status = existing["status"]
     merged["status"] = status
     if "cancelationReason" in desired and status in ("cancelled", "noshow"):

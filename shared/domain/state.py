@@ -78,6 +78,8 @@ class LineageState(_State):
     appointment_version: str | None = None
     #: Hash of the Appointment last written to the EHR, so an unchanged projection is not re-sent.
     projection_hash: str | None = None
+    #: The status the bridge last wrote (to tell its own `fulfilled` from one the EHR's workflow set).
+    written_status: str | None = None
     #: Optimistic-concurrency counter of the stored item (0 = never stored).
     version: int = 0
 
