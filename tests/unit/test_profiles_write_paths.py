@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.healthlake import HealthLakeClient, deterministic_id
-from shared.ehr.oracle import DynamoIdMap, InMemoryIdMap, OracleHealthClient, json_patch
+from shared.ehr.oracle import DynamoIdMap, InMemoryIdMap, OracleHealthClient, json_patch, patch_scope
 from shared.ehr.port import Identifier
 from shared.ehr.profiles import ProfileError, StaticBearerAuth, auth_from_secret, build_ehr_client
 from shared.ehr.sigv4 import SigV4Auth
@@ -217,6 +217,16 @@ def test_oracle_reads_back_when_writes_answer_without_a_body() -> None:
     created = oracle(fake).create_if_none_exist(appointment(), LINEAGE)
     assert fake.methods() == ["POST Appointment", "GET Appointment/srv-1"]
     assert created.id == "srv-1" and created.resource["status"] == "booked"
+
+
+def test_json_patch_changes_only_participant_statuses_when_only_they_differ() -> None:
+    before = {"participant": [{"actor": {"reference": "Patient/p"}, "status": "needs-action"},
+                              {"actor": {"reference": "Practitioner/d"}, "status": "accepted"}]}  # fmt: skip
+    after = {"participant": [{**before["participant"][0], "status": "accepted"}, before["participant"][1]]}
+    assert json_patch(before, after) == [{"op": "replace", "path": "/participant/0/status", "value": "accepted"}]
+    assert patch_scope("/participant/0/status") == "participant/*/status"
+    added = {"participant": [*after["participant"], {"actor": {"reference": "Patient/q"}, "status": "accepted"}]}
+    assert json_patch(before, added) == [{"op": "replace", "path": "/participant", "value": added["participant"]}]
 
 
 def test_json_patch_ignores_meta_and_escapes_pointers() -> None:

@@ -22,9 +22,11 @@ TOKEN_URL = "https://ehr.example/oauth2/token"
 
 
 def pem(key: Any) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    return str(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,7 @@ def test_independent_jose_library_accepts_the_assertion(alg: str, rsa_key: Any, 
 
     key = rsa_key if alg == "RS384" else ec_key
     token = client_assertion(credentials_from_secret(secret(key, alg)), TOKEN_URL)
-    public = jws.public_jwk(key, kid="key-1", alg=alg)  # type: ignore[arg-type]
+    public: Any = jws.public_jwk(key, kid="key-1", alg=alg)  # type: ignore[arg-type]
     imported = RSAKey.import_key(public) if alg == "RS384" else ECKey.import_key(public)
     decoded = jwt.decode(token, imported, algorithms=[alg])
     assert decoded.claims["sub"] == "bridge-client"
@@ -107,7 +109,8 @@ def test_jti_is_unique_per_assertion(ec_key: ec.EllipticCurvePrivateKey) -> None
 
 
 def test_verify_signature_rejects_a_tampered_token(rsa_key: rsa.RSAPrivateKey, ec_key: Any) -> None:
-    for key, alg in ((rsa_key, "RS384"), (ec_key, "ES384")):
+    pairs: tuple[tuple[Any, jws.Algorithm], ...] = ((rsa_key, "RS384"), (ec_key, "ES384"))
+    for key, alg in pairs:
         token = jws.encode({"a": 1}, key, alg=alg, kid="k")
         _, _, signing_input, signature = jws.decode_unverified(token)
         assert jws.verify_signature(alg, key.public_key(), signing_input, signature)

@@ -1,0 +1,138 @@
+"""`calehr doctor` against the local FHIR server: a ready mapping, and one with missing Practitioners."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.doctor import main, run_doctor
+from shared.config.clinic import parse_config
+
+pytestmark = pytest.mark.integration
+
+
+def unique_npi() -> str:
+    return "9" + "".join(str(secrets.randbelow(10)) for _ in range(9))
+
+
+def create_practitioner(base_url: str, npi: str) -> str:
+    response = httpx.post(
+        f"{base_url}/Practitioner",
+        json={
+            "resourceType": "Practitioner",
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}],
+        },
+        headers={"Content-Type": "application/fhir+json"},
+        trust_env=False,
+    )
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def mapping(*practitioners: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "event_types": [{"id": 1, "slug": "visit", "appointment_type": "ROUTINE"}],
+        "practitioners": [{"calcom_user_id": i + 1, **p} for i, p in enumerate(practitioners)],
+    }
+
+
+def write(tmp_path: Path, document: dict[str, Any]) -> Path:
+    path = tmp_path / "clinic.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_all_good(fhir_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    npi = unique_npi()
+    by_npi = create_practitioner(fhir_server.base_url, npi)
+    by_reference = create_practitioner(fhir_server.base_url, unique_npi())
+    config = write(tmp_path, mapping({"npi": npi}, {"reference": f"Practitioner/{by_reference}"}))
+
+    code = main(["doctor", "--fhir", fhir_server.base_url, "--config", str(config)])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    assert "[ OK ] fhir_version" in output and "FHIR 4.0.1" in output
+    assert "[ OK ] conditional_create" in output
+    assert f"NPI {npi} → Practitioner/{by_npi}" in output
+    assert f"Practitioner/{by_reference} exists" in output
+    assert "Result: ready" in output
+    assert "[FAIL]" not in output
+
+
+def test_missing_practitioners_are_reported_and_fail(
+    fhir_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    present = unique_npi()
+    create_practitioner(fhir_server.base_url, present)
+    missing_npi = unique_npi()
+    config = write(
+        tmp_path,
+        mapping({"npi": present}, {"npi": missing_npi}, {"reference": "Practitioner/does-not-exist"}),
+    )
+    code = main(["doctor", "--fhir", fhir_server.base_url, "--config", str(config)])
+    output = capsys.readouterr().out
+    assert code == 1, output
+    lines = {line[7:].split()[0]: line for line in output.splitlines() if line.startswith("[")}
+    assert lines["practitioners[1]"].startswith("[FAIL]")
+    assert lines["practitioners[1]"].endswith(f"no Practitioner carries NPI {missing_npi}")
+    assert lines["practitioners[2]"].startswith("[FAIL]")
+    assert lines["practitioners[2]"].endswith("Practitioner/does-not-exist does not exist")
+    assert lines["practitioners[0]"].startswith("[ OK ]")
+    assert "Result: NOT ready - 2 required check(s) failed." in output
+
+
+def test_duplicate_npi_is_ambiguous(fhir_server: Any) -> None:
+    npi = unique_npi()
+    create_practitioner(fhir_server.base_url, npi)
+    create_practitioner(fhir_server.base_url, npi)
+    report = run_doctor(fhir_server.base_url, auth=None, config=parse_config(json.dumps(mapping({"npi": npi}))))
+    check = report.check("practitioners[0]")
+    assert check is not None and check.status == "fail" and "2 Practitioners" in check.detail
+    assert report.exit_code == 1
+
+
+def test_profiles_change_what_is_required(fhir_server: Any) -> None:
+    npi = unique_npi()
+    create_practitioner(fhir_server.base_url, npi)
+    config = parse_config(json.dumps(mapping({"npi": npi})))
+    healthlake = run_doctor(fhir_server.base_url, auth=None, config=config, profile="healthlake")
+    assert healthlake.ok and healthlake.check("update_create") is not None
+    oracle = run_doctor(fhir_server.base_url, auth=None, config=config, profile="oracle")
+    assert oracle.ok
+    assert any("no-show cannot be written" in limit for limit in oracle.limits)
+
+
+def test_unreachable_server_fails_access(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write(tmp_path, mapping({"npi": unique_npi()}))
+    code = main(["doctor", "--fhir", "http://127.0.0.1:9", "--config", str(config), "--timeout", "2"])
+    output = capsys.readouterr().out
+    assert code == 1
+    assert "[FAIL] fhir_access" in output and "failed to connect" in output
+
+
+def test_jwks_command_prints_the_public_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    secret_file = tmp_path / "smart.json"
+    secret_file.write_text(
+        json.dumps(
+            {"type": "smart", "client_id": "c", "private_key_pem": pem, "kid": "2025-06", "alg": "ES384",
+             "scopes": "system/Appointment.cu"}
+        )
+    )  # fmt: skip
+    assert main(["jwks", "--secret-file", str(secret_file)]) == 0
+    output = capsys.readouterr().out
+    (jwk,) = json.loads(output)["keys"]
+    assert (jwk["kty"], jwk["kid"], jwk["alg"], jwk["crv"], jwk["use"]) == ("EC", "2025-06", "ES384", "P-384", "sig")
+    assert "d" not in jwk and "PRIVATE" not in output
