@@ -5,10 +5,10 @@
     calehr jwks (--secret-file secret.json | --secret-arn ARN)
 
 `doctor` only reads: the CapabilityStatement (`/metadata`) where the server has one, an access token
-(SMART), a Patient search by the bridge's own identifier system, and every mapped Practitioner (by
-reference or NPI). It prints one line per check and a summary of what will and will not work; the exit
-code is 1 when a required check fails. Its output names resource types, ids, NPIs and HTTP statuses,
-never tokens, keys or patient data.
+(SMART), a Patient search by the bridge's own identifier system, every mapped Practitioner (by
+reference or NPI) and every mapped Location. It prints one line per check and a summary of what will
+and will not work; the exit code is 1 when a required check fails. Its output names resource types,
+ids, NPIs and HTTP statuses, never tokens, keys or patient data.
 """
 
 from __future__ import annotations
@@ -151,11 +151,14 @@ def _check_capabilities(report: Report, fhir: FhirR4Client, config: ClinicConfig
     else:
         have = _interactions(patient)
         params = _search_params(patient)
-        missing = [code for code in ("read", "search-type", "create") if code not in have]
+        matching = getattr(config, "patient_matching", None)
+        creates = getattr(matching, "on_no_match", "create") == "create"
+        needed = ("read", "search-type", "create") if creates else ("read", "search-type")
+        missing = [code for code in needed if code not in have]
         report.add(
             "patient_capability",
             "fail" if missing else "ok",
-            "Patient read, search, create" if not missing else f"Patient missing: {', '.join(missing)}",
+            f"Patient {', '.join(needed)}" if not missing else f"Patient missing: {', '.join(missing)}",
         )
         if "email" not in params:
             report.add(
@@ -206,7 +209,7 @@ def _check_access(report: Report, fhir: FhirR4Client, systems: IdentifierSystems
     except EhrError as exc:
         report.add("fhir_access", "fail", f"Patient search refused or failed: {exc.detail}")
         return False
-    report.add("fhir_access", "ok", "authenticated Patient search succeeded")
+    report.add("fhir_access", "ok", "Patient search by the bridge identifier succeeded")
     return True
 
 
@@ -234,6 +237,26 @@ def _check_practitioners(report: Report, fhir: FhirR4Client, config: ClinicConfi
             report.add(name, "fail", f"{len(matches)} Practitioners carry NPI {mapping.npi}; map by reference instead")
 
 
+def _check_locations(report: Report, fhir: FhirR4Client, config: ClinicConfig) -> None:
+    mappings = [*config.event_types, *([config.default_event_type] if config.default_event_type else [])]
+    references = sorted({ref for m in mappings if (ref := getattr(m, "location_reference", None))})
+    if not references:
+        report.add("locations", "skip", "the clinic mapping names no Locations", required=False)
+        return
+    for reference in references:
+        resource_type, _, resource_id = reference.partition("/")
+        try:
+            found = fhir.read(resource_type, resource_id)
+        except EhrError as exc:
+            report.add(f"location {reference}", "fail", f"lookup failed: {exc.detail}")
+            continue
+        report.add(
+            f"location {reference}",
+            "ok" if found else "fail",
+            f"{reference} exists" if found else f"{reference} does not exist",
+        )
+
+
 def _profile_limits(report: Report) -> None:
     if report.profile == "healthlake":
         report.limits.append(
@@ -247,7 +270,6 @@ def _profile_limits(report: Report) -> None:
             f"updates patch only: {', '.join(sorted(DEFAULT_PATCHABLE))}",
             "a booked create needs a Slot reference on Millennium; confirm the site's create rules",
         ]
-    report.limits.append("Locations: the clinic mapping has none yet, so none are checked or written")
 
 
 def run_doctor(
@@ -272,8 +294,9 @@ def run_doctor(
         if auth_check is None or auth_check.status != "fail":
             if _check_access(report, fhir, IdentifierSystems(identifier_system_base)):
                 _check_practitioners(report, fhir, config)
+                _check_locations(report, fhir, config)
             else:
-                report.add("practitioners", "skip", "not checked: the server refused access", required=False)
+                report.add("mapping", "skip", "Practitioners and Locations not checked: no access", required=False)
     finally:
         fhir.close()
     _profile_limits(report)

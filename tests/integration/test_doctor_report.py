@@ -87,6 +87,28 @@ def test_missing_practitioners_are_reported_and_fail(
     assert "Result: NOT ready - 2 required check(s) failed." in output
 
 
+def test_mapped_locations_must_exist(fhir_server: Any) -> None:
+    npi = unique_npi()
+    create_practitioner(fhir_server.base_url, npi)
+    response = httpx.post(
+        f"{fhir_server.base_url}/Location",
+        json={"resourceType": "Location", "name": "Main"},
+        headers={"Content-Type": "application/fhir+json"},
+        trust_env=False,
+    )
+    location = f"Location/{response.json()['id']}"
+    document = mapping({"npi": npi})
+    document["event_types"] = [
+        {"id": 1, "location_reference": location},
+        {"id": 2, "location_reference": "Location/gone"},
+    ]
+    report = run_doctor(fhir_server.base_url, auth=None, config=parse_config(json.dumps(document)))
+    present, missing = report.check(f"location {location}"), report.check("location Location/gone")
+    assert present is not None and present.status == "ok"
+    assert missing is not None and missing.status == "fail"
+    assert report.exit_code == 1
+
+
 def test_duplicate_npi_is_ambiguous(fhir_server: Any) -> None:
     npi = unique_npi()
     create_practitioner(fhir_server.base_url, npi)
