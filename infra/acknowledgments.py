@@ -22,6 +22,12 @@ MANUAL_ROTATION = (
     "Secrets Manager cannot rotate it on its own. Rotation is a documented manual runbook "
     "(docs/deploy.md, 'Rotating the webhook secret'), with zero downtime via the current/previous pair."
 )
+CALCOM_API_KEY_ROTATION = (
+    "The value is a Cal.com API key, issued by Cal.com to a user, team or organisation: Secrets "
+    "Manager cannot rotate it on its own. Rotation is a documented manual runbook (docs/deploy.md, "
+    "'Rotating the Cal.com API key'): create a new key in Cal.com, put it into the secret, revoke "
+    "the old one; reconcile picks it up within the secret cache time."
+)
 STABLE_PSEUDONYM_KEY = (
     "The pseudonymisation key must stay the same for the life of the data: state and audit records "
     "name people by a keyed hash, so rotating the key would orphan every existing record. It is "
@@ -92,6 +98,7 @@ def acknowledge_findings(stack: BridgeStack) -> None:
         (secrets.webhook_secret, MANUAL_ROTATION),
         (secrets.ehr_auth_secret, MANUAL_ROTATION),
         (secrets.pseudonym_secret, STABLE_PSEUDONYM_KEY),
+        (secrets.calcom_api_secret, CALCOM_API_KEY_ROTATION),
     ):
         _ack(secret, f"{AWS}SMG4", reason)
         _ack(secret, f"{HIPAA}SecretsManagerRotationEnabled", reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -9,15 +10,34 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 
-from infra.constants import DEFAULT_STAGE, STAGES
+from infra.constants import DEFAULT_RECONCILE_RATE, DEFAULT_STAGE, RECONCILE_TIMEOUT_SECONDS, STAGES
 
 #: Used when no `ehrBaseUrl` is given: `.invalid` never resolves (RFC 6761), so sync fails closed
 #: and messages wait in the queue until the real URL is deployed.
 PLACEHOLDER_EHR_BASE_URL = "https://ehr.invalid/fhir"
 
 
+_RATE = re.compile(r"^rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
+_UNIT_MINUTES = {"minute": 1, "hour": 60, "day": 24 * 60}
+
+
 class ConfigError(ValueError):
     """A context value is missing or invalid; the message names the key."""
+
+
+def rate_minutes(expression: str) -> int:
+    """Minutes between runs of an EventBridge `rate(...)` expression; ConfigError if it is not one.
+
+    EventBridge wants the singular unit for 1 (`rate(1 hour)`) and the plural otherwise.
+    """
+    match = _RATE.match(expression.strip())
+    value = int(match["value"]) if match else 0
+    if not match or (value == 1) != (not match["unit"].endswith("s")):
+        raise ConfigError(
+            f"context 'reconcileRate' must be an EventBridge rate such as 'rate(15 minutes)' or "
+            f"'rate(1 hour)', got {expression!r}"
+        )
+    return value * _UNIT_MINUTES[match["unit"].rstrip("s")]
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,11 @@ class DeploymentConfig:
     ehr_base_url: str = PLACEHOLDER_EHR_BASE_URL
     clinic_config_file: str | None = None
     api_gateway_account_role: bool = True
+    reconcile_rate: str = DEFAULT_RECONCILE_RATE
+
+    @property
+    def reconcile_rate_minutes(self) -> int:
+        return rate_minutes(self.reconcile_rate)
 
     @property
     def is_prod(self) -> bool:
@@ -91,6 +116,12 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
     if not ehr_base_url.startswith("https://"):
         raise ConfigError("context 'ehrBaseUrl' must start with https:// (PHI never travels in clear text)")
     clinic_config_file = context.get("clinicConfigFile")
+    reconcile_rate = str(context.get("reconcileRate") or DEFAULT_RECONCILE_RATE).strip()
+    if rate_minutes(reconcile_rate) * 60 < RECONCILE_TIMEOUT_SECONDS:
+        raise ConfigError(
+            f"context 'reconcileRate' must not be shorter than the reconcile timeout "
+            f"({RECONCILE_TIMEOUT_SECONDS // 60} minutes), so that runs never overlap; got {reconcile_rate!r}"
+        )
     return DeploymentConfig(
         stage=stage,
         alarm_emails=emails,
@@ -100,6 +131,7 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
         ehr_base_url=ehr_base_url,
         clinic_config_file=str(clinic_config_file) if clinic_config_file else None,
         api_gateway_account_role=_flag(context.get("apiGatewayAccountRole"), "apiGatewayAccountRole", default=True),
+        reconcile_rate=reconcile_rate,
     )
 
 
@@ -112,6 +144,7 @@ CONTEXT_KEYS = (
     "ehrBaseUrl",
     "clinicConfigFile",
     "apiGatewayAccountRole",
+    "reconcileRate",
 )
 
 

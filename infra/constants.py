@@ -35,6 +35,7 @@ RUNTIME_PROVIDED_PACKAGES: Final = ("boto3", "botocore", "s3transfer")
 METRICS_NAMESPACE: Final = "CalEhrBridge"
 INGEST_SERVICE: Final = "ingest"
 SYNC_SERVICE: Final = "sync"
+RECONCILE_SERVICE: Final = "reconcile"
 INGEST_METRICS: Final = (
     "WebhookAccepted",
     "SignatureRejected",
@@ -49,6 +50,20 @@ SYNC_METRICS: Final = (
     "EhrRetryableError",
     "EhrPermanentError",
 )
+# Emitted by shared/reconcile.py (per run) and functions/reconcile/handler.py (per failure); a test
+# checks that each name is in that code.
+RECONCILE_METRICS: Final = (
+    "ReconcileChecked",
+    "ReconcileEnqueued",
+    "ReconcileSkippedOwn",
+    "ReconcileDiverged",
+    "ReconcileInvalidBooking",
+    "ReconcileApiError",
+    "ReconcileCursorConflict",
+    "ReconcileFailed",
+)
+#: Reconcile metrics that page on-call whenever they are above zero.
+RECONCILE_ALARM_METRICS: Final = ("ReconcileFailed", "ReconcileApiError", "ReconcileDiverged")
 
 # --- Functions -----------------------------------------------------------------------------------
 LOG_LEVEL: Final = "INFO"
@@ -64,6 +79,21 @@ SYNC_BATCH_SIZE: Final = 5
 # so the event source never gets throttled by Lambda and never starves the rest of the account.
 SYNC_MAX_CONCURRENCY: Final = 5
 SYNC_RESERVED_CONCURRENCY: Final = SYNC_MAX_CONCURRENCY
+
+# --- Reconcile (scheduled; docs/reconciliation.md) --------------------------------------------------
+# EventBridge schedule expression; context `reconcileRate` overrides it (a `rate(...)` no shorter
+# than the timeout, so that one run ends before the next starts).
+DEFAULT_RECONCILE_RATE: Final = "rate(15 minutes)"
+RECONCILE_MEMORY_MB: Final = 512
+RECONCILE_TIMEOUT_SECONDS: Final = 5 * 60
+# Runs must never overlap: the cursor write is conditional, an overlapping run would only stop.
+RECONCILE_RESERVED_CONCURRENCY: Final = 1
+# A failed run is not retried by Lambda: the next scheduled run is the retry (it resumes from the
+# cursor). The failed event goes to the async-failure queue (FunctionFailures).
+RECONCILE_ASYNC_RETRY_ATTEMPTS: Final = 0
+CALCOM_API_BASE_URL: Final = "https://api.cal.com/v2"  # = shared.calcom.api.DEFAULT_BASE_URL
+RECONCILE_LOOKBACK_HOURS: Final = 24
+RECONCILE_MAX_RPS: Final = 2
 
 # --- Queue retry budget (see docs/deploy.md, "Retry budget") ---------------------------------------
 # AWS's guidance for SQS event sources: visibility timeout >= 6 x function timeout.

@@ -48,7 +48,6 @@ class BridgeStack(cdk.Stack):
             secrets=self.secrets,
             network=self.network,
         )
-        # Planned: a scheduled reconcile function (functions/reconcile) joins `Functions` here.
         self.api = WebhookApi(
             self, "WebhookApi", config=config, handler=self.functions.ingest, telemetry_key=self.keys.telemetry_key
         )
@@ -61,6 +60,7 @@ class BridgeStack(cdk.Stack):
                 api=self.api.api,
                 ingest=self.functions.ingest,
                 sync=self.functions.sync,
+                reconcile=self.functions.reconcile,
                 events_queue=self.queues.events,
                 dead_letter_queue=self.queues.dead_letter_queue,
                 function_failures=self.queues.function_failures,
@@ -82,6 +82,10 @@ class BridgeStack(cdk.Stack):
                 "Cal.com signing secrets {current, previous}",
             ),
             "EhrAuthSecretName": (self.secrets.ehr_auth_secret.secret_name, "EHR credentials for the sync function"),
+            "CalcomApiSecretName": (
+                self.secrets.calcom_api_secret.secret_name,
+                'Cal.com API v2 key for the reconcile function {"api_key": "..."}',
+            ),
             "PseudonymSecretName": (
                 self.secrets.pseudonym_secret.secret_name,
                 "Generated pseudonymisation key: never change or delete it",
@@ -99,6 +103,14 @@ class BridgeStack(cdk.Stack):
             "AuditTableName": (self.tables.audit.table_name, "Append-only audit trail"),
             "IngestFunctionName": (self.functions.ingest.function_name, "Ingest Lambda (logs, configuration)"),
             "SyncFunctionName": (self.functions.sync.function_name, "Sync Lambda (logs, configuration)"),
+            "ReconcileFunctionName": (
+                self.functions.reconcile.function_name,
+                "Scheduled reconcile Lambda (logs, manual runs)",
+            ),
+            "ReconcileScheduleName": (
+                self.functions.reconcile_schedule.rule_name,
+                "EventBridge rule that runs reconcile (disable it to pause reconciliation)",
+            ),
             "BackupVaultName": (self.backups.vault.backup_vault_name, "AWS Backup vault (retained on delete)"),
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "On-call SNS topic (subscribe more endpoints here)"),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),

@@ -1,12 +1,13 @@
-"""The ingest and sync functions: python3.13 on arm64, one shared layer, one least-privilege role each.
+"""The ingest, sync and reconcile functions: python3.13 on arm64, one shared layer, one
+least-privilege role each.
 
 Roles are built here statement by statement (no AWS managed policies, no inline policies): each role
 gets one customer-managed policy listing exactly the actions its function performs, and the role is
 handed to Lambda as immutable so that CDK's convenience grants cannot widen it behind our back.
 
-Adding the planned `reconcile` function (scheduled; `functions.reconcile.handler.handler`) is one
-more `_build_function` call plus an EventBridge schedule, once `functions/reconcile/handler.py`
-exists; see docs/deploy.md, "Adding the reconcile function".
+`reconcile` runs on an EventBridge schedule (docs/reconciliation.md): it lists bookings with the
+Cal.com API and enqueues what the webhooks missed. It may only read the state table and write its
+own cursor item.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -25,6 +28,7 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.constants import (
+    CALCOM_API_BASE_URL,
     EHR_TIMEOUT_SECONDS,
     INGEST_MEMORY_MB,
     INGEST_RESERVED_CONCURRENCY,
@@ -33,6 +37,13 @@ from infra.constants import (
     LOG_LEVEL,
     MAX_BODY_BYTES,
     METRICS_NAMESPACE,
+    RECONCILE_ASYNC_RETRY_ATTEMPTS,
+    RECONCILE_LOOKBACK_HOURS,
+    RECONCILE_MAX_RPS,
+    RECONCILE_MEMORY_MB,
+    RECONCILE_RESERVED_CONCURRENCY,
+    RECONCILE_SERVICE,
+    RECONCILE_TIMEOUT_SECONDS,
     SYNC_BATCH_SIZE,
     SYNC_MAX_CONCURRENCY,
     SYNC_MEMORY_MB,
@@ -58,6 +69,13 @@ IDEMPOTENCY_TABLE_ACTIONS = (
 #: Sync only parks items; operators list and resolve them with their own credentials.
 REVIEW_TABLE_ACTIONS = ("dynamodb:PutItem",)
 AUDIT_TABLE_ACTIONS = ("dynamodb:PutItem",)
+#: Reconcile reads lineage state and uid aliases, and writes one item: its cursor
+#: (shared/reconcile.py, `DynamoCursorStore`, conditional PutItem on `version`).
+RECONCILE_STATE_READ_ACTIONS = ("dynamodb:GetItem",)
+RECONCILE_CURSOR_WRITE_ACTIONS = ("dynamodb:PutItem",)
+RECONCILE_CURSOR_PK = "cursor#reconcile"  # = shared.reconcile.CURSOR_PK (a test compares them)
+#: Lambda accepts a maximum event age between 1 minute and 6 hours.
+_MAX_EVENT_AGE_BOUNDS = (60, 6 * 3600)
 #: Lambda's ENI management inside a VPC (what AWSLambdaVPCAccessExecutionRole grants).
 VPC_ENI_ACTIONS = (
     "ec2:CreateNetworkInterface",
@@ -78,6 +96,9 @@ class FunctionSpec:
     reserved_concurrency: int
     environment: Mapping[str, str]
     statements: Sequence[iam.PolicyStatement]
+    #: Asynchronous invocations only (the schedule): Lambda's retries and maximum event age.
+    async_retry_attempts: int | None = None
+    max_event_age_seconds: int | None = None
 
 
 class Functions(Construct):
@@ -123,10 +144,20 @@ class Functions(Construct):
                 report_batch_item_failures=True,
             )
         )
+        self.reconcile = self._build_function(self._reconcile_spec(tables, secrets))
+        #: One run per interval; reserved concurrency 1 and an interval no shorter than the timeout
+        #: (checked in infra.config) keep runs from overlapping.
+        self.reconcile_schedule = events.Rule(
+            self,
+            "ReconcileSchedule",
+            description="Runs the reconcile function (Cal.com API v2 -> missed booking events -> queue)",
+            schedule=events.Schedule.expression(config.reconcile_rate),
+            targets=[targets.LambdaFunction(self.reconcile)],
+        )
 
     @property
     def all(self) -> tuple[lambda_.Function, ...]:
-        return (self.ingest, self.sync)
+        return (self.ingest, self.sync, self.reconcile)
 
     # --- specs ---------------------------------------------------------------------------------
 
@@ -222,6 +253,60 @@ class Functions(Construct):
             ],
         )
 
+    def _reconcile_spec(self, tables: Tables, secrets: Secrets) -> FunctionSpec:
+        queue = self._queues.events
+        interval_seconds = self._config.reconcile_rate_minutes * 60
+        low, high = _MAX_EVENT_AGE_BOUNDS
+        return FunctionSpec(
+            name=RECONCILE_SERVICE,
+            description="Lists bookings with the Cal.com API and enqueues what the webhooks missed (schedule)",
+            memory_mb=RECONCILE_MEMORY_MB,
+            timeout_seconds=RECONCILE_TIMEOUT_SECONDS,
+            reserved_concurrency=RECONCILE_RESERVED_CONCURRENCY,
+            environment={
+                "QUEUE_URL": queue.queue_url,
+                "STATE_TABLE": tables.state.table_name,
+                "CALCOM_API_SECRET_ARN": secrets.calcom_api_secret.secret_arn,
+                "CALCOM_API_BASE_URL": CALCOM_API_BASE_URL,
+                "RECONCILE_LOOKBACK_HOURS": str(RECONCILE_LOOKBACK_HOURS),
+                "RECONCILE_MAX_RPS": str(RECONCILE_MAX_RPS),
+            },
+            statements=[
+                iam.PolicyStatement(
+                    sid="EnqueueReconciledEvents", actions=["sqs:SendMessage"], resources=[queue.queue_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="ReadLineageState",
+                    actions=list(RECONCILE_STATE_READ_ACTIONS),
+                    resources=[tables.state.table_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="WriteOwnCursor",
+                    actions=list(RECONCILE_CURSOR_WRITE_ACTIONS),
+                    resources=[tables.state.table_arn],
+                    conditions={
+                        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [RECONCILE_CURSOR_PK]},
+                        # ForAllValues alone would also match a request without the key.
+                        "Null": {"dynamodb:LeadingKeys": "false"},
+                    },
+                ),
+                iam.PolicyStatement(
+                    sid="ReadCalcomApiKey",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[secrets.calcom_api_secret.secret_arn],
+                ),
+                self._data_key_statement(
+                    "UseDataKeyViaSqsDynamoDbAndSecretsManager",
+                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                    via=["sqs", "dynamodb", "secretsmanager"],
+                ),
+            ],
+            async_retry_attempts=RECONCILE_ASYNC_RETRY_ATTEMPTS,
+            # A scheduled event that waited longer than one interval (throttled behind a manual run)
+            # is redundant: the next scheduled run covers it.
+            max_event_age_seconds=min(max(interval_seconds, low), high),
+        )
+
     # --- building blocks -------------------------------------------------------------------------
 
     def _data_key_statement(self, sid: str, actions: list[str], *, via: list[str]) -> iam.PolicyStatement:
@@ -297,6 +382,10 @@ class Functions(Construct):
             role=role.without_policy_updates(),
             log_group=log_group,
             dead_letter_queue=failures,
+            retry_attempts=spec.async_retry_attempts,
+            max_event_age=(
+                cdk.Duration.seconds(spec.max_event_age_seconds) if spec.max_event_age_seconds is not None else None
+            ),
             environment={
                 "POWERTOOLS_SERVICE_NAME": spec.name,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,

@@ -27,6 +27,9 @@ from infra.constants import (
     INGEST_SERVICE,
     METRICS_NAMESPACE,
     OLDEST_MESSAGE_AGE_ALARM_SECONDS,
+    RECONCILE_ALARM_METRICS,
+    RECONCILE_METRICS,
+    RECONCILE_SERVICE,
     SIGNATURE_REJECTED_SPIKE_PER_5_MIN,
     SYNC_METRICS,
     SYNC_SERVICE,
@@ -36,12 +39,22 @@ _PERIOD = cdk.Duration.minutes(ALARM_PERIOD_MINUTES)
 _GTE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 _GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 
+#: What each reconcile metric alarm (> 0) tells on-call.
+_RECONCILE_ALARM_TEXT = {
+    "ReconcileFailed": "A reconcile run failed on AWS: the Cal.com API key secret is unset or invalid, "
+    "or DynamoDB/SQS failed.",
+    "ReconcileApiError": "A reconcile run failed calling the Cal.com API (wrong or revoked key, rate limit, outage).",
+    "ReconcileDiverged": "Reconcile found bookings where the bridge is past Cal.com (e.g. cancelled in the EHR "
+    "but active in Cal.com); a human must look.",
+}
+
 
 @dataclass(frozen=True)
 class MonitoredResources:
     api: apigw.RestApi
     ingest: lambda_.Function
     sync: lambda_.Function
+    reconcile: lambda_.Function
     events_queue: sqs.Queue
     dead_letter_queue: sqs.Queue
     function_failures: sqs.Queue
@@ -167,6 +180,20 @@ class Monitoring(Construct):
                 description=f"The {name} function was throttled (reserved concurrency exhausted).",
             )
         self._alarm(
+            "ReconcileErrors",
+            metric=r.reconcile.metric_errors(period=_PERIOD, statistic="Sum"),
+            threshold=1,
+            description="The reconcile function failed or timed out; missed webhooks are not being recovered.",
+        )
+        for name in RECONCILE_ALARM_METRICS:
+            self._alarm(
+                name,
+                metric=app_metric(RECONCILE_SERVICE, name),
+                threshold=0,
+                comparison=_GT,
+                description=_RECONCILE_ALARM_TEXT[name],
+            )
+        self._alarm(
             "ReviewParked",
             metric=app_metric(SYNC_SERVICE, "ReviewParked"),
             threshold=0,
@@ -183,7 +210,10 @@ class Monitoring(Construct):
         )
         dashboard.add_widgets(
             cloudwatch.TextWidget(
-                markdown=f"# {stack_name}\nCal.com -> API Gateway -> ingest -> SQS FIFO -> sync -> EHR",
+                markdown=(
+                    f"# {stack_name}\nCal.com -> API Gateway -> ingest -> SQS FIFO -> sync -> EHR; "
+                    "schedule -> reconcile (Cal.com API) -> SQS FIFO"
+                ),
                 width=24,
                 height=2,
             )
@@ -214,11 +244,19 @@ class Monitoring(Construct):
             _graph("Sync outcomes", [app_metric(SYNC_SERVICE, name) for name in SYNC_METRICS]),
         )
         dashboard.add_widgets(
+            _graph("Reconcile outcomes", [app_metric(RECONCILE_SERVICE, name) for name in RECONCILE_METRICS]),
+            _graph(
+                "Reconcile runs",
+                [r.reconcile.metric_invocations(period=_PERIOD), r.reconcile.metric_errors(period=_PERIOD)],
+                right=[r.reconcile.metric_duration(period=_PERIOD, statistic="Maximum")],
+            ),
+        )
+        dashboard.add_widgets(
             _graph(
                 "Functions: errors and throttles",
                 [
                     metric
-                    for function in (r.ingest, r.sync)
+                    for function in (r.ingest, r.sync, r.reconcile)
                     for metric in (
                         function.metric_errors(period=_PERIOD),
                         function.metric_throttles(period=_PERIOD),
@@ -227,10 +265,13 @@ class Monitoring(Construct):
             ),
             _graph(
                 "Functions: duration p99 and concurrency",
-                [function.metric_duration(period=_PERIOD, statistic="p99") for function in (r.ingest, r.sync)],
+                [
+                    function.metric_duration(period=_PERIOD, statistic="p99")
+                    for function in (r.ingest, r.sync, r.reconcile)
+                ],
                 right=[
                     function.metric("ConcurrentExecutions", period=_PERIOD, statistic="Maximum")
-                    for function in (r.ingest, r.sync)
+                    for function in (r.ingest, r.sync, r.reconcile)
                 ],
             ),
         )

@@ -1,4 +1,5 @@
-"""Secrets Manager secrets (webhook signing secrets, EHR credentials) and the clinic config parameter.
+"""Secrets Manager secrets (webhook signing secrets, EHR credentials, the Cal.com API key) and the
+clinic config parameter.
 
 Secret values never appear in the template: CloudFormation generates an initial random value once,
 at creation, and operators set the real values with `aws secretsmanager put-secret-value`
@@ -69,6 +70,22 @@ class Secrets(Construct):
                 exclude_punctuation=True,
             ),
         )
+        #: `{"api_key": "cal_live_..."}`: the Cal.com API v2 key the reconcile function lists bookings
+        #: with. Created with an empty `api_key` (plus a random filler CloudFormation requires), so
+        #: reconcile fails closed (ReconcileFailed, no request to Cal.com) until the operator sets it.
+        self.calcom_api_secret = secretsmanager.Secret(
+            self,
+            "CalcomApiSecret",
+            description=f"{stack.stack_name}: Cal.com API v2 key for the reconcile function {{api_key}}",
+            encryption_key=key,
+            removal_policy=config.removal_policy,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template='{"api_key": ""}',  # noqa: S106 - a JSON shape, no value
+                generate_string_key="unset",
+                password_length=16,
+                exclude_punctuation=True,
+            ),
+        )
         self.clinic_config = ssm.StringParameter(
             self,
             "ClinicConfig",
@@ -80,7 +97,7 @@ class Secrets(Construct):
 
     @property
     def all_secrets(self) -> tuple[secretsmanager.Secret, ...]:
-        return (self.webhook_secret, self.ehr_auth_secret, self.pseudonym_secret)
+        return (self.webhook_secret, self.ehr_auth_secret, self.pseudonym_secret, self.calcom_api_secret)
 
     @staticmethod
     def _clinic_config_value(config: DeploymentConfig) -> str:

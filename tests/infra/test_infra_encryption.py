@@ -56,7 +56,7 @@ def test_given_any_stage_then_every_secret_uses_the_data_key_and_has_no_value_in
 ) -> None:
     data_key = synth.logical_id(synth.stack.keys.data_key)
     secrets = synth.resources("AWS::SecretsManager::Secret")
-    assert len(secrets) == 3
+    assert len(secrets) == 4
     for secret in secrets.values():
         assert _key_ref(secret["Properties"]["KmsKeyId"]) == data_key
         assert "SecretString" not in secret["Properties"]
@@ -108,3 +108,13 @@ def test_given_any_queue_or_topic_then_its_policy_denies_insecure_transport(stag
                 s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
                 for s in statements
             )
+
+
+def test_given_the_calcom_api_secret_then_it_uses_the_data_key_and_starts_with_an_empty_key(synth: Synth) -> None:
+    secret = synth.resources("AWS::SecretsManager::Secret")[synth.logical_id(synth.stack.secrets.calcom_api_secret)]
+    properties = secret["Properties"]
+    assert _key_ref(properties["KmsKeyId"]) == synth.logical_id(synth.stack.keys.data_key)
+    # Reconcile fails closed on an empty api_key (no request with a bogus key) until the operator sets it.
+    assert properties["GenerateSecretString"]["SecretStringTemplate"] == '{"api_key": ""}'
+    assert properties["GenerateSecretString"]["GenerateStringKey"] != "api_key"
+    assert "cal_live_" not in str(synth.template_json)

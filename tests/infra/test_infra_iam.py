@@ -1,4 +1,5 @@
-"""Least privilege: one role per function, no wildcard actions, an append-only audit table."""
+"""Least privilege: one role per function, no wildcard actions, an append-only audit table, and a
+reconcile role that can read state but write only its own cursor."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def _policy_of(synth: Synth, function_name: str) -> list[dict[str, Any]]:
     policy = synth.resources("AWS::IAM::ManagedPolicy")[synth.logical_id(synth.stack.functions.policies[function_name])]
     statements: list[dict[str, Any]] = policy["Properties"]["PolicyDocument"]["Statement"]
     return statements
+
+
+def _on(statements: list[dict[str, Any]], logical_id: str) -> list[dict[str, Any]]:
+    return [s for s in statements if s["Effect"] == "Allow" and logical_id in str(s["Resource"])]
 
 
 def _actions_on(statements: list[dict[str, Any]], logical_id: str) -> set[str]:
@@ -81,7 +86,7 @@ def test_given_the_functions_then_each_has_its_own_role_with_one_customer_manage
     all_functions = synth.resources("AWS::Lambda::Function")
     functions = [all_functions[synth.logical_id(f)] for f in synth.stack.functions.all]
     roles = {str(f["Properties"]["Role"]["Fn::GetAtt"][0]) for f in functions}
-    assert len(roles) == len(functions) == 2
+    assert len(roles) == len(functions) == 3
     all_roles = synth.resources("AWS::IAM::Role")
     for role_id in roles:
         assert "ManagedPolicyArns" not in all_roles[role_id]["Properties"]
@@ -146,10 +151,42 @@ def test_given_the_sync_function_then_it_consumes_the_queue_and_reads_its_config
 
 def test_given_the_data_key_then_functions_use_it_only_through_aws_services(synth: Synth) -> None:
     data_key = synth.logical_id(synth.stack.keys.data_key)
-    for name in ("ingest", "sync"):
+    for name in ("ingest", "sync", "reconcile"):
         for statement in _policy_of(synth, name):
             if data_key in str(statement["Resource"]):
                 assert "kms:ViaService" in statement["Condition"]["StringEquals"]
                 assert not {"kms:CreateGrant", "kms:ReEncrypt*", "kms:GenerateDataKey*"} & set(
                     _as_list(statement["Action"])
                 )
+
+
+def test_given_the_reconcile_function_then_it_enqueues_and_reads_only_its_api_key(synth: Synth) -> None:
+    statements = _policy_of(synth, "reconcile")
+    assert _actions_on(statements, synth.logical_id(synth.stack.queues.events)) == {"sqs:SendMessage"}
+    secrets = synth.stack.secrets
+    assert _actions_on(statements, synth.logical_id(secrets.calcom_api_secret)) == {"secretsmanager:GetSecretValue"}
+    for other in (secrets.webhook_secret, secrets.ehr_auth_secret, secrets.pseudonym_secret, secrets.clinic_config):
+        assert _actions_on(statements, synth.logical_id(other)) == set()
+    tables = synth.stack.tables
+    for table in (tables.idempotency, tables.review, tables.audit):
+        assert _actions_on(statements, synth.logical_id(table)) == set()
+
+
+def test_given_the_state_table_then_reconcile_reads_it_and_writes_only_its_cursor(synth: Synth) -> None:
+    state = _on(_policy_of(synth, "reconcile"), synth.logical_id(synth.stack.tables.state))
+    assert {a for s in state for a in _as_list(s["Action"])} == {"dynamodb:GetItem", "dynamodb:PutItem"}
+    (get,) = [s for s in state if _as_list(s["Action"]) == ["dynamodb:GetItem"]]
+    assert "Condition" not in get  # lineage#..., uid#... and its cursor
+    (put,) = [s for s in state if "dynamodb:PutItem" in _as_list(s["Action"])]
+    assert _as_list(put["Action"]) == ["dynamodb:PutItem"]
+    assert put["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["cursor#reconcile"]},
+        "Null": {"dynamodb:LeadingKeys": "false"},
+    }
+
+
+def test_given_the_reconcile_cursor_then_the_condition_names_the_key_the_code_writes() -> None:
+    reconcile = pytest.importorskip("shared.reconcile")
+    from infra.constructs.functions import RECONCILE_CURSOR_PK
+
+    assert reconcile.CURSOR_PK == RECONCILE_CURSOR_PK

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from synth_support import Synth
+from synth_support import REPO_ROOT, Synth
 
 from infra import constants as c
 
@@ -13,7 +15,7 @@ pytestmark = pytest.mark.infra
 def test_given_every_alarm_then_it_notifies_the_topic_when_firing_and_recovering(staging: Synth) -> None:
     topic = {"Ref": staging.logical_id(staging.stack.monitoring.topic)}
     alarms = staging.resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 9
+    assert len(alarms) == 13
     for logical_id, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [topic], logical_id
         assert alarm["Properties"]["OKActions"] == [topic], logical_id
@@ -33,6 +35,9 @@ def test_given_the_pipeline_then_each_symptom_has_an_alarm(staging: Synth) -> No
         ("AWS/ApiGateway", "5XXError"),
         (c.METRICS_NAMESPACE, "SignatureRejected"),
         (c.METRICS_NAMESPACE, "ReviewParked"),
+        (c.METRICS_NAMESPACE, "ReconcileFailed"),
+        (c.METRICS_NAMESPACE, "ReconcileApiError"),
+        (c.METRICS_NAMESPACE, "ReconcileDiverged"),
     }
 
 
@@ -60,5 +65,44 @@ def test_given_alarm_context_then_email_and_https_subscriptions_exist(staging: S
 def test_given_the_dashboard_then_it_shows_every_app_metric(staging: Synth) -> None:
     (dashboard,) = staging.resources("AWS::CloudWatch::Dashboard").values()
     body = str(dashboard["Properties"]["DashboardBody"])
-    for name in (*c.INGEST_METRICS, *c.SYNC_METRICS):
+    for name in (*c.INGEST_METRICS, *c.SYNC_METRICS, *c.RECONCILE_METRICS):
         assert f'\\"{name}\\"' in body or f'"{name}"' in body, name
+
+
+def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(staging: Synth) -> None:
+    topic = {"Ref": staging.logical_id(staging.stack.monitoring.topic)}
+    reconcile = {"Ref": staging.logical_id(staging.stack.functions.reconcile)}
+    alarms = staging.resources("AWS::CloudWatch::Alarm").values()
+    (errors,) = [
+        a["Properties"]
+        for a in alarms
+        if a["Properties"]["MetricName"] == "Errors"
+        and a["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": reconcile}]
+    ]
+    assert errors["Threshold"] == 1
+    assert errors["AlarmActions"] == [topic]
+    by_metric = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms}
+    for name in c.RECONCILE_ALARM_METRICS:
+        alarm = by_metric[name]
+        assert alarm["Namespace"] == c.METRICS_NAMESPACE
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": "reconcile"}]
+        assert alarm["Threshold"] == 0
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["AlarmActions"] == [topic]
+        assert alarm["OKActions"] == [topic]
+
+
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        ("shared/reconcile.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn", "ReconcileDiverged",
+                                 "ReconcileInvalidBooking"}),
+        ("functions/reconcile/handler.py", {"ReconcileApiError", "ReconcileCursorConflict", "ReconcileFailed"}),
+    ],
+)  # fmt: skip
+def test_given_the_reconcile_metrics_then_the_code_emits_exactly_those_names(path: str, names: set[str]) -> None:
+    source = (REPO_ROOT / path).read_text(encoding="utf-8")
+    emitted = set(re.findall(r"""["'](Reconcile[A-Za-z]+)["']""", source))
+    assert emitted == names
+    assert names <= set(c.RECONCILE_METRICS)
+    assert set(c.RECONCILE_ALARM_METRICS) <= set(c.RECONCILE_METRICS)

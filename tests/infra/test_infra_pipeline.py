@@ -54,11 +54,11 @@ def test_given_the_sync_handler_then_its_backoff_is_the_one_the_budget_assumes()
     assert c.RETRY_BACKOFF_CAP_SECONDS <= 12 * 3600
 
 
-def test_given_the_async_failure_queue_then_it_is_standard_and_both_functions_use_it(staging: Synth) -> None:
+def test_given_the_async_failure_queue_then_it_is_standard_and_every_function_uses_it(staging: Synth) -> None:
     failures_id = staging.logical_id(staging.stack.queues.function_failures)
     failures = staging.resources("AWS::SQS::Queue")[failures_id]["Properties"]
     assert "FifoQueue" not in failures
-    for name in ("ingest", "sync"):
+    for name in ("ingest", "sync", "reconcile"):
         assert _function(staging, name)["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [failures_id, "Arn"]}}
 
 
@@ -77,7 +77,7 @@ def test_given_the_sync_event_source_then_partial_batches_and_bounded_concurrenc
     assert _function(staging, "sync")["ReservedConcurrentExecutions"] >= c.SYNC_MAX_CONCURRENCY
 
 
-@pytest.mark.parametrize("name", ["ingest", "sync"])
+@pytest.mark.parametrize("name", ["ingest", "sync", "reconcile"])
 def test_given_a_function_then_python313_arm64_with_the_layer_and_its_handler(staging: Synth, name: str) -> None:
     function = _function(staging, name)
     assert function["Runtime"] == "python3.13"
@@ -162,3 +162,61 @@ def test_given_no_clinic_config_file_then_a_placeholder_that_fails_closed(stagin
 
 def test_given_the_ehr_placeholder_then_it_can_never_resolve(staging: Synth) -> None:
     assert _function(staging, "sync")["Environment"]["Variables"]["EHR_BASE_URL"].startswith("https://ehr.invalid/")
+
+
+def test_given_the_reconcile_function_then_a_schedule_drives_it_one_run_at_a_time(staging: Synth) -> None:
+    function = _function(staging, "reconcile")
+    assert function["ReservedConcurrentExecutions"] == c.RECONCILE_RESERVED_CONCURRENCY == 1
+    assert function["Timeout"] == c.RECONCILE_TIMEOUT_SECONDS == 300
+    reconcile = staging.logical_id(staging.stack.functions.reconcile)
+    (rule,) = staging.resources("AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == c.DEFAULT_RECONCILE_RATE == "rate(15 minutes)"
+    assert rule["Properties"]["State"] == "ENABLED"
+    assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [{"Fn::GetAtt": [reconcile, "Arn"]}]
+    staging.template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {"Principal": "events.amazonaws.com", "FunctionName": {"Fn::GetAtt": [reconcile, "Arn"]}},
+    )
+    (invoke_config,) = staging.resources("AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["FunctionName"] == {"Ref": reconcile}
+    assert 0 <= invoke_config["Properties"]["MaximumRetryAttempts"] <= 2
+    assert invoke_config["Properties"]["MaximumEventAgeInSeconds"] == 15 * 60
+    # runs never overlap: one at a time, and each ends before the next is due
+    assert c.RECONCILE_TIMEOUT_SECONDS <= 15 * 60
+
+
+def test_given_a_reconcile_rate_in_context_then_the_schedule_uses_it(synth_config: Any) -> None:
+    synth: Synth = synth_config(stage="staging", reconcileRate="rate(1 hour)")
+    (rule,) = synth.resources("AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    (invoke_config,) = synth.resources("AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["MaximumEventAgeInSeconds"] == 3600
+
+
+def test_given_the_reconcile_function_then_its_environment_matches_its_settings(prod: Synth) -> None:
+    env = _function(prod, "reconcile")["Environment"]["Variables"]
+    assert set(env) == {
+        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "STAGE",
+        "QUEUE_URL", "STATE_TABLE", "CALCOM_API_SECRET_ARN", "CALCOM_API_BASE_URL",
+        "RECONCILE_LOOKBACK_HOURS", "RECONCILE_MAX_RPS",
+    }  # fmt: skip
+    assert env["QUEUE_URL"] == {"Ref": prod.logical_id(prod.stack.queues.events)}
+    assert env["STATE_TABLE"] == {"Ref": prod.logical_id(prod.stack.tables.state)}
+    assert env["CALCOM_API_SECRET_ARN"] == {"Ref": prod.logical_id(prod.stack.secrets.calcom_api_secret)}
+    assert env["CALCOM_API_BASE_URL"] == "https://api.cal.com/v2"
+    assert env["RECONCILE_LOOKBACK_HOURS"] == "24"
+    assert env["RECONCILE_MAX_RPS"] == "2"
+    assert env["STAGE"] == "prod"
+
+    handler = pytest.importorskip("functions.reconcile.handler")
+    fields = handler.ReconcileSettings.model_fields
+    aliases = {field.alias for field in fields.values()}
+    assert set(env) - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= aliases
+    required = {field.alias for field in fields.values() if field.is_required()}
+    assert required <= set(env)
+    defaults = {field.alias: field.default for field in fields.values()}
+    assert defaults["CALCOM_API_BASE_URL"] == env["CALCOM_API_BASE_URL"]
+    assert defaults["RECONCILE_LOOKBACK_HOURS"] == float(env["RECONCILE_LOOKBACK_HOURS"])
+    assert defaults["RECONCILE_MAX_RPS"] == float(env["RECONCILE_MAX_RPS"])
+    # the run stops early, and saves its cursor, well before the timeout
+    assert handler.SAFETY_MARGIN_MS < c.RECONCILE_TIMEOUT_SECONDS * 1000 / 4

@@ -89,6 +89,10 @@ def test_given_vpc_mode_then_endpoints_admit_only_the_functions(prod_vpc_no_waf:
         ({"alarmEmail": "not-an-address"}, "alarmEmail"),
         ({"alarmHttpsUrl": "http://insecure.example.org"}, "alarmHttpsUrl"),
         ({"ehrBaseUrl": "http://ehr.example.org"}, "ehrBaseUrl"),
+        ({"reconcileRate": "cron(0/15 * * * ? *)"}, "reconcileRate"),
+        ({"reconcileRate": "rate(1 hours)"}, "reconcileRate"),
+        ({"reconcileRate": "rate(15 minute)"}, "reconcileRate"),
+        ({"reconcileRate": "rate(2 minutes)"}, "reconcileRate"),  # shorter than the 5-minute timeout
     ],
 )
 def test_given_invalid_context_then_synth_refuses_with_the_key_name(context: dict[str, str], message: str) -> None:
@@ -102,3 +106,20 @@ def test_given_list_context_then_several_alarm_recipients() -> None:
     assert config.vpc is True
     assert config.waf is False
     assert config.stage == "staging"
+
+
+@pytest.mark.parametrize(
+    ("rate", "minutes"),
+    [
+        ("rate(15 minutes)", 15),
+        ("rate(5 minutes)", 5),
+        ("rate(1 hour)", 60),
+        ("rate(2 hours)", 120),
+        ("rate(1 day)", 1440),
+    ],
+)
+def test_given_a_reconcile_rate_then_it_is_accepted(rate: str, minutes: int) -> None:
+    config = config_from_context({"reconcileRate": rate})
+    assert config.reconcile_rate == rate
+    assert config.reconcile_rate_minutes == minutes
+    assert config_from_context({}).reconcile_rate == "rate(15 minutes)"
