@@ -36,7 +36,7 @@ dev: deps
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared functions devstack $(wildcard infra)
+	$(BIN)/mypy shared functions devstack infra bench
 
 unit: deps
 	$(BIN)/pytest tests/unit -q
