@@ -25,6 +25,7 @@ import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack import ops
+from devstack.doctor import add_commands as add_ehr_commands
 from shared.calcom.signature import sign
 from shared.config.clinic import ConfigError, load_config
 
@@ -243,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file")
     validate.set_defaults(run=cmd_config_validate)
     _add_operator_commands(commands)
+    add_ehr_commands(commands)  # doctor, jwks
     return parser
 
 

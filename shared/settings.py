@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,6 +41,10 @@ class SyncSettings(_Settings):
     ehr_auth_secret_arn: str = Field(default="", alias="EHR_AUTH_SECRET_ARN")
     #: Secret `{"key": "<random>"}`: the key of the keyed hash that names people in state and audit.
     pseudonym_secret_arn: str = Field(alias="PSEUDONYM_SECRET_ARN", min_length=1)
+    #: Which EHR write dialect to speak: generic FHIR R4, AWS HealthLake, or Oracle Health (see docs/ehr-support.md).
+    ehr_profile: Literal["generic", "healthlake", "oracle"] = Field(default="generic", alias="EHR_PROFILE")
+    #: SigV4 region override for HealthLake (default: taken from the HealthLake host name).
+    ehr_region: str = Field(default="", alias="EHR_REGION")
     ehr_timeout_seconds: float = Field(default=10.0, alias="EHR_TIMEOUT_SECONDS", gt=0, le=60)
     breaker_failure_threshold: int = Field(default=5, alias="EHR_BREAKER_FAILURES", ge=1, le=1000)
     breaker_cooldown_seconds: float = Field(default=30.0, alias="EHR_BREAKER_COOLDOWN_SECONDS", gt=0, le=3600)

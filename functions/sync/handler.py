@@ -24,7 +24,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.config.clinic import cached_config
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
-from shared.ehr.fhir import FhirR4Client
+from shared.ehr.oracle import DynamoIdMap
+from shared.ehr.profiles import auth_from_secret, build_ehr_client
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
 from shared.settings import sync_settings
@@ -49,17 +50,21 @@ class RetryLater(Exception):  # noqa: N818 - a queue outcome, raised to mark the
 def _service() -> SyncService:
     settings = sync_settings()
     secrets = SecretReader()
-    token = None
-    if settings.ehr_auth_secret_arn:
-        auth = secrets.json(settings.ehr_auth_secret_arn)
-        token = auth.get("token") if auth.get("type") == "bearer" else None
+    document = secrets.json(settings.ehr_auth_secret_arn) if settings.ehr_auth_secret_arn else None
+    if document is None and settings.ehr_profile == "healthlake":
+        document = {"type": "sigv4", **({"region": settings.ehr_region} if settings.ehr_region else {})}
+    auth = auth_from_secret(document, settings.ehr_base_url, timeout_seconds=settings.ehr_timeout_seconds)
+    ehr = build_ehr_client(
+        settings.ehr_profile,
+        settings.ehr_base_url,
+        auth=auth,
+        timeout_seconds=settings.ehr_timeout_seconds,
+        id_map=DynamoIdMap(settings.state_table) if settings.ehr_profile == "oracle" else None,
+    )
     pseudonym = secrets.json(settings.pseudonym_secret_arn)["key"]
     return SyncService(
         store=LineageStateStore(settings.state_table),
-        ehr=BreakerEhrClient(
-            FhirR4Client(settings.ehr_base_url, bearer_token=token, timeout_seconds=settings.ehr_timeout_seconds),
-            _breaker(),
-        ),
+        ehr=BreakerEhrClient(ehr, _breaker()),
         config=cached_config(settings.clinic_config_source),
         systems=IdentifierSystems(settings.identifier_system_base),
         pseudonym_key=str(pseudonym).encode("utf-8"),
