@@ -145,3 +145,33 @@ def test_given_a_poison_message_on_the_queue_then_it_is_parked_with_a_reason_and
     assert item["reason"]["S"] == "invalid_message"
     assert pipeline.queue_depth() == 0
     assert _statuses(fhir_server) == ["booked", "pending"]
+
+
+def test_given_the_ehr_process_is_down_then_connections_are_refused_and_the_backlog_drains_after_restart(
+    pipeline: Any, fhir_server: Any, clean_bridge: Any
+) -> None:
+    import json
+    from urllib.parse import urlparse
+
+    from devstack.stack import DEMO_DIR
+
+    port = urlparse(fhir_server.base_url).port
+    assert port is not None
+    fhir_server.stop()  # connection refused from now on
+    try:
+        pipeline.send(*(fixture_document(name) for name in HISTORY))
+        for _ in range(4):
+            pipeline.poller.poll_once(wait_seconds=0)
+        assert pipeline.queue_depth() == 3  # nothing applied, nothing lost
+        assert pipeline.review_items() == []
+    finally:
+        fhir_server.start(port)  # back on the same address, empty (in-memory)
+        for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
+            httpx.post(
+                f"{fhir_server.base_url}/Practitioner",
+                json=practitioner,
+                headers={"Content-Type": "application/fhir+json"},
+                trust_env=False,
+            ).raise_for_status()
+    pipeline.drain(timeout=90)
+    _assert_converged(pipeline, fhir_server, clean_bridge)
