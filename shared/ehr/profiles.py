@@ -24,7 +24,6 @@ from shared.ehr.healthlake import HealthLakeClient
 from shared.ehr.oracle import DEFAULT_PATCHABLE, IdMapStore, OracleHealthClient
 from shared.ehr.port import EhrClient
 from shared.ehr.sigv4 import SigV4Auth, SigV4ConfigError, region_from_url
-from shared.ehr.smart import SmartConfigError, smart_auth_from_secret
 
 Profile = Literal["generic", "healthlake", "oracle"]
 PROFILES: tuple[str, ...] = get_args(Profile)
@@ -80,11 +79,17 @@ def auth_from_secret(
                 raise ProfileError("bearer secret: token missing or empty")
             return StaticBearerAuth(token)
         if kind == "smart":
-            return smart_auth_from_secret(document, base_url, timeout_seconds=timeout_seconds, transport=transport)
+            # Imported only when used: it pulls in `cryptography` (~15 ms at cold start).
+            from shared.ehr.smart import SmartConfigError, smart_auth_from_secret  # noqa: PLC0415
+
+            try:
+                return smart_auth_from_secret(document, base_url, timeout_seconds=timeout_seconds, transport=transport)
+            except SmartConfigError as exc:
+                raise ProfileError(f"{kind} auth: {exc}") from None
         if kind == "sigv4":
             region = document.get("region")
             return sigv4_auth(base_url, region if isinstance(region, str) else None)
-    except (SmartConfigError, SigV4ConfigError) as exc:
+    except SigV4ConfigError as exc:
         raise ProfileError(f"{kind} auth: {exc}") from None
     raise ProfileError("auth secret type must be none, bearer, smart or sigv4")
 
