@@ -24,6 +24,22 @@ DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_CONFIG = DEMO_DIR / "clinic.yaml"
 
 
+def seed_demo_practitioners(fhir_base_url: str, *, bearer_token: str | None = None) -> None:
+    """Create the demo Practitioners (by NPI, idempotently) that `devstack/demo/clinic.yaml` maps."""
+    headers = {"Content-Type": "application/fhir+json"}
+    if bearer_token:
+        headers["Authorization"] = f"Bearer {bearer_token}"
+    for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
+        npi = practitioner["identifier"][0]["value"]
+        httpx.post(
+            f"{fhir_base_url}/Practitioner",
+            json=practitioner,
+            headers={**headers, "If-None-Exist": f"identifier=http://hl7.org/fhir/sid/us-npi|{npi}"},
+            timeout=10,
+            trust_env=False,
+        ).raise_for_status()
+
+
 @dataclass
 class LocalStack:
     clinic_config: Path = DEMO_CONFIG
@@ -64,18 +80,7 @@ class LocalStack:
 
     def seed_practitioners(self) -> None:
         assert self.fhir is not None
-        for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
-            npi = practitioner["identifier"][0]["value"]
-            httpx.post(
-                f"{self.fhir.base_url}/Practitioner",
-                json=practitioner,
-                headers={
-                    "Content-Type": "application/fhir+json",
-                    "If-None-Exist": f"identifier=http://hl7.org/fhir/sid/us-npi|{npi}",
-                },
-                timeout=10,
-                trust_env=False,
-            ).raise_for_status()
+        seed_demo_practitioners(self.fhir.base_url)
 
     def pause(self) -> str:
         for poller in self.pollers:

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import compact
@@ -18,20 +17,14 @@ from tests.conftest import compact
 @pytest.fixture
 def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
     """Empty FHIR server (plus the demo Practitioner), empty queue and tables, fresh handler caches."""
-    from devstack.stack import DEMO_DIR
+    from devstack.stack import seed_demo_practitioners
     from functions.ingest import handler as ingest
     from functions.sync import handler as sync
     from shared.settings import ingest_settings, sync_settings
 
     fhir_server.reset()
 
-    for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
-        httpx.post(
-            f"{fhir_server.base_url}/Practitioner",
-            json=practitioner,
-            headers={"Content-Type": "application/fhir+json"},
-            trust_env=False,
-        ).raise_for_status()
+    seed_demo_practitioners(fhir_server.base_url)
     # A fresh FIFO queue per test: SQS allows one purge a minute, and FIFO dedup spans 5 minutes.
     sqs = bridge.client("sqs")
     name = f"itest-{uuid.uuid4().hex[:12]}"

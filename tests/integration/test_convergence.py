@@ -77,18 +77,11 @@ def test_given_any_order_duplicates_and_workers_then_the_same_final_appointment(
     assert in_order[0][0] == "cancelled" and in_order[-1] == ("patients", 1)
     # Start again from an empty EHR and empty state, then deliver shuffled with duplicates.
     fhir_server.reset()
-    import json
 
-    from devstack.stack import DEMO_DIR
+    from devstack.stack import seed_demo_practitioners
     from functions.sync import handler as sync
 
-    for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
-        httpx.post(
-            f"{fhir_server.base_url}/Practitioner",
-            json=practitioner,
-            headers={"Content-Type": "application/fhir+json"},
-            trust_env=False,
-        ).raise_for_status()
+    seed_demo_practitioners(fhir_server.base_url)
     empty_tables(clean_bridge)
     sync._service.cache_clear()
 

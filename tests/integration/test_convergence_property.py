@@ -87,19 +87,12 @@ def _summary(fhir_server: Any) -> tuple[Any, ...]:
 
 
 def _reset(fhir_server: Any, clean_bridge: Any) -> None:
-    import json
 
-    from devstack.stack import DEMO_DIR
+    from devstack.stack import seed_demo_practitioners
     from functions.sync import handler as sync
 
     fhir_server.reset()
-    for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
-        httpx.post(
-            f"{fhir_server.base_url}/Practitioner",
-            json=practitioner,
-            headers={"Content-Type": "application/fhir+json"},
-            trust_env=False,
-        ).raise_for_status()
+    seed_demo_practitioners(fhir_server.base_url)
     empty_tables(clean_bridge)
     sync._service.cache_clear()
 

@@ -150,10 +150,9 @@ def test_given_a_poison_message_on_the_queue_then_it_is_parked_with_a_reason_and
 def test_given_the_ehr_process_is_down_then_connections_are_refused_and_the_backlog_drains_after_restart(
     pipeline: Any, fhir_server: Any, clean_bridge: Any
 ) -> None:
-    import json
     from urllib.parse import urlparse
 
-    from devstack.stack import DEMO_DIR
+    from devstack.stack import seed_demo_practitioners
 
     port = urlparse(fhir_server.base_url).port
     assert port is not None
@@ -166,12 +165,6 @@ def test_given_the_ehr_process_is_down_then_connections_are_refused_and_the_back
         assert pipeline.review_items() == []
     finally:
         fhir_server.start(port)  # back on the same address, empty (in-memory)
-        for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
-            httpx.post(
-                f"{fhir_server.base_url}/Practitioner",
-                json=practitioner,
-                headers={"Content-Type": "application/fhir+json"},
-                trust_env=False,
-            ).raise_for_status()
+        seed_demo_practitioners(fhir_server.base_url)
     pipeline.drain(timeout=90)
     _assert_converged(pipeline, fhir_server, clean_bridge)

@@ -23,7 +23,7 @@ from botocore.auth import SigV4Auth as BotocoreSigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from devstack.stack import DEMO_CONFIG, DEMO_DIR
+from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
 from shared.config.clinic import load_config
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
@@ -131,13 +131,7 @@ class SigV4Gateway:
 def fhir(fhir_server: Any) -> Any:
     """The session FHIR server, emptied, with the demo Practitioner (as the pipeline tests do)."""
     fhir_server.reset()
-    for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
-        httpx.post(
-            f"{fhir_server.base_url}/Practitioner",
-            json=practitioner,
-            headers={"Content-Type": "application/fhir+json"},
-            trust_env=False,
-        ).raise_for_status()
+    seed_demo_practitioners(fhir_server.base_url)
     return fhir_server
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from devstack.doctor import print_report, run_doctor
 from devstack.fhir_server import LocalFhirServer
-from devstack.stack import DEMO_CONFIG, DEMO_DIR
+from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
 from devstack.token_server import TokenServer
 from shared.config.clinic import load_config
 from shared.domain.projection import IdentifierSystems
@@ -82,15 +82,8 @@ def smart_client(fhir: LocalFhirServer, tokens: TokenServer, document: dict[str,
 
 
 def seed_demo_practitioner(fhir: LocalFhirServer) -> None:
-    import json
 
-    for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
-        httpx.post(
-            f"{fhir.base_url}/Practitioner",
-            json=practitioner,
-            headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {STATIC_TOKEN}"},
-            trust_env=False,
-        ).raise_for_status()
+    seed_demo_practitioners(fhir.base_url, bearer_token=STATIC_TOKEN)
 
 
 def test_the_server_refuses_requests_without_a_token(fhir: LocalFhirServer) -> None:
