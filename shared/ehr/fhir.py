@@ -205,3 +205,26 @@ class FhirR4Client:
         )
         stored = self._body(response)
         return StoredResource(id=str(stored["id"]), version=_version(response, stored), resource=stored)
+
+
+class FhirProfileBase:
+    """What every vendor profile shares: it owns a `FhirR4Client` and reads/searches through it unchanged.
+
+    Profiles differ only in how they create and update (`create_if_none_exist`, `update`).
+    """
+
+    def __init__(self, fhir: FhirR4Client) -> None:
+        self._fhir = fhir
+
+    @property
+    def fhir(self) -> FhirR4Client:
+        return self._fhir
+
+    def close(self) -> None:
+        self._fhir.close()
+
+    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
+        return self._fhir.search(resource_type, params)
+
+    def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        return self._fhir.read(resource_type, resource_id)

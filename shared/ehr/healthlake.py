@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import quote
 
-from shared.ehr.fhir import FhirR4Client
+from shared.ehr.fhir import FhirProfileBase, FhirR4Client
 from shared.ehr.port import Identifier, Resource, StoredResource
 
 #: Namespace of the bridge's deterministic resource ids (fixed forever: changing it re-creates everything).
@@ -26,25 +26,12 @@ def deterministic_id(resource_type: str, identifier: Identifier) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, f"{resource_type}|{identifier.token}"))
 
 
-class HealthLakeClient:
+class HealthLakeClient(FhirProfileBase):
     """`EhrClient` for AWS HealthLake (pass a `SigV4Auth`, or a SMART auth for SMART data stores)."""
 
     def __init__(self, fhir: FhirR4Client, *, use_if_match: bool = True) -> None:
-        self._fhir = fhir
+        super().__init__(fhir)
         self._use_if_match = use_if_match
-
-    @property
-    def fhir(self) -> FhirR4Client:
-        return self._fhir
-
-    def close(self) -> None:
-        self._fhir.close()
-
-    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
-        return self._fhir.search(resource_type, params)
-
-    def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
-        return self._fhir.read(resource_type, resource_id)
 
     def create_if_none_exist(self, resource: Resource, identifier: Identifier) -> StoredResource:
         resource_type = str(resource["resourceType"])

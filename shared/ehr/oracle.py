@@ -29,7 +29,7 @@ import boto3
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.ehr.fhir import FhirR4Client
+from shared.ehr.fhir import FhirProfileBase, FhirR4Client
 from shared.ehr.port import Identifier, Resource, StoredResource
 from shared.errors import PermanentEhrError, RetryableEhrError
 from shared.stores.state import StateStoreUnavailableError
@@ -145,28 +145,15 @@ def json_patch(current: Resource, desired: Resource) -> list[dict[str, Any]]:
     return ops
 
 
-class OracleHealthClient:
+class OracleHealthClient(FhirProfileBase):
     """`EhrClient` for Oracle Health (Millennium) style servers: POST create, JSON Patch updates, id map."""
 
     def __init__(
         self, fhir: FhirR4Client, id_map: IdMapStore, *, patchable: frozenset[str] = DEFAULT_PATCHABLE
     ) -> None:
-        self._fhir = fhir
+        super().__init__(fhir)
         self._map = id_map
         self._patchable = patchable
-
-    @property
-    def fhir(self) -> FhirR4Client:
-        return self._fhir
-
-    def close(self) -> None:
-        self._fhir.close()
-
-    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
-        return self._fhir.search(resource_type, params)
-
-    def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
-        return self._fhir.read(resource_type, resource_id)
 
     def create_if_none_exist(self, resource: Resource, identifier: Identifier) -> StoredResource:
         resource_type = str(resource["resourceType"])
