@@ -1,19 +1,23 @@
 """Sync: one queued webhook → lineage state → EHR, using the pure core in between.
 
-    parse → idempotency guard (Cal.com key) → resolve lineage → load state → decide() → resolve
-    patients → project → write EHR → audit record → commit state (conditional) → link uids
+    parse → idempotency guard (Cal.com key) → resolve lineage → load state → decide() → join routing
+    forms → route to an EHR → resolve patients → project → write EHR (+ Provenance) → audit record →
+    commit state (conditional) → link uids
 
-A conflicting commit (another worker stored the lineage first) reloads and decides again; EHR updates
-carry If-Match. Outcomes: applied, duplicate, stale, recorded (form intake). Problems a human must
-solve raise `ReviewRequired`; transient ones raise `RetryableEhrError`, `LineageNotYetKnown` or a
-store error so the message comes back later.
+A routing-form submission is stored as a PHI-free fact under its person and merged into every lineage
+that person is a patient on (the join rule is in `shared.domain.intake`); a form no booking claims is
+recorded, not lost. A conflicting commit (another worker stored the lineage first) reloads and decides
+again; EHR updates carry If-Match. Outcomes: applied, duplicate, stale, recorded (form intake),
+deferred. Problems a human must solve raise `ReviewRequired`; transient ones raise
+`RetryableEhrError`, `LineageNotYetKnown` or a store error so the message comes back later.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -26,7 +30,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, PractitionerMapping
+from shared.config.clinic import ClinicConfig, EventTypeMapping, PractitionerMapping
 from shared.domain.decide import (
     AppointmentView,
     NoShowMark,
@@ -34,17 +38,20 @@ from shared.domain.decide import (
     apply_no_show_marks,
     appointment_view,
     decide,
+    details_of,
     no_show_marks,
     person_key,
 )
+from shared.domain.intake import form_fact, union_forms
 from shared.domain.projection import (
+    FreeText,
     IdentifierSystems,
     merge_into_existing,
     projection_hash,
     render_appointment,
 )
-from shared.domain.state import LineageState
-from shared.ehr.patients import PatientFacts, birth_date_from, resolve_patient
+from shared.domain.state import FormFact, LineageState
+from shared.ehr.patients import PatientFacts, birth_date_from, match_patient
 from shared.ehr.port import EhrClient, Identifier, StoredResource
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.stores.audit import AuditRecord, AuditTrail
@@ -52,7 +59,11 @@ from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.state import LineageStateStore, StateConflictError
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+PROVENANCE_AGENT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 MAX_CONFLICT_RETRIES = 5
+MAX_FREE_TEXT = 1000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 SyncOutcome = Literal["applied", "duplicate", "stale", "recorded", "deferred"]
 
@@ -64,6 +75,8 @@ class SyncResult:
     lineage_hash: str
     appointment_id: str | None = None
     appointment_version: str | None = None
+    #: Form intake only: `no_booking` (Cal.com saw none follow), `joined` or `waiting` (none yet).
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +116,7 @@ class SyncService:
         *,
         store: LineageStateStore,
         ehr: EhrClient,
+        ehr_routes: Mapping[str, EhrClient] | None = None,
         config: ClinicConfig,
         systems: IdentifierSystems,
         pseudonym_key: bytes,
@@ -115,11 +129,11 @@ class SyncService:
         self._clock = clock
         self._guarded = idempotency.wrap(self._handle_event) if idempotency else self._handle_event
         self._store = store
-        self._ehr = ehr
+        self._ehrs: dict[str, EhrClient] = {**(ehr_routes or {}), "default": ehr}
         self._config = config
         self._systems = systems
         self._key = pseudonym_key
-        self._practitioners: dict[str, str] = {}
+        self._practitioners: dict[tuple[str, str], str] = {}
 
     # -- entry point -------------------------------------------------------------------------
     def process(self, body: str, delivery: Delivery | None = None) -> SyncResult:
@@ -158,9 +172,7 @@ class SyncService:
     def _handle_event(self, *, delivery: dict[str, str], event: BookingEvent, source: Delivery) -> dict[str, Any]:
         body_sha256 = delivery["body_sha256"]
         if event.kind == "form":
-            # Routing-form intake is recorded, not applied (see README: not built yet).
-            self._record(event, "", body_sha256, source, "recorded")
-            return asdict(SyncResult(outcome="recorded", trigger=event.trigger.value, lineage_hash=""))
+            return asdict(self._intake_form(event, body_sha256, source))
         try:
             lineage = self._resolve_lineage(event)
         except LineageNotYetKnown:
@@ -172,12 +184,58 @@ class SyncService:
             self._store.add_pending_marks(event.uid, marks)
             self._record(event, "", body_sha256, source, "deferred")
             return asdict(SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash=""))
+        return asdict(self._apply_with_retries(lineage, event, body_sha256, source))
+
+    def _apply_with_retries(
+        self, lineage: str, event: BookingEvent, body_sha256: str, source: Delivery, form: FormFact | None = None
+    ) -> SyncResult:
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
-                return asdict(self._apply(lineage, event, body_sha256, source))
+                return self._apply(lineage, event, body_sha256, source, form)
             except StateConflictError:
                 continue
         raise StateConflictError(lineage)
+
+    def _intake_form(self, event: BookingEvent, body_sha256: str, source: Delivery) -> SyncResult:
+        """Store the form's PHI-free facts under its person, then join every lineage of that person."""
+        mapping = self._config.routing_form(event.form_id or "")
+        fact = form_fact(event, mapping, self._key) if mapping else None
+        no_event = event.trigger is Trigger.FORM_SUBMITTED_NO_EVENT
+        if fact is None:
+            reason = "unmapped_form" if mapping is None else "no_email_answer"
+            self._record_form(event, body_sha256, source, reason=reason, actor_ref="")
+            return SyncResult("recorded", event.trigger.value, "", note="no_booking" if no_event else reason)
+        self._store.add_form(fact.person_key, fact.model_dump_json())  # write our side first, then read
+        joined = 0
+        for lineage in self._store.lineages_of_person(fact.person_key):
+            result = self._apply_with_retries(lineage, event, body_sha256, source, fact)
+            joined += result.outcome in ("applied", "stale") and result.note == "joined"
+        note = "no_booking" if no_event and not joined else ("joined" if joined else "waiting")
+        self._record_form(event, body_sha256, source, reason=f"{note}:{joined}", actor_ref=fact.person_key)
+        return SyncResult("recorded", event.trigger.value, "", note=note)
+
+    def _record_form(
+        self, event: BookingEvent, body_sha256: str, source: Delivery, *, reason: str, actor_ref: str
+    ) -> None:
+        if self._audit is None:
+            return
+        self._audit.record(
+            AuditRecord(
+                lineage="",
+                subject=f"form#{event.form_id}",
+                calcom_created_at=event.occurred_at.isoformat(timespec="milliseconds"),
+                body_sha256=body_sha256,
+                trigger=event.trigger.value,
+                outcome="recorded",
+                actor_role="attendee" if actor_ref else "system",
+                actor_ref=actor_ref,
+                received_at=source.received_at,
+                applied_at=self._clock().isoformat(timespec="milliseconds"),
+                source_system=source.source_system,
+                reason=reason,
+                config_revision=self._config.revision,
+            )
+        )
 
     def _lineage_or_blank(self, event: BookingEvent) -> str:
         try:
@@ -199,8 +257,18 @@ class SyncService:
         if self._audit is None:
             return
         role, email = actor_of(event)
+        if event.kind == "form":
+            role, email = "attendee", None  # the form's person is named by the joined form's key below
         if source.source_system != "calcom-webhook":
             role, email = "system", None
+        view = appointment_view(state) if state else None
+        form = view.intake if view else None
+        host = view.details.host_user_id if view else None
+        if form and not reason and form.preferred_host is not None and form.preferred_host != host:
+            reason = "preferred_provider_not_assigned"
+        actor_ref = person_key(email, self._key) if email else ""
+        if event.kind == "form" and form:
+            actor_ref = form.person_key
         self._audit.record(
             AuditRecord(
                 lineage=lineage,
@@ -209,7 +277,7 @@ class SyncService:
                 trigger=event.trigger.value,
                 outcome=outcome,
                 actor_role=role,
-                actor_ref=person_key(email, self._key) if email else "",
+                actor_ref=actor_ref,
                 received_at=source.received_at,
                 applied_at=self._clock().isoformat(timespec="milliseconds"),
                 source_system=source.source_system,
@@ -217,6 +285,8 @@ class SyncService:
                 ehr_resource=f"Appointment/{state.appointment_id}" if state and state.appointment_id else "",
                 ehr_version=(state.appointment_version or "") if state else "",
                 reason=reason,
+                config_revision=self._config.revision,
+                routing_form=form.form_id if form else "",
             )
         )
 
@@ -232,24 +302,41 @@ class SyncService:
             raise LineageNotYetKnown("no-show for a booking the bridge has not seen yet")
         return lineage_key(event)
 
-    def _apply(self, lineage: str, event: BookingEvent, body_sha256: str, source: Delivery) -> SyncResult:
+    def _apply(
+        self, lineage: str, event: BookingEvent, body_sha256: str, source: Delivery, form: FormFact | None = None
+    ) -> SyncResult:
         state = self._store.load(lineage)
-        decision = decide(state, event, body_sha256, self._key)
-        if decision.outcome == "duplicate":
-            self._record(event, lineage, body_sha256, source, "duplicate", state=state)
-            return self._result("duplicate", event, state)
-        new_state = self._absorb_pending_marks(state, decision.state)
-        new_state = self._with_patients(new_state, decision.unresolved_patients, event)
+        if form is not None:
+            new_state = union_forms(state, [form])
+            if new_state is state:
+                self._record(event, lineage, body_sha256, source, "duplicate", state=state)
+                return self._result("duplicate", event, state)
+            outcome: Outcome = "stale"
+        else:
+            decision = decide(state, event, body_sha256, self._key)
+            if decision.outcome == "duplicate":
+                self._record(event, lineage, body_sha256, source, "duplicate", state=state)
+                return self._result("duplicate", event, state)
+            new_state = self._absorb_pending_marks(state, decision.state)
+            new_state = self._absorb_forms(state, new_state)
+            outcome = decision.outcome
         view = appointment_view(new_state)
-        outcome: Outcome = decision.outcome
         if view is not None:
-            new_state, wrote = self._write_appointment(new_state, view)
+            event_type = self._event_type(view)
+            route = self._route(new_state, event_type)
+            if event.kind == "booking":
+                new_state = self._with_patients(new_state, event, route)
+                view = appointment_view(new_state)
+                assert view is not None
+            new_state, wrote = self._write_appointment(new_state, view, event, event_type, route)
             outcome = "applied" if wrote else "stale"
         self._record(event, lineage, body_sha256, source, outcome, state=new_state)
         stored = self._store.save(new_state)
-        for uid in stored.uids:
-            self._store.link_uid(uid, lineage)
-        return self._result(outcome, event, stored)
+        if event.kind == "booking":
+            for uid in stored.uids:
+                self._store.link_uid(uid, lineage)
+        joined = form is not None and view is not None and view.intake == form
+        return self._result(outcome, event, stored, note="joined" if joined else "")
 
     def _absorb_pending_marks(self, before: LineageState, after: LineageState) -> LineageState:
         marks: list[NoShowMark] = []
@@ -261,80 +348,171 @@ class SyncService:
             return after
         return after.model_copy(update={"participants": apply_no_show_marks(after.participants, marks)})
 
-    def _with_patients(self, state: LineageState, unresolved: tuple[str, ...], event: BookingEvent) -> LineageState:
+    def _absorb_forms(self, before: LineageState, after: LineageState) -> LineageState:
+        """Patients new to the lineage: index them (write first), then read their routing-form facts."""
+        if not self._config.routing_forms:
+            return after
+        known = {pk for pk, p in before.participants.items() if p.added_at is not None}
+        newcomers = sorted(pk for pk, p in after.participants.items() if p.added_at is not None and pk not in known)
+        facts: list[FormFact] = []
+        for pk in newcomers:
+            self._store.link_person(pk, after.lineage)
+            facts.extend(FormFact.model_validate_json(raw) for raw in self._store.forms_of(pk))
+        return union_forms(after, facts)
+
+    def _event_type(self, view: AppointmentView) -> EventTypeMapping:
+        details = view.details
+        event_type = self._config.event_type(details.event_type_id, details.event_type_slug)
+        if event_type is None:
+            raise ReviewRequired("unmapped_event_type", f"event type {details.event_type_id} is not in the mapping")
+        return event_type
+
+    def _route(self, state: LineageState, event_type: EventTypeMapping) -> str:
+        """The EHR that holds this lineage: fixed by its first write; a lineage never moves between EHRs."""
+        if state.ehr_route is not None and state.ehr_route != event_type.ehr:
+            raise ReviewRequired(
+                "ehr_route_changed",
+                f"the booking moved to EHR '{event_type.ehr}'; its Appointment is in '{state.ehr_route}'",
+            )
+        if event_type.ehr not in self._ehrs:
+            raise ReviewRequired("unknown_ehr_route", f"event type routes to EHR '{event_type.ehr}', not deployed here")
+        return event_type.ehr
+
+    def _with_patients(self, state: LineageState, event: BookingEvent, route: str) -> LineageState:
+        unresolved = {pk for pk, p in state.participants.items() if p.present and p.patient_ref is None}
         if not unresolved:
             return state
-        birth_date = birth_date_from(event.responses, self._config.patient_fields.birth_date)
         fields = self._config.patient_fields
+        birth_date = birth_date_from(event.responses, fields.birth_date)
         phone = event.responses.get(fields.phone) if fields.phone else None
         mrn = event.responses.get(fields.mrn) if fields.mrn else None
+        sex = event.responses.get(fields.sex) if fields.sex else None
         participants = dict(state.participants)
         for attendee in event.attendees:
             key = person_key(attendee.email, self._key)
             if key not in unresolved:
                 continue
+            booker = attendee == event.attendees[0]
             facts = PatientFacts(
                 person_key=key,
                 email=attendee.email.strip().lower(),
                 name=attendee.name,
-                birth_date=birth_date if attendee == event.attendees[0] else None,
+                birth_date=birth_date if booker else None,
                 phone=phone if isinstance(phone, str) else None,
-                mrn=str(mrn).strip() if isinstance(mrn, (str, int)) and attendee == event.attendees[0] else None,
+                mrn=str(mrn).strip() if isinstance(mrn, (str, int)) and booker else None,
+                sex=sex if isinstance(sex, str) and booker else None,
             )
-            ref = resolve_patient(
-                self._ehr,
+            match = match_patient(
+                self._ehrs[route],
                 facts,
                 self._systems,
                 mrn_system=self._config.patient_matching.mrn_system,
                 create_when_unmatched=self._config.patient_matching.on_no_match == "create",
             )
-            participants[key] = participants[key].model_copy(update={"patient_ref": ref})
+            participants[key] = participants[key].model_copy(
+                update={"patient_ref": match.reference, "patient_origin": match.origin}
+            )
         return state.model_copy(update={"participants": participants})
 
-    def _practitioner_ref(self, mapping: PractitionerMapping) -> str:
+    def _practitioner_ref(self, mapping: PractitionerMapping, route: str) -> str:
         if mapping.reference:
             return mapping.reference
         assert mapping.npi is not None
-        if mapping.npi not in self._practitioners:
-            found = self._ehr.search("Practitioner", {"identifier": f"{NPI_SYSTEM}|{mapping.npi}"})
+        if (route, mapping.npi) not in self._practitioners:
+            found = self._ehrs[route].search("Practitioner", {"identifier": f"{NPI_SYSTEM}|{mapping.npi}"})
             if len(found) != 1:
                 raise ReviewRequired(
                     "practitioner_not_in_ehr", f"{len(found)} Practitioners carry the mapped NPI {mapping.npi}"
                 )
-            self._practitioners[mapping.npi] = f"Practitioner/{found[0].id}"
-        return self._practitioners[mapping.npi]
+            self._practitioners[(route, mapping.npi)] = f"Practitioner/{found[0].id}"
+        return self._practitioners[(route, mapping.npi)]
 
-    def _write_appointment(self, state: LineageState, view: AppointmentView) -> tuple[LineageState, bool]:
+    def _free_text(self, event: BookingEvent, view: AppointmentView) -> FreeText | None:
+        """Opted-in answers of the event that supplied the current booking's details (else none)."""
+        fields = self._config.free_text
+        if not (fields.comment or fields.reason) or event.kind != "booking" or event.uid != view.head_uid:
+            return None
+        details = details_of(event)
+        if details is None or details.source_rank != view.details.source_rank:
+            return None
+
+        def text(slugs: list[str]) -> str | None:
+            parts = [_CONTROL.sub(" ", v).strip() for s in slugs if isinstance(v := event.responses.get(s), str)]
+            joined = "\n".join(p for p in parts if p)
+            return joined[:MAX_FREE_TEXT] or None
+
+        return FreeText(comment=text(fields.comment), reason=text(fields.reason))
+
+    def _write_appointment(
+        self, state: LineageState, view: AppointmentView, event: BookingEvent, event_type: EventTypeMapping, route: str
+    ) -> tuple[LineageState, bool]:
         details = view.details
-        event_type = self._config.event_type(details.event_type_id, details.event_type_slug)
-        if event_type is None:
-            raise ReviewRequired("unmapped_event_type", f"event type {details.event_type_id} is not in the mapping")
         host = self._config.practitioner(details.host_user_id, details.host_email)
         if host is None:
             raise ReviewRequired("unmapped_host", f"Cal.com host {details.host_user_id} is not in the mapping")
-        desired = render_appointment(view, event_type, self._practitioner_ref(host), self._systems)
+        desired = render_appointment(
+            view,
+            event_type,
+            self._practitioner_ref(host, route),
+            self._systems,
+            visit_kinds=self._config.visit_kinds,
+            free_text=self._free_text(event, view),
+        )
         digest = projection_hash(desired)
         if state.appointment_id and digest == state.projection_hash:
             return state, False
-        stored = self._upsert(state, desired)
+        stored = self._upsert(state, desired, route)
+        if self._config.fhir_provenance and stored.version != state.appointment_version:
+            self._ehrs[route].create(self._provenance(stored, event, created=state.appointment_id is None))
         return state.model_copy(
             update={
                 "appointment_id": stored.id,
                 "appointment_version": stored.version,
                 "projection_hash": digest,
                 "written_status": stored.resource.get("status"),
+                "ehr_route": route,
             }
         ), True
 
-    def _upsert(self, state: LineageState, desired: dict[str, object]) -> StoredResource:
+    def _provenance(self, stored: StoredResource, event: BookingEvent, *, created: bool) -> dict[str, object]:
+        """Who changed the Appointment, when, from which system: no PHI beyond EHR references."""
+        target = f"Appointment/{stored.id}" + (f"/_history/{stored.version}" if stored.version else "")
+        role, _ = actor_of(event)
+        source = (
+            {"system": f"{self._systems.base}/calcom-routing-form", "value": event.form_id or ""}
+            if event.kind == "form"
+            else {"system": self._systems.booking, "value": event.uid}
+        )
+        return {
+            "resourceType": "Provenance",
+            "meta": {"tag": [{"system": self._systems.tag, "code": "calcom"}]},
+            "target": [{"reference": target}],
+            "occurredDateTime": event.occurred_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "recorded": self._clock().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE" if created else "UPDATE"}]},
+            "agent": [
+                {
+                    "type": {"coding": [{"system": PROVENANCE_AGENT, "code": "assembler"}]},
+                    "who": {"display": "Cal EHR Bridge"},
+                },
+                {
+                    "type": {"coding": [{"system": PROVENANCE_AGENT, "code": "author"}]},
+                    "who": {"display": f"Cal.com {role} ({event.trigger.value})"},
+                },
+            ],
+            "entity": [{"role": "source", "what": {"identifier": source}}],
+        }
+
+    def _upsert(self, state: LineageState, desired: dict[str, object], route: str) -> StoredResource:
         identifier: Identifier = self._systems.lineage_identifier(state.lineage)
+        ehr = self._ehrs[route]
         if state.appointment_id is None:
-            created = self._ehr.create_if_none_exist(desired, identifier)
+            created = ehr.create_if_none_exist(desired, identifier)
             if created.created:
                 return created
             current: StoredResource | None = created  # it existed already (state was lost or a race)
         else:
-            current = self._ehr.read("Appointment", state.appointment_id)
+            current = ehr.read("Appointment", state.appointment_id)
             if current is None:
                 raise PermanentEhrError("the Appointment the bridge wrote is gone from the EHR", status=404)
         assert current is not None
@@ -342,14 +520,15 @@ class SyncService:
         merged["id"] = current.id
         if merged == {**current.resource, "id": current.id}:
             return current
-        return self._ehr.update(merged, current.version)
+        return ehr.update(merged, current.version)
 
     @staticmethod
-    def _result(outcome: SyncOutcome, event: BookingEvent, state: LineageState) -> SyncResult:
+    def _result(outcome: SyncOutcome, event: BookingEvent, state: LineageState, note: str = "") -> SyncResult:
         return SyncResult(
             outcome=outcome,
             trigger=event.trigger.value,
             lineage_hash=lineage_hash(state.lineage),
             appointment_id=state.appointment_id,
             appointment_version=state.appointment_version,
+            note=note,
         )

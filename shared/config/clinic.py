@@ -1,4 +1,4 @@
-"""The clinic mapping: Cal.com event types and hosts → FHIR codes and Practitioners.
+"""The clinic mapping: Cal.com event types, hosts, routing forms → FHIR codes, Practitioners, EHRs.
 
 Loaded once per container from a YAML/JSON file (locally) or an SSM parameter (in AWS), validated
 with pydantic; an invalid document is refused whole with every problem and its path, never half
@@ -16,7 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 APPOINTMENT_TYPES = ("CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN")
+AppointmentTypeCode = Literal["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN"]
+#: An event type whose appointmentType follows the visit kind (new vs follow-up), see `VisitKinds`.
+BY_VISIT_KIND = "by-visit-kind"
 MAX_CONFIG_BYTES = 256 * 1024
+_SLUG = r"^[A-Za-z0-9_\-.]{1,64}$"
+_ROUTE = r"^[a-z][a-z0-9-]{0,31}$"
 
 
 class ConfigError(Exception):
@@ -42,12 +47,15 @@ class EventTypeMapping(_Config):
 
     id: int | None = None
     slug: str | None = None
-    appointment_type: Literal["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN"] = "ROUTINE"
+    #: An HL7 v2-0276 code, or `by-visit-kind`: new vs follow-up decides (see `VisitKinds`).
+    appointment_type: Literal["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN", "by-visit-kind"] = "ROUTINE"
     service_type: Coding | None = None
     specialty: Coding | None = None
     telehealth: bool = False
     #: The EHR Location of an in-person visit (added as a participant); none for telehealth.
     location_reference: str | None = Field(default=None, pattern=r"^Location/[A-Za-z0-9\-.]{1,64}$")
+    #: Which EHR endpoint holds these appointments (a deployment route name; `default` = the main EHR).
+    ehr: str = Field(default="default", pattern=_ROUTE)
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> EventTypeMapping:
@@ -79,6 +87,21 @@ class PatientFields(_Config):
     birth_date: str | None = None
     phone: str | None = None
     mrn: str | None = None
+    #: Administrative sex for a newly created Patient (answers male/female/other, else `unknown`).
+    sex: str | None = None
+
+
+class FreeTextFields(_Config):
+    """Booking-question slugs whose free text may reach the EHR. Default: none ever does.
+
+    Free text is written only to the EHR (never to state, audit, logs or metrics), from the event that
+    supplied the current booking's details.
+    """
+
+    #: Answers written to `Appointment.comment` (joined, in this order).
+    comment: list[str] = Field(default_factory=list, max_length=10)
+    #: Answers written as `Appointment.reasonCode[].text`.
+    reason: list[str] = Field(default_factory=list, max_length=10)
 
 
 class PatientMatching(_Config):
@@ -90,20 +113,105 @@ class PatientMatching(_Config):
     on_no_match: Literal["create", "review"] = "create"
 
 
+class VisitKinds(_Config):
+    """appointmentType of `by-visit-kind` event types. Evidence, strongest first: the joined routing
+    form's new/follow-up answer, then patient matching (every patient matched an existing Patient →
+    follow-up; one was created → new); with neither, `new`."""
+
+    new: AppointmentTypeCode = "ROUTINE"
+    follow_up: AppointmentTypeCode = "FOLLOWUP"
+
+
+class FormVisitKind(_Config):
+    """Which answers of a select question mean a first visit or a follow-up (matched on the option label)."""
+
+    field: str = Field(pattern=_SLUG)
+    new: list[str] = Field(default_factory=list)
+    follow_up: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> FormVisitKind:
+        both = {o.strip().lower() for o in self.new} & {o.strip().lower() for o in self.follow_up}
+        if both:
+            raise ValueError(f"options listed as both new and follow_up: {sorted(both)}")
+        if not self.new and not self.follow_up:
+            raise ValueError("list at least one option under 'new' or 'follow_up'")
+        return self
+
+
+class FormReason(_Config):
+    """A select question whose options map to a coded reason for visit (`Appointment.reasonCode`)."""
+
+    field: str = Field(pattern=_SLUG)
+    options: dict[str, Coding] = Field(min_length=1)
+
+
+class FormPreferredProvider(_Config):
+    """A select question naming a provider: option label → Cal.com user id of a mapped practitioner."""
+
+    field: str = Field(pattern=_SLUG)
+    options: dict[str, int] = Field(min_length=1)
+
+
+class RoutingFormMapping(_Config):
+    """A Cal.com routing form whose answers join the booking they led to.
+
+    Join key: the keyed hash of the e-mail answered in `email_field` equals the booker's, and the
+    booking was made within `join_window_minutes` after the form (Cal.com sends no booking id with a
+    form submission). Only configured select options are kept; free-text answers never leave the form.
+    """
+
+    form_id: str = Field(pattern=r"^[A-Za-z0-9\-]{1,64}$")
+    email_field: str = Field(default="email", pattern=_SLUG)
+    join_window_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    visit_kind: FormVisitKind | None = None
+    reason: FormReason | None = None
+    preferred_provider: FormPreferredProvider | None = None
+
+
 class ClinicConfig(_Config):
     version: Literal[1] = 1
+    #: The clinic's own label for this revision of the mapping (e.g. a date or a git sha): it is written
+    #: into every audit record, so each change can be traced to the mapping that produced it.
+    revision: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_\-.:+]*$")
     event_types: list[EventTypeMapping] = Field(min_length=1)
     practitioners: list[PractitionerMapping] = Field(min_length=1)
     patient_fields: PatientFields = PatientFields()
     patient_matching: PatientMatching = PatientMatching()
     #: Unmapped event types are parked for review unless a default is configured.
     default_event_type: EventTypeMapping | None = None
+    visit_kinds: VisitKinds = VisitKinds()
+    routing_forms: list[RoutingFormMapping] = Field(default_factory=list)
+    free_text: FreeTextFields = FreeTextFields()
+    #: Write a FHIR Provenance (target: the Appointment version) for every change the bridge makes.
+    fhir_provenance: bool = False
 
     @model_validator(mode="after")
     def _mrn_needs_system(self) -> ClinicConfig:
         if self.patient_fields.mrn and not self.patient_matching.mrn_system:
             raise ValueError("patient_fields.mrn is set: patient_matching.mrn_system is required")
         return self
+
+    @model_validator(mode="after")
+    def _forms_consistent(self) -> ClinicConfig:
+        problems: list[str] = []
+        ids = [form.form_id for form in self.routing_forms]
+        problems += [f"routing form {i} is listed twice" for i in sorted({i for i in ids if ids.count(i) > 1})]
+        hosts = {p.calcom_user_id for p in self.practitioners if p.calcom_user_id is not None}
+        for form in self.routing_forms:
+            if form.preferred_provider:
+                unknown = sorted(set(form.preferred_provider.options.values()) - hosts)
+                if unknown:
+                    problems.append(
+                        f"routing form {form.form_id}: preferred_provider names Cal.com users {unknown} "
+                        "that are not in practitioners"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def routing_form(self, form_id: str) -> RoutingFormMapping | None:
+        return next((form for form in self.routing_forms if form.form_id == form_id), None)
 
     def event_type(self, event_type_id: int | None, slug: str | None) -> EventTypeMapping | None:
         for mapping in self.event_types:

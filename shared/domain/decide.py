@@ -23,29 +23,28 @@ it - does not depend on delivery order or duplication.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from shared.calcom.models import BookingEvent, Trigger
+from shared.domain.intake import joined_form
+from shared.domain.people import person_key
 from shared.domain.state import (
     SEEN_LIMIT,
     BookingDetails,
     CancelKind,
+    FormFact,
     LineageState,
     Participant,
     UidFacts,
+    VisitKind,
 )
 
+__all__ = ["person_key"]  # re-exported: the keyed hash that names people everywhere
+
 Outcome = Literal["applied", "duplicate", "stale"]
-
-
-def person_key(email: str, key: bytes) -> str:
-    """Keyed hash of a normalised e-mail: identifies a person in state and audit without PHI."""
-    return hmac.new(key, email.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +98,7 @@ def location_kind(location: str | None) -> str | None:
 _DETAIL_AUTHORITY = {Trigger.BOOKING_CANCELLED: 0, Trigger.MEETING_ENDED: 1}
 
 
-def _details(event: BookingEvent) -> BookingDetails | None:
+def details_of(event: BookingEvent) -> BookingDetails | None:
     if event.start is None or event.end is None:
         return None
     return BookingDetails(
@@ -116,7 +115,7 @@ def _details(event: BookingEvent) -> BookingDetails | None:
 
 def _merge_uid(facts: UidFacts, event: BookingEvent) -> UidFacts:
     updates: dict[str, object] = {}
-    candidate = _details(event)
+    candidate = details_of(event)
     if candidate and (facts.details is None or candidate.source_rank > facts.details.source_rank):
         updates["details"] = candidate
     if event.trigger is not Trigger.BOOKING_CANCELLED and event.ical_sequence is not None:
@@ -182,8 +181,15 @@ def _merge_participants(
     return merged
 
 
+#: Triggers that mark the moment a booking was made (a routing form joins the earliest of them).
+_BOOKING_MOMENTS = frozenset({Trigger.BOOKING_CREATED, Trigger.BOOKING_REQUESTED, Trigger.BOOKING_RESCHEDULED})
+
+
 def merge(state: LineageState, event: BookingEvent, key: bytes) -> LineageState:
     """Merge one event's facts into the state (commutative, associative, idempotent on facts)."""
+    booked_at = state.booked_at
+    if event.trigger in _BOOKING_MOMENTS:
+        booked_at = event.occurred_at if booked_at is None else min(booked_at, event.occurred_at)
     uids = dict(state.uids)
     if event.kind == "booking":
         uids[event.uid] = _merge_uid(uids.get(event.uid, UidFacts(uid=event.uid)), event)
@@ -193,7 +199,7 @@ def merge(state: LineageState, event: BookingEvent, key: bytes) -> LineageState:
     elif event.uid not in uids:
         uids[event.uid] = UidFacts(uid=event.uid)
     participants = _merge_participants(state.participants, event, key)
-    return state.model_copy(update={"uids": uids, "participants": participants})
+    return state.model_copy(update={"uids": uids, "participants": participants, "booked_at": booked_at})
 
 
 def chain_head(state: LineageState) -> UidFacts | None:
@@ -224,6 +230,20 @@ class AppointmentView:
     details: BookingDetails
     #: (person_key, patient_ref, no_show) of every present patient, sorted.
     patients: tuple[tuple[str, str | None, bool], ...]
+    #: The routing-form submission that led to the booking, if one joined (see shared.domain.intake).
+    intake: FormFact | None = None
+    #: New vs follow-up: the joined form's answer, else patient matching; None when nothing tells.
+    visit_kind: VisitKind | None = None
+
+
+def visit_kind_of(form: FormFact | None, patients: list[Participant]) -> VisitKind | None:
+    """The form's answer wins; else follow-up only when every patient matched an existing EHR Patient."""
+    if form is not None and form.visit_kind is not None:
+        return form.visit_kind
+    origins = {p.patient_origin for p in patients}
+    if not patients or None in origins:
+        return None
+    return "follow_up" if origins == {"matched"} else "new"
 
 
 def derive_status(head: UidFacts, patients: list[Participant]) -> AppointmentStatus:
@@ -249,6 +269,7 @@ def appointment_view(state: LineageState) -> AppointmentView | None:
         return None
     present = [p for p in state.participants.values() if p.present]
     status = derive_status(head, present)
+    form = joined_form(state)
     return AppointmentView(
         lineage=state.lineage,
         head_uid=head.uid,
@@ -259,6 +280,8 @@ def appointment_view(state: LineageState) -> AppointmentView | None:
         else ("cancelled" if status == "cancelled" else None),
         details=head.details,
         patients=tuple(sorted((p.person_key, p.patient_ref, p.no_show) for p in present)),
+        intake=form,
+        visit_kind=visit_kind_of(form, present),
     )
 
 
@@ -267,7 +290,16 @@ def _projected(view: AppointmentView | None) -> tuple[object, ...] | None:
     if view is None:
         return None
     details = view.details.model_dump(exclude={"source_rank"})
-    return (view.head_uid, view.uids, view.status, view.cancel_kind, tuple(sorted(details.items())), view.patients)
+    return (
+        view.head_uid,
+        view.uids,
+        view.status,
+        view.cancel_kind,
+        tuple(sorted(details.items())),
+        view.patients,
+        view.intake,
+        view.visit_kind,
+    )
 
 
 def decide(state: LineageState, event: BookingEvent, body_sha256: str, key: bytes) -> Decision:

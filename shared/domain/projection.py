@@ -1,10 +1,12 @@
 """Render an `AppointmentView` as a FHIR R4 Appointment (pure), and merge it into the EHR's copy.
 
 The bridge owns: identifiers it issued, status (except EHR-owned workflow states), times, type codes,
-the Patient and Practitioner participants, cancelationReason and its tag. Everything else on the
-EHR's resource (comments, Locations added by staff, extensions) is preserved on update.
-No free text from the booking is written (no names, notes or reasons): cancellation reasons become
-a code from the R4 appointment-cancellation-reason code system.
+the Patient and Practitioner participants, cancelationReason and its tag; `reasonCode` and `comment`
+only when it sends them. Everything else on the EHR's resource (comments staff typed, Locations added
+by staff, extensions) is preserved on update.
+No free text from the booking is written unless the clinic opted a booking question in
+(`free_text` in the clinic config): cancellation reasons become a code from the R4
+appointment-cancellation-reason code system, routing-form reasons the configured coding.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.config.clinic import EventTypeMapping
+from shared.config.clinic import BY_VISIT_KIND, EventTypeMapping, VisitKinds
 from shared.domain.decide import AppointmentView
 from shared.ehr.port import Identifier, Resource
 
@@ -27,6 +29,14 @@ _CANCEL_CODES = {
     "rejected": ("prov", "Provider"),
     "reschedule_requested": ("prov-resched", "Provider: Rescheduled"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class FreeText:
+    """Opted-in free text of the booking version being written: goes to the EHR and nowhere else."""
+
+    comment: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +74,33 @@ def _concept(coding: Any) -> dict[str, Any]:
     return concept
 
 
+def appointment_type(view: AppointmentView, event_type: EventTypeMapping, visit_kinds: VisitKinds) -> str:
+    if event_type.appointment_type != BY_VISIT_KIND:
+        return event_type.appointment_type
+    return visit_kinds.follow_up if view.visit_kind == "follow_up" else visit_kinds.new
+
+
+def _reason(view: AppointmentView, free_text: FreeText | None) -> list[dict[str, Any]]:
+    concept: dict[str, Any] = {}
+    form = view.intake
+    if form is not None and form.reason_system and form.reason_code:
+        coding = {"system": form.reason_system, "code": form.reason_code}
+        if form.reason_display:
+            coding["display"] = form.reason_display
+        concept["coding"] = [coding]
+    if free_text and free_text.reason:
+        concept["text"] = free_text.reason
+    return [concept] if concept else []
+
+
 def render_appointment(
-    view: AppointmentView, event_type: EventTypeMapping, practitioner_ref: str, systems: IdentifierSystems
+    view: AppointmentView,
+    event_type: EventTypeMapping,
+    practitioner_ref: str,
+    systems: IdentifierSystems,
+    *,
+    visit_kinds: VisitKinds | None = None,
+    free_text: FreeText | None = None,
 ) -> Resource:
     """The Appointment the bridge wants the EHR to hold for this lineage."""
     details = view.details
@@ -94,7 +129,9 @@ def render_appointment(
             *({"system": systems.booking, "value": uid} for uid in view.uids),
         ],
         "status": view.status,
-        "appointmentType": {"coding": [{"system": V2_0276, "code": event_type.appointment_type}]},
+        "appointmentType": {
+            "coding": [{"system": V2_0276, "code": appointment_type(view, event_type, visit_kinds or VisitKinds())}]
+        },
         "start": _iso(details.start),
         "end": _iso(details.end),
         "participant": participants,
@@ -108,6 +145,10 @@ def render_appointment(
     if view.status == "cancelled" and view.cancel_kind:
         code, display = _CANCEL_CODES[view.cancel_kind]
         resource["cancelationReason"] = {"coding": [{"system": CANCEL_REASON_SYSTEM, "code": code, "display": display}]}
+    if reason := _reason(view, free_text):
+        resource["reasonCode"] = reason
+    if free_text and free_text.comment:
+        resource["comment"] = free_text.comment
     return resource
 
 
@@ -130,6 +171,9 @@ def merge_into_existing(
             merged[key] = desired[key]
         else:
             merged.pop(key, None)
+    for key in ("reasonCode", "comment"):  # the bridge's only when it has something to say
+        if key in desired:
+            merged[key] = desired[key]
     status = desired["status"]
     ehr_set_it = existing.get("status") != bridge_status
     if existing.get("status") in EHR_OWNED_STATUSES and ehr_set_it and status in ("booked", "pending"):

@@ -7,7 +7,7 @@ sync order-insensitive by construction.
 
 No PHI is stored here: people are identified by a keyed hash of their e-mail (`person_key`), patients
 by their EHR reference, hosts by their Cal.com user id / staff e-mail. Free-text reasons are reduced to
-a category.
+a category; routing-form answers to the configured codes they map to (never the answer text).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 CancelKind = Literal["cancelled", "rejected", "reschedule_requested"]
+VisitKind = Literal["new", "follow_up"]
+PatientOrigin = Literal["matched", "created"]
 
 
 class _State(BaseModel):
@@ -60,6 +62,8 @@ class Participant(_State):
     added_at: datetime | None = None
     removed_at: datetime | None = None
     patient_ref: str | None = None
+    #: Whether the Patient existed in the EHR (matched) or the bridge created it: new vs follow-up evidence.
+    patient_origin: PatientOrigin | None = None
     no_show: bool = False
     no_show_at: datetime | None = None
 
@@ -68,10 +72,37 @@ class Participant(_State):
         return self.added_at is not None and (self.removed_at is None or self.added_at > self.removed_at)
 
 
+class FormFact(_State):
+    """One routing-form submission, reduced to the configured codes its select answers map to."""
+
+    form_id: str
+    #: Keyed hash of the e-mail answered on the form: the join key to a booking's patient.
+    person_key: str
+    submitted_at: datetime
+    #: A booking made up to this many minutes after the form (by the same person) joins it.
+    window_minutes: int
+    visit_kind: VisitKind | None = None
+    reason_system: str | None = None
+    reason_code: str | None = None
+    reason_display: str | None = None
+    #: Cal.com user id of the provider the patient asked for.
+    preferred_host: int | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, str, str]:
+        return (self.submitted_at, self.form_id, self.model_dump_json())
+
+
 class LineageState(_State):
     lineage: str
     uids: dict[str, UidFacts] = Field(default_factory=dict)
     participants: dict[str, Participant] = Field(default_factory=dict)
+    #: Cal.com time of the earliest booking event of the lineage (the moment a routing form led to).
+    booked_at: datetime | None = None
+    #: Routing-form submissions of the lineage's patients (bounded, newest kept); the join picks one.
+    forms: list[FormFact] = Field(default_factory=list)
+    #: The EHR endpoint (route name) that holds the Appointment; a lineage never moves between EHRs.
+    ehr_route: str | None = None
     #: Body hashes of events already merged (bounded) - a redelivery is recognised as a duplicate.
     seen: list[str] = Field(default_factory=list)
     appointment_id: str | None = None
@@ -85,3 +116,4 @@ class LineageState(_State):
 
 
 SEEN_LIMIT = 200
+FORMS_LIMIT = 20

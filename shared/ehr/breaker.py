@@ -115,3 +115,6 @@ class BreakerEhrClient:
 
     def update(self, resource: Resource, version: str | None) -> StoredResource:
         return self.breaker.call(lambda: self._inner.update(resource, version))
+
+    def create(self, resource: Resource) -> StoredResource:
+        return self.breaker.call(lambda: self._inner.create(resource))

@@ -198,6 +198,11 @@ class FhirR4Client:
             created=response.status_code == 201,
         )
 
+    def create(self, resource: Resource) -> StoredResource:
+        response = self._send("POST", str(resource["resourceType"]), json=resource)
+        stored = self._body(response)
+        return StoredResource(id=str(stored["id"]), version=_version(response, stored), resource=stored, created=True)
+
     def update(self, resource: Resource, version: str | None) -> StoredResource:
         headers = {"If-Match": f'W/"{version}"'} if version else {}
         response = self._send(
@@ -228,3 +233,6 @@ class FhirProfileBase:
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
         return self._fhir.read(resource_type, resource_id)
+
+    def create(self, resource: Resource) -> StoredResource:
+        return self._fhir.create(resource)

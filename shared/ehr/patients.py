@@ -8,13 +8,16 @@
    (when both are known), else when its family name equals the booking's. Exactly one compatible →
    link; none → create a minimal Patient (conditional create on our identifier, so two workers can
    never make two) or review, by policy; several → review (`ambiguous_patient`), never a guess.
+
+The result says whether the Patient existed (`matched`, including one the bridge created for an earlier
+booking) or was created now: that is the patient-matching evidence for new vs follow-up visits.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.port import EhrClient, Identifier, Resource, StoredResource
@@ -33,6 +36,7 @@ class PatientFacts:
     birth_date: str | None
     phone: str | None = None
     mrn: str | None = None
+    sex: str | None = None
 
     @property
     def family(self) -> str | None:
@@ -43,6 +47,25 @@ class PatientFacts:
     def given(self) -> list[str]:
         parts = (self.name or "").split()
         return parts[:-1]
+
+
+@dataclass(frozen=True, slots=True)
+class PatientMatch:
+    reference: str
+    origin: Literal["matched", "created"]
+
+
+_GENDERS = {"male": "male", "m": "male", "man": "male", "female": "female", "f": "female", "woman": "female"}
+
+
+def gender_from(value: Any) -> str:
+    """FHIR administrative gender from a booking answer; anything unrecognised is `unknown`."""
+    if not isinstance(value, str):
+        return "unknown"
+    text = value.strip().lower()
+    if text in _GENDERS:
+        return _GENDERS[text]
+    return "other" if text in ("other", "non-binary", "nonbinary", "x") else "unknown"
 
 
 def birth_date_from(responses: dict[str, Any], field: str | None) -> str | None:
@@ -75,7 +98,7 @@ def minimal_patient(facts: PatientFacts, systems: IdentifierSystems) -> Resource
         "identifier": [{"system": systems.person, "value": facts.person_key}],
         "name": [name],
         "telecom": telecom,
-        "gender": "unknown",
+        "gender": gender_from(facts.sex),
     }
     if facts.birth_date:
         patient["birthDate"] = facts.birth_date
@@ -91,25 +114,39 @@ def resolve_patient(
     create_when_unmatched: bool = True,
 ) -> str:
     """Return `Patient/<id>` for this attendee, creating a minimal Patient only when nobody matches."""
+    return match_patient(
+        ehr, facts, systems, mrn_system=mrn_system, create_when_unmatched=create_when_unmatched
+    ).reference
+
+
+def match_patient(
+    ehr: EhrClient,
+    facts: PatientFacts,
+    systems: IdentifierSystems,
+    *,
+    mrn_system: str | None = None,
+    create_when_unmatched: bool = True,
+) -> PatientMatch:
+    """The attendee's Patient and whether it existed or was created now (see the module rules)."""
     ours = Identifier(systems.person, facts.person_key)
     linked = ehr.search("Patient", {"identifier": ours.token})
     if len(linked) == 1:
-        return f"Patient/{linked[0].id}"
+        return PatientMatch(f"Patient/{linked[0].id}", "matched")
     if len(linked) > 1:
         raise ReviewRequired("ambiguous_patient", f"{len(linked)} Patients carry the bridge identifier")
     if facts.mrn and mrn_system:
         by_mrn = ehr.search("Patient", {"identifier": Identifier(mrn_system, facts.mrn).token})
         if len(by_mrn) == 1:
-            return f"Patient/{by_mrn[0].id}"
+            return PatientMatch(f"Patient/{by_mrn[0].id}", "matched")
         reason = "unknown_mrn" if not by_mrn else "ambiguous_patient"
         raise ReviewRequired(reason, f"{len(by_mrn)} Patients carry the MRN given in the booking")
     candidates: list[StoredResource] = ehr.search("Patient", {"email": facts.email})
     compatible = [c for c in candidates if _compatible(c.resource, facts)]
     if len(compatible) == 1:
-        return f"Patient/{compatible[0].id}"
+        return PatientMatch(f"Patient/{compatible[0].id}", "matched")
     if len(compatible) > 1:
         raise ReviewRequired("ambiguous_patient", f"{len(compatible)} Patients match the attendee")
     if not create_when_unmatched:
         raise ReviewRequired("no_matching_patient", "no Patient matches and the policy is to review")
     created = ehr.create_if_none_exist(minimal_patient(facts, systems), ours)
-    return f"Patient/{created.id}"
+    return PatientMatch(f"Patient/{created.id}", "created" if created.created else "matched")

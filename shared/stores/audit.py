@@ -4,9 +4,10 @@ Records carry no raw PHI: the actor is a role plus a keyed hash of their e-mail;
 no reasons and no free text. The function role may only `PutItem` (conditional on the record not
 existing); it can neither update nor delete.
 
-Keys: `pk` = `lineage#<lineage key>` (or `unresolved#<body hash>` when no lineage could be
-determined), `sk` = `<Cal.com createdAt>#<body hash prefix>` so a timeline sorts by Cal.com time and
-a retried message never writes a second record for the same event.
+Keys: `pk` = `lineage#<lineage key>`, `form#<form id>` for a routing-form submission itself, or
+`unresolved#<body hash>` when no lineage could be determined; `sk` = `<Cal.com createdAt>#<body hash
+prefix>` so a timeline sorts by Cal.com time and a retried message never writes a second record for
+the same event.
 """
 
 from __future__ import annotations
@@ -41,10 +42,16 @@ class AuditRecord:
     ehr_resource: str = ""
     ehr_version: str = ""
     reason: str = ""
+    #: The clinic mapping revision (`revision` in the clinic config) that decided this change.
+    config_revision: str = ""
+    #: Partition for records that belong to no lineage (e.g. `form#<form id>`).
+    subject: str = ""
+    #: The routing form joined to the booking, if any (its id, not its answers).
+    routing_form: str = ""
 
     @property
     def key(self) -> dict[str, str]:
-        pk = f"lineage#{self.lineage}" if self.lineage else f"unresolved#{self.body_sha256}"
+        pk = f"lineage#{self.lineage}" if self.lineage else (self.subject or f"unresolved#{self.body_sha256}")
         return {"pk": pk, "sk": f"{self.calcom_created_at}#{self.body_sha256[:16]}"}
 
 
@@ -86,12 +93,13 @@ class AuditTrail:
         except (ClientError, BotoCoreError) as exc:
             raise AuditUnavailableError(type(exc).__name__) from exc
 
-    def timeline(self, lineage: str) -> list[dict[str, str]]:
+    def timeline(self, lineage: str, *, partition: str | None = None) -> list[dict[str, str]]:
+        """Records of a lineage (or of another partition, e.g. `form#<form id>`), oldest first."""
         items: list[dict[str, str]] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"lineage#{lineage}"}},
+            "ExpressionAttributeValues": {":pk": {"S": partition or f"lineage#{lineage}"}},
         }
         while True:
             page = self._client.query(**kwargs)

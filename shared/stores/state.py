@@ -2,11 +2,20 @@
 
 Items (one table, partition key `pk`):
 * `lineage#<key>`: `version` (number) and `state` (JSON of `LineageState`, no PHI);
-* `uid#<booking uid>`: `lineage` - written once, so any later event of that uid finds its lineage.
+* `uid#<booking uid>`: `lineage` - written once, so any later event of that uid finds its lineage;
+* `pending#<booking uid>`: PHI-free no-show marks that arrived before their booking;
+* `person#<person key>`: `lineages` - the lineages a person (keyed hash) is a patient on;
+* `intake#<person key>`: `forms` - that person's routing-form facts (JSON of `FormFact`, no answer
+  text), expiring `INTAKE_TTL_DAYS` after the latest submission (`expires_at`, the table's TTL).
+
+A routing form and a booking can be processed at the same moment by two workers; each *writes its
+side first and reads the other's after* (booking: `person#` then `intake#`; form: `intake#` then
+`person#`), so with consistent reads at least one of them sees the other and the join is never missed.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -16,6 +25,9 @@ from shared.domain.state import LineageState
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+INTAKE_TTL_DAYS = 90
 
 
 class StateConflictError(Exception):
@@ -113,3 +125,39 @@ class LineageStateStore:
         except (ClientError, BotoCoreError) as exc:
             raise StateStoreUnavailableError(type(exc).__name__) from exc
         return sorted(item["marks"]["SS"]) if item and "marks" in item else []
+
+    # -- routing-form intake: person → lineages, person → form facts ----------------------------
+    def _add_to_set(self, pk: str, attribute: str, values: list[str], *, ttl_days: int | None = None) -> None:
+        update = f"ADD {attribute} :values"
+        values_attr: dict[str, Any] = {":values": {"SS": values}}
+        if ttl_days is not None:
+            update += " SET expires_at = :expires"
+            values_attr[":expires"] = {"N": str(int(time.time()) + ttl_days * 86400)}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": pk}},
+                UpdateExpression=update,
+                ExpressionAttributeValues=values_attr,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+
+    def _set(self, pk: str, attribute: str) -> list[str]:
+        try:
+            item = self._client.get_item(TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        return sorted(item[attribute]["SS"]) if item and attribute in item else []
+
+    def link_person(self, person: str, lineage: str) -> None:
+        self._add_to_set(f"person#{person}", "lineages", [lineage])
+
+    def lineages_of_person(self, person: str) -> list[str]:
+        return self._set(f"person#{person}", "lineages")
+
+    def add_form(self, person: str, fact_json: str) -> None:
+        self._add_to_set(f"intake#{person}", "forms", [fact_json], ttl_days=INTAKE_TTL_DAYS)
+
+    def forms_of(self, person: str) -> list[str]:
+        return self._set(f"intake#{person}", "forms")
