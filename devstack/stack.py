@@ -25,7 +25,7 @@ DEMO_CONFIG = DEMO_DIR / "clinic.yaml"
 
 
 def seed_demo_practitioners(fhir_base_url: str, *, bearer_token: str | None = None) -> None:
-    """Create the demo Practitioners (by NPI, idempotently) that `devstack/demo/clinic.yaml` maps."""
+    """Create the demo Practitioners (by NPI) and Locations (by id), idempotently, that the demo config maps."""
     headers = {"Content-Type": "application/fhir+json"}
     if bearer_token:
         headers["Authorization"] = f"Bearer {bearer_token}"
@@ -37,6 +37,10 @@ def seed_demo_practitioners(fhir_base_url: str, *, bearer_token: str | None = No
             headers={**headers, "If-None-Exist": f"identifier=http://hl7.org/fhir/sid/us-npi|{npi}"},
             timeout=10,
             trust_env=False,
+        ).raise_for_status()
+    for location in json.loads((DEMO_DIR / "locations.json").read_text()):
+        httpx.put(
+            f"{fhir_base_url}/Location/{location['id']}", json=location, headers=headers, timeout=10, trust_env=False
         ).raise_for_status()
 
 

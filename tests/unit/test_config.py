@@ -47,6 +47,7 @@ def test_given_the_demo_config_when_loaded_then_it_is_valid_and_complete() -> No
     assert [(m.id, m.slug, m.appointment_type) for m in config.event_types] == [
         (1207, "telehealth-follow-up", "FOLLOWUP"),
         (1210, "new-patient-consult", "ROUTINE"),
+        (1215, "general-visit", "by-visit-kind"),
     ]
     telehealth = config.event_type(1207, None)
     assert telehealth is not None
