@@ -264,8 +264,7 @@ def test_given_an_option_both_new_and_follow_up_when_validated_then_the_path_is_
 
 def test_given_a_bad_route_name_or_window_when_validated_then_each_is_reported() -> None:
     text = (
-        "routing_forms:\n  - {form_id: f1, join_window_minutes: 0}\n"
-        "default_event_type: {slug: any, ehr: 'West EHR'}\n"
+        "routing_forms:\n  - {form_id: f1, join_window_minutes: 0}\ndefault_event_type: {slug: any, ehr: 'West EHR'}\n"
     )
     paths = {p.split(":", 1)[0] for p in _problems(text)}
     assert {"routing_forms.0.join_window_minutes", "default_event_type.ehr"} <= paths
