@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 #: large seated events while staying well under SQS's message limit).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
+#: `file:<path>`, `ssm:<parameter name>` or `appconfig:<application>/<environment>/<profile>`.
+CLINIC_CONFIG_SOURCE_PATTERN = r"^(file:.+|ssm:.+|appconfig:[^/\s]+/[^/\s]+/[^/\s]+)$"
+
 
 class SettingsError(RuntimeError):
     """The function's environment is incomplete or invalid: a deployment error, reported by name."""
@@ -48,7 +51,9 @@ class SyncSettings(_Settings):
     ehr_timeout_seconds: float = Field(default=10.0, alias="EHR_TIMEOUT_SECONDS", gt=0, le=60)
     breaker_failure_threshold: int = Field(default=5, alias="EHR_BREAKER_FAILURES", ge=1, le=1000)
     breaker_cooldown_seconds: float = Field(default=30.0, alias="EHR_BREAKER_COOLDOWN_SECONDS", gt=0, le=3600)
-    clinic_config_source: str = Field(alias="CLINIC_CONFIG_SOURCE", pattern=r"^(file|ssm):.+")
+    clinic_config_source: str = Field(alias="CLINIC_CONFIG_SOURCE", pattern=CLINIC_CONFIG_SOURCE_PATTERN)
+    #: How often a warm container re-reads the clinic mapping (0: on every batch).
+    clinic_config_max_age_seconds: int = Field(default=300, alias="CLINIC_CONFIG_MAX_AGE_SECONDS", ge=0, le=86_400)
     identifier_system_base: str = Field(
         default="https://cal-ehr-bridge.dev/fhir/sid", alias="IDENTIFIER_SYSTEM_BASE", pattern=r"^https?://"
     )

@@ -11,6 +11,7 @@ lineages in the batch proceed. Outcomes, decided in exactly one place (`_handle`
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -21,14 +22,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.config.clinic import cached_config
+from shared.config.clinic import ClinicConfig
+from shared.config.source import ClinicConfigSource
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
 from shared.ehr.oracle import DynamoIdMap
 from shared.ehr.profiles import auth_from_secret, build_ehr_client
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
-from shared.settings import sync_settings
+from shared.settings import SyncSettings, sync_settings
 from shared.stores.audit import AuditTrail, AuditUnavailableError
 from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.review import ReviewItem, ReviewStore
@@ -46,31 +48,79 @@ class RetryLater(Exception):  # noqa: N818 - a queue outcome, raised to mark the
     """Raised after the message's visibility was extended; the processor reports it as failed."""
 
 
+class _Runtime:
+    """What a container builds once: the EHR client, stores, keys and the clinic config source.
+
+    `service()` hands out a `SyncService` over these with the clinic mapping as of now: the same
+    instance while the mapping is unchanged (its practitioner cache stays warm), a new one, built
+    cheaply from the same objects, once the source has loaded a changed mapping.
+    """
+
+    def __init__(self, settings: SyncSettings) -> None:
+        secrets = SecretReader()
+        document = secrets.json(settings.ehr_auth_secret_arn) if settings.ehr_auth_secret_arn else None
+        if document is None and settings.ehr_profile == "healthlake":
+            document = {"type": "sigv4", **({"region": settings.ehr_region} if settings.ehr_region else {})}
+        auth = auth_from_secret(document, settings.ehr_base_url, timeout_seconds=settings.ehr_timeout_seconds)
+        ehr = build_ehr_client(
+            settings.ehr_profile,
+            settings.ehr_base_url,
+            auth=auth,
+            timeout_seconds=settings.ehr_timeout_seconds,
+            id_map=DynamoIdMap(settings.state_table) if settings.ehr_profile == "oracle" else None,
+        )
+        self.ehr = BreakerEhrClient(ehr, _breaker())
+        self.store = LineageStateStore(settings.state_table)
+        self.systems = IdentifierSystems(settings.identifier_system_base)
+        self.pseudonym_key = str(secrets.json(settings.pseudonym_secret_arn)["key"]).encode("utf-8")
+        self.audit = AuditTrail(settings.audit_table) if settings.audit_table else None
+        self.idempotency = IdempotencyGuard(settings.idempotency_table)
+        self.config = ClinicConfigSource.from_uri(
+            settings.clinic_config_source,
+            max_age_seconds=settings.clinic_config_max_age_seconds,
+        )
+        self.config.get()  # fail the cold start on an invalid mapping, as before
+        self._lock = threading.Lock()
+        self._service: SyncService | None = None
+        self._service_config: ClinicConfig | None = None
+
+    def service(self) -> SyncService:
+        config = self.config.get()
+        with self._lock:
+            if self._service is None or self._service_config is not config:
+                self._service = SyncService(
+                    store=self.store,
+                    ehr=self.ehr,
+                    config=config,
+                    systems=self.systems,
+                    pseudonym_key=self.pseudonym_key,
+                    audit=self.audit,
+                    idempotency=self.idempotency,
+                )
+                self._service_config = config
+            return self._service
+
+
 @cache
-def _service() -> SyncService:
-    settings = sync_settings()
-    secrets = SecretReader()
-    document = secrets.json(settings.ehr_auth_secret_arn) if settings.ehr_auth_secret_arn else None
-    if document is None and settings.ehr_profile == "healthlake":
-        document = {"type": "sigv4", **({"region": settings.ehr_region} if settings.ehr_region else {})}
-    auth = auth_from_secret(document, settings.ehr_base_url, timeout_seconds=settings.ehr_timeout_seconds)
-    ehr = build_ehr_client(
-        settings.ehr_profile,
-        settings.ehr_base_url,
-        auth=auth,
-        timeout_seconds=settings.ehr_timeout_seconds,
-        id_map=DynamoIdMap(settings.state_table) if settings.ehr_profile == "oracle" else None,
-    )
-    pseudonym = secrets.json(settings.pseudonym_secret_arn)["key"]
-    return SyncService(
-        store=LineageStateStore(settings.state_table),
-        ehr=BreakerEhrClient(ehr, _breaker()),
-        config=cached_config(settings.clinic_config_source),
-        systems=IdentifierSystems(settings.identifier_system_base),
-        pseudonym_key=str(pseudonym).encode("utf-8"),
-        audit=AuditTrail(settings.audit_table) if settings.audit_table else None,
-        idempotency=IdempotencyGuard(settings.idempotency_table),
-    )
+def _runtime() -> _Runtime:
+    return _Runtime(sync_settings())
+
+
+class _CurrentService:
+    """`_service()`: the `SyncService` for the message at hand (see `_Runtime.service`).
+
+    `_service.cache_clear()` forgets everything the container built (tests and the bench call it
+    after changing the environment, like every other cached adapter here).
+    """
+
+    def __call__(self) -> SyncService:
+        return _runtime().service()
+
+    def cache_clear(self) -> None:
+        _runtime.cache_clear()
+
+
+_service = _CurrentService()
 
 
 @cache
@@ -172,7 +222,7 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    guard = _service().idempotency
+    guard = _runtime().idempotency
     if guard is not None:
         guard.register_lambda_context(context)
     response = process_partial_response(
