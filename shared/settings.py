@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from collections.abc import Mapping
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 #: Documented body limit for webhooks (Cal.com booking bodies are 3-10 KB; 256 KiB leaves room for
 #: large seated events while staying well under SQS's message limit).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
+#: Names of the extra EHR endpoints (`EHR_ROUTES`) and of the `ehr` a clinic-config event type routes to.
+ROUTE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+#: The endpoint configured by EHR_BASE_URL / EHR_PROFILE / EHR_AUTH_SECRET_ARN; not an `EHR_ROUTES` key.
+DEFAULT_ROUTE = "default"
+#: An http(s) URL without user info: credentials never travel in (and so never get logged with) a URL.
+_BASE_URL_PATTERN = r"^https?://[^/@\s?#]+(/\S*)?$"
 #: `file:<path>`, `ssm:<parameter name>` or `appconfig:<application>/<environment>/<profile>`.
 CLINIC_CONFIG_SOURCE_PATTERN = r"^(file:.+|ssm:.+|appconfig:[^/\s]+/[^/\s]+/[^/\s]+)$"
 
@@ -27,6 +37,46 @@ class _Settings(BaseModel):
     service: str = Field(default="cal-ehr-bridge", alias="POWERTOOLS_SERVICE_NAME")
 
 
+class EhrRoute(BaseModel):
+    """One extra EHR endpoint of `EHR_ROUTES`, built exactly like the default one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(pattern=_BASE_URL_PATTERN)
+    profile: Literal["generic", "healthlake", "oracle"] = "generic"
+    #: Secrets Manager secret with the endpoint's auth document (see docs/ehr-support.md); optional.
+    auth_secret_arn: str = Field(default="", pattern=r"^(arn:[\w\-]+:secretsmanager:\S+)?$")
+    #: SigV4 region override for HealthLake (default: taken from the HealthLake host name).
+    region: str = Field(default="", pattern=r"^([a-z]{2}(-[a-z]+)+-\d+)?$")
+
+
+def _routes_document(raw: Any) -> Any:
+    """`EHR_ROUTES` arrives as JSON text from the environment; a mapping passes through (tests, code)."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise PydanticCustomError("ehr_routes_json", "not valid JSON") from None
+    if not isinstance(raw, Mapping):
+        raise PydanticCustomError("ehr_routes_shape", "must be a JSON object of route name to endpoint")
+    for position, name in enumerate(raw, start=1):
+        if name == DEFAULT_ROUTE:
+            raise PydanticCustomError(
+                "ehr_route_reserved",
+                "route name 'default' is reserved for EHR_BASE_URL/EHR_PROFILE/EHR_AUTH_SECRET_ARN",
+            )
+        if not isinstance(name, str) or not re.fullmatch(ROUTE_NAME_PATTERN, name):
+            # The name itself is not echoed: whatever was typed there might be a URL or a token.
+            raise PydanticCustomError(
+                "ehr_route_name",
+                "route name number {position} does not match {pattern}",
+                {"position": position, "pattern": ROUTE_NAME_PATTERN},
+            )
+    return raw
+
+
 class IngestSettings(_Settings):
     queue_url: str = Field(alias="QUEUE_URL", min_length=1)
     webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
@@ -40,7 +90,7 @@ class SyncSettings(_Settings):
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     review_table: str = Field(alias="REVIEW_TABLE", min_length=1)
     audit_table: str = Field(default="", alias="AUDIT_TABLE")
-    ehr_base_url: str = Field(alias="EHR_BASE_URL", pattern=r"^https?://")
+    ehr_base_url: str = Field(alias="EHR_BASE_URL", pattern=_BASE_URL_PATTERN)
     ehr_auth_secret_arn: str = Field(default="", alias="EHR_AUTH_SECRET_ARN")
     #: Secret `{"key": "<random>"}`: the key of the keyed hash that names people in state and audit.
     pseudonym_secret_arn: str = Field(alias="PSEUDONYM_SECRET_ARN", min_length=1)
@@ -54,8 +104,23 @@ class SyncSettings(_Settings):
     clinic_config_source: str = Field(alias="CLINIC_CONFIG_SOURCE", pattern=CLINIC_CONFIG_SOURCE_PATTERN)
     #: How often a warm container re-reads the clinic mapping (0: on every batch).
     clinic_config_max_age_seconds: int = Field(default=300, alias="CLINIC_CONFIG_MAX_AGE_SECONDS", ge=0, le=86_400)
+    #: Extra EHR endpoints by route name (JSON object, see `EhrRoute`); event types pick one with `ehr:`.
+    ehr_routes: dict[str, EhrRoute] = Field(default_factory=dict, alias="EHR_ROUTES")
     identifier_system_base: str = Field(
         default="https://cal-ehr-bridge.dev/fhir/sid", alias="IDENTIFIER_SYSTEM_BASE", pattern=r"^https?://"
+    )
+
+    @field_validator("ehr_routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, raw: Any) -> Any:
+        return _routes_document(raw)
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """`LOCATION (type: message)` per problem. Never the input: an environment may hold secrets."""
+    return ", ".join(
+        f"{'.'.join(str(p) for p in err['loc'])} ({err['type']}: {err['msg']})"
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
     )
 
 
@@ -63,11 +128,7 @@ def _load[T: _Settings](model: type[T]) -> T:
     try:
         return model.model_validate(dict(os.environ))
     except ValidationError as exc:
-        problems = ", ".join(
-            f"{'.'.join(str(p) for p in err['loc'])} ({err['type']})"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise SettingsError(f"invalid function environment: {problems}") from None
+        raise SettingsError(f"invalid function environment: {describe_errors(exc)}") from None
 
 
 @cache

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
@@ -27,10 +27,10 @@ from shared.config.source import ClinicConfigSource
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
 from shared.ehr.oracle import DynamoIdMap
-from shared.ehr.profiles import auth_from_secret, build_ehr_client
+from shared.ehr.profiles import build_ehr_client, profile_auth
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
-from shared.settings import SyncSettings, sync_settings
+from shared.settings import DEFAULT_ROUTE, SyncSettings, sync_settings
 from shared.stores.audit import AuditTrail, AuditUnavailableError
 from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.review import ReviewItem, ReviewStore
@@ -48,8 +48,64 @@ class RetryLater(Exception):  # noqa: N818 - a queue outcome, raised to mark the
     """Raised after the message's visibility was extended; the processor reports it as failed."""
 
 
+class _Secrets(Protocol):
+    def json(self, secret_id: str) -> dict[str, Any]: ...
+
+
+def _ehr_endpoint(
+    *,
+    route: str,
+    base_url: str,
+    profile: str,
+    auth_secret_arn: str,
+    region: str,
+    settings: SyncSettings,
+    secrets: _Secrets,
+    breaker: CircuitBreaker,
+) -> BreakerEhrClient:
+    """One EHR endpoint, built the same way for the default endpoint and for every route."""
+    document = secrets.json(auth_secret_arn) if auth_secret_arn else None
+    auth = profile_auth(document, base_url, profile, region=region, timeout_seconds=settings.ehr_timeout_seconds)
+    id_map = None
+    if profile == "oracle":  # each route keeps its own id map: two EHRs' ids never collide
+        id_map = DynamoIdMap(settings.state_table, namespace="" if route == DEFAULT_ROUTE else route)
+    client = build_ehr_client(profile, base_url, auth=auth, timeout_seconds=settings.ehr_timeout_seconds, id_map=id_map)
+    return BreakerEhrClient(client, breaker)
+
+
+def build_ehr_clients(
+    settings: SyncSettings, secrets: _Secrets
+) -> tuple[BreakerEhrClient, dict[str, BreakerEhrClient]]:
+    """The default EHR endpoint and one per `EHR_ROUTES` entry, each behind its own circuit breaker
+    (one EHR's outage never opens another's circuit)."""
+    default = _ehr_endpoint(
+        route=DEFAULT_ROUTE,
+        base_url=settings.ehr_base_url,
+        profile=settings.ehr_profile,
+        auth_secret_arn=settings.ehr_auth_secret_arn,
+        region=settings.ehr_region,
+        settings=settings,
+        secrets=secrets,
+        breaker=_breaker(),
+    )
+    routes = {
+        name: _ehr_endpoint(
+            route=name,
+            base_url=route.base_url,
+            profile=route.profile,
+            auth_secret_arn=route.auth_secret_arn,
+            region=route.region,
+            settings=settings,
+            secrets=secrets,
+            breaker=_route_breaker(name),
+        )
+        for name, route in settings.ehr_routes.items()
+    }
+    return default, routes
+
+
 class _Runtime:
-    """What a container builds once: the EHR client, stores, keys and the clinic config source.
+    """What a container builds once: EHR clients, stores, keys and the clinic config source.
 
     `service()` hands out a `SyncService` over these with the clinic mapping as of now: the same
     instance while the mapping is unchanged (its practitioner cache stays warm), a new one, built
@@ -58,18 +114,7 @@ class _Runtime:
 
     def __init__(self, settings: SyncSettings) -> None:
         secrets = SecretReader()
-        document = secrets.json(settings.ehr_auth_secret_arn) if settings.ehr_auth_secret_arn else None
-        if document is None and settings.ehr_profile == "healthlake":
-            document = {"type": "sigv4", **({"region": settings.ehr_region} if settings.ehr_region else {})}
-        auth = auth_from_secret(document, settings.ehr_base_url, timeout_seconds=settings.ehr_timeout_seconds)
-        ehr = build_ehr_client(
-            settings.ehr_profile,
-            settings.ehr_base_url,
-            auth=auth,
-            timeout_seconds=settings.ehr_timeout_seconds,
-            id_map=DynamoIdMap(settings.state_table) if settings.ehr_profile == "oracle" else None,
-        )
-        self.ehr = BreakerEhrClient(ehr, _breaker())
+        self.ehr, self.ehr_routes = build_ehr_clients(settings, secrets)
         self.store = LineageStateStore(settings.state_table)
         self.systems = IdentifierSystems(settings.identifier_system_base)
         self.pseudonym_key = str(secrets.json(settings.pseudonym_secret_arn)["key"]).encode("utf-8")
@@ -91,6 +136,7 @@ class _Runtime:
                 self._service = SyncService(
                     store=self.store,
                     ehr=self.ehr,
+                    ehr_routes=self.ehr_routes,
                     config=config,
                     systems=self.systems,
                     pseudonym_key=self.pseudonym_key,
@@ -123,13 +169,24 @@ class _CurrentService:
 _service = _CurrentService()
 
 
-@cache
-def _breaker() -> CircuitBreaker:
-    """Lives as long as the container: an EHR outage opens it for every message this container handles."""
+def _new_breaker() -> CircuitBreaker:
     settings = sync_settings()
     return CircuitBreaker(
         failure_threshold=settings.breaker_failure_threshold, cooldown_seconds=settings.breaker_cooldown_seconds
     )
+
+
+@cache
+def _breaker() -> CircuitBreaker:
+    """Lives as long as the container: an EHR outage opens it for every message this container handles."""
+    return _new_breaker()
+
+
+@cache
+def _route_breaker(route: str) -> CircuitBreaker:
+    """The breaker of one `EHR_ROUTES` endpoint (by name): separate from the default one and from each
+    other, so one EHR's outage never stops the messages bound for another."""
+    return _new_breaker()
 
 
 @cache

@@ -94,6 +94,23 @@ def auth_from_secret(
     raise ProfileError("auth secret type must be none, bearer, smart or sigv4")
 
 
+def profile_auth(
+    document: Mapping[str, Any] | None,
+    base_url: str,
+    profile: str,
+    *,
+    region: str = "",
+    timeout_seconds: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Auth | None:
+    """`auth_from_secret` with the profile's default: an endpoint of the `healthlake` profile without
+    an auth secret signs with SigV4 (the function's own credentials; `region` overrides the host's).
+    Every EHR endpoint (the default one and each route) gets its auth through here."""
+    if document is None and profile == "healthlake":
+        document = {"type": "sigv4", **({"region": region} if region else {})}
+    return auth_from_secret(document, base_url, timeout_seconds=timeout_seconds, transport=transport)
+
+
 def build_ehr_client(
     profile: str,
     base_url: str,
