@@ -18,3 +18,12 @@ def test_given_the_documented_example_then_it_validates_with_several_types_provi
     assert config.patient_matching.mrn_system and config.patient_fields.mrn
     assert config.event_type(None, "pediatric-sick-visit") is not None
     assert config.practitioner(None, "Samuel.Okafor@maplegrove-clinic.example") is not None
+
+
+def test_given_the_documented_example_then_forms_visit_kinds_free_text_and_routes_are_configured() -> None:
+    config = load_config(f"file:{EXAMPLE}")
+    form = config.routing_form("7c1e9a52-0d4b-4c3e-9f8a-2b6d1e0f5a37")
+    assert form is not None and form.visit_kind and form.reason and form.preferred_provider
+    assert any(e.appointment_type == "by-visit-kind" for e in config.event_types)
+    assert {e.ehr for e in config.event_types} == {"default", "east-campus"}
+    assert config.free_text.comment == ["notes"] and config.revision
