@@ -209,7 +209,7 @@ class SyncService:
         joined = 0
         for lineage in self._store.lineages_of_person(fact.person_key):
             result = self._apply_with_retries(lineage, event, body_sha256, source, fact)
-            joined += result.outcome in ("applied", "stale") and result.note == "joined"
+            joined += result.note == "joined"
         note = "no_booking" if no_event and not joined else ("joined" if joined else "waiting")
         self._record_form(event, body_sha256, source, reason=f"{note}:{joined}", actor_ref=fact.person_key)
         return SyncResult("recorded", event.trigger.value, "", note=note)
@@ -308,9 +308,10 @@ class SyncService:
         state = self._store.load(lineage)
         if form is not None:
             new_state = union_forms(state, [form])
-            if new_state is state:
+            if new_state is state:  # the booking's worker already absorbed this form from the store
                 self._record(event, lineage, body_sha256, source, "duplicate", state=state)
-                return self._result("duplicate", event, state)
+                view = appointment_view(state)
+                return self._result("duplicate", event, state, note="joined" if view and view.intake == form else "")
             outcome: Outcome = "stale"
         else:
             decision = decide(state, event, body_sha256, self._key)
