@@ -5,6 +5,7 @@
     calehr send FILE... --url --secret sign and POST webhook bodies like Cal.com does
     calehr appointments --fhir URL     show the bridge's Appointments in a FHIR server
     calehr config validate FILE        check a clinic mapping file and list every problem
+    calehr audit BOOKING_UID | --form FORM_ID   the audit timeline of a booking or of a routing form
 
 Exit codes: 0 success, 1 the action failed (e.g. a webhook refused, invalid config), 2 bad usage.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
@@ -40,6 +42,7 @@ DEMO_BOOKINGS = (
 )
 STACK_FILE = ops.STACK_FILE
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "calcom"
+FORM_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 class UsageError(Exception):
@@ -288,10 +291,21 @@ def _add_operator_commands(commands: Any) -> None:
         lever.set_defaults(run=lambda a, e=enabled: ops.set_sync_enabled(ops.resolve_target(a), enabled=e))
         ops.add_target_arguments(lever)
 
-    audit = commands.add_parser("audit", help="the audit timeline of a booking")
-    audit.add_argument("booking_uid")
-    audit.set_defaults(run=lambda a: ops.audit_timeline(ops.resolve_target(a), a.booking_uid))
+    audit = commands.add_parser("audit", help="the audit timeline of a booking, or of a routing form's submissions")
+    audit.add_argument("booking_uid", nargs="?", help="a Cal.com booking uid (any uid of its lineage)")
+    audit.add_argument("--form", metavar="FORM_ID", help="a routing form id: its submissions and how each ended")
+    audit.set_defaults(run=cmd_audit)
     ops.add_target_arguments(audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    if (args.booking_uid is None) == (args.form is None):
+        raise UsageError("audit: give either a booking uid or --form FORM_ID")
+    if args.form is not None:
+        if not FORM_ID_PATTERN.fullmatch(args.form):
+            raise UsageError("audit: --form must be a routing form id (1-64 letters, digits or hyphens)")
+        return ops.form_timeline(ops.resolve_target(args), args.form)
+    return ops.audit_timeline(ops.resolve_target(args), args.booking_uid)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Operator commands: review items, DLQ redrive, pause/resume of sync, and the audit timeline.
+"""Operator commands: review items, DLQ redrive, pause/resume of sync, and the audit timelines.
 
 They work against AWS (resource names from flags or the stack outputs) or against the local stack
 (`--local`, which reads `.devstack/stack.json` written by `make dev`). Listings carry no PHI: review
@@ -274,5 +274,31 @@ def audit_timeline(target: OpsTarget, booking_uid: str) -> int:
         row["ehr"] = (
             f"{row.get('ehr_resource', '')} v{row.get('ehr_version', '')[:8]}" if row.get("ehr_resource") else ""
         )
-    _table(rows, ["calcom_created_at", "trigger", "booking_uid", "outcome", "actor", "ehr", "reason", "received_at"])
+    columns = ["calcom_created_at", "trigger", "booking_uid", "outcome", "actor", "ehr", "reason", "received_at"]
+    if any(row.get("routing_form") for row in rows):
+        columns.append("routing_form")  # the routing form joined to the booking at that moment
+    _table(rows, columns)
+    return 0
+
+
+def form_timeline(target: OpsTarget, form_id: str) -> int:
+    """A routing form's submissions, oldest first: how each ended (`joined:N`, `waiting:0`, `no_booking:0`,
+    `unmapped_form`, `no_email_answer`). No answers are stored, so none can be shown."""
+    rows = AuditTrail(target.audit_table, target.client("dynamodb")).timeline("", partition=f"form#{form_id}")
+    if not rows:
+        raise OpsError(f"the audit trail has no submissions of routing form {form_id}")
+    for row in rows:
+        row["actor"] = f"{row.get('actor_role', '')}:{row.get('actor_ref', '')[:8]}"
+    outcomes: dict[str, int] = {}
+    for row in rows:
+        kind = row.get("reason", "").split(":", 1)[0] or "(none)"
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    summary = ", ".join(f"{kind} {count}" for kind, count in sorted(outcomes.items()))
+    print(f"routing form {form_id}: {len(rows)} submission(s) ({summary})")
+    _table(rows, ["calcom_created_at", "trigger", "outcome", "reason", "actor", "received_at", "config_revision"])
+    if "waiting" in outcomes:
+        print(
+            "waiting: no booking by that person yet when the form arrived; a booking that joins it later"
+            " names this form in `audit <booking uid>` (routing_form)."
+        )
     return 0
