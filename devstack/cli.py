@@ -31,6 +31,10 @@ from devstack.doctor import add_commands as add_ehr_commands
 from shared.calcom.signature import sign
 from shared.config.clinic import ConfigError, load_config
 
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+# Routing-form intake first: a returning patient answers the demo form, then books a `by-visit-kind`
+# visit within the join window; the Appointment gets FOLLOWUP and the coded reason from the form.
+DEMO_INTAKE = ("intake_form_submitted.json", "intake_booking_created.json")
 DEMO_BOOKINGS = (
     "booking_created.json",
     "booking_requested.json",
@@ -42,7 +46,9 @@ DEMO_BOOKINGS = (
 )
 STACK_FILE = ops.STACK_FILE
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "calcom"
+DEMO_BODIES = (*(DEMO_DIR / n for n in DEMO_INTAKE), *(FIXTURES_DIR / n for n in DEMO_BOOKINGS))
 FORM_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+DEMO_FORM_ID = "7c1e9a52-0d4b-4c3e-9f8a-2b6d1e0f5a37"
 
 
 class UsageError(Exception):
@@ -94,12 +100,17 @@ def appointment_rows(fhir_base: str) -> list[dict[str, str]]:
         appointment = entry["resource"]
         uids = [i["value"] for i in appointment.get("identifier", []) if i["system"].endswith("calcom-booking-uid")]
         actors = [p.get("actor", {}).get("reference", "") for p in appointment.get("participant", [])]
+        reasons = [
+            concept.get("coding", [{}])[0].get("display") or concept.get("text", "")
+            for concept in appointment.get("reasonCode", [])
+        ]
         rows.append(
             {
                 "id": appointment["id"][:8],
                 "status": appointment["status"],
                 "start (UTC)": appointment.get("start", ""),
                 "type": appointment.get("appointmentType", {}).get("coding", [{}])[0].get("code", ""),
+                "reason": ",".join(r for r in reasons if r),
                 "booking uids": ",".join(uids),
                 "participants": ",".join(a.split("/")[0] for a in actors),
             }
@@ -184,12 +195,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
         say(f"  AWS (moto)      {info['aws_endpoint']}\n")
         if not args.no_demo:
             say("Sending the demo bookings, signed like Cal.com...")
-            for name in DEMO_BOOKINGS:
-                response = post_webhook(info["webhook_url"], info["webhook_secret"], compact_body(FIXTURES_DIR / name))
-                say(f"  {name:42} {response.status_code} {response.json().get('status', response.text)}")
+            for path in DEMO_BODIES:
+                response = post_webhook(info["webhook_url"], info["webhook_secret"], compact_body(path))
+                say(f"  {path.name:42} {response.status_code} {response.json().get('status', response.text)}")
             drained = _queue_drained(stack)
             say("\nAppointments in the FHIR server" + ("" if drained else " (queue not yet drained)") + ":\n")
             print_table(appointment_rows(info["fhir_base_url"]), out=console)
+            say(
+                "\nThe general visit on 2025-06-19 was joined to the routing form its patient answered 6 minutes"
+                " before booking\n(Returning patient -> FOLLOWUP; symptom Headache -> coded reasonCode). The form's"
+                f" audit trail:\n  .venv/bin/python -m devstack audit --form {DEMO_FORM_ID} --local"
+            )
         say(
             "\nServing. Send more with:\n"
             f"  .venv/bin/python -m devstack send FILE --url {info['webhook_url']} --secret {info['webhook_secret']}\n"
