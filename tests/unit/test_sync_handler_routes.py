@@ -213,7 +213,7 @@ def test_given_an_oracle_route_then_its_id_map_is_namespaced_and_the_default_one
     environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made: list[tuple[str, str]] = []
-    real = sync.DynamoIdMap
+    real = DynamoIdMap
 
     def recording(table_name: str, *, namespace: str = "") -> DynamoIdMap:
         made.append((table_name, namespace))
