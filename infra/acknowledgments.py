@@ -97,6 +97,7 @@ def acknowledge_findings(stack: BridgeStack) -> None:
     for secret, reason in (
         (secrets.webhook_secret, MANUAL_ROTATION),
         (secrets.ehr_auth_secret, MANUAL_ROTATION),
+        *((route_secret, MANUAL_ROTATION) for route_secret in secrets.ehr_route_secrets.values()),
         (secrets.pseudonym_secret, STABLE_PSEUDONYM_KEY),
         (secrets.calcom_api_secret, CALCOM_API_KEY_ROTATION),
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,27 @@ from infra.constants import DEFAULT_RECONCILE_RATE, DEFAULT_STAGE, RECONCILE_TIM
 #: Used when no `ehrBaseUrl` is given: `.invalid` never resolves (RFC 6761), so sync fails closed
 #: and messages wait in the queue until the real URL is deployed.
 PLACEHOLDER_EHR_BASE_URL = "https://ehr.invalid/fhir"
+
+#: The sync function's EHR write dialects (= shared.ehr.profiles.PROFILES; a test compares them).
+EHR_PROFILES = ("generic", "healthlake", "oracle")
+#: Names of extra EHR endpoints (= shared.settings.ROUTE_NAME_PATTERN; a test compares them).
+ROUTE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
+DEFAULT_ROUTE = "default"
+#: Each route adds about 200 bytes of JSON (URL, profile, secret ARN) to the sync function's
+#: environment, which Lambda caps at 4 KB in total; six routes with 200-character URLs still fit.
+MAX_EHR_ROUTES = 6
+MAX_EHR_URL_LENGTH = 200
+#: `https://healthlake.<region>.amazonaws.com/datastore/<data store id>/r4/`: the region and the
+#: data store id name the data store the sync role may use.
+_HEALTHLAKE_URL = re.compile(
+    r"^https://healthlake\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.amazonaws\.com"
+    r"/datastore/(?P<datastore>[A-Za-z0-9]{1,32})/r4/?$"
+)
+#: AppConfig ids (not names): an IAM resource ARN can only be written with the ids.
+_APPCONFIG_ID = r"[a-z0-9]{4,7}"
+_APPCONFIG_SOURCE = re.compile(
+    rf"^appconfig:(?P<application>{_APPCONFIG_ID})/(?P<environment>{_APPCONFIG_ID})/(?P<profile>{_APPCONFIG_ID})$"
+)
 
 
 _RATE = re.compile(r"^rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
@@ -41,6 +63,43 @@ def rate_minutes(expression: str) -> int:
 
 
 @dataclass(frozen=True)
+class HealthLakeDatastore:
+    region: str
+    datastore_id: str
+
+
+@dataclass(frozen=True)
+class EhrEndpoint:
+    """An EHR the sync function writes to: the default one (`ehrBaseUrl`/`ehrProfile`) or a route."""
+
+    name: str
+    base_url: str
+    profile: str = "generic"
+
+    @property
+    def healthlake(self) -> HealthLakeDatastore | None:
+        """The HealthLake data store behind the URL, for the `healthlake` profile."""
+        match = _HEALTHLAKE_URL.match(self.base_url)
+        if self.profile != "healthlake" or not match:
+            return None
+        return HealthLakeDatastore(region=match["region"], datastore_id=match["datastore"])
+
+
+@dataclass(frozen=True)
+class AppConfigSource:
+    """`-c clinicConfigSource=appconfig:<application id>/<environment id>/<profile id>`."""
+
+    application_id: str
+    environment_id: str
+    profile_id: str
+
+    @property
+    def uri(self) -> str:
+        """The sync function's CLINIC_CONFIG_SOURCE."""
+        return f"appconfig:{self.application_id}/{self.environment_id}/{self.profile_id}"
+
+
+@dataclass(frozen=True)
 class DeploymentConfig:
     stage: str
     alarm_emails: tuple[str, ...] = ()
@@ -48,9 +107,25 @@ class DeploymentConfig:
     waf: bool = True
     vpc: bool = False
     ehr_base_url: str = PLACEHOLDER_EHR_BASE_URL
+    ehr_profile: str = "generic"
+    #: Extra EHR endpoints (`-c ehrRoutes=...`), in the order given.
+    ehr_routes: tuple[EhrEndpoint, ...] = ()
     clinic_config_file: str | None = None
+    #: None: the clinic mapping lives in the stack's SSM parameter (the default).
+    clinic_config_appconfig: AppConfigSource | None = None
     api_gateway_account_role: bool = True
     reconcile_rate: str = DEFAULT_RECONCILE_RATE
+
+    @property
+    def ehr_endpoints(self) -> tuple[EhrEndpoint, ...]:
+        """The default EHR first, then every route."""
+        return (EhrEndpoint(DEFAULT_ROUTE, self.ehr_base_url, self.ehr_profile), *self.ehr_routes)
+
+    @property
+    def healthlake_datastores(self) -> tuple[HealthLakeDatastore, ...]:
+        """Every HealthLake data store an endpoint writes to, once each."""
+        found = [endpoint.healthlake for endpoint in self.ehr_endpoints]
+        return tuple(dict.fromkeys(store for store in found if store is not None))
 
     @property
     def reconcile_rate_minutes(self) -> int:
@@ -99,6 +174,84 @@ def _list(raw: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if str(item).strip())
 
 
+def _ehr_url(url: str, key: str) -> str:
+    if not url.startswith("https://"):
+        raise ConfigError(f"context {key!r} must start with https:// (PHI never travels in clear text)")
+    if len(url) > MAX_EHR_URL_LENGTH:
+        raise ConfigError(f"context {key!r} must be at most {MAX_EHR_URL_LENGTH} characters")
+    if re.search(r"\s", url) or "@" in url.split("/", 3)[2]:
+        # Credentials belong in the EHR auth secret; a URL ends up in the function's configuration.
+        raise ConfigError(f"context {key!r} must not contain credentials or spaces")
+    return url
+
+
+def _ehr_profile(raw: Any, key: str) -> str:
+    profile = str(raw or "generic").strip()
+    if profile not in EHR_PROFILES:
+        raise ConfigError(f"context {key!r} must be one of {', '.join(EHR_PROFILES)}, got {profile!r}")
+    return profile
+
+
+def _check_healthlake(endpoint: EhrEndpoint, key: str) -> None:
+    if endpoint.profile == "healthlake" and endpoint.healthlake is None:
+        raise ConfigError(
+            f"context {key!r}: the healthlake profile needs the data store's endpoint, "
+            "https://healthlake.<region>.amazonaws.com/datastore/<data store id>/r4/ "
+            "(the sync role is granted that data store only)"
+        )
+
+
+def _ehr_routes(raw: Any) -> tuple[EhrEndpoint, ...]:
+    """`-c ehrRoutes='{"cardiology": {"baseUrl": "https://...", "profile": "generic"}}'` (or an object in cdk.json)."""
+    if raw is None or raw == "":
+        return ()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError("context 'ehrRoutes' must be a JSON object of route name to {baseUrl, profile}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError("context 'ehrRoutes' must be a JSON object of route name to {baseUrl, profile}")
+    if len(raw) > MAX_EHR_ROUTES:
+        raise ConfigError(
+            f"context 'ehrRoutes' has {len(raw)} routes; at most {MAX_EHR_ROUTES} fit the sync function's "
+            "4 KB environment"
+        )
+    routes = []
+    for name, spec in raw.items():
+        if name == DEFAULT_ROUTE:
+            raise ConfigError("context 'ehrRoutes': 'default' is reserved for ehrBaseUrl/ehrProfile")
+        if not isinstance(name, str) or not re.fullmatch(ROUTE_NAME_PATTERN, name):
+            raise ConfigError(f"context 'ehrRoutes': route names must match {ROUTE_NAME_PATTERN}")
+        key = f"ehrRoutes.{name}"
+        if not isinstance(spec, Mapping) or "baseUrl" not in spec:
+            raise ConfigError(f"context {key!r} must be an object with baseUrl (and optionally profile)")
+        unknown = sorted(set(spec) - {"baseUrl", "profile"})
+        if unknown:
+            raise ConfigError(f"context {key!r} has unknown keys: {', '.join(map(str, unknown))}")
+        endpoint = EhrEndpoint(
+            name=name,
+            base_url=_ehr_url(str(spec["baseUrl"]), f"{key}.baseUrl"),
+            profile=_ehr_profile(spec.get("profile"), f"{key}.profile"),
+        )
+        _check_healthlake(endpoint, f"{key}.baseUrl")
+        routes.append(endpoint)
+    return tuple(routes)
+
+
+def _clinic_config_appconfig(raw: Any) -> AppConfigSource | None:
+    text = str(raw or "ssm").strip()
+    if text == "ssm":
+        return None
+    match = _APPCONFIG_SOURCE.match(text)
+    if not match:
+        raise ConfigError(
+            "context 'clinicConfigSource' must be 'ssm' or appconfig:<application id>/<environment id>/"
+            f"<configuration profile id> (the ids, 4-7 lowercase letters or digits), got {text!r}"
+        )
+    return AppConfigSource(match["application"], match["environment"], match["profile"])
+
+
 def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
     """Build the config from a context mapping (what `app.node.try_get_context` would return)."""
     stage = str(context.get("stage") or DEFAULT_STAGE)
@@ -112,10 +265,17 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
     for url in urls:
         if not url.startswith("https://"):
             raise ConfigError("context 'alarmHttpsUrl' must start with https://")
-    ehr_base_url = str(context.get("ehrBaseUrl") or PLACEHOLDER_EHR_BASE_URL)
-    if not ehr_base_url.startswith("https://"):
-        raise ConfigError("context 'ehrBaseUrl' must start with https:// (PHI never travels in clear text)")
+    ehr_base_url = _ehr_url(str(context.get("ehrBaseUrl") or PLACEHOLDER_EHR_BASE_URL), "ehrBaseUrl")
+    ehr_profile = _ehr_profile(context.get("ehrProfile"), "ehrProfile")
+    _check_healthlake(EhrEndpoint(DEFAULT_ROUTE, ehr_base_url, ehr_profile), "ehrBaseUrl")
+    ehr_routes = _ehr_routes(context.get("ehrRoutes"))
     clinic_config_file = context.get("clinicConfigFile")
+    appconfig = _clinic_config_appconfig(context.get("clinicConfigSource"))
+    if appconfig is not None and clinic_config_file:
+        raise ConfigError(
+            "context 'clinicConfigFile' deploys the mapping into the SSM parameter; with "
+            "clinicConfigSource=appconfig:... deploy it through AppConfig instead"
+        )
     reconcile_rate = str(context.get("reconcileRate") or DEFAULT_RECONCILE_RATE).strip()
     if rate_minutes(reconcile_rate) * 60 < RECONCILE_TIMEOUT_SECONDS:
         raise ConfigError(
@@ -129,7 +289,10 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
         waf=_flag(context.get("waf"), "waf", default=True),
         vpc=_flag(context.get("vpc"), "vpc", default=False),
         ehr_base_url=ehr_base_url,
+        ehr_profile=ehr_profile,
+        ehr_routes=ehr_routes,
         clinic_config_file=str(clinic_config_file) if clinic_config_file else None,
+        clinic_config_appconfig=appconfig,
         api_gateway_account_role=_flag(context.get("apiGatewayAccountRole"), "apiGatewayAccountRole", default=True),
         reconcile_rate=reconcile_rate,
     )
@@ -142,7 +305,10 @@ CONTEXT_KEYS = (
     "waf",
     "vpc",
     "ehrBaseUrl",
+    "ehrProfile",
+    "ehrRoutes",
     "clinicConfigFile",
+    "clinicConfigSource",
     "apiGatewayAccountRole",
     "reconcileRate",
 )

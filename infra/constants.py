@@ -49,6 +49,9 @@ SYNC_METRICS: Final = (
     "ReviewParked",
     "EhrRetryableError",
     "EhrPermanentError",
+    # shared/config/source.py: a refreshed clinic mapping was taken, or rejected (the last good one stays)
+    "ClinicConfigReloaded",
+    "ClinicConfigRejected",
 )
 # Emitted by shared/reconcile.py (per run) and functions/reconcile/handler.py (per failure); a test
 # checks that each name is in that code.

@@ -90,10 +90,6 @@ class BridgeStack(cdk.Stack):
                 self.secrets.pseudonym_secret.secret_name,
                 "Generated pseudonymisation key: never change or delete it",
             ),
-            "ClinicConfigParameterName": (
-                self.secrets.clinic_config.parameter_name,
-                "SSM parameter with the clinic mapping",
-            ),
             "QueueUrl": (self.queues.events.queue_url, "FIFO queue of booking events"),
             "DeadLetterQueueUrl": (self.queues.dead_letter_queue.queue_url, "Events that exhausted the retry budget"),
             "FunctionFailureQueueUrl": (self.queues.function_failures.queue_url, "Failed async Lambda invocations"),
@@ -115,5 +111,17 @@ class BridgeStack(cdk.Stack):
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "On-call SNS topic (subscribe more endpoints here)"),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
         }
+        if self.secrets.clinic_config is not None:  # absent when the mapping comes from AppConfig
+            outputs["ClinicConfigParameterName"] = (
+                self.secrets.clinic_config.parameter_name,
+                "SSM parameter with the clinic mapping",
+            )
+        if self.secrets.ehr_route_secrets:
+            outputs["EhrRouteSecretNames"] = (
+                self.to_json_string(
+                    {name: secret.secret_name for name, secret in self.secrets.ehr_route_secrets.items()}
+                ),
+                "EHR credentials secret of each extra EHR route (JSON: route name -> secret name)",
+            )
         for output_id, (value, description) in outputs.items():
             cdk.CfnOutput(self, output_id, value=value, description=description)

@@ -26,7 +26,7 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.config import DeploymentConfig, HealthLakeDatastore
 from infra.constants import (
     CALCOM_API_BASE_URL,
     EHR_TIMEOUT_SECONDS,
@@ -74,6 +74,19 @@ AUDIT_TABLE_ACTIONS = ("dynamodb:PutItem",)
 RECONCILE_STATE_READ_ACTIONS = ("dynamodb:GetItem",)
 RECONCILE_CURSOR_WRITE_ACTIONS = ("dynamodb:PutItem",)
 RECONCILE_CURSOR_PK = "cursor#reconcile"  # = shared.reconcile.CURSOR_PK (a test compares them)
+#: What the sync function calls on a HealthLake data store (shared/ehr/healthlake.py, SigV4 with the
+#: function's role): reads (`GET <Type>/<id>`), searches (`GET <Type>?...`, never POST `_search`),
+#: PUT upserts (a PUT to a new, deterministic id creates the resource: `UpdateResource`) and POST
+#: creates of write-once records (FHIR Provenance through `EhrClient.create`: `CreateResource`).
+#: `SearchWithPost` and `DeleteResource` are not granted because the code never does either.
+HEALTHLAKE_DATA_ACTIONS = (
+    "healthlake:ReadResource",
+    "healthlake:SearchWithGet",
+    "healthlake:UpdateResource",
+    "healthlake:CreateResource",
+)
+#: What Powertools' `get_app_config` calls (AppConfig Data: a session, then the latest configuration).
+APPCONFIG_READ_ACTIONS = ("appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration")
 #: Lambda accepts a maximum event age between 1 minute and 6 hours.
 _MAX_EVENT_AGE_BOUNDS = (60, 6 * 3600)
 #: Lambda's ENI management inside a VPC (what AWSLambdaVPCAccessExecutionRole grants).
@@ -191,66 +204,123 @@ class Functions(Construct):
 
     def _sync_spec(self, tables: Tables, secrets: Secrets) -> FunctionSpec:
         queue = self._queues.events
+        config = self._config
+        environment = {
+            "QUEUE_URL": queue.queue_url,
+            "STATE_TABLE": tables.state.table_name,
+            "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
+            "REVIEW_TABLE": tables.review.table_name,
+            "AUDIT_TABLE": tables.audit.table_name,
+            "EHR_BASE_URL": config.ehr_base_url,
+            "EHR_PROFILE": config.ehr_profile,
+            "EHR_AUTH_SECRET_ARN": secrets.ehr_auth_secret.secret_arn,
+            "PSEUDONYM_SECRET_ARN": secrets.pseudonym_secret.secret_arn,
+            "CLINIC_CONFIG_SOURCE": self._clinic_config_source(secrets),
+            "EHR_TIMEOUT_SECONDS": str(EHR_TIMEOUT_SECONDS),
+        }
+        if config.ehr_routes:
+            # shared.settings.EhrRoute: one endpoint per route, with its own credentials secret.
+            environment["EHR_ROUTES"] = cdk.Stack.of(self).to_json_string(
+                {
+                    route.name: {
+                        "base_url": route.base_url,
+                        "profile": route.profile,
+                        "auth_secret_arn": secrets.ehr_route_secrets[route.name].secret_arn,
+                    }
+                    for route in config.ehr_routes
+                }
+            )
+        statements = [
+            iam.PolicyStatement(
+                sid="ConsumeEvents",
+                actions=[
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    # the function backs off a failing message by extending its visibility
+                    "sqs:ChangeMessageVisibility",
+                ],
+                resources=[queue.queue_arn],
+            ),
+            iam.PolicyStatement(
+                sid="LineageState", actions=list(STATE_TABLE_ACTIONS), resources=[tables.state.table_arn]
+            ),
+            iam.PolicyStatement(
+                sid="IdempotencyRecords",
+                actions=list(IDEMPOTENCY_TABLE_ACTIONS),
+                resources=[tables.idempotency.table_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ParkForReview", actions=list(REVIEW_TABLE_ACTIONS), resources=[tables.review.table_arn]
+            ),
+            iam.PolicyStatement(
+                sid="AppendAudit", actions=list(AUDIT_TABLE_ACTIONS), resources=[tables.audit.table_arn]
+            ),
+            iam.PolicyStatement(
+                sid="ReadEhrCredentialsAndPseudonymKey",
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[
+                    secrets.ehr_auth_secret.secret_arn,
+                    *(secret.secret_arn for secret in secrets.ehr_route_secrets.values()),
+                    secrets.pseudonym_secret.secret_arn,
+                ],
+            ),
+            self._clinic_config_statement(secrets),
+            self._data_key_statement(
+                "UseDataKeyViaSqsDynamoDbAndSecretsManager",
+                ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                via=["sqs", "dynamodb", "secretsmanager"],
+            ),
+        ]
+        if config.healthlake_datastores:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="HealthLakeDataStores",
+                    actions=list(HEALTHLAKE_DATA_ACTIONS),
+                    resources=[self._healthlake_arn(store) for store in config.healthlake_datastores],
+                )
+            )
         return FunctionSpec(
             name=SYNC_SERVICE,
             description="Applies queued booking events to the EHR over FHIR R4 (SQS FIFO -> EHR)",
             memory_mb=SYNC_MEMORY_MB,
             timeout_seconds=SYNC_TIMEOUT_SECONDS,
             reserved_concurrency=SYNC_RESERVED_CONCURRENCY,
-            environment={
-                "QUEUE_URL": queue.queue_url,
-                "STATE_TABLE": tables.state.table_name,
-                "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
-                "REVIEW_TABLE": tables.review.table_name,
-                "AUDIT_TABLE": tables.audit.table_name,
-                "EHR_BASE_URL": self._config.ehr_base_url,
-                "EHR_AUTH_SECRET_ARN": secrets.ehr_auth_secret.secret_arn,
-                "PSEUDONYM_SECRET_ARN": secrets.pseudonym_secret.secret_arn,
-                "CLINIC_CONFIG_SOURCE": f"ssm:{secrets.clinic_config.parameter_name}",
-                "EHR_TIMEOUT_SECONDS": str(EHR_TIMEOUT_SECONDS),
-            },
-            statements=[
-                iam.PolicyStatement(
-                    sid="ConsumeEvents",
-                    actions=[
-                        "sqs:ReceiveMessage",
-                        "sqs:DeleteMessage",
-                        "sqs:GetQueueAttributes",
-                        # the function backs off a failing message by extending its visibility
-                        "sqs:ChangeMessageVisibility",
-                    ],
-                    resources=[queue.queue_arn],
+            environment=environment,
+            statements=statements,
+        )
+
+    def _clinic_config_source(self, secrets: Secrets) -> str:
+        appconfig = self._config.clinic_config_appconfig
+        if appconfig is not None:
+            return appconfig.uri
+        assert secrets.clinic_config is not None  # created whenever AppConfig is not the source
+        return f"ssm:{secrets.clinic_config.parameter_name}"
+
+    def _clinic_config_statement(self, secrets: Secrets) -> iam.PolicyStatement:
+        appconfig = self._config.clinic_config_appconfig
+        if appconfig is not None:
+            arn = cdk.Stack.of(self).format_arn(
+                service="appconfig",
+                resource="application",
+                resource_name=(
+                    f"{appconfig.application_id}/environment/{appconfig.environment_id}"
+                    f"/configuration/{appconfig.profile_id}"
                 ),
-                iam.PolicyStatement(
-                    sid="LineageState", actions=list(STATE_TABLE_ACTIONS), resources=[tables.state.table_arn]
-                ),
-                iam.PolicyStatement(
-                    sid="IdempotencyRecords",
-                    actions=list(IDEMPOTENCY_TABLE_ACTIONS),
-                    resources=[tables.idempotency.table_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ParkForReview", actions=list(REVIEW_TABLE_ACTIONS), resources=[tables.review.table_arn]
-                ),
-                iam.PolicyStatement(
-                    sid="AppendAudit", actions=list(AUDIT_TABLE_ACTIONS), resources=[tables.audit.table_arn]
-                ),
-                iam.PolicyStatement(
-                    sid="ReadEhrCredentialsAndPseudonymKey",
-                    actions=["secretsmanager:GetSecretValue"],
-                    resources=[secrets.ehr_auth_secret.secret_arn, secrets.pseudonym_secret.secret_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="ReadClinicConfig",
-                    actions=["ssm:GetParameter"],
-                    resources=[secrets.clinic_config.parameter_arn],
-                ),
-                self._data_key_statement(
-                    "UseDataKeyViaSqsDynamoDbAndSecretsManager",
-                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                    via=["sqs", "dynamodb", "secretsmanager"],
-                ),
-            ],
+            )
+            return iam.PolicyStatement(sid="ReadClinicConfig", actions=list(APPCONFIG_READ_ACTIONS), resources=[arn])
+        assert secrets.clinic_config is not None
+        return iam.PolicyStatement(
+            sid="ReadClinicConfig", actions=["ssm:GetParameter"], resources=[secrets.clinic_config.parameter_arn]
+        )
+
+    def _healthlake_arn(self, store: HealthLakeDatastore) -> str:
+        """`arn:<partition>:healthlake:<region of the URL>:<this account>:datastore/fhir/<data store id>`."""
+        return cdk.Stack.of(self).format_arn(
+            service="healthlake",
+            region=store.region,
+            resource="datastore",
+            resource_name=f"fhir/{store.datastore_id}",
         )
 
     def _reconcile_spec(self, tables: Tables, secrets: Secrets) -> FunctionSpec:

@@ -200,6 +200,14 @@ class Monitoring(Construct):
             comparison=_GT,
             description="Events were parked for human review (unmapped type, ambiguous patient, EHR rejection).",
         )
+        self._alarm(
+            "ClinicConfigRejected",
+            metric=app_metric(SYNC_SERVICE, "ClinicConfigRejected"),
+            threshold=0,
+            comparison=_GT,
+            description="A changed clinic mapping was rejected (invalid or unreadable); sync keeps using the "
+            "last good one until it is fixed.",
+        )
 
     # --- dashboard -------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Secrets Manager secrets (webhook signing secrets, EHR credentials, the Cal.com API key) and the
-clinic config parameter.
+"""Secrets Manager secrets (webhook signing secrets, EHR credentials, one more per extra EHR route,
+the Cal.com API key) and the clinic config parameter.
 
 Secret values never appear in the template: CloudFormation generates an initial random value once,
 at creation, and operators set the real values with `aws secretsmanager put-secret-value`
@@ -54,6 +54,18 @@ class Secrets(Construct):
             encryption_key=key,
             removal_policy=config.removal_policy,
         )
+        #: One credentials secret per extra EHR endpoint (`-c ehrRoutes=...`), same shapes and the same
+        #: fail-closed initial value as `EhrAuthSecret`; its ARN goes into the sync function's EHR_ROUTES.
+        self.ehr_route_secrets: dict[str, secretsmanager.Secret] = {
+            route.name: secretsmanager.Secret(
+                self,
+                f"EhrRouteSecret-{route.name}",
+                description=f"{stack.stack_name}: EHR credentials for the sync function, route {route.name}",
+                encryption_key=key,
+                removal_policy=config.removal_policy,
+            )
+            for route in config.ehr_routes
+        }
         #: `{"key": "<random>"}`: the key of the keyed hash that names people in state and audit
         #: records without PHI. Generated once by CloudFormation; changing it would orphan every
         #: existing pseudonym, so it has no rotation and nobody needs to read it but sync.
@@ -86,18 +98,27 @@ class Secrets(Construct):
                 exclude_punctuation=True,
             ),
         )
-        self.clinic_config = ssm.StringParameter(
-            self,
-            "ClinicConfig",
-            description=f"{stack.stack_name}: clinic mapping for the sync function (YAML or JSON)",
-            string_value=self._clinic_config_value(config),
-            # Mappings can outgrow the 4 KB standard tier; intelligent tiering switches when needed.
-            tier=ssm.ParameterTier.INTELLIGENT_TIERING,
-        )
+        #: The clinic mapping, unless it comes from AppConfig (`-c clinicConfigSource=appconfig:...`).
+        self.clinic_config: ssm.StringParameter | None = None
+        if config.clinic_config_appconfig is None:
+            self.clinic_config = ssm.StringParameter(
+                self,
+                "ClinicConfig",
+                description=f"{stack.stack_name}: clinic mapping for the sync function (YAML or JSON)",
+                string_value=self._clinic_config_value(config),
+                # Mappings can outgrow the 4 KB standard tier; intelligent tiering switches when needed.
+                tier=ssm.ParameterTier.INTELLIGENT_TIERING,
+            )
 
     @property
     def all_secrets(self) -> tuple[secretsmanager.Secret, ...]:
-        return (self.webhook_secret, self.ehr_auth_secret, self.pseudonym_secret, self.calcom_api_secret)
+        return (
+            self.webhook_secret,
+            self.ehr_auth_secret,
+            *self.ehr_route_secrets.values(),
+            self.pseudonym_secret,
+            self.calcom_api_secret,
+        )
 
     @staticmethod
     def _clinic_config_value(config: DeploymentConfig) -> str:

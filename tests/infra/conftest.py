@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from synth_support import Synth, synthesize
+from synth_support import APPCONFIG_SOURCE, HEALTHLAKE_MAIN, ROUTES, Synth, synthesize
 
 SynthFactory = Callable[..., Synth]
 
@@ -47,3 +47,16 @@ def prod(synth_config: SynthFactory) -> Synth:
 def prod_vpc_no_waf(synth_config: SynthFactory) -> Synth:
     """Every switch flipped: VPC on, WAF off, no account-level API Gateway role."""
     return synth_config(stage="prod", vpc="true", waf="false", apiGatewayAccountRole="false")
+
+
+@pytest.fixture(scope="session")
+def routed(synth_config: SynthFactory) -> Synth:
+    """Several EHRs: HealthLake as the default endpoint plus three routes (generic, oracle, a second
+    HealthLake data store in another region), and the clinic mapping from AppConfig."""
+    return synth_config(
+        stage="staging",
+        ehrBaseUrl=HEALTHLAKE_MAIN,
+        ehrProfile="healthlake",
+        ehrRoutes=json.dumps(ROUTES),
+        clinicConfigSource=APPCONFIG_SOURCE,
+    )

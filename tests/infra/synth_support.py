@@ -20,6 +20,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK_JSON_CONTEXT: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
 SKIP_BUNDLING: dict[str, list[str]] = {"aws:cdk:bundling-stacks": []}
 
+#: Context of the `routed` synth (tests/infra/conftest.py): several EHRs and AppConfig.
+HEALTHLAKE_MAIN = "https://healthlake.us-east-1.amazonaws.com/datastore/0123456789abcdef0123456789abcdef/r4/"
+HEALTHLAKE_WEST = "https://healthlake.us-west-2.amazonaws.com/datastore/fedcba9876543210fedcba9876543210/r4/"
+ROUTES = {
+    "cardiology": {"baseUrl": "https://cardio-ehr.example.org/r4"},
+    "derm-north": {"baseUrl": "https://millennium.example.org/r4", "profile": "oracle"},
+    "research": {"baseUrl": HEALTHLAKE_WEST, "profile": "healthlake"},
+}
+APPCONFIG_SOURCE = "appconfig:abc1234/env5678/prof901"
+
 
 @dataclass(frozen=True)
 class Synth:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.infra
 DEPLOY_GUIDE = REPO_ROOT / "docs" / "deploy.md"
 
 
-@pytest.fixture(params=["staging", "prod", "prod_vpc_no_waf"])
+@pytest.fixture(params=["staging", "prod", "prod_vpc_no_waf", "routed"])
 def synth(request: pytest.FixtureRequest) -> Synth:
     result: Synth = request.getfixturevalue(request.param)
     return result
@@ -67,7 +67,9 @@ def test_given_an_unencrypted_queue_then_the_same_gate_fails_the_synth(tmp_path:
     assert (tmp_path / "validation-report.json").is_file()
 
 
-def test_given_the_synthesized_templates_then_cfn_lint_is_clean(staging: Synth, prod_vpc_no_waf: Synth) -> None:
+def test_given_the_synthesized_templates_then_cfn_lint_is_clean(
+    staging: Synth, prod_vpc_no_waf: Synth, routed: Synth
+) -> None:
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     result = subprocess.run(
         [
@@ -79,6 +81,7 @@ def test_given_the_synthesized_templates_then_cfn_lint_is_clean(staging: Synth, 
             "--",
             str(staging.template_path),
             str(prod_vpc_no_waf.template_path),
+            str(routed.template_path),
         ],
         capture_output=True,
         text=True,

@@ -53,7 +53,7 @@ def _actions_on(statements: list[dict[str, Any]], logical_id: str) -> set[str]:
     }
 
 
-@pytest.fixture(params=["staging", "prod_vpc_no_waf"])
+@pytest.fixture(params=["staging", "prod_vpc_no_waf", "routed"])
 def synth(request: pytest.FixtureRequest) -> Synth:
     result: Synth = request.getfixturevalue(request.param)
     return result
@@ -129,7 +129,8 @@ def test_given_the_sync_function_then_it_consumes_the_queue_and_reads_its_config
         "sqs:GetQueueAttributes",
         "sqs:ChangeMessageVisibility",
     }
-    assert _actions_on(statements, synth.logical_id(synth.stack.secrets.clinic_config)) == {"ssm:GetParameter"}
+    if synth.stack.secrets.clinic_config is not None:  # None when the mapping comes from AppConfig
+        assert _actions_on(statements, synth.logical_id(synth.stack.secrets.clinic_config)) == {"ssm:GetParameter"}
     assert _actions_on(statements, synth.logical_id(synth.stack.secrets.pseudonym_secret)) == {
         "secretsmanager:GetSecretValue"
     }
@@ -165,7 +166,13 @@ def test_given_the_reconcile_function_then_it_enqueues_and_reads_only_its_api_ke
     assert _actions_on(statements, synth.logical_id(synth.stack.queues.events)) == {"sqs:SendMessage"}
     secrets = synth.stack.secrets
     assert _actions_on(statements, synth.logical_id(secrets.calcom_api_secret)) == {"secretsmanager:GetSecretValue"}
-    for other in (secrets.webhook_secret, secrets.ehr_auth_secret, secrets.pseudonym_secret, secrets.clinic_config):
+    others = (
+        secrets.webhook_secret,
+        secrets.ehr_auth_secret,
+        *secrets.ehr_route_secrets.values(),
+        secrets.pseudonym_secret,
+    )
+    for other in (*others, *([secrets.clinic_config] if secrets.clinic_config is not None else [])):
         assert _actions_on(statements, synth.logical_id(other)) == set()
     tables = synth.stack.tables
     for table in (tables.idempotency, tables.review, tables.audit):

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.infra
 def test_given_every_alarm_then_it_notifies_the_topic_when_firing_and_recovering(staging: Synth) -> None:
     topic = {"Ref": staging.logical_id(staging.stack.monitoring.topic)}
     alarms = staging.resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 13
+    assert len(alarms) == 14
     for logical_id, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [topic], logical_id
         assert alarm["Properties"]["OKActions"] == [topic], logical_id
@@ -35,6 +35,7 @@ def test_given_the_pipeline_then_each_symptom_has_an_alarm(staging: Synth) -> No
         ("AWS/ApiGateway", "5XXError"),
         (c.METRICS_NAMESPACE, "SignatureRejected"),
         (c.METRICS_NAMESPACE, "ReviewParked"),
+        (c.METRICS_NAMESPACE, "ClinicConfigRejected"),
         (c.METRICS_NAMESPACE, "ReconcileFailed"),
         (c.METRICS_NAMESPACE, "ReconcileApiError"),
         (c.METRICS_NAMESPACE, "ReconcileDiverged"),
@@ -51,6 +52,16 @@ def test_given_app_metric_alarms_then_they_use_the_powertools_service_dimension(
     assert by_metric["ReviewParked"]["Threshold"] == 0
     assert by_metric["ReviewParked"]["ComparisonOperator"] == "GreaterThanThreshold"
     assert by_metric["ApproximateAgeOfOldestMessage"]["Threshold"] == c.OLDEST_MESSAGE_AGE_ALARM_SECONDS
+    assert by_metric["ClinicConfigRejected"]["Dimensions"] == [{"Name": "service", "Value": "sync"}]
+    assert by_metric["ClinicConfigRejected"]["Threshold"] == 0
+    assert by_metric["ClinicConfigRejected"]["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_given_the_clinic_config_metrics_then_the_config_source_emits_exactly_those_names() -> None:
+    source = (REPO_ROOT / "shared/config/source.py").read_text(encoding="utf-8")
+    emitted = set(re.findall(r"""count\(["'](ClinicConfig[A-Za-z]+)["']\)""", source))
+    assert emitted == {"ClinicConfigRejected", "ClinicConfigReloaded"}
+    assert emitted <= set(c.SYNC_METRICS)
 
 
 def test_given_alarm_context_then_email_and_https_subscriptions_exist(staging: Synth, prod_vpc_no_waf: Synth) -> None:
