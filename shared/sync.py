@@ -458,6 +458,7 @@ class SyncService:
             self._systems,
             visit_kinds=self._config.visit_kinds,
             free_text=self._free_text(event, view),
+            location=self._config.location(details.location_key, self._key),
         )
         digest = projection_hash(desired)
         if state.appointment_id and digest == state.projection_hash:

@@ -64,6 +64,25 @@ class EventTypeMapping(_Config):
         return self
 
 
+class LocationMapping(_Config):
+    """A Cal.com location value (what the booking's `location` says) → an EHR Location or telehealth.
+
+    `calcom` is matched case- and whitespace-insensitively against the booking's location: e.g.
+    `integrations:daily` (Cal Video), `integrations:zoom`, or an in-person address the clinic offers.
+    Only a keyed hash of the booking's value is kept, since an attendee-chosen address is PHI.
+    """
+
+    calcom: str = Field(min_length=1, max_length=500)
+    reference: str | None = Field(default=None, pattern=r"^Location/[A-Za-z0-9\-.]{1,64}$")
+    telehealth: bool = False
+
+    @model_validator(mode="after")
+    def _one_meaning(self) -> LocationMapping:
+        if (self.reference is None) == (not self.telehealth):
+            raise ValueError("a location needs exactly one of 'reference' or 'telehealth: true'")
+        return self
+
+
 class PractitionerMapping(_Config):
     """A Cal.com host → an EHR Practitioner, by literal reference or by NPI (resolved by search)."""
 
@@ -176,6 +195,8 @@ class ClinicConfig(_Config):
     revision: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_\-.:+]*$")
     event_types: list[EventTypeMapping] = Field(min_length=1)
     practitioners: list[PractitionerMapping] = Field(min_length=1)
+    #: Cal.com location values → Location / telehealth; overrides the event type's location when matched.
+    locations: list[LocationMapping] = Field(default_factory=list)
     patient_fields: PatientFields = PatientFields()
     patient_matching: PatientMatching = PatientMatching()
     #: Unmapped event types are parked for review unless a default is configured.
@@ -209,6 +230,14 @@ class ClinicConfig(_Config):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def location(self, location_key: str | None, key: bytes) -> LocationMapping | None:
+        """The mapping whose `calcom` value has this keyed hash (see shared.domain.people.location_key)."""
+        if not location_key:
+            return None
+        from shared.domain.people import location_key as keyed  # noqa: PLC0415 - config stays import-light
+
+        return next((m for m in self.locations if keyed(m.calcom, key) == location_key), None)
 
     def routing_form(self, form_id: str) -> RoutingFormMapping | None:
         return next((form for form in self.routing_forms if form.form_id == form_id), None)

@@ -30,7 +30,7 @@ from typing import Literal
 
 from shared.calcom.models import BookingEvent, Trigger
 from shared.domain.intake import joined_form
-from shared.domain.people import person_key
+from shared.domain.people import location_key, person_key
 from shared.domain.state import (
     SEEN_LIMIT,
     BookingDetails,
@@ -98,7 +98,7 @@ def location_kind(location: str | None) -> str | None:
 _DETAIL_AUTHORITY = {Trigger.BOOKING_CANCELLED: 0, Trigger.MEETING_ENDED: 1}
 
 
-def details_of(event: BookingEvent) -> BookingDetails | None:
+def details_of(event: BookingEvent, key: bytes = b"") -> BookingDetails | None:
     if event.start is None or event.end is None:
         return None
     return BookingDetails(
@@ -110,12 +110,13 @@ def details_of(event: BookingEvent) -> BookingDetails | None:
         host_user_id=event.organizer.user_id if event.organizer else None,
         host_email=event.organizer.email.lower() if event.organizer and event.organizer.email else None,
         location_kind=location_kind(event.location),
+        location_key=location_key(event.location, key) if event.location and key else None,
     )
 
 
-def _merge_uid(facts: UidFacts, event: BookingEvent) -> UidFacts:
+def _merge_uid(facts: UidFacts, event: BookingEvent, key: bytes) -> UidFacts:
     updates: dict[str, object] = {}
-    candidate = details_of(event)
+    candidate = details_of(event, key)
     if candidate and (facts.details is None or candidate.source_rank > facts.details.source_rank):
         updates["details"] = candidate
     if event.trigger is not Trigger.BOOKING_CANCELLED and event.ical_sequence is not None:
@@ -192,7 +193,7 @@ def merge(state: LineageState, event: BookingEvent, key: bytes) -> LineageState:
         booked_at = event.occurred_at if booked_at is None else min(booked_at, event.occurred_at)
     uids = dict(state.uids)
     if event.kind == "booking":
-        uids[event.uid] = _merge_uid(uids.get(event.uid, UidFacts(uid=event.uid)), event)
+        uids[event.uid] = _merge_uid(uids.get(event.uid, UidFacts(uid=event.uid)), event, key)
         if event.reschedule_uid:
             previous = uids.get(event.reschedule_uid, UidFacts(uid=event.reschedule_uid))
             uids[event.reschedule_uid] = previous.model_copy(update={"superseded_by": event.uid})

@@ -1,4 +1,4 @@
-"""How people are named without PHI: a keyed hash of their normalised e-mail."""
+"""How people (and places they may name) are referred to without PHI: keyed hashes."""
 
 from __future__ import annotations
 
@@ -9,3 +9,9 @@ import hmac
 def person_key(email: str, key: bytes) -> str:
     """Keyed hash of a normalised e-mail: identifies a person in state and audit without PHI."""
     return hmac.new(key, email.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def location_key(location: str, key: bytes) -> str:
+    """Keyed hash of a normalised Cal.com location value (it may be the patient's own address)."""
+    normalised = " ".join(location.strip().lower().split())
+    return hmac.new(key, b"location:" + normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:32]

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.config.clinic import BY_VISIT_KIND, EventTypeMapping, VisitKinds
+from shared.config.clinic import BY_VISIT_KIND, EventTypeMapping, LocationMapping, VisitKinds
 from shared.domain.decide import AppointmentView
 from shared.ehr.port import Identifier, Resource
 
@@ -101,6 +101,7 @@ def render_appointment(
     *,
     visit_kinds: VisitKinds | None = None,
     free_text: FreeText | None = None,
+    location: LocationMapping | None = None,
 ) -> Resource:
     """The Appointment the bridge wants the EHR to hold for this lineage."""
     details = view.details
@@ -110,10 +111,12 @@ def render_appointment(
         for _, ref, _ in view.patients
         if ref
     ]
-    if event_type.location_reference and not event_type.telehealth:
-        participants.append(
-            {"actor": {"reference": event_type.location_reference}, "required": "required", "status": "accepted"}
-        )
+    # The booking's own location (when the clinic mapped it) wins over the event type's default.
+    place = (location.reference if location else None) or (
+        event_type.location_reference if not event_type.telehealth and location is None else None
+    )
+    if place:
+        participants.append({"actor": {"reference": place}, "required": "required", "status": "accepted"})
     participants.append(
         {
             "actor": {"reference": practitioner_ref},

@@ -38,6 +38,8 @@ class BookingDetails(_State):
     host_user_id: int | None = None
     host_email: str | None = None
     location_kind: str | None = None
+    #: Keyed hash of the Cal.com location value, matched against the clinic's `locations` mapping.
+    location_key: str | None = None
 
 
 class UidFacts(_State):

@@ -27,3 +27,9 @@ def test_given_the_documented_example_then_forms_visit_kinds_free_text_and_route
     assert any(e.appointment_type == "by-visit-kind" for e in config.event_types)
     assert {e.ehr for e in config.event_types} == {"default", "east-campus"}
     assert config.free_text.comment == ["notes"] and config.revision
+    assert {m.reference for m in config.locations if m.reference} == locations_of(config)
+    assert any(m.telehealth for m in config.locations)
+
+
+def locations_of(config: object) -> set[str]:
+    return {e.location_reference for e in config.event_types if e.location_reference}  # type: ignore[attr-defined]
