@@ -239,7 +239,10 @@ def _check_practitioners(report: Report, fhir: FhirR4Client, config: ClinicConfi
 
 def _check_locations(report: Report, fhir: FhirR4Client, config: ClinicConfig) -> None:
     mappings = [*config.event_types, *([config.default_event_type] if config.default_event_type else [])]
-    references = sorted({ref for m in mappings if (ref := getattr(m, "location_reference", None))})
+    references = sorted(
+        {ref for m in mappings if (ref := getattr(m, "location_reference", None))}
+        | {m.reference for m in config.locations if m.reference}
+    )
     if not references:
         report.add("locations", "skip", "the clinic mapping names no Locations", required=False)
         return

@@ -102,10 +102,13 @@ def test_mapped_locations_must_exist(fhir_server: Any) -> None:
         {"id": 1, "location_reference": location},
         {"id": 2, "location_reference": "Location/gone"},
     ]
+    document["locations"] = [{"calcom": "1 Side St", "reference": "Location/also-gone"}]
     report = run_doctor(fhir_server.base_url, auth=None, config=parse_config(json.dumps(document)))
     present, missing = report.check(f"location {location}"), report.check("location Location/gone")
     assert present is not None and present.status == "ok"
     assert missing is not None and missing.status == "fail"
+    from_locations = report.check("location Location/also-gone")
+    assert from_locations is not None and from_locations.status == "fail"
     assert report.exit_code == 1
 
 
