@@ -106,6 +106,10 @@ def actor_of(event: BookingEvent) -> tuple[str, str | None]:
     return "attendee", booker
 
 
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def lineage_hash(lineage: str) -> str:
     return hashlib.sha256(lineage.encode("utf-8")).hexdigest()
 
@@ -149,7 +153,8 @@ class SyncService:
             raise ReviewRequired("not_actionable", f"trigger {parsed.trigger_name[:64]} is not synced")
         key = {
             "trigger": event.trigger.value,
-            "uid": event.uid,
+            # Two people can submit one routing form in the same millisecond: their answers tell them apart.
+            "uid": event.uid if event.kind != "form" else f"{event.uid}#{_digest(event.responses)}",
             "occurred_at": event.occurred_at.isoformat(),
             "event_sha256": hashlib.sha256(event.model_dump_json().encode()).hexdigest(),
             "body_sha256": body_sha256,

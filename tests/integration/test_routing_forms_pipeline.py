@@ -231,3 +231,14 @@ def test_given_provenance_is_on_then_every_appointment_version_has_one_naming_th
     assert all(t.startswith(f"Appointment/{appointment['id']}/_history/") for t in targets)
     assert targets[-1] == f"Appointment/{appointment['id']}/_history/{appointment['meta']['versionId']}"
     assert "jordan" not in str(provenances).lower()
+
+
+def test_given_two_people_submitting_one_form_in_the_same_millisecond_then_both_are_recorded(
+    pipeline: Any, clean_bridge: Any
+) -> None:
+    pipeline.send(form(email="first.person@example.com"), form(email="second.person@example.com"))
+    pipeline.drain()
+    records = _audit(clean_bridge, f"form#{FORM_ID}")
+    assert len(records) == 2 and {r["reason"] for r in records} == {"waiting:0"}
+    assert len({r["actor_ref"] for r in records}) == 2
+    assert pipeline.review_items() == []
