@@ -265,9 +265,16 @@ def _handle(record: SQSRecord) -> None:
         result.outcome, "EventSkipped"
     )
     count(metric)
+    if result.note == "no_booking":
+        count("FormWithoutBooking")  # a routing form Cal.com saw no booking follow: a lead to call back
     logger.info(
         "synced",
-        extra={"outcome": result.outcome, "trigger": result.trigger, "lineage": result.lineage_hash[:16]},
+        extra={
+            "outcome": result.outcome,
+            "trigger": result.trigger,
+            "lineage": result.lineage_hash[:16],
+            **({"note": result.note} if result.note else {}),
+        },
     )
 
 

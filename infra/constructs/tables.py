@@ -21,8 +21,9 @@ class Tables(Construct):
         self._config = config
         self._key = key
 
-        #: Lineage state items and uid alias items, written with conditional writes.
-        self.state = self._table("State", partition_key="pk")
+        #: Lineage state, uid alias, person index and routing-form intake items (conditional writes);
+        #: only intake items carry `expires_at` (90 days after the person's latest form).
+        self.state = self._table("State", partition_key="pk", ttl_attribute="expires_at")
         #: Powertools idempotency records (its default attribute names: `id`, TTL on `expiration`).
         self.idempotency = self._table("Idempotency", partition_key="id", ttl_attribute="expiration")
         #: Events parked for a human (unmapped type, ambiguous patient, EHR rejected the resource).

@@ -1,8 +1,8 @@
 """The clinic mapping: Cal.com event types, hosts, routing forms → FHIR codes, Practitioners, EHRs.
 
-Loaded once per container from a YAML/JSON file (locally) or an SSM parameter (in AWS), validated
-with pydantic; an invalid document is refused whole with every problem and its path, never half
-applied.
+Parsed from a YAML/JSON file (locally), an SSM parameter or an AppConfig profile (in AWS; re-read by
+`shared.config.source.ClinicConfigSource`), validated with pydantic; an invalid document is refused
+whole with every problem and its path, never half applied.
 """
 
 from __future__ import annotations

@@ -137,6 +137,8 @@ def test_given_the_tables_then_keys_ttl_and_on_demand_billing_match_the_contract
     assert props(t.review)["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert props(t.idempotency)["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert props(t.idempotency)["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    # Routing-form intake items expire; lineage items carry no `expires_at` and never do.
+    assert props(t.state)["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props(t.audit)["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},

@@ -130,11 +130,13 @@ def test_given_a_form_outside_the_window_or_from_another_person_then_it_does_not
 
 
 def test_given_a_form_no_booking_followed_then_it_is_recorded_and_the_ehr_is_untouched(
-    pipeline: Any, fhir_server: Any, clean_bridge: Any
+    pipeline: Any, fhir_server: Any, clean_bridge: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pipeline.send(form(trigger="FORM_SUBMITTED_NO_EVENT"), form(form_id="0b5f0000-aaaa-4bbb-8ccc-000000000000"))
     pipeline.drain()
     assert _search(fhir_server, "Appointment") == []
+    emitted = capsys.readouterr().out
+    assert emitted.count('"FormWithoutBooking":[1.0]') == 1  # the unmapped form is not a lost lead
     [no_event] = _audit(clean_bridge, f"form#{FORM_ID}")
     assert (no_event["trigger"], no_event["outcome"], no_event["reason"]) == (
         "FORM_SUBMITTED_NO_EVENT",
