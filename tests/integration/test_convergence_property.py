@@ -3,8 +3,18 @@
 Generated histories (subsets of two lineages' events: a reschedule chain A→B→C with cancel, no-show and
 meeting-ended; a requested booking with confirm and reject) delivered in any permutation, with
 duplicates, by 1 or 3 concurrent workers, end in the same FHIR state as in-order delivery, with
-exactly one Appointment per lineage and one Patient per person. CI runs a small example count
-(`CONVERGENCE_EXAMPLES`, default 8); set it higher for a long local run.
+exactly one Appointment per lineage and one Patient per person.
+
+A sibling property does the same for a lineage and the routing forms around it: the reschedule chain on
+the `by-visit-kind` event type (1215 `general-visit`) with the demo form that led to it ("Returning
+patient", Headache) and, sometimes, an older submission in the join window that the latest one
+outranks. Forms are a FIFO message group of their own, so with several workers a form and a booking
+really are processed at the same time; reasonCode and appointmentType must still end as in-order
+delivery made them. test_form_join_race.py forces each interleaving of that join one by one.
+
+Several workers are several Lambda containers: each thread takes one message at a time and has its own
+batch processor (`processor_per_worker`). CI runs a small example count (`CONVERGENCE_EXAMPLES`,
+default 8, half of it for the forms); set it higher for a long local run.
 """
 
 from __future__ import annotations
@@ -12,6 +22,9 @@ from __future__ import annotations
 import copy
 import os
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -71,6 +84,12 @@ def deliveries(draw: st.DrawFn) -> tuple[list[str], list[str], int]:
     return in_order, [*shuffled, *duplicates], workers
 
 
+def _codes(concepts: list[dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(
+        sorted(f"{c.get('system')}|{c.get('code')}" for concept in concepts for c in concept.get("coding", []))
+    )
+
+
 def _summary(fhir_server: Any) -> tuple[Any, ...]:
     appointments = httpx.get(f"{fhir_server.base_url}/Appointment", trust_env=False).json().get("entry", [])
     patients = httpx.get(f"{fhir_server.base_url}/Patient", trust_env=False).json().get("entry", [])
@@ -80,6 +99,8 @@ def _summary(fhir_server: Any) -> tuple[Any, ...]:
             a["resource"].get("start"),
             tuple(sorted(i["value"] for i in a["resource"]["identifier"])),
             len(a["resource"]["participant"]),
+            _codes([a["resource"]["appointmentType"]] if "appointmentType" in a["resource"] else []),
+            _codes(a["resource"].get("reasonCode", [])),
         )
         for a in appointments
     )
@@ -97,13 +118,77 @@ def _reset(fhir_server: Any, clean_bridge: Any) -> None:
     sync._service.cache_clear()
 
 
-def _deliver(pipeline: Any, documents: list[dict[str, Any]], workers: int) -> None:
+class ProcessorPerWorker:
+    """The sync handler's module-level batch processor, one instance per thread.
+
+    Lambda runs one invocation at a time per container, so the handler keeps an invocation's batch and
+    failures in a module-level `SqsFifoPartialProcessor`. Threads of one test process would share it:
+    one worker's `_prepare` clears another's failures (a message handed back for a retry is then deleted
+    as if it succeeded) or reports another's. Each thread gets its own, as each container has.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def _own(self) -> Any:
+        processor = getattr(self._local, "processor", None)
+        if processor is None:
+            processor = self._local.processor = self._factory()
+        return processor
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._own()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._own(), name)
+
+
+def processor_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
+
+    from functions.sync import handler as sync
+
+    monkeypatch.setattr(
+        sync, "processor", ProcessorPerWorker(lambda: SqsFifoPartialProcessor(skip_group_on_error=True))
+    )
+
+
+def _deliver(pipeline: Any, clean_bridge: Any, documents: list[dict[str, Any]], workers: int) -> None:
+    """Ingest, then drain: one poller taking batches, or `workers` pollers taking one message at a time
+    (so messages of different groups - a form and a booking - are processed at the same moment)."""
+    from devstack.lambda_runtime import QueuePoller
+    from functions.sync.handler import handler
+
     pipeline.send(*documents)
-    threads = [threading.Thread(target=pipeline.drain, kwargs={"timeout": 60}) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    if workers > 1:
+        # One SQS client per worker, made here: boto3's default session is not safe to share while creating.
+        clients = [clean_bridge.client("sqs") for _ in range(workers)]
+
+        def work(sqs: Any) -> None:
+            poller = QueuePoller(sqs, clean_bridge.queue_url, handler, batch_size=1)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if poller.poll_once(wait_seconds=0) == 0:
+                    attributes = sqs.get_queue_attributes(
+                        QueueUrl=clean_bridge.queue_url,
+                        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                    )["Attributes"]
+                    if (
+                        int(attributes["ApproximateNumberOfMessages"])
+                        + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+                        == 0
+                    ):
+                        return
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=work, args=(sqs,)) for sqs in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        for sqs in clients:
+            sqs.close()
     pipeline.drain(timeout=60)
 
 
@@ -121,6 +206,7 @@ def test_given_any_history_in_any_order_with_duplicates_then_the_ehr_converges(
     from functions.sync import handler as sync
 
     monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
+    processor_per_worker(monkeypatch)
     in_order, shuffled, workers = case
     vocabulary = _vocabulary()
     run = os.urandom(6).hex()  # fresh bytes per run: the queue's 5-minute FIFO dedup window is shared
@@ -135,12 +221,119 @@ def test_given_any_history_in_any_order_with_duplicates_then_the_ehr_converges(
 
     _reset(fhir_server, clean_bridge)
     for document in documents(in_order, "ordered"):
-        _deliver(pipeline, [document], workers=1)
+        _deliver(pipeline, clean_bridge, [document], workers=1)
     expected = _summary(fhir_server)
 
     _reset(fhir_server, clean_bridge)
-    _deliver(pipeline, documents(shuffled, "shuffled"), workers=workers)
+    _deliver(pipeline, clean_bridge, documents(shuffled, "shuffled"), workers=workers)
     assert _summary(fhir_server) == expected
     assert pipeline.review_items() == []
     appointments, patients = expected
     assert len(appointments) <= 2 and patients <= 2
+
+
+# -- a lineage and the routing forms that led to it -------------------------------------------------------
+FORM_ID = "7c1e9a52-0d4b-4c3e-9f8a-2b6d1e0f5a37"
+BOOKER = "jordan.reyes@example.com"
+HEADACHE = "http://snomed.info/sct|25064002"
+FOLLOWUP = "http://terminology.hl7.org/CodeSystem/v2-0276|FOLLOWUP"
+#: Events that mark the moment a booking was made: a form joins the earliest of them.
+BOOKING_MOMENTS = ("created", "rescheduled_b", "rescheduled_c")
+LINEAGE_EVENTS = (*BOOKING_MOMENTS, "cancelled_c", "no_show_a", "meeting_ended_a")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _created_at(document: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(document["createdAt"]).replace("Z", "+00:00"))
+
+
+def _form(submitted_at: datetime, status: str, symptom: str) -> dict[str, Any]:
+    document = fixture_document("form_submitted.json")
+    document["createdAt"] = _iso(submitted_at)
+    document["payload"]["formId"] = FORM_ID
+    responses = document["payload"]["responses"]
+    responses["email"] = {"value": BOOKER, "response": BOOKER}
+    responses["new-or-returning"] = {"value": status, "response": {"label": status}}
+    responses["symptoms"] = {"value": [symptom], "response": [{"label": symptom}]}
+    return document
+
+
+def _form_vocabulary(names: list[str]) -> dict[str, dict[str, Any]]:
+    """The lineage's events on event type 1215 `general-visit` (`by-visit-kind`) and two submissions of the
+    demo form by its booker: `form` 5 minutes before the history's first booking moment (it joins) and
+    `form_earlier` 20 minutes before, also in the window but outranked by the later one."""
+    vocabulary = {name: document for name, document in _vocabulary().items() if name in LINEAGE_EVENTS}
+    for document in vocabulary.values():
+        body = document.get("payload", document)  # MEETING_ENDED is the flat body
+        body["eventTypeId"] = 1215
+        if "type" in body:
+            body["type"] = "general-visit"
+    booked_at = min(_created_at(vocabulary[name]) for name in names if name in BOOKING_MOMENTS)
+    vocabulary["form"] = _form(booked_at - timedelta(minutes=5), "Returning patient", "Headache")
+    vocabulary["form_earlier"] = _form(booked_at - timedelta(minutes=20), "New patient", "Fatigue")
+    return vocabulary
+
+
+@st.composite
+def form_deliveries(draw: st.DrawFn) -> tuple[list[str], list[str], int]:
+    """A history of the lineage that always has a booking moment (so `form` joins) and `form`; in-order
+    delivery is by Cal.com's createdAt, so the forms come first."""
+    moment = draw(st.sampled_from(BOOKING_MOMENTS))
+    others = draw(st.lists(st.sampled_from(LINEAGE_EVENTS), max_size=len(LINEAGE_EVENTS), unique=True))
+    earlier = ["form_earlier"] if draw(st.booleans()) else []
+    subset = sorted({moment, *others, "form", *earlier})
+    vocabulary = _form_vocabulary(subset)
+    in_order = sorted(subset, key=lambda name: _created_at(vocabulary[name]))
+    shuffled = draw(st.permutations(subset))
+    duplicates = draw(st.lists(st.sampled_from(subset), max_size=3))
+    workers = draw(st.sampled_from([1, 3]))
+    return in_order, [*shuffled, *duplicates], workers
+
+
+# Half the count: test_form_join_race.py forces the form/booking interleavings one by one, so here the
+# examples are for orders and duplicates (about 2 s each).
+@settings(
+    max_examples=max(1, EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=form_deliveries())
+# The booking before its form, each by its own worker.
+@example(case=(["form", "created"], ["created", "form"], 3))
+# A reschedule whose first booking never came, both forms, a duplicate of the joining form.
+@example(case=(["form_earlier", "form", "rescheduled_b"], ["rescheduled_b", "form", "form_earlier", "form"], 3))
+def test_given_a_lineage_and_its_routing_forms_in_any_order_then_the_ehr_converges(
+    case: tuple[list[str], list[str], int],
+    pipeline: Any,
+    fhir_server: Any,
+    clean_bridge: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from functions.sync import handler as sync
+
+    monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
+    processor_per_worker(monkeypatch)
+    in_order, shuffled, workers = case
+    vocabulary = _form_vocabulary(in_order)
+    run = os.urandom(6).hex()
+
+    def documents(names: list[str], tag: str) -> list[dict[str, Any]]:
+        out = []
+        for index, name in enumerate(names):
+            document = copy.deepcopy(vocabulary[name])
+            document["delivery"] = f"{run}-{tag}-{index}"
+            out.append(document)
+        return out
+
+    _reset(fhir_server, clean_bridge)
+    for document in documents(in_order, "ordered"):
+        _deliver(pipeline, clean_bridge, [document], workers=1)
+    expected = _summary(fhir_server)
+    [(_, _, _, _, visit_type, reason)], patients = expected
+    assert (visit_type, reason, patients) == ((FOLLOWUP,), (HEADACHE,), 1)  # the latest form joined
+
+    _reset(fhir_server, clean_bridge)
+    _deliver(pipeline, clean_bridge, documents(shuffled, "shuffled"), workers=workers)
+    assert _summary(fhir_server) == expected
+    assert pipeline.review_items() == []
