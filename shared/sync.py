@@ -51,7 +51,7 @@ from shared.domain.projection import (
     render_appointment,
 )
 from shared.domain.state import FormFact, LineageState
-from shared.ehr.patients import PatientFacts, birth_date_from, match_patient
+from shared.ehr.patients import PatientFacts, PatientMatch, birth_date_from, match_patient
 from shared.ehr.port import EhrClient, Identifier, StoredResource
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.stores.audit import AuditRecord, AuditTrail
@@ -104,6 +104,13 @@ def actor_of(event: BookingEvent) -> tuple[str, str | None]:
             return "organizer", organizer
         return "attendee", changed
     return "attendee", booker
+
+
+def _content(resource: dict[str, object]) -> dict[str, object]:
+    """A resource without the server's bookkeeping (versionId, lastUpdated…): what "unchanged" compares."""
+    meta = resource.get("meta")
+    kept = {k: v for k, v in meta.items() if k in ("tag", "security", "profile")} if isinstance(meta, dict) else {}
+    return {**resource, "meta": kept}
 
 
 def _digest(value: object) -> str:
@@ -194,9 +201,10 @@ class SyncService:
     def _apply_with_retries(
         self, lineage: str, event: BookingEvent, body_sha256: str, source: Delivery, form: FormFact | None = None
     ) -> SyncResult:
+        matches: dict[str, PatientMatch] = {}  # patients resolved by an attempt that lost its commit
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
-                return self._apply(lineage, event, body_sha256, source, form)
+                return self._apply(lineage, event, body_sha256, source, form=form, matches=matches)
             except StateConflictError:
                 continue
         raise StateConflictError(lineage)
@@ -308,7 +316,14 @@ class SyncService:
         return lineage_key(event)
 
     def _apply(
-        self, lineage: str, event: BookingEvent, body_sha256: str, source: Delivery, form: FormFact | None = None
+        self,
+        lineage: str,
+        event: BookingEvent,
+        body_sha256: str,
+        source: Delivery,
+        *,
+        form: FormFact | None = None,
+        matches: dict[str, PatientMatch] | None = None,
     ) -> SyncResult:
         state = self._store.load(lineage)
         if form is not None:
@@ -331,7 +346,7 @@ class SyncService:
             event_type = self._event_type(view)
             route = self._route(new_state, event_type)
             if event.kind == "booking":
-                new_state = self._with_patients(new_state, event, route)
+                new_state = self._with_patients(new_state, event, route, {} if matches is None else matches)
                 view = appointment_view(new_state)
                 assert view is not None
             new_state, wrote = self._write_appointment(new_state, view, event, event_type, route)
@@ -384,7 +399,11 @@ class SyncService:
             raise ReviewRequired("unknown_ehr_route", f"event type routes to EHR '{event_type.ehr}', not deployed here")
         return event_type.ehr
 
-    def _with_patients(self, state: LineageState, event: BookingEvent, route: str) -> LineageState:
+    def _with_patients(
+        self, state: LineageState, event: BookingEvent, route: str, matches: dict[str, PatientMatch]
+    ) -> LineageState:
+        """Resolve patients without an EHR reference. `matches` carries what an earlier attempt of this
+        message resolved, so a retry after a lost commit does not call the Patient it created `matched`."""
         unresolved = {pk for pk, p in state.participants.items() if p.present and p.patient_ref is None}
         if not unresolved:
             return state
@@ -408,13 +427,14 @@ class SyncService:
                 mrn=str(mrn).strip() if isinstance(mrn, (str, int)) and booker else None,
                 sex=sex if isinstance(sex, str) and booker else None,
             )
-            match = match_patient(
+            match = matches.get(key) or match_patient(
                 self._ehrs[route],
                 facts,
                 self._systems,
                 mrn_system=self._config.patient_matching.mrn_system,
                 create_when_unmatched=self._config.patient_matching.on_no_match == "create",
             )
+            matches[key] = match
             participants[key] = participants[key].model_copy(
                 update={"patient_ref": match.reference, "patient_origin": match.origin}
             )
@@ -465,11 +485,13 @@ class SyncService:
             free_text=self._free_text(event, view),
             location=self._config.location(details.location_key, self._key),
         )
+        # No shortcut on `projection_hash`: a worker that lost a state commit may already have written its
+        # older projection to the EHR, so "unchanged" is decided against the EHR's copy, never the state's.
         digest = projection_hash(desired)
-        if state.appointment_id and digest == state.projection_hash:
-            return state, False
-        stored = self._upsert(state, desired, route)
-        if self._config.fhir_provenance and stored.version != state.appointment_version:
+        stored, changed = self._upsert(state, desired, route)
+        if not changed:
+            return state.model_copy(update={"projection_hash": digest}), False
+        if self._config.fhir_provenance:
             self._ehrs[route].create(self._provenance(stored, event, created=state.appointment_id is None))
         return state.model_copy(
             update={
@@ -510,13 +532,14 @@ class SyncService:
             "entity": [{"role": "source", "what": {"identifier": source}}],
         }
 
-    def _upsert(self, state: LineageState, desired: dict[str, object], route: str) -> StoredResource:
+    def _upsert(self, state: LineageState, desired: dict[str, object], route: str) -> tuple[StoredResource, bool]:
+        """Create or read-merge-update the lineage's Appointment; (stored, whether the EHR changed)."""
         identifier: Identifier = self._systems.lineage_identifier(state.lineage)
         ehr = self._ehrs[route]
         if state.appointment_id is None:
             created = ehr.create_if_none_exist(desired, identifier)
             if created.created:
-                return created
+                return created, True
             current: StoredResource | None = created  # it existed already (state was lost or a race)
         else:
             current = ehr.read("Appointment", state.appointment_id)
@@ -525,9 +548,9 @@ class SyncService:
         assert current is not None
         merged = merge_into_existing(current.resource, desired, self._systems, bridge_status=state.written_status)
         merged["id"] = current.id
-        if merged == {**current.resource, "id": current.id}:
-            return current
-        return ehr.update(merged, current.version)
+        if _content(merged) == _content({**current.resource, "id": current.id}):
+            return current, state.appointment_id is None
+        return ehr.update(merged, current.version), True
 
     @staticmethod
     def _result(outcome: SyncOutcome, event: BookingEvent, state: LineageState, note: str = "") -> SyncResult:
