@@ -426,6 +426,7 @@ class SyncService:
                 phone=phone if isinstance(phone, str) else None,
                 mrn=str(mrn).strip() if isinstance(mrn, (str, int)) and booker else None,
                 sex=sex if isinstance(sex, str) and booker else None,
+                lineage_ref=lineage_hash(state.lineage),
             )
             match = matches.get(key) or match_patient(
                 self._ehrs[route],

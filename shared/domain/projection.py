@@ -56,6 +56,11 @@ class IdentifierSystems:
         return f"{self.base}/calcom-person"
 
     @property
+    def first_lineage(self) -> str:
+        """On a Patient the bridge created: (a hash of) the lineage it was created for."""
+        return f"{self.base}/calcom-first-lineage"
+
+    @property
     def tag(self) -> str:
         return f"{self.base}/tags"
 

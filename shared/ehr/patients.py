@@ -10,7 +10,9 @@
    never make two) or review, by policy; several → review (`ambiguous_patient`), never a guess.
 
 The result says whether the Patient existed (`matched`, including one the bridge created for an earlier
-booking) or was created now: that is the patient-matching evidence for new vs follow-up visits.
+booking) or was created for this booking (`created`): that is the patient-matching evidence for new vs
+follow-up visits. A Patient the bridge creates carries a hash of the lineage it was created for, so a
+retry of the same booking (after an EHR error or a lost commit) still calls it `created`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class PatientFacts:
     phone: str | None = None
     mrn: str | None = None
     sex: str | None = None
+    #: Hash of the lineage being synced (written on a Patient the bridge creates, see the module doc).
+    lineage_ref: str | None = None
 
     @property
     def family(self) -> str | None:
@@ -95,7 +99,10 @@ def minimal_patient(facts: PatientFacts, systems: IdentifierSystems) -> Resource
     patient: Resource = {
         "resourceType": "Patient",
         "meta": {"tag": [{"system": systems.tag, "code": "calcom"}]},
-        "identifier": [{"system": systems.person, "value": facts.person_key}],
+        "identifier": [
+            {"system": systems.person, "value": facts.person_key},
+            *([{"system": systems.first_lineage, "value": facts.lineage_ref}] if facts.lineage_ref else []),
+        ],
         "name": [name],
         "telecom": telecom,
         "gender": gender_from(facts.sex),
@@ -131,7 +138,7 @@ def match_patient(
     ours = Identifier(systems.person, facts.person_key)
     linked = ehr.search("Patient", {"identifier": ours.token})
     if len(linked) == 1:
-        return PatientMatch(f"Patient/{linked[0].id}", "matched")
+        return PatientMatch(f"Patient/{linked[0].id}", _origin(linked[0].resource, facts, systems))
     if len(linked) > 1:
         raise ReviewRequired("ambiguous_patient", f"{len(linked)} Patients carry the bridge identifier")
     if facts.mrn and mrn_system:
@@ -149,4 +156,16 @@ def match_patient(
     if not create_when_unmatched:
         raise ReviewRequired("no_matching_patient", "no Patient matches and the policy is to review")
     created = ehr.create_if_none_exist(minimal_patient(facts, systems), ours)
-    return PatientMatch(f"Patient/{created.id}", "created" if created.created else "matched")
+    return PatientMatch(
+        f"Patient/{created.id}", "created" if created.created else _origin(created.resource, facts, systems)
+    )
+
+
+def _origin(patient: Resource, facts: PatientFacts, systems: IdentifierSystems) -> Literal["matched", "created"]:
+    """`created` when the bridge created this Patient for the lineage being synced (a retry), else `matched`."""
+    made_for = {
+        i.get("value")
+        for i in patient.get("identifier", [])
+        if isinstance(i, dict) and i.get("system") == systems.first_lineage
+    }
+    return "created" if facts.lineage_ref and facts.lineage_ref in made_for else "matched"

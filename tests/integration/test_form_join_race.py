@@ -319,13 +319,6 @@ def test_given_a_form_and_its_booking_processed_at_once_then_the_join_is_never_m
     assert len(patients) == repetitions  # one Patient per fresh e-mail, never two
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a commit conflict after the booking created its Patient: the retry finds that Patient and calls it "
-        "'matched', so a new patient's by-visit-kind Appointment becomes FOLLOWUP"
-    ),
-)
 def test_given_a_form_that_does_not_join_then_the_race_does_not_change_the_visit_kind(
     race_bridge: Any,
     ingest_call: Callable[[bytes], dict[str, Any]],

@@ -239,3 +239,24 @@ def test_given_a_full_name_when_splitting_then_the_last_word_is_the_family_name(
 
 def test_given_a_birth_date_answer_with_surrounding_spaces_when_reading_then_it_is_trimmed() -> None:
     assert birth_date_from({"date-of-birth": " 1988-11-04 "}, "date-of-birth") == "1988-11-04"
+
+
+def test_given_a_retry_of_the_booking_that_created_the_patient_then_the_origin_stays_created() -> None:
+    from shared.ehr.patients import PatientFacts as Facts
+    from shared.ehr.patients import match_patient
+
+    ehr = FakeEhr()
+    facts = Facts(person_key=PERSON_KEY, email=EMAIL, name="Jordan Reyes", birth_date=None, lineage_ref="lineage-a")
+    first = match_patient(ehr, facts, SYSTEMS)
+    retry = match_patient(ehr, facts, SYSTEMS)
+    later_booking = match_patient(ehr, replace_lineage(facts, "lineage-b"), SYSTEMS)
+    assert (first.origin, retry.origin, later_booking.origin) == ("created", "created", "matched")
+    assert first.reference == retry.reference == later_booking.reference
+    [created] = ehr.resources.values()
+    assert {"system": SYSTEMS.first_lineage, "value": "lineage-a"} in created["identifier"]
+
+
+def replace_lineage(facts: PatientFacts, lineage: str) -> PatientFacts:
+    import dataclasses
+
+    return dataclasses.replace(facts, lineage_ref=lineage)
