@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import fixture_document
 from tests.integration.conftest import empty_tables
+from tests.integration.test_convergence_property import processor_per_worker
 
 pytestmark = pytest.mark.integration
 
@@ -72,8 +73,17 @@ def in_order(pipeline: Any, fhir_server: Any, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize(("seed", "workers"), [(1, 1), (2, 1), (3, 3), (4, 3), (5, 2)])
 def test_given_any_order_duplicates_and_workers_then_the_same_final_appointment(
-    in_order: list[tuple[Any, ...]], pipeline: Any, fhir_server: Any, clean_bridge: Any, seed: int, workers: int
+    in_order: list[tuple[Any, ...]],
+    pipeline: Any,
+    fhir_server: Any,
+    clean_bridge: Any,
+    seed: int,
+    workers: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Each worker thread gets its own batch processor (as each Lambda container has): a shared one
+    # lets one thread's batch reset another's failures, deleting a message meant for retry.
+    processor_per_worker(monkeypatch)
     assert in_order[0][0] == "cancelled" and in_order[-1] == ("patients", 1)
     # Start again from an empty EHR and empty state, then deliver shuffled with duplicates.
     fhir_server.reset()
