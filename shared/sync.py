@@ -44,6 +44,7 @@ from shared.domain.decide import (
 )
 from shared.domain.intake import form_fact, union_forms
 from shared.domain.projection import (
+    CONTENT_META,
     FreeText,
     IdentifierSystems,
     merge_into_existing,
@@ -109,7 +110,7 @@ def actor_of(event: BookingEvent) -> tuple[str, str | None]:
 def _content(resource: dict[str, object]) -> dict[str, object]:
     """A resource without the server's bookkeeping (versionId, lastUpdated…): what "unchanged" compares."""
     meta = resource.get("meta")
-    kept = {k: v for k, v in meta.items() if k in ("tag", "security", "profile")} if isinstance(meta, dict) else {}
+    kept = {k: v for k, v in meta.items() if k in CONTENT_META} if isinstance(meta, dict) else {}
     return {**resource, "meta": kept}
 
 

@@ -22,6 +22,8 @@ from shared.ehr.port import Identifier, Resource
 
 V2_0276 = "http://terminology.hl7.org/CodeSystem/v2-0276"
 CANCEL_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"
+#: The parts of `meta` that are content; the rest (versionId, lastUpdated…) is the server's bookkeeping.
+CONTENT_META = ("tag", "security", "profile")
 #: Statuses the EHR's own workflow sets; a booked/pending projection never overwrites them.
 EHR_OWNED_STATUSES = frozenset({"arrived", "checked-in", "fulfilled", "entered-in-error"})
 _CANCEL_CODES = {
@@ -207,5 +209,5 @@ def merge_into_existing(
     meta = dict(existing.get("meta") or {})
     tags = [t for t in meta.get("tag", []) if t.get("system") != systems.tag]
     meta["tag"] = [*desired["meta"]["tag"], *tags]
-    merged["meta"] = {k: v for k, v in meta.items() if k in ("tag", "security", "profile")}
+    merged["meta"] = {k: v for k, v in meta.items() if k in CONTENT_META}
     return merged

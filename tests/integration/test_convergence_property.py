@@ -90,6 +90,30 @@ def _codes(concepts: list[dict[str, Any]]) -> tuple[str, ...]:
     )
 
 
+def _in_order_then_shuffled(
+    pipeline: Any, clean_bridge: Any, fhir_server: Any, vocabulary: dict[str, dict[str, Any]], case: Any
+) -> tuple[Any, Any]:
+    """Deliver the history in order (one worker), then shuffled (the case's workers): both summaries."""
+    in_order, shuffled, workers = case
+    run = os.urandom(6).hex()  # fresh bytes per run: the queue's 5-minute FIFO dedup window is shared
+
+    def documents(names: list[str], tag: str) -> list[dict[str, Any]]:
+        out = []
+        for index, name in enumerate(names):
+            document = copy.deepcopy(vocabulary[name])
+            document["delivery"] = f"{run}-{tag}-{index}"
+            out.append(document)
+        return out
+
+    _reset(fhir_server, clean_bridge)
+    for document in documents(in_order, "ordered"):
+        _deliver(pipeline, clean_bridge, [document], workers=1)
+    expected = _summary(fhir_server)
+    _reset(fhir_server, clean_bridge)
+    _deliver(pipeline, clean_bridge, documents(shuffled, "shuffled"), workers=workers)
+    return expected, _summary(fhir_server)
+
+
 def _summary(fhir_server: Any) -> tuple[Any, ...]:
     appointments = httpx.get(f"{fhir_server.base_url}/Appointment", trust_env=False).json().get("entry", [])
     patients = httpx.get(f"{fhir_server.base_url}/Patient", trust_env=False).json().get("entry", [])
@@ -207,26 +231,8 @@ def test_given_any_history_in_any_order_with_duplicates_then_the_ehr_converges(
 
     monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
     processor_per_worker(monkeypatch)
-    in_order, shuffled, workers = case
-    vocabulary = _vocabulary()
-    run = os.urandom(6).hex()  # fresh bytes per run: the queue's 5-minute FIFO dedup window is shared
-
-    def documents(names: list[str], tag: str) -> list[dict[str, Any]]:
-        out = []
-        for index, name in enumerate(names):
-            document = copy.deepcopy(vocabulary[name])
-            document["delivery"] = f"{run}-{tag}-{index}"
-            out.append(document)
-        return out
-
-    _reset(fhir_server, clean_bridge)
-    for document in documents(in_order, "ordered"):
-        _deliver(pipeline, clean_bridge, [document], workers=1)
-    expected = _summary(fhir_server)
-
-    _reset(fhir_server, clean_bridge)
-    _deliver(pipeline, clean_bridge, documents(shuffled, "shuffled"), workers=workers)
-    assert _summary(fhir_server) == expected
+    expected, actual = _in_order_then_shuffled(pipeline, clean_bridge, fhir_server, _vocabulary(), case)
+    assert actual == expected
     assert pipeline.review_items() == []
     appointments, patients = expected
     assert len(appointments) <= 2 and patients <= 2
@@ -314,26 +320,10 @@ def test_given_a_lineage_and_its_routing_forms_in_any_order_then_the_ehr_converg
 
     monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
     processor_per_worker(monkeypatch)
-    in_order, shuffled, workers = case
+    in_order, _, _ = case
     vocabulary = _form_vocabulary(in_order)
-    run = os.urandom(6).hex()
-
-    def documents(names: list[str], tag: str) -> list[dict[str, Any]]:
-        out = []
-        for index, name in enumerate(names):
-            document = copy.deepcopy(vocabulary[name])
-            document["delivery"] = f"{run}-{tag}-{index}"
-            out.append(document)
-        return out
-
-    _reset(fhir_server, clean_bridge)
-    for document in documents(in_order, "ordered"):
-        _deliver(pipeline, clean_bridge, [document], workers=1)
-    expected = _summary(fhir_server)
+    expected, actual = _in_order_then_shuffled(pipeline, clean_bridge, fhir_server, vocabulary, case)
     [(_, _, _, _, visit_type, reason)], patients = expected
     assert (visit_type, reason, patients) == ((FOLLOWUP,), (HEADACHE,), 1)  # the latest form joined
-
-    _reset(fhir_server, clean_bridge)
-    _deliver(pipeline, clean_bridge, documents(shuffled, "shuffled"), workers=workers)
-    assert _summary(fhir_server) == expected
+    assert actual == expected
     assert pipeline.review_items() == []
