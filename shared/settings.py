@@ -109,6 +109,9 @@ class SyncSettings(_Settings):
     identifier_system_base: str = Field(
         default="https://cal-ehr-bridge.dev/fhir/sid", alias="IDENTIFIER_SYSTEM_BASE", pattern=r"^https?://"
     )
+    #: How long a worker holds a lineage (docs/sync-semantics.md, "Write protocol"): longer than the
+    #: function's timeout, so a live worker never loses it; a crashed worker's lease expires after it.
+    lineage_lease_seconds: float = Field(default=120.0, alias="LINEAGE_LEASE_SECONDS", gt=0, le=900)
 
     @field_validator("ehr_routes", mode="before")
     @classmethod

@@ -1,15 +1,23 @@
 """Sync: one queued webhook → lineage state → EHR, using the pure core in between.
 
-    parse → idempotency guard (Cal.com key) → resolve lineage → load state → decide() → join routing
-    forms → route to an EHR → resolve patients → project → write EHR (+ Provenance) → audit record →
-    commit state (conditional) → link uids
+    parse → idempotency guard (Cal.com key) → resolve lineage → acquire the lineage (lease + state)
+    → decide() → join routing forms → route to an EHR → resolve patients → project → read the EHR copy
+    → write it when it differs (signed with the lease's fence) → commit state + audit + aliases
+    (one transaction, conditional on still holding the lease)
+
+The write protocol and why it is correct are in docs/sync-semantics.md ("Write protocol"). In short:
+only the lease holder writes a lineage; every outcome - `duplicate` and `stale` included - is decided
+against the EHR's copy, never the state's memory of it; the EHR copy carries the bridge's ownership
+marker (fence, the status the bridge projected, a digest of what it wrote), so a stale writer is
+recognised and a status is judged EHR-owned from the EHR itself.
 
 A routing-form submission is stored as a PHI-free fact under its person and merged into every lineage
 that person is a patient on (the join rule is in `shared.domain.intake`); a form no booking claims is
-recorded, not lost. A conflicting commit (another worker stored the lineage first) reloads and decides
-again; EHR updates carry If-Match. Outcomes: applied, duplicate, stale, recorded (form intake),
-deferred. Problems a human must solve raise `ReviewRequired`; transient ones raise
-`RetryableEhrError`, `LineageNotYetKnown` or a store error so the message comes back later.
+recorded, not lost. `verify()` compares a lineage's projection with the EHR copy (drift) and repairs
+what the bridge itself wrote stale. Outcomes: applied, duplicate, stale, recorded (form intake),
+deferred, verified. Problems a human must solve raise `ReviewRequired`; transient ones raise
+`RetryableEhrError`, `LineageNotYetKnown`, `StateConflictError` (incl. `LineageBusyError`) or a store
+error so the message comes back later.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,6 +36,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
+from shared.appointments import AppointmentWriter, Drift
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
@@ -44,20 +54,18 @@ from shared.domain.decide import (
 )
 from shared.domain.intake import form_fact, union_forms
 from shared.domain.projection import (
-    CONTENT_META,
     FreeText,
     IdentifierSystems,
-    merge_into_existing,
     projection_hash,
     render_appointment,
 )
 from shared.domain.state import FormFact, LineageState
 from shared.ehr.patients import PatientFacts, PatientMatch, birth_date_from, match_patient
-from shared.ehr.port import EhrClient, Identifier, StoredResource
+from shared.ehr.port import EhrClient, Resource, StoredResource
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.stores.audit import AuditRecord, AuditTrail
 from shared.stores.idempotency import IdempotencyGuard
-from shared.stores.state import LineageStateStore, StateConflictError
+from shared.stores.state import Lease, LineageBusyError, LineageStateStore, StateConflictError, TransactPut
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
@@ -66,7 +74,9 @@ MAX_CONFLICT_RETRIES = 5
 MAX_FREE_TEXT = 1000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
-SyncOutcome = Literal["applied", "duplicate", "stale", "recorded", "deferred"]
+SyncOutcome = Literal["applied", "duplicate", "stale", "recorded", "deferred", "verified"]
+#: The body of a queued drift check (the reconciler sends them; Cal.com bodies never have this key).
+VERIFY_COMMAND = "bridgeVerify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +86,9 @@ class SyncResult:
     lineage_hash: str
     appointment_id: str | None = None
     appointment_version: str | None = None
-    #: Form intake only: `no_booking` (Cal.com saw none follow), `joined` or `waiting` (none yet).
+    #: Form intake: `no_booking` (Cal.com saw none follow), `joined` or `waiting` (none yet); any outcome:
+    #: `ehr_corrected` when the EHR copy had to be rewritten although the event itself changed nothing;
+    #: verified: the drift kind (`in_sync`, `repaired`, `ehr_changed`, `unmarked`, `missing`…).
     note: str = ""
 
 
@@ -86,6 +98,8 @@ class Delivery:
 
     received_at: str = ""
     source_system: str = "calcom-webhook"
+    #: One processing attempt of the message: every audit record of the attempt carries it.
+    attempt: str = ""
 
 
 def actor_of(event: BookingEvent) -> tuple[str, str | None]:
@@ -107,19 +121,30 @@ def actor_of(event: BookingEvent) -> tuple[str, str | None]:
     return "attendee", booker
 
 
-def _content(resource: dict[str, object]) -> dict[str, object]:
-    """A resource without the server's bookkeeping (versionId, lastUpdated…): what "unchanged" compares."""
-    meta = resource.get("meta")
-    kept = {k: v for k, v in meta.items() if k in CONTENT_META} if isinstance(meta, dict) else {}
-    return {**resource, "meta": kept}
-
-
 def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def lineage_hash(lineage: str) -> str:
     return hashlib.sha256(lineage.encode("utf-8")).hexdigest()
+
+
+def verify_command(lineage: str) -> str:
+    """The queue body asking the sync to check (and repair) one lineage's EHR copy."""
+    return json.dumps({VERIFY_COMMAND: {"lineage": lineage}}, separators=(",", ":"))
+
+
+def _verify_command(raw: bytes) -> str | None:
+    """The lineage of a drift-check body, or None for anything else (a webhook)."""
+    if not raw.startswith(b'{"' + VERIFY_COMMAND.encode()):
+        return None
+    try:
+        lineage = json.loads(raw)[VERIFY_COMMAND]["lineage"]
+    except (ValueError, KeyError, TypeError):
+        raise ReviewRequired("invalid_message", "a drift check without a lineage") from None
+    if not isinstance(lineage, str) or not 0 < len(lineage) <= 512:
+        raise ReviewRequired("invalid_message", "a drift check with an invalid lineage")
+    return lineage
 
 
 class SyncService:
@@ -146,12 +171,15 @@ class SyncService:
         self._systems = systems
         self._key = pseudonym_key
         self._practitioners: dict[tuple[str, str], str] = {}
+        self._writer = AppointmentWriter(ehrs=self._ehrs, systems=systems, fences=store)
 
     # -- entry point -------------------------------------------------------------------------
     def process(self, body: str, delivery: Delivery | None = None) -> SyncResult:
-        delivery = delivery or Delivery()
+        delivery = replace(delivery or Delivery(), attempt=uuid.uuid4().hex[:12])
         raw = body.encode("utf-8")
         body_sha256 = hashlib.sha256(raw).hexdigest()
+        if (lineage := _verify_command(raw)) is not None:
+            return self.verify(lineage, repair=True, source=delivery)
         try:
             parsed = parse_webhook(raw)
         except IntakeError as exc:
@@ -206,8 +234,10 @@ class SyncService:
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
                 return self._apply(lineage, event, body_sha256, source, form=form, matches=matches)
+            except LineageBusyError:
+                raise  # another worker applies the lineage now: the message comes back after it
             except StateConflictError:
-                continue
+                continue  # this attempt's lease was lost: take a new one and decide again
         raise StateConflictError(lineage)
 
     def _intake_form(self, event: BookingEvent, body_sha256: str, source: Delivery) -> SyncResult:
@@ -248,6 +278,7 @@ class SyncService:
                 source_system=source.source_system,
                 reason=reason,
                 config_revision=self._config.revision,
+                attempt=source.attempt,
             )
         )
 
@@ -257,7 +288,7 @@ class SyncService:
         except LineageNotYetKnown:
             return ""
 
-    def _record(
+    def _audit_record(
         self,
         event: BookingEvent,
         lineage: str,
@@ -267,9 +298,7 @@ class SyncService:
         *,
         reason: str = "",
         state: LineageState | None = None,
-    ) -> None:
-        if self._audit is None:
-            return
+    ) -> AuditRecord:
         role, email = actor_of(event)
         if event.kind == "form":
             role, email = "attendee", None  # the form's person is named by the joined form's key below
@@ -283,26 +312,42 @@ class SyncService:
         actor_ref = person_key(email, self._key) if email else ""
         if event.kind == "form" and form:
             actor_ref = form.person_key
-        self._audit.record(
-            AuditRecord(
-                lineage=lineage,
-                calcom_created_at=event.occurred_at.isoformat(timespec="milliseconds"),
-                body_sha256=body_sha256,
-                trigger=event.trigger.value,
-                outcome=outcome,
-                actor_role=role,
-                actor_ref=actor_ref,
-                received_at=source.received_at,
-                applied_at=self._clock().isoformat(timespec="milliseconds"),
-                source_system=source.source_system,
-                booking_uid=event.uid if event.kind != "form" else "",
-                ehr_resource=f"Appointment/{state.appointment_id}" if state and state.appointment_id else "",
-                ehr_version=(state.appointment_version or "") if state else "",
-                reason=reason,
-                config_revision=self._config.revision,
-                routing_form=form.form_id if form else "",
-            )
+        return AuditRecord(
+            lineage=lineage,
+            calcom_created_at=event.occurred_at.isoformat(timespec="milliseconds"),
+            body_sha256=body_sha256,
+            trigger=event.trigger.value,
+            outcome=outcome,
+            actor_role=role,
+            actor_ref=actor_ref,
+            received_at=source.received_at,
+            applied_at=self._clock().isoformat(timespec="milliseconds"),
+            source_system=source.source_system,
+            booking_uid=event.uid if event.kind != "form" else "",
+            ehr_resource=f"Appointment/{state.appointment_id}" if state and state.appointment_id else "",
+            ehr_version=(state.appointment_version or "") if state else "",
+            reason=reason,
+            config_revision=self._config.revision,
+            routing_form=form.form_id if form else "",
+            attempt=source.attempt,
         )
+
+    def _record(
+        self,
+        event: BookingEvent,
+        lineage: str,
+        body_sha256: str,
+        source: Delivery,
+        outcome: str,
+        *,
+        reason: str = "",
+        state: LineageState | None = None,
+    ) -> None:
+        """An audit record of an attempt that changed no lineage (parked, deferred)."""
+        if self._audit is not None:
+            self._audit.record(
+                self._audit_record(event, lineage, body_sha256, source, outcome, reason=reason, state=state)
+            )
 
     # -- steps -------------------------------------------------------------------------------
     def _resolve_lineage(self, event: BookingEvent) -> str:
@@ -326,39 +371,67 @@ class SyncService:
         form: FormFact | None = None,
         matches: dict[str, PatientMatch] | None = None,
     ) -> SyncResult:
-        state = self._store.load(lineage)
+        """One attempt under the lineage's lease: decide, bring the EHR copy to the projection, commit."""
+        state, lease = self._store.acquire(lineage)
+        try:
+            return self._apply_leased(state, lease, event, body_sha256, source, form=form, matches=matches)
+        except Exception:
+            self._store.release(lease)  # a crash skips this: the lease then simply expires
+            raise
+
+    def _apply_leased(
+        self,
+        state: LineageState,
+        lease: Lease,
+        event: BookingEvent,
+        body_sha256: str,
+        source: Delivery,
+        *,
+        form: FormFact | None,
+        matches: dict[str, PatientMatch] | None,
+    ) -> SyncResult:
         if form is not None:
             new_state = union_forms(state, [form])
-            if new_state is state:  # the booking's worker already absorbed this form from the store
-                self._record(event, lineage, body_sha256, source, "duplicate", state=state)
-                view = appointment_view(state)
-                return self._result("duplicate", event, state, note="joined" if view and view.intake == form else "")
-            outcome: Outcome = "stale"
+            outcome: Outcome = "duplicate" if new_state is state else "stale"
         else:
             decision = decide(state, event, body_sha256, self._key)
-            if decision.outcome == "duplicate":
-                self._record(event, lineage, body_sha256, source, "duplicate", state=state)
-                return self._result("duplicate", event, state)
-            new_state = self._absorb_pending_marks(state, decision.state)
-            new_state = self._absorb_forms(state, new_state)
             outcome = decision.outcome
+            new_state = decision.state
+            if outcome != "duplicate":
+                new_state = self._absorb_pending_marks(state, new_state)
+                new_state = self._absorb_forms(state, new_state)
         view = appointment_view(new_state)
+        wrote = False
         if view is not None:
+            # Every outcome, `duplicate` included, is checked against the EHR copy: an earlier attempt may
+            # have written an older projection and lost its commit (docs/sync-semantics.md, "Write protocol").
             event_type = self._event_type(view)
             route = self._route(new_state, event_type)
-            if event.kind == "booking":
+            if event.kind == "booking" and outcome != "duplicate":
                 new_state = self._with_patients(new_state, event, route, {} if matches is None else matches)
                 view = appointment_view(new_state)
                 assert view is not None
-            new_state, wrote = self._write_appointment(new_state, view, event, event_type, route)
+            new_state, wrote, lease = self._write_appointment(new_state, view, event, event_type, route, lease=lease)
+        note = ""
+        if outcome == "duplicate":
+            note = "ehr_corrected" if wrote else ""
+        else:
             outcome = "applied" if wrote else "stale"
-        self._record(event, lineage, body_sha256, source, outcome, state=new_state)
-        stored = self._store.save(new_state)
-        if event.kind == "booking":
-            for uid in stored.uids:
-                self._store.link_uid(uid, lineage)
-        joined = form is not None and view is not None and view.intake == form
-        return self._result(outcome, event, stored, note="joined" if joined else "")
+        record = self._audit_record(
+            event, new_state.lineage, body_sha256, source, outcome, state=new_state, reason=note
+        )
+        stored = self._store.commit(
+            new_state,
+            lease,
+            new_uids=sorted(set(new_state.uids) - set(state.uids)) if event.kind == "booking" else (),
+            also=self._audit_put(record),
+        )
+        if form is not None and view is not None and view.intake == form:
+            note = "joined"
+        return self._result(outcome, event, stored, note=note)
+
+    def _audit_put(self, record: AuditRecord) -> tuple[TransactPut, ...]:
+        return (self._audit.put_request(record),) if self._audit is not None else ()
 
     def _absorb_pending_marks(self, before: LineageState, after: LineageState) -> LineageState:
         marks: list[NoShowMark] = []
@@ -471,30 +544,44 @@ class SyncService:
 
         return FreeText(comment=text(fields.comment), reason=text(fields.reason))
 
-    def _write_appointment(
-        self, state: LineageState, view: AppointmentView, event: BookingEvent, event_type: EventTypeMapping, route: str
-    ) -> tuple[LineageState, bool]:
+    def _desired(
+        self, view: AppointmentView, event: BookingEvent | None, event_type: EventTypeMapping, route: str
+    ) -> Resource:
         details = view.details
         host = self._config.practitioner(details.host_user_id, details.host_email)
         if host is None:
             raise ReviewRequired("unmapped_host", f"Cal.com host {details.host_user_id} is not in the mapping")
-        desired = render_appointment(
+        return render_appointment(
             view,
             event_type,
             self._practitioner_ref(host, route),
             self._systems,
             visit_kinds=self._config.visit_kinds,
-            free_text=self._free_text(event, view),
+            free_text=self._free_text(event, view) if event is not None else None,
             location=self._config.location(details.location_key, self._key),
         )
-        # No shortcut on `projection_hash`: a worker that lost a state commit may already have written its
-        # older projection to the EHR, so "unchanged" is decided against the EHR's copy, never the state's.
+
+    def _write_appointment(
+        self,
+        state: LineageState,
+        view: AppointmentView,
+        event: BookingEvent,
+        event_type: EventTypeMapping,
+        route: str,
+        *,
+        lease: Lease,
+    ) -> tuple[LineageState, bool, Lease]:
+        desired = self._desired(view, event, event_type, route)
+        written = self._writer.write(state, desired, view.status, route, lease)
         digest = projection_hash(desired)
-        stored, changed = self._upsert(state, desired, route)
-        if not changed:
-            return state.model_copy(update={"projection_hash": digest}), False
+        if not written.changed:
+            return state.model_copy(update={"projection_hash": digest}), False, written.lease
         if self._config.fhir_provenance:
-            self._ehrs[route].create(self._provenance(stored, event, created=state.appointment_id is None))
+            self._ehrs[route].create(self._provenance(written.stored, event, created=state.appointment_id is None))
+        return self._written(state, written.stored, digest, route), True, written.lease
+
+    @staticmethod
+    def _written(state: LineageState, stored: StoredResource, digest: str, route: str) -> LineageState:
         return state.model_copy(
             update={
                 "appointment_id": stored.id,
@@ -503,7 +590,73 @@ class SyncService:
                 "written_status": stored.resource.get("status"),
                 "ehr_route": route,
             }
-        ), True
+        )
+
+    # -- drift (anti-entropy) ----------------------------------------------------------------
+    def verify(self, lineage: str, *, repair: bool, source: Delivery | None = None) -> SyncResult:
+        """Compare the lineage's projection with the EHR copy; with `repair`, rewrite a copy the bridge itself
+        left stale. A change someone made in the EHR is only reported. Audited when drift is found."""
+        source = source or Delivery(source_system="verify", attempt=uuid.uuid4().hex[:12])
+        state, lease = self._store.acquire(lineage)
+        try:
+            view = appointment_view(state)
+            if view is None or state.appointment_id is None or state.ehr_route is None:
+                self._store.release(lease)
+                return SyncResult("verified", "verify", lineage_hash(lineage), note="no_appointment")
+            event_type = self._event_type(view)
+            # Free text and form reasons are not kept in state (PHI): drift checks leave them to the EHR.
+            desired = {k: v for k, v in self._desired(view, None, event_type, state.ehr_route).items()}
+            desired.pop("comment", None)
+            desired.pop("reasonCode", None)
+            drift, _ = self._writer.drift(state, desired, state.ehr_route)
+            if drift.kind == "in_sync" or (drift.kind == "missing" and not repair):
+                self._store.release(lease)
+                return self._verified(state, drift, "in_sync" if drift.kind == "in_sync" else "missing")
+            note: str = drift.kind
+            if drift.kind == "bridge_stale" and repair:
+                written = self._writer.write(state, desired, view.status, state.ehr_route, lease)
+                state, lease, note = (
+                    self._written(state, written.stored, projection_hash(desired), state.ehr_route),
+                    written.lease,
+                    "repaired",
+                )
+            record = self._drift_record(state, source, note, drift)
+            state = self._store.commit(state, lease, also=self._audit_put(record))
+        except Exception:
+            self._store.release(lease)
+            raise
+        return self._verified(state, drift, note)
+
+    def _verified(self, state: LineageState, drift: Drift, note: str) -> SyncResult:
+        fields = ",".join(drift.fields)
+        return SyncResult(
+            outcome="verified",
+            trigger="verify",
+            lineage_hash=lineage_hash(state.lineage),
+            appointment_id=state.appointment_id,
+            appointment_version=state.appointment_version,
+            note=f"{note}:{fields}" if fields else note,
+        )
+
+    def _drift_record(self, state: LineageState, source: Delivery, note: str, drift: Drift) -> AuditRecord:
+        now = self._clock().isoformat(timespec="milliseconds")
+        return AuditRecord(
+            lineage=state.lineage,
+            calcom_created_at=now,
+            body_sha256=hashlib.sha256(f"verify:{state.lineage}:{now}".encode()).hexdigest(),
+            trigger="verify",
+            outcome="drift_repaired" if note == "repaired" else "drift_found",
+            actor_role="system",
+            actor_ref="",
+            received_at=source.received_at,
+            applied_at=now,
+            source_system=source.source_system,
+            ehr_resource=f"Appointment/{state.appointment_id}" if state.appointment_id else "",
+            ehr_version=state.appointment_version or "",
+            reason=f"{drift.kind}:{','.join(drift.fields)}",
+            config_revision=self._config.revision,
+            attempt=source.attempt,
+        )
 
     def _provenance(self, stored: StoredResource, event: BookingEvent, *, created: bool) -> dict[str, object]:
         """Who changed the Appointment, when, from which system: no PHI beyond EHR references."""
@@ -533,26 +686,6 @@ class SyncService:
             ],
             "entity": [{"role": "source", "what": {"identifier": source}}],
         }
-
-    def _upsert(self, state: LineageState, desired: dict[str, object], route: str) -> tuple[StoredResource, bool]:
-        """Create or read-merge-update the lineage's Appointment; (stored, whether the EHR changed)."""
-        identifier: Identifier = self._systems.lineage_identifier(state.lineage)
-        ehr = self._ehrs[route]
-        if state.appointment_id is None:
-            created = ehr.create_if_none_exist(desired, identifier)
-            if created.created:
-                return created, True
-            current: StoredResource | None = created  # it existed already (state was lost or a race)
-        else:
-            current = ehr.read("Appointment", state.appointment_id)
-            if current is None:
-                raise PermanentEhrError("the Appointment the bridge wrote is gone from the EHR", status=404)
-        assert current is not None
-        merged = merge_into_existing(current.resource, desired, self._systems, bridge_status=state.written_status)
-        merged["id"] = current.id
-        if _content(merged) == _content({**current.resource, "id": current.id}):
-            return current, state.appointment_id is None
-        return ehr.update(merged, current.version), True
 
     @staticmethod
     def _result(outcome: SyncOutcome, event: BookingEvent, state: LineageState, note: str = "") -> SyncResult:

@@ -35,7 +35,12 @@ from shared.stores.audit import AuditTrail, AuditUnavailableError
 from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.review import ReviewItem, ReviewStore
 from shared.stores.secrets import SecretReader
-from shared.stores.state import LineageStateStore, StateConflictError, StateStoreUnavailableError
+from shared.stores.state import (
+    LineageBusyError,
+    LineageStateStore,
+    StateConflictError,
+    StateStoreUnavailableError,
+)
 from shared.sync import Delivery, SyncService
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
@@ -115,7 +120,7 @@ class _Runtime:
     def __init__(self, settings: SyncSettings) -> None:
         secrets = SecretReader()
         self.ehr, self.ehr_routes = build_ehr_clients(settings, secrets)
-        self.store = LineageStateStore(settings.state_table)
+        self.store = LineageStateStore(settings.state_table, lease_seconds=settings.lineage_lease_seconds)
         self.systems = IdentifierSystems(settings.identifier_system_base)
         self.pseudonym_key = str(secrets.json(settings.pseudonym_secret_arn)["key"]).encode("utf-8")
         self.audit = AuditTrail(settings.audit_table) if settings.audit_table else None
@@ -199,6 +204,10 @@ def _sqs() -> Any:
     return boto3.client("sqs")
 
 
+#: A lineage another worker is applying: come back soon, not on the exponential schedule.
+BUSY_BACKOFF_SECONDS = 2
+
+
 def backoff_seconds(receive_count: int, retry_after: float | None) -> int:
     """Exponential backoff by delivery attempt, at least the EHR's Retry-After, capped at 15 min."""
     exponential = BASE_BACKOFF_SECONDS * 2 ** max(0, receive_count - 1)
@@ -206,9 +215,12 @@ def backoff_seconds(receive_count: int, retry_after: float | None) -> int:
     return int(min(MAX_BACKOFF_SECONDS, wanted))
 
 
-def _retry_later(record: SQSRecord, reason: str, retry_after: float | None = None) -> RetryLater:
+def _retry_later(
+    record: SQSRecord, reason: str, retry_after: float | None = None, *, delay: int | None = None
+) -> RetryLater:
     receive_count = int(record.attributes.approximate_receive_count or "1")
-    delay = backoff_seconds(receive_count, retry_after)
+    if delay is None:
+        delay = backoff_seconds(receive_count, retry_after)
     count("SyncRetried")
     logger.warning("retry later", extra={"reason": reason, "attempt": receive_count, "backoff_s": delay})
     try:
@@ -259,12 +271,19 @@ def _handle(record: SQSRecord) -> None:
         raise _retry_later(record, exc.reason, exc.retry_after) from None
     except LineageNotYetKnown:
         raise _retry_later(record, "lineage_not_yet_known") from None
+    except LineageBusyError as exc:
+        raise _retry_later(record, "lineage_busy", delay=min(BUSY_BACKOFF_SECONDS, int(exc.retry_after) + 1)) from None
     except (StateConflictError, StateStoreUnavailableError, AuditUnavailableError) as exc:
         raise _retry_later(record, type(exc).__name__) from None
-    metric = {"applied": "EventApplied", "recorded": "EventRecorded", "deferred": "EventDeferred"}.get(
-        result.outcome, "EventSkipped"
-    )
-    count(metric)
+    if result.outcome == "verified":
+        _count_drift(result.note)
+    else:
+        metric = {"applied": "EventApplied", "recorded": "EventRecorded", "deferred": "EventDeferred"}.get(
+            result.outcome, "EventSkipped"
+        )
+        count(metric)
+    if result.note == "ehr_corrected":
+        count("DriftRepaired")  # an earlier attempt had left an older projection in the EHR
     if result.note == "no_booking":
         count("FormWithoutBooking")  # a routing form Cal.com saw no booking follow: a lead to call back
     logger.info(
@@ -276,6 +295,15 @@ def _handle(record: SQSRecord) -> None:
             **({"note": result.note} if result.note else {}),
         },
     )
+
+
+def _count_drift(note: str) -> None:
+    """Metrics of a drift check (`note` = kind[:fields]); names only, never values."""
+    kind = note.split(":", 1)[0]
+    if kind == "repaired":
+        count("DriftRepaired")
+    elif kind in ("bridge_stale", "ehr_changed", "unmarked", "missing"):
+        count("DriftFound")
 
 
 def record_handler(record: SQSRecord) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from shared.config.clinic import BY_VISIT_KIND, EventTypeMapping, LocationMapping, VisitKinds
@@ -65,6 +66,11 @@ class IdentifierSystems:
     @property
     def tag(self) -> str:
         return f"{self.base}/tags"
+
+    @property
+    def write_marker(self) -> str:
+        """URL of the extension by which the bridge signs each Appointment version it writes."""
+        return f"{self.base}/bridge-write"
 
     def lineage_identifier(self, lineage: str) -> Identifier:
         return Identifier(self.lineage, lineage)
@@ -166,14 +172,121 @@ def projection_hash(resource: Resource) -> str:
     return hashlib.sha256(json.dumps(resource, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+# -- the ownership marker ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WriteMarker:
+    """What the bridge signs into every Appointment version it writes (an extension, no PHI).
+
+    * `fence`: the lineage lease's fencing token of the writer; a worker holding an older lease must
+      not write over it (docs/sync-semantics.md, "Write protocol").
+    * `status`: the status the bridge itself projected. An EHR status that differs from it was set by
+      the EHR's own workflow (`arrived`, `fulfilled`…) and is preserved; one that equals it is the
+      bridge's to change - judged from the EHR's copy, so a write whose state commit was lost still counts.
+    * `digest`: `owned_digest` of the version written. When the EHR copy still has it, every
+      bridge-owned field there is the bridge's doing; otherwise someone else changed them since.
+    """
+
+    fence: int
+    status: str
+    digest: str
+
+
+def _instant(value: Any) -> Any:
+    """A FHIR instant as epoch seconds, so servers that reformat times (`…:00Z` → `…:00.000Z`) still agree."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return value
+
+
+def _codes(value: Any) -> Any:
+    concepts = value if isinstance(value, list) else [value] if value else []
+    return sorted(
+        f"{c.get('system')}|{c.get('code')}"
+        for concept in concepts
+        if isinstance(concept, dict)
+        for c in concept.get("coding", [])
+        if isinstance(c, dict)
+    )
+
+
+def owned_digest(resource: Resource, systems: IdentifierSystems) -> str:
+    """A digest of the fields the bridge owns (status, times, type codes, its identifiers, Patient and
+    Practitioner participants, cancelationReason), normalised so formatting differences do not count."""
+    ours = {systems.lineage, systems.booking}
+    owned = {
+        "status": resource.get("status"),
+        "start": _instant(resource.get("start")),
+        "end": _instant(resource.get("end")),
+        "minutesDuration": resource.get("minutesDuration"),
+        "types": [_codes(resource.get(k)) for k in ("appointmentType", "serviceType", "specialty")],
+        "cancelationReason": _codes(resource.get("cancelationReason")),
+        "identifiers": sorted(
+            f"{i.get('system')}|{i.get('value')}" for i in resource.get("identifier", []) if i.get("system") in ours
+        ),
+        "participants": sorted(
+            f"{ref}|{p.get('status')}"
+            for p in resource.get("participant", [])
+            if (ref := str((p.get("actor") or {}).get("reference", ""))).startswith(("Patient/", "Practitioner/"))
+        ),
+    }
+    return hashlib.sha256(json.dumps(owned, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def marker_of(resource: Resource, systems: IdentifierSystems) -> WriteMarker | None:
+    """The bridge's marker on an EHR copy, or None (never written by this bridge, or the EHR dropped it)."""
+    for extension in resource.get("extension", []):
+        if not isinstance(extension, dict) or extension.get("url") != systems.write_marker:
+            continue
+        parts = {e.get("url"): e for e in extension.get("extension", []) if isinstance(e, dict)}
+        try:
+            return WriteMarker(
+                fence=int(parts["fence"]["valueInteger"]),
+                status=str(parts["status"]["valueCode"]),
+                digest=str(parts["digest"]["valueString"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+def without_marker(resource: Resource, systems: IdentifierSystems) -> Resource:
+    """`resource` without the bridge's marker (what "unchanged" compares: a new fence alone is no change)."""
+    kept = [
+        e for e in resource.get("extension", []) if not (isinstance(e, dict) and e.get("url") == systems.write_marker)
+    ]
+    stripped = {k: v for k, v in resource.items() if k != "extension"}
+    if kept:
+        stripped["extension"] = kept
+    return stripped
+
+
+def with_marker(resource: Resource, systems: IdentifierSystems, *, fence: int, status: str) -> Resource:
+    """`resource` signed with the bridge's marker for this write (replacing any earlier one)."""
+    signed = without_marker(resource, systems)
+    marker = {
+        "url": systems.write_marker,
+        "extension": [
+            {"url": "fence", "valueInteger": fence},
+            {"url": "status", "valueCode": status},
+            {"url": "digest", "valueString": owned_digest(signed, systems)},
+        ],
+    }
+    signed["extension"] = [*signed.get("extension", []), marker]
+    return signed
+
+
 def merge_into_existing(
     existing: Resource, desired: Resource, systems: IdentifierSystems, *, bridge_status: str | None = None
 ) -> Resource:
     """Apply the bridge-owned fields of `desired` onto the EHR's current resource.
 
-    `bridge_status` is the status the bridge itself wrote last: a workflow status the EHR set
-    (`arrived`, `checked-in`, `fulfilled`…) is preserved, but one the bridge wrote is the bridge's to
-    change (e.g. `fulfilled` from a MEETING_ENDED that a newer reschedule superseded).
+    `bridge_status` is the status the bridge itself projected in its last write (from the EHR copy's
+    `WriteMarker`, see `marker_of`): a workflow status the EHR set (`arrived`, `checked-in`,
+    `fulfilled`…) is preserved, but one the bridge wrote is the bridge's to change (e.g. `fulfilled`
+    from a MEETING_ENDED that a newer reschedule superseded).
     """
     merged = dict(existing)
     for key in ("start", "end", "minutesDuration", "appointmentType", "serviceType", "specialty"):

@@ -45,7 +45,9 @@ JSON_PATCH = "application/json-patch+json"
 #: widen or narrow this (`build_ehr_client(..., patchable=...)`).
 DEFAULT_PATCHABLE = frozenset({"status", "cancelationReason", "reasonCode", "participant/*/status"})
 _CREATE_STATUSES = ("proposed", "booked")
-_NOT_COMPARED = frozenset({"meta", "id", "text", "resourceType"})
+#: `extension` too: Millennium keeps no foreign extensions, so the bridge's ownership marker is not sent
+#: (ownership falls back to the lineage state there, see shared/appointments.py).
+_NOT_COMPARED = frozenset({"meta", "id", "text", "resourceType", "extension"})
 
 
 class IdMapStore(Protocol):
@@ -183,6 +185,7 @@ class OracleHealthClient(FhirProfileBase):
             raise PermanentEhrError(f"the {resource_type} the bridge created is gone from the EHR", status=404)
         body = dict(resource)
         body.pop("id", None)
+        body.pop("extension", None)
         wanted_status = body.get("status")
         if resource_type == "Appointment" and wanted_status not in _CREATE_STATUSES:
             body["status"] = "proposed" if wanted_status == "pending" else "booked"

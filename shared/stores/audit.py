@@ -6,8 +6,12 @@ existing); it can neither update nor delete.
 
 Keys: `pk` = `lineage#<lineage key>`, `form#<form id>` for a routing-form submission itself, or
 `unresolved#<body hash>` when no lineage could be determined; `sk` = `<Cal.com createdAt>#<body hash
-prefix>` so a timeline sorts by Cal.com time and a retried message never writes a second record for
-the same event.
+prefix>#<processing time>#<attempt id>`, so a timeline sorts by Cal.com time, then by when the bridge
+processed the event, and every processing attempt keeps its own record (a redelivery that finds the
+event already applied says so in a record of its own instead of being silently folded into the first).
+
+A record of an attempt that changed the lineage is written in the same DynamoDB transaction as the
+lineage state (`put_request`): the trail holds it exactly when the change was committed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.stores.state import TransactPut
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -48,11 +54,20 @@ class AuditRecord:
     subject: str = ""
     #: The routing form joined to the booking, if any (its id, not its answers).
     routing_form: str = ""
+    #: Identifies one processing attempt of the message (random, no meaning).
+    attempt: str = ""
 
     @property
     def key(self) -> dict[str, str]:
         pk = f"lineage#{self.lineage}" if self.lineage else (self.subject or f"unresolved#{self.body_sha256}")
-        return {"pk": pk, "sk": f"{self.calcom_created_at}#{self.body_sha256[:16]}"}
+        sk = f"{self.calcom_created_at}#{self.body_sha256[:16]}"
+        if self.attempt:
+            sk += f"#{self.applied_at}#{self.attempt}"
+        return {"pk": pk, "sk": sk}
+
+    def item(self) -> dict[str, Any]:
+        """The DynamoDB item: every non-empty field as a string, plus the key."""
+        return {k: {"S": v} for k, v in {**asdict(self), **self.key}.items() if v}
 
 
 class AuditTrail:
@@ -60,11 +75,16 @@ class AuditTrail:
         self._table = table_name
         self._client: DynamoDBClient = client or boto3.client("dynamodb")
 
+    def put_request(self, entry: AuditRecord) -> TransactPut:
+        """`entry` as a conditional put to commit together with the lineage state (never an overwrite)."""
+        return TransactPut(table=self._table, item=entry.item())
+
     def record(self, entry: AuditRecord) -> bool:
-        """Append `entry`; False when this event was already recorded (a retry), never an overwrite."""
-        item: dict[str, Any] = {k: {"S": v} for k, v in {**asdict(entry), **entry.key}.items() if v}
+        """Append `entry`; False when a record with its key exists already, never an overwrite."""
         try:
-            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+            self._client.put_item(
+                TableName=self._table, Item=entry.item(), ConditionExpression="attribute_not_exists(pk)"
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False

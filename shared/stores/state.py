@@ -1,12 +1,20 @@
-"""Lineage state in DynamoDB with optimistic concurrency, plus the uid → lineage alias index.
+"""Lineage state in DynamoDB: a per-lineage lease with a fencing token, plus the uid → lineage alias index.
 
 Items (one table, partition key `pk`):
-* `lineage#<key>`: `version` (number) and `state` (JSON of `LineageState`, no PHI);
+* `lineage#<key>`: `version` (number), `state` (JSON of `LineageState`, no PHI), `fence` (number, grows on
+  every lease), `updated_at`, and while a worker applies the lineage `lease_owner` / `lease_until_ms`;
 * `uid#<booking uid>`: `lineage` - written once, so any later event of that uid finds its lineage;
 * `pending#<booking uid>`: PHI-free no-show marks that arrived before their booking;
 * `person#<person key>`: `lineages` - the lineages a person (keyed hash) is a patient on;
 * `intake#<person key>`: `forms` - that person's routing-form facts (JSON of `FormFact`, no answer
   text), expiring `INTAKE_TTL_DAYS` after the latest submission (`expires_at`, the table's TTL).
+
+**The write protocol** (docs/sync-semantics.md, "Write protocol"): a worker *acquires* the lineage (one
+conditional `UpdateItem` that takes the lease, bumps the fence and returns the state), writes the EHR with
+the fence in the Appointment's ownership marker, then *commits* (one `TransactWriteItems`: the new state,
+conditional on still holding the lease, the lease released, the audit record and the aliases of new uids).
+Only one worker applies a lineage at a time; a worker whose lease expired can neither commit nor, once a
+newer holder wrote the EHR, write it (its fence is older than the marker's).
 
 A routing form and a booking can be processed at the same moment by two workers; each *writes its
 side first and reads the other's after* (booking: `person#` then `intake#`; form: `intake#` then
@@ -16,6 +24,10 @@ side first and reads the other's after* (booking: `person#` then `intake#`; form
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -28,55 +40,248 @@ if TYPE_CHECKING:
 
 
 INTAKE_TTL_DAYS = 90
+#: A lease outlives the sync function's timeout (the infra sets it so): a live worker never loses its lease.
+DEFAULT_LEASE_SECONDS = 120.0
 
 
 class StateConflictError(Exception):
-    """Another worker stored a newer version of the lineage first: reload and decide again."""
+    """The worker no longer holds the lineage (its lease expired and another worker took it): decide again."""
+
+
+class LineageBusyError(StateConflictError):
+    """Another worker holds the lineage's lease right now; `retry_after` seconds until it expires at the latest."""
+
+    def __init__(self, lineage_ref: str, retry_after: float) -> None:
+        super().__init__(lineage_ref)
+        self.retry_after = retry_after
 
 
 class StateStoreUnavailableError(Exception):
     """DynamoDB failed or throttled: the message is retried later."""
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right to apply one lineage until `until_ms`. `fence` orders holders: a later lease has a larger one."""
+
+    lineage: str
+    owner: str
+    fence: int
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactPut:
+    """A conditional put in another table that commits (or not) together with the lineage state."""
+
+    table: str
+    item: dict[str, Any]
+    condition: str = "attribute_not_exists(pk)"
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 class LineageStateStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._table = table_name
         self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._lease_ms = int(lease_seconds * 1000)
+        self._clock = clock
 
-    def load(self, lineage: str) -> LineageState:
-        try:
-            item = self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": f"lineage#{lineage}"}}, ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise StateStoreUnavailableError(type(exc).__name__) from exc
-        if not item:
+    @staticmethod
+    def _key(lineage: str) -> dict[str, Any]:
+        return {"pk": {"S": f"lineage#{lineage}"}}
+
+    @staticmethod
+    def _state_of(lineage: str, item: dict[str, Any] | None) -> LineageState:
+        if not item or "state" not in item:
             return LineageState(lineage=lineage)
         state = LineageState.model_validate_json(item["state"]["S"])
         return state.model_copy(update={"version": int(item["version"]["N"])})
 
-    def save(self, state: LineageState) -> LineageState:
-        """Store `state` if nobody stored another version since it was loaded."""
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- reading without a lease (operators, the reconciler) ------------------------------------
+    def load(self, lineage: str) -> LineageState:
+        """The committed state; never waits for or takes the lease (read-only callers)."""
+        try:
+            item = self._client.get_item(TableName=self._table, Key=self._key(lineage), ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        return self._state_of(lineage, item)
+
+    def lineages(self, *, changed_since: datetime | None = None) -> list[str]:
+        """Every lineage key (optionally committed since a moment), for drift checks. A scan: operator use only."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :prefix)",
+            "ExpressionAttributeValues": {":prefix": {"S": "lineage#"}},
+            "ProjectionExpression": "pk, updated_at",
+        }
+        if changed_since is not None:
+            kwargs["FilterExpression"] += " AND updated_at >= :since"
+            kwargs["ExpressionAttributeValues"][":since"] = {"S": changed_since.isoformat(timespec="seconds")}
+        found: list[str] = []
+        try:
+            while True:
+                page = self._client.scan(**kwargs)
+                found.extend(item["pk"]["S"].removeprefix("lineage#") for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return sorted(found)
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+
+    # -- the lease -----------------------------------------------------------------------------
+    def acquire(self, lineage: str) -> tuple[LineageState, Lease]:
+        """Take the lineage's lease (a new, larger fence) and read its state, in one round trip.
+
+        Raises `LineageBusyError` while another worker's lease is live.
+        """
+        now = self._now_ms()
+        owner = uuid.uuid4().hex
+        until = now + self._lease_ms
+        try:
+            item = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(lineage),
+                UpdateExpression="SET lease_owner = :owner, lease_until_ms = :until ADD fence :one",
+                ConditionExpression="attribute_not_exists(lease_owner) OR lease_until_ms < :now",
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":until": {"N": str(until)},
+                    ":one": {"N": "1"},
+                    ":now": {"N": str(now)},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )["Attributes"]
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                held: Any = exc.response.get("Item") or {}  # the item as it was: whose lease, until when
+                held_until = int(held.get("lease_until_ms", {}).get("N", str(until)))
+                raise LineageBusyError("lineage leased by another worker", max(0.0, (held_until - now) / 1000)) from exc
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        except BotoCoreError as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        lease = Lease(lineage=lineage, owner=owner, fence=int(item["fence"]["N"]), until_ms=until)
+        return self._state_of(lineage, item), lease
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether `lease` is still the lineage's live lease (a consistent read)."""
+        try:
+            item = self._client.get_item(
+                TableName=self._table,
+                Key=self._key(lease.lineage),
+                ConsistentRead=True,
+                ProjectionExpression="lease_owner, lease_until_ms",
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        if not item or item.get("lease_owner", {}).get("S") != lease.owner:
+            return False
+        return int(item["lease_until_ms"]["N"]) >= self._now_ms()
+
+    def raise_fence(self, lease: Lease, at_least: int) -> Lease:
+        """Move the lineage's fence past one found in the EHR (a state restored from a backup starts lower)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(lease.lineage),
+                UpdateExpression="SET fence = :fence",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":fence": {"N": str(at_least)}, ":owner": {"S": lease.owner}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise StateConflictError("lease lost") from exc
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        except BotoCoreError as exc:
+            raise StateStoreUnavailableError(type(exc).__name__) from exc
+        return Lease(lineage=lease.lineage, owner=lease.owner, fence=at_least, until_ms=lease.until_ms)
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease back without committing (best effort: an unreleased lease simply expires)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(lease.lineage),
+                UpdateExpression="REMOVE lease_owner, lease_until_ms",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": {"S": lease.owner}},
+            )
+        except (ClientError, BotoCoreError):
+            return
+
+    def commit(
+        self,
+        state: LineageState,
+        lease: Lease,
+        *,
+        new_uids: Sequence[str] = (),
+        also: Sequence[TransactPut] = (),
+    ) -> LineageState:
+        """Store `state`, release the lease, link `new_uids` to the lineage and write `also` - all or nothing.
+
+        Raises `StateConflictError` when the lease is no longer this worker's (nothing is written then).
+        """
         new_version = state.version + 1
         stored = state.model_copy(update={"version": new_version})
-        item: dict[str, Any] = {
-            "pk": {"S": f"lineage#{state.lineage}"},
-            "version": {"N": str(new_version)},
-            "state": {"S": stored.model_dump_json(exclude={"version"})},
+        condition = "lease_owner = :owner AND " + (
+            "attribute_not_exists(version)" if state.version == 0 else "version = :expected"
+        )
+        values: dict[str, Any] = {
+            ":owner": {"S": lease.owner},
+            ":version": {"N": str(new_version)},
+            ":state": {"S": stored.model_dump_json(exclude={"version"})},
+            ":at": {"S": datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")},
         }
+        if state.version:
+            values[":expected"] = {"N": str(state.version)}
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": self._key(state.lineage),
+                    "UpdateExpression": "SET version = :version, #state = :state, updated_at = :at "
+                    "REMOVE lease_owner, lease_until_ms",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            *(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": {"S": f"uid#{uid}"}},
+                        "UpdateExpression": "SET lineage = if_not_exists(lineage, :lineage)",
+                        "ExpressionAttributeValues": {":lineage": {"S": state.lineage}},
+                    }
+                }
+                for uid in sorted(set(new_uids))
+            ),
+            *(
+                {"Put": {"TableName": put.table, "Item": put.item, "ConditionExpression": put.condition}}
+                for put in also
+            ),
+        ]
         try:
-            if state.version == 0:
-                self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-            else:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=item,
-                    ConditionExpression="version = :expected",
-                    ExpressionAttributeValues={":expected": {"N": str(state.version)}},
-                )
+            self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise StateConflictError(state.lineage) from exc
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if _code(exc) == "TransactionCanceledException" and reasons[:1] == ["ConditionalCheckFailed"]:
+                raise StateConflictError("lease lost before the commit") from exc
             raise StateStoreUnavailableError(type(exc).__name__) from exc
         except BotoCoreError as exc:
             raise StateStoreUnavailableError(type(exc).__name__) from exc
