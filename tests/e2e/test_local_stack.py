@@ -23,7 +23,8 @@ import boto3
 import httpx
 import pytest
 
-from devstack.cli import DEMO_DIR, DEMO_INTAKE, main, post_webhook
+from cli.app import main
+from cli.local import DEMO_DIR, DEMO_INTAKE, post_webhook
 from tests.conftest import compact, fixture_document
 
 pytestmark = pytest.mark.e2e
@@ -148,7 +149,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         process = subprocess.Popen(
             [
                 sys.executable,
-                *("-m", "devstack", "serve", "--workers", "2", "--secret", SECRET),
+                *("-m", "cli", "serve", "--workers", "2", "--secret", SECRET),
                 *("--stack-file", str(stack_file)),
             ],
             cwd=ROOT,

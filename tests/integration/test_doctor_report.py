@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.doctor import main, run_doctor
+from cli.app import main
+from cli.doctor import run_doctor
 from shared.config.clinic import parse_config
 
 pytestmark = pytest.mark.integration
