@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -229,7 +230,9 @@ def audit(
 
 # -- reconcile ------------------------------------------------------------------------------------
 def reconcile(
-    since: Annotated[str, typer.Option("--since", help="How far back: 30m, 2h, 7d (at most 90d).")] = "24h",
+    since: Annotated[
+        str, typer.Option("--since", help="How far back: 30m, 2h, 7d (at most 90d), or a UTC time.")
+    ] = "24h",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Assess only; enqueue nothing.")] = False,
     api_url: Annotated[
         str | None, typer.Option("--api-url", envvar="CALCOM_API_BASE_URL", help="Cal.com API v2 base URL.")
@@ -252,7 +255,8 @@ def reconcile(
     The scheduled run's cursor is not touched. The Cal.com API key comes from --api-key-file,
     CALCOM_API_KEY, or (with --stack) the stack's Cal.com API secret.
     """
-    window = reconcile_run.parse_since(since)
+    now = datetime.now(UTC)
+    start = reconcile_run.parse_since(since, now)
     target = _target(local, stack, stack_file, region, endpoint_url)
     key = _api_key(target, api_key_file)
     base_url = api_url or target.optional("calcom_api_base_url") or "https://api.cal.com/v2"
@@ -262,7 +266,8 @@ def reconcile(
         api_base_url=base_url,
         state=LineageStateStore(target.state_table, client=target.client("dynamodb")),
         queue=EventQueue(target.queue_url, client=target.client("sqs")),
-        since=window,
+        start=start,
+        now=now,
         dry_run=dry_run,
         max_rps=max_rps,
     )
