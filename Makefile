@@ -1,4 +1,5 @@
 # Cal EHR Bridge — every target installs what it needs.
+#   make deps   the virtualenv (hash-pinned) with the `calehr` command, and the npm packages
 #   make dev    run the bridge locally end to end (moto, Medplum FHIR engine, local API, sync worker)
 #   make test   lint + type-check + every test suite (unit, integration, e2e, infra)
 
@@ -18,6 +19,8 @@ $(BIN)/.installed: requirements/dev.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (pyenv install $(PYTHON_VERSION))"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --require-hashes -r requirements/dev.lock
+	@# this checkout itself, editable and without fetching anything: `.venv/bin/calehr` (cli/)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 $(FHIR_DIR)/node_modules/.installed: $(FHIR_DIR)/package-lock.json
@@ -31,12 +34,12 @@ node_modules/.installed: package-lock.json
 deps: $(BIN)/.installed $(FHIR_DIR)/node_modules/.installed $(if $(wildcard package-lock.json),node_modules/.installed)
 
 dev: deps
-	$(BIN)/python -m devstack dev
+	$(BIN)/calehr dev
 
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared functions devstack infra bench
+	$(BIN)/mypy shared functions devstack infra bench cli
 
 unit: deps
 	$(BIN)/pytest tests/unit -q

@@ -125,7 +125,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 def compact(document: dict[str, Any]) -> bytes:
-    """The bytes Cal.com sends: compact JSON, UTF-8, not ASCII-escaped (as devstack.cli.compact_body)."""
+    """The bytes Cal.com sends: compact JSON, UTF-8, not ASCII-escaped (as cli.local.compact_body)."""
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

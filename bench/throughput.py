@@ -233,7 +233,7 @@ def _bookings(n: int, run: str) -> list[tuple[str, bytes]]:
 
 
 def _send_webhooks(url: str, secret: str, bookings: list[tuple[str, bytes]], recorder: Recorder) -> None:
-    from devstack.cli import post_webhook  # noqa: PLC0415
+    from cli.local import post_webhook  # noqa: PLC0415
 
     with httpx.Client(trust_env=False, timeout=30) as client:
         for uid, body in bookings:

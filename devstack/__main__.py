@@ -1,5 +1,7 @@
+"""`python -m devstack ...` is an alias of `calehr ...` (kept for old notes and scripts)."""
+
 import sys
 
-from devstack.cli import main
+from cli.app import main
 
 sys.exit(main())

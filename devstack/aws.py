@@ -67,7 +67,15 @@ class LocalAws:
     def stop(self) -> None:
         self._server.stop()
 
-    def provision(self, prefix: str = "calehr", webhook_secret: str | None = None) -> LocalResources:
+    def provision(
+        self,
+        prefix: str = "calehr",
+        webhook_secret: str | None = None,
+        *,
+        pseudonym_key: str | None = None,
+        ehr_auth: dict[str, Any] | None = None,
+    ) -> LocalResources:
+        """The bridge's resources; `pseudonym_key` and `ehr_auth` default to a random key and no EHR auth."""
         secret_value = webhook_secret or "whsec_" + secrets.token_hex(16)
         resources = LocalResources(
             endpoint=self.endpoint,
@@ -120,9 +128,13 @@ class LocalAws:
         sm.create_secret(
             Name=resources.pseudonym_secret_id,
             KmsKeyId=key_id,
-            SecretString=json.dumps({"key": secrets.token_hex(32)}),
+            SecretString=json.dumps({"key": pseudonym_key or secrets.token_hex(32)}),
         )
-        sm.create_secret(Name=resources.ehr_auth_secret_id, KmsKeyId=key_id, SecretString=json.dumps({"type": "none"}))
+        sm.create_secret(
+            Name=resources.ehr_auth_secret_id,
+            KmsKeyId=key_id,
+            SecretString=json.dumps(ehr_auth if ehr_auth is not None else {"type": "none"}),
+        )
         return dataclasses.replace(resources, queue_url=queue_url, dlq_url=dlq_url)
 
 

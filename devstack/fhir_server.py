@@ -35,7 +35,8 @@ class LocalFhirServer:
     """A local FHIR R4 server in a ``node`` child process, listening on 127.0.0.1.
 
     ``bearer_token`` sets ``FHIR_REQUIRE_BEARER`` for the child: every request except ``/$reset``,
-    ``/$fault`` and ``/metadata`` must then carry ``Authorization: Bearer <token>``.
+    ``/$fault`` and ``/metadata`` must then carry ``Authorization: Bearer <token>``. ``snapshot`` sets
+    ``FHIR_SNAPSHOT``: the server loads its resources from that file and writes them back after changes.
     """
 
     def __init__(
@@ -46,12 +47,14 @@ class LocalFhirServer:
         bearer_token: str | None = None,
         startup_timeout: float = 30.0,
         log_requests: bool = False,
+        snapshot: Path | None = None,
     ) -> None:
         self._server_dir = server_dir
         self._node = node
         self._bearer_token = bearer_token
         self._startup_timeout = startup_timeout
         self._log_requests = log_requests
+        self._snapshot = snapshot
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._base_url: str | None = None
@@ -68,12 +71,14 @@ class LocalFhirServer:
         if not (self._server_dir / "node_modules" / "@medplum" / "fhir-router").is_dir():
             raise RuntimeError(f"FHIR server dependencies missing in {self._server_dir}: {NPM_INSTALL_HINT}")
 
-        env = {k: v for k, v in os.environ.items() if k not in ("FHIR_REQUIRE_BEARER", "FHIR_LOG")}
+        env = {k: v for k, v in os.environ.items() if k not in ("FHIR_REQUIRE_BEARER", "FHIR_LOG", "FHIR_SNAPSHOT")}
         env["PORT"] = str(port)
         if self._bearer_token:
             env["FHIR_REQUIRE_BEARER"] = self._bearer_token
         if self._log_requests:
             env["FHIR_LOG"] = "1"
+        if self._snapshot is not None:
+            env["FHIR_SNAPSHOT"] = str(self._snapshot.resolve())
         # stderr goes to a file, not a pipe: an undrained pipe would eventually block the server.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(

@@ -64,9 +64,16 @@ CONTROL_PREFIX = "/_local"
 
 
 class LocalApi:
-    """`controls` maps names to callables served as `POST /_local/sync/<name>` (the pause lever)."""
+    """`controls` maps names to callables served as `POST /_local/sync/<name>` (the pause lever);
+    `capture`, when given, receives every body posted to the webhook path before the handler runs."""
 
-    def __init__(self, ingest: Handler, port: int = 0, controls: dict[str, Callable[[], object]] | None = None) -> None:
+    def __init__(
+        self,
+        ingest: Handler,
+        port: int = 0,
+        controls: dict[str, Callable[[], object]] | None = None,
+        capture: Callable[[bytes], None] | None = None,
+    ) -> None:
         ingest_handler = ingest
         control_actions = dict(controls or {})
 
@@ -100,6 +107,8 @@ class LocalApi:
                     self._reply(413, {"Content-Type": "application/json"}, b'{"message":"Request Too Long"}')
                     return
                 body = self.rfile.read(length)
+                if capture is not None:
+                    capture(body)
                 event = proxy_event("POST", WEBHOOK_PATH, dict(self.headers.items()), body)
                 try:
                     response = ingest_handler(event, context_for("ingest"))

@@ -1,16 +1,25 @@
 """The whole bridge on one machine: moto, the FHIR server, the local API and the queue poller(s).
 
-Used by `make dev` (through `calehr dev`) and by the end-to-end tests (through `calehr serve`).
-The handlers are imported only after the environment points at the local services, because their
-settings are read once, as in Lambda.
+Used by `calehr dev` / `make dev` and by the end-to-end tests (through `calehr serve`). The handlers
+are imported only after the environment points at the local services, because their settings are read
+once, as in Lambda.
+
+A clinic can run it with its own mapping (`clinic_config`), its own Practitioners and Locations
+(`seed`), a sandbox EHR instead of the local FHIR server (`ehr_base_url` + `ehr_auth`), state that
+survives a restart (`state_dir`, see devstack/state.py) and a capture folder that keeps every received
+webhook body for replay (`capture_dir`; bodies hold PHI and stay on this machine).
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
+import socket
+import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +28,84 @@ import httpx
 from devstack.aws import LocalAws, LocalResources, handler_environment
 from devstack.fhir_server import LocalFhirServer
 from devstack.lambda_runtime import LocalApi, QueuePoller
+from devstack.state import LocalState
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_CONFIG = DEMO_DIR / "clinic.yaml"
+DEMO_SEED = (DEMO_DIR / "practitioners.json", DEMO_DIR / "locations.json")
+
+
+class StackError(Exception):
+    """The local stack cannot start (a port in use, a seed file that is not FHIR, ...): one line."""
+
+
+def seed_resources(fhir_base_url: str, resources: list[dict[str, Any]], *, bearer_token: str | None = None) -> int:
+    """Create FHIR resources idempotently: with an `id` by PUT, else by POST with If-None-Exist on the
+    first identifier (e.g. a Practitioner's NPI). Returns how many were written."""
+    headers = {"Content-Type": "application/fhir+json"}
+    if bearer_token:
+        headers["Authorization"] = f"Bearer {bearer_token}"
+    with httpx.Client(timeout=10, trust_env=False, headers=headers) as client:
+        for resource in resources:
+            kind = resource["resourceType"]
+            if resource.get("id"):
+                client.put(f"{fhir_base_url}/{kind}/{resource['id']}", json=resource).raise_for_status()
+                continue
+            identifier = (resource.get("identifier") or [{}])[0]
+            extra = {}
+            if identifier.get("system") and identifier.get("value"):
+                extra["If-None-Exist"] = f"identifier={identifier['system']}|{identifier['value']}"
+            client.post(f"{fhir_base_url}/{kind}", json=resource, headers=extra).raise_for_status()
+    return len(resources)
+
+
+def read_seed(path: Path) -> list[dict[str, Any]]:
+    """FHIR resources from a JSON file: an array of resources, or a Bundle."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise StackError(f"{path}: cannot be read as JSON") from None
+    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+        document = [entry.get("resource") for entry in document.get("entry") or []]
+    if not isinstance(document, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("resourceType"), str) for r in document
+    ):
+        raise StackError(f"{path}: expected a JSON array of FHIR resources or a Bundle")
+    return document
 
 
 def seed_demo_practitioners(fhir_base_url: str, *, bearer_token: str | None = None) -> None:
     """Create the demo Practitioners (by NPI) and Locations (by id), idempotently, that the demo config maps."""
-    headers = {"Content-Type": "application/fhir+json"}
-    if bearer_token:
-        headers["Authorization"] = f"Bearer {bearer_token}"
-    for practitioner in json.loads((DEMO_DIR / "practitioners.json").read_text()):
-        npi = practitioner["identifier"][0]["value"]
-        httpx.post(
-            f"{fhir_base_url}/Practitioner",
-            json=practitioner,
-            headers={**headers, "If-None-Exist": f"identifier=http://hl7.org/fhir/sid/us-npi|{npi}"},
-            timeout=10,
-            trust_env=False,
-        ).raise_for_status()
-    for location in json.loads((DEMO_DIR / "locations.json").read_text()):
-        httpx.put(
-            f"{fhir_base_url}/Location/{location['id']}", json=location, headers=headers, timeout=10, trust_env=False
-        ).raise_for_status()
+    for path in DEMO_SEED:
+        seed_resources(fhir_base_url, read_seed(path), bearer_token=bearer_token)
+
+
+def ensure_port_free(port: int, flag: str) -> None:
+    """Fail before anything starts (and nothing is left running) when a fixed port is taken."""
+    if not port:
+        return
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise StackError(f"port {port} on 127.0.0.1 is already in use (choose another with {flag})") from None
+
+
+class CaptureFolder:
+    """Keeps each body received on the webhook path as `<UTC time>-<n>.json`, owner-only, for replay."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory = directory
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def __call__(self, body: bytes) -> None:
+        with self._lock:
+            name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{next(self._numbers):04d}.json"
+        fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(body)
 
 
 @dataclass
@@ -51,21 +115,57 @@ class LocalStack:
     api_port: int = 0
     fhir_port: int = 0
     webhook_secret: str | None = None
+    #: FHIR resources to create at start; None: the demo ones when the demo mapping runs on the local server.
+    seed: list[Path] | None = None
+    #: A sandbox EHR instead of the local FHIR server, with its auth document (docs/ehr-support.md).
+    ehr_base_url: str | None = None
+    ehr_auth: dict[str, Any] | None = None
+    ehr_profile: str = "generic"
+    state_dir: Path | None = None
+    capture_dir: Path | None = None
     aws: LocalAws | None = None
     fhir: LocalFhirServer | None = None
     api: LocalApi | None = None
     pollers: list[QueuePoller] = field(default_factory=list)
     resources: LocalResources | None = None
+    state: LocalState | None = None
+    restored: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> LocalStack:
-        self.fhir = LocalFhirServer()
-        fhir_url = self.fhir.start(self.fhir_port)
+        """Start everything, or stop what was started and raise (nothing is left running)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop(save=False)
+            raise
+        return self
+
+    def _start(self) -> None:
+        ensure_port_free(self.api_port, "--api-port")
+        if self.ehr_base_url is None:
+            ensure_port_free(self.fhir_port, "--fhir-port")
+        self.state = LocalState(self.state_dir) if self.state_dir is not None else None
+        if self.ehr_base_url is None:
+            self.fhir = LocalFhirServer(snapshot=self.state.fhir_snapshot if self.state else None)
+            try:
+                fhir_url = self.fhir.start(self.fhir_port)
+            except RuntimeError as exc:
+                raise StackError(str(exc).splitlines()[0]) from None
+        else:
+            fhir_url = self.ehr_base_url.rstrip("/")
         self.aws = LocalAws()
         self.aws.start()
-        self.resources = self.aws.provision(webhook_secret=self.webhook_secret)
-        os.environ.update(
-            handler_environment(self.resources, ehr_base_url=fhir_url, clinic_config=str(self.clinic_config))
+        saved_secret = self.state.webhook_secret if self.state else None
+        self.resources = self.aws.provision(
+            webhook_secret=self.webhook_secret or saved_secret,
+            pseudonym_key=self.state.pseudonym_key if self.state else None,
+            ehr_auth=self.ehr_auth,
         )
+        if self.state is not None:
+            self.restored = self.state.restore(self.resources)
+        environment = handler_environment(self.resources, ehr_base_url=fhir_url, clinic_config=str(self.clinic_config))
+        environment["EHR_PROFILE"] = self.ehr_profile
+        os.environ.update(environment)
         self.seed_practitioners()
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
@@ -73,6 +173,7 @@ class LocalStack:
             ingest.handler,
             port=self.api_port,
             controls={"pause": self.pause, "resume": self.resume, "status": self.status},
+            capture=CaptureFolder(self.capture_dir) if self.capture_dir is not None else None,
         )
         self.api.start()
         sqs = self.resources.client("sqs")
@@ -80,11 +181,21 @@ class LocalStack:
             poller = QueuePoller(sqs, self.resources.queue_url, sync.handler, name=f"poller-{index}")
             poller.start()
             self.pollers.append(poller)
-        return self
+
+    @property
+    def ehr_base_url_in_use(self) -> str:
+        if self.fhir is not None:
+            return self.fhir.base_url
+        assert self.ehr_base_url is not None
+        return self.ehr_base_url.rstrip("/")
 
     def seed_practitioners(self) -> None:
-        assert self.fhir is not None
-        seed_demo_practitioners(self.fhir.base_url)
+        paths = self.seed
+        if paths is None:
+            local_demo = self.ehr_base_url is None and self.clinic_config.resolve() == DEMO_CONFIG.resolve()
+            paths = list(DEMO_SEED) if local_demo else []
+        for path in paths:
+            seed_resources(self.ehr_base_url_in_use, read_seed(path))
 
     def pause(self) -> str:
         for poller in self.pollers:
@@ -99,22 +210,30 @@ class LocalStack:
     def status(self) -> str:
         return "paused" if self.pollers and all(p.paused for p in self.pollers) else "running"
 
-    def stop(self) -> None:
+    def stop(self, *, save: bool = True) -> None:
         for poller in self.pollers:
             poller.stop()
+        self.pollers = []
         if self.api:
             self.api.stop()
+            self.api = None
         if self.aws:
-            self.aws.stop()
+            try:
+                if save and self.state is not None and self.resources is not None:
+                    self.state.save(self.resources)
+            finally:
+                self.aws.stop()
+                self.aws = None
         if self.fhir:
-            self.fhir.stop()
+            self.fhir.stop()  # SIGTERM: the FHIR server writes its snapshot first
+            self.fhir = None
 
     def describe(self) -> dict[str, Any]:
-        assert self.api and self.fhir and self.resources
+        assert self.api and self.resources
         return {
             "webhook_url": self.api.url,
             "webhook_secret": self.resources.webhook_secret,
-            "fhir_base_url": self.fhir.base_url,
+            "fhir_base_url": self.ehr_base_url_in_use,
             "aws_endpoint": self.resources.endpoint,
             "queue_url": self.resources.queue_url,
             "dlq_url": self.resources.dlq_url,
@@ -122,12 +241,16 @@ class LocalStack:
             "state_table": self.resources.state_table,
             "audit_table": self.resources.audit_table,
             "control_url": self.api.control_url,
+            "clinic_config_source": f"file:{self.clinic_config.resolve()}",
+            "pid": os.getpid(),
         }
 
     def write_description(self, path: Path) -> None:
-        """For the operator CLI's `--local`: where this stack's resources are (no secrets but the demo one)."""
+        """For the operator CLI's `--local`: where this stack's resources are (and the local webhook secret)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.describe(), indent=2))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(self.describe(), file, indent=2)
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from infra.acknowledgments import acknowledge_findings
 from infra.config import DeploymentConfig
+from infra.constants import CALCOM_API_BASE_URL
 from infra.constructs.api import WebhookApi
 from infra.constructs.backup import Backups
 from infra.constructs.functions import Functions
@@ -110,6 +111,14 @@ class BridgeStack(cdk.Stack):
             "BackupVaultName": (self.backups.vault.backup_vault_name, "AWS Backup vault (retained on delete)"),
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "On-call SNS topic (subscribe more endpoints here)"),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
+            # What `calehr doctor --stack` and `calehr reconcile --stack` need besides the resources above.
+            "EhrBaseUrl": (self.config.ehr_base_url, "FHIR R4 base URL of the default EHR"),
+            "EhrProfile": (self.config.ehr_profile, "Write dialect of the default EHR (generic, healthlake, oracle)"),
+            "CalcomApiBaseUrl": (CALCOM_API_BASE_URL, "Cal.com API v2 base URL the reconcile function calls"),
+            "ClinicConfigSource": (
+                self._clinic_config_source(),
+                "Where sync reads the clinic mapping (ssm: or appconfig:)",
+            ),
         }
         if self.secrets.clinic_config is not None:  # absent when the mapping comes from AppConfig
             outputs["ClinicConfigParameterName"] = (
@@ -123,5 +132,26 @@ class BridgeStack(cdk.Stack):
                 ),
                 "EHR credentials secret of each extra EHR route (JSON: route name -> secret name)",
             )
+            outputs["EhrRoutes"] = (
+                self.to_json_string(
+                    {
+                        route.name: {
+                            "base_url": route.base_url,
+                            "profile": route.profile,
+                            "auth_secret_name": self.secrets.ehr_route_secrets[route.name].secret_name,
+                        }
+                        for route in self.config.ehr_routes
+                    }
+                ),
+                "Each extra EHR route (JSON: route name -> base_url, profile, auth_secret_name)",
+            )
         for output_id, (value, description) in outputs.items():
             cdk.CfnOutput(self, output_id, value=value, description=description)
+
+    def _clinic_config_source(self) -> str:
+        """The sync function's CLINIC_CONFIG_SOURCE (the same rule as `Functions`)."""
+        appconfig = self.config.clinic_config_appconfig
+        if appconfig is not None:
+            return appconfig.uri
+        assert self.secrets.clinic_config is not None  # created whenever AppConfig is not the source
+        return f"ssm:{self.secrets.clinic_config.parameter_name}"

@@ -2,6 +2,9 @@
 // Usage: PORT=0 node server.mjs  ->  prints one line {"listening": "http://127.0.0.1:<port>"} on stdout.
 // Test-only endpoints: POST /$reset, POST /$fault, GET /metadata (static). Env FHIR_REQUIRE_BEARER=<token>
 // makes every other request require "Authorization: Bearer <token>". Logs go to stderr (FHIR_LOG=1: per request).
+// FHIR_SNAPSHOT=<file>: resources (with their history) are loaded from that file at start and written back
+// after every change and at shutdown, so a local EHR survives restarts (`calehr dev --state-dir`).
+import fs from 'node:fs';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -22,6 +25,37 @@ indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
 const router = new FhirRouter();
 const repo = new MemoryRepository();
 let fault = null; // {status?, count, retryAfter?, delayMs?, paths?, drop?}
+const SNAPSHOT = process.env.FHIR_SNAPSHOT || '';
+
+// MemoryRepository keeps `resources` (type -> id -> resource) and `history` (type -> id -> versions).
+function snapshotDocument() {
+  const dump = (maps) => Object.fromEntries([...maps].map(([type, byId]) => [type, Object.fromEntries(byId)]));
+  return { resources: dump(repo.resources), history: dump(repo.history) };
+}
+
+function loadSnapshot() {
+  if (!SNAPSHOT || !fs.existsSync(SNAPSHOT)) return;
+  const document = JSON.parse(fs.readFileSync(SNAPSHOT, 'utf8'));
+  for (const key of ['resources', 'history']) {
+    for (const [type, byId] of Object.entries(document[key] ?? {})) {
+      repo[key].set(type, new Map(Object.entries(byId)));
+    }
+  }
+}
+
+let snapshotTimer = null;
+function saveSnapshotNow() {
+  if (!SNAPSHOT) return;
+  clearTimeout(snapshotTimer);
+  snapshotTimer = null;
+  const temporary = `${SNAPSHOT}.tmp`;
+  fs.writeFileSync(temporary, JSON.stringify(snapshotDocument()), { mode: 0o600 });
+  fs.renameSync(temporary, SNAPSHOT);
+}
+
+function saveSnapshotSoon() {
+  if (SNAPSHOT && !snapshotTimer) snapshotTimer = setTimeout(saveSnapshotNow, 200);
+}
 
 // Required code bindings that Medplum's validator does not check.
 const ENUMS = {
@@ -123,7 +157,7 @@ async function handle(req, res) {
   }
 
   if (req.method === 'POST' && path === '/$reset') {
-    repo.clear(); fault = null;
+    repo.clear(); fault = null; saveSnapshotSoon();
     return send(res, 200, { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', details: { text: 'reset' } }] });
   }
   if (req.method === 'POST' && path === '/$fault') {
@@ -156,6 +190,7 @@ async function handle(req, res) {
   const fhirReq = { method: req.method, url: url.pathname + url.search, pathname: '', params: {}, query: {}, body, headers: req.headers };
   const [result, resource] = await router.handleRequest(fhirReq, repo);
   const status = getStatus(result);
+  if (req.method !== 'GET' && status < 400) saveSnapshotSoon();
   const out = isOk(result) ? (resource ?? result) : result;
   const headers = {};
   if (isOk(result) && resource?.meta?.versionId && resource.resourceType !== 'Bundle') {
@@ -184,6 +219,7 @@ process.on('uncaughtException', (err) => console.error('[fhir-server] uncaught:'
 process.on('unhandledRejection', (err) => console.error('[fhir-server] unhandled rejection:', err));
 
 const shutdown = () => {
+  try { saveSnapshotNow(); } catch (err) { console.error('[fhir-server] snapshot not written:', err.message); }
   server.close(() => process.exit(0));
   server.closeAllConnections();
   setTimeout(() => process.exit(0), 2000).unref();
@@ -191,6 +227,7 @@ const shutdown = () => {
 process.on('SIGTERM', shutdown);
 process.on('SIGINT', shutdown);
 
+try { loadSnapshot(); } catch (err) { console.error('[fhir-server] snapshot not readable:', err.message); process.exit(1); }
 server.once('error', (err) => { console.error('[fhir-server] cannot listen:', err.message); process.exit(1); });
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ listening: `http://127.0.0.1:${server.address().port}` })}\n`);

@@ -23,7 +23,8 @@ import boto3
 import httpx
 import pytest
 
-from devstack.cli import DEMO_DIR, DEMO_INTAKE, main, post_webhook
+from cli.app import main
+from cli.local import DEMO_DIR, DEMO_INTAKE, post_webhook
 from tests.conftest import compact, fixture_document
 
 pytestmark = pytest.mark.e2e
@@ -148,7 +149,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         process = subprocess.Popen(
             [
                 sys.executable,
-                *("-m", "devstack", "serve", "--workers", "2", "--secret", SECRET),
+                *("-m", "cli", "serve", "--workers", "2", "--secret", SECRET),
                 *("--stack-file", str(stack_file)),
             ],
             cwd=ROOT,
@@ -329,3 +330,74 @@ def test_given_canary_phi_when_bookings_and_forms_flow_then_no_log_metric_error_
     for where, text in haystacks.items():
         for field, value in CANARIES.items():
             assert value.lower() not in text, f"{field} leaked into {where}"
+
+
+def test_every_runbook_command_runs_against_the_local_stack(
+    stack: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A smoke run of each command the README runbook and docs/deploy.md name, with `--local`."""
+    from devstack.calcom_api_stub import CalcomApiStub
+
+    def ok(*argv: str) -> str:
+        code, out, err = _cli(capsys, stack, *argv)
+        assert code == 0, (argv, err)
+        return out
+
+    assert json.loads(ok("sync", "pause", "--json")) == {"sync": "paused"}
+    assert json.loads(ok("sync", "status", "--json")) == {"sync": "paused"}
+    unmapped = fixture_document("booking_created.json")
+    unmapped["payload"].update({"uid": "RunbookUnmapped0000001", "iCalUID": "RunbookUnmapped0000001@Cal.com"})
+    unmapped["payload"].update({"eventTypeId": 999001, "type": "not-in-the-mapping"})
+    path = stack["stack_file"].parent / "unmapped.json"
+    path.write_text(json.dumps(unmapped))
+    assert json.loads(ok("send", str(path), "--json"))[0]["status"] == 202
+    assert json.loads(ok("sync", "resume", "--json")) == {"sync": "running"}
+
+    def parked() -> list[dict[str, Any]]:
+        return [i for i in json.loads(ok("review", "list", "--json")) if i["reason"] == "unmapped_event_type"]
+
+    deadline = time.monotonic() + 30
+    while not parked():
+        assert time.monotonic() < deadline, "the unmapped booking was not parked"
+        time.sleep(0.25)
+    [item] = parked()
+    assert "unmapped_event_type" in ok("review", "list")
+    assert json.loads(ok("review", "show", item["pk"], "--json"))["reason"] == "unmapped_event_type"
+    assert json.loads(ok("review", "retry", item["pk"], "--json"))["requeued"] == [item["pk"]]
+    deadline = time.monotonic() + 30
+    while not parked():  # parked again: the mapping was not fixed
+        assert time.monotonic() < deadline
+        time.sleep(0.25)
+    [again] = parked()
+    assert json.loads(ok("review", "discard", again["pk"], "--reason", "runbook smoke test", "--json")) == {
+        "discarded": again["pk"]
+    }
+
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=stack["aws_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # moto
+    )
+    body = compact(fixture_document("booking_requested.json")).decode()
+    sqs.send_message(QueueUrl=stack["dlq_url"], MessageBody=body, MessageGroupId="g", MessageDeduplicationId="d1")
+    assert json.loads(ok("dlq", "redrive", "--dry-run", "--json"))["moved"] == 0
+    assert json.loads(ok("dlq", "redrive", "--rate", "50", "--json"))["moved"] == 1
+
+    code, out, err = _cli(capsys, stack, "audit", "Tz5bV8cN1xQw3HsK6dLr9F", "--json", until_ok=True)  # redriven
+    assert code == 0 and "BOOKING_REQUESTED" in out, err
+    code, out, err = _cli(capsys, stack, "audit", "--form", FORM_ID)
+    assert (code, err) == (0, "") or "no submissions" in err  # the form arrives in another test of this module
+    with CalcomApiStub(fixtures=["bookings_missed_created.json"]) as api:
+        monkeypatch.setenv("CALCOM_API_KEY", api.api_key)
+        summary = json.loads(
+            ok("reconcile", "--since", "2025-06-01T00:00:00Z", "--dry-run", "--api-url", api.base_url, "--json")
+        )
+    assert (summary["checked"], summary["dry_run"]) == (1, True)
+    assert json.loads(ok("doctor", "--json"))["ready"] is True
+    assert isinstance(json.loads(ok("appointments", "--json")), list)
+    code, out, err = _cli(capsys, stack, "config", "validate", str(DEMO_DIR / "clinic.yaml"))
+    assert code == 2 and "No such option: --local" in err  # config validate needs no target
+    code = main(["config", "validate", str(DEMO_DIR / "clinic.yaml")])
+    assert code == 0

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.doctor import main, run_doctor
+from cli.app import main
+from cli.doctor import run_doctor
 from shared.config.clinic import parse_config
 
 pytestmark = pytest.mark.integration
@@ -161,3 +162,58 @@ def test_jwks_command_prints_the_public_key(tmp_path: Path, capsys: pytest.Captu
     (jwk,) = json.loads(output)["keys"]
     assert (jwk["kty"], jwk["kid"], jwk["alg"], jwk["crv"], jwk["use"]) == ("EC", "2025-06", "ES384", "P-384", "sig")
     assert "d" not in jwk and "PRIVATE" not in output
+
+
+def _location(base_url: str, location_id: str) -> None:
+    httpx.put(
+        f"{base_url}/Location/{location_id}",
+        json={"resourceType": "Location", "id": location_id, "name": location_id},
+        headers={"Content-Type": "application/fhir+json"},
+        trust_env=False,
+    ).raise_for_status()
+
+
+def test_each_ehr_route_is_checked_against_its_own_event_types(
+    fhir_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: every Location was looked up in the default EHR, even one whose event type routes elsewhere."""
+    from devstack.fhir_server import LocalFhirServer
+
+    main_location, cardio_location = f"main-{unique_npi()}", f"cardio-{unique_npi()}"
+    npi = unique_npi()
+    create_practitioner(fhir_server.base_url, npi)  # the host works in the main EHR only
+    _location(fhir_server.base_url, main_location)
+    document = mapping({"npi": npi})
+    document["event_types"] = [
+        {"id": 1, "location_reference": f"Location/{main_location}"},
+        {"id": 2, "location_reference": f"Location/{cardio_location}", "ehr": "cardiology"},
+    ]
+    config = write(tmp_path, document)
+    with LocalFhirServer() as cardiology:
+        _location(cardiology.base_url, cardio_location)
+        argv = ["doctor", "--config", str(config), "--fhir", fhir_server.base_url, "--timeout", "5"]
+        code = main([*argv, "--route", f"cardiology={cardiology.base_url}", "--json"])
+        result = json.loads(capsys.readouterr().out)
+        assert code == 0, result
+        default, routed = result["routes"]
+        assert (default["route"], routed["route"]) == ("default", "cardiology")
+        names = {route["route"]: {c["name"]: c for c in route["checks"]} for route in result["routes"]}
+        assert f"location Location/{cardio_location}" not in names["default"]
+        assert names["cardiology"][f"location Location/{cardio_location}"]["status"] == "ok"
+        assert f"location Location/{main_location}" not in names["cardiology"]
+        # The Practitioner exists in one of the two EHRs: a warning in the other, not a failure.
+        host = names["cardiology"]["practitioners[0]"]
+        assert (host["status"], host["required"]) == ("warn", False)
+
+        # A Location missing from the EHR its event type routes to fails that route only.
+        document["event_types"][1]["location_reference"] = "Location/not-in-cardiology"
+        write(tmp_path, document)
+        assert main([*argv, "--route", f"cardiology={cardiology.base_url}"]) == 1
+        output = capsys.readouterr().out
+        assert "EHR route cardiology:" in output and "Location/not-in-cardiology does not exist" in output
+        assert "All EHRs: NOT ready (2 routes)" in output
+
+    # A route the mapping uses but nobody gave an endpoint for is a failure, not a silent skip.
+    assert main([*argv, "--json"]) == 1
+    missing = json.loads(capsys.readouterr().out)["routes"][1]
+    assert missing["route"] == "cardiology" and missing["checks"][0]["status"] == "fail"

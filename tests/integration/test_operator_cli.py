@@ -1,34 +1,46 @@
-"""The operator CLI against moto server and the FHIR server: review items, DLQ redrive, pause/resume, audit."""
+"""The operator CLI against moto server and the FHIR server: review items, DLQ redrive, pause/resume, audit.
+
+The target is a CloudFormation stack in moto (`--stack NAME`): every resource is resolved from its
+outputs over the socket, as against a deployed stack.
+"""
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.cli import main
+from cli.app import main
 from tests.conftest import compact, fixture_document
 
 pytestmark = pytest.mark.integration
 
 
+_STACKS: dict[str, str] = {}
+
+
 def _target(resources: Any) -> list[str]:
-    return [
-        "--queue-url",
-        resources.queue_url,
-        "--dlq-url",
-        resources.dlq_url,
-        "--review-table",
-        resources.review_table,
-        "--state-table",
-        resources.state_table,
-        "--audit-table",
-        resources.audit_table,
-        "--endpoint-url",
-        resources.endpoint,
-    ]
+    """A CloudFormation stack in moto whose outputs name this test's resources."""
+    key = resources.queue_url
+    if key not in _STACKS:
+        name = f"CalEhrBridge-itest-{uuid.uuid4().hex[:8]}"
+        outputs = {
+            "QueueUrl": resources.queue_url,
+            "DeadLetterQueueUrl": resources.dlq_url,
+            "ReviewTableName": resources.review_table,
+            "StateTableName": resources.state_table,
+            "AuditTableName": resources.audit_table,
+        }
+        template = {
+            "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-marker"}}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+        }
+        resources.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+        _STACKS[key] = name
+    return ["--stack", _STACKS[key], "--endpoint-url", resources.endpoint, "--region", "us-east-1"]
 
 
 def _ambiguous_patients(fhir_server: Any) -> list[str]:
@@ -61,9 +73,12 @@ def test_given_a_parked_message_when_listed_shown_fixed_and_retried_then_it_is_a
     [item] = json.loads(capsys.readouterr().out)
     assert item["reason"] == "ambiguous_patient" and item["status"] == "open"
 
-    assert main(["review", "show", item["pk"], *_target(clean_bridge)]) == 0
+    assert main(["review", "show", item["pk"], "--json", *_target(clean_bridge)]) == 0
     shown = capsys.readouterr()
     assert "jordan" not in shown.out.lower() and "body" not in json.loads(shown.out)
+    assert main(["review", "show", item["pk"], *_target(clean_bridge)]) == 0
+    table = capsys.readouterr().out
+    assert "ambiguous_patient" in table and "jordan" not in table.lower()
     assert main(["review", "list", *_target(clean_bridge)]) == 0
     assert "jordan" not in capsys.readouterr().out.lower()
     assert main(["review", "show", item["pk"], "--with-body", *_target(clean_bridge)]) == 0
@@ -153,6 +168,49 @@ def test_given_a_synced_history_then_audit_prints_its_timeline_without_phi(
     assert main(["audit", "unknown-uid", *_target(clean_bridge)]) == 1
 
 
-def test_given_no_target_then_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_given_no_target_then_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CALEHR_REVIEW_TABLE", raising=False)
+    monkeypatch.delenv("CALEHR_STACK", raising=False)
     assert main(["review", "list"]) == 1
-    assert "--queue-url" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--stack NAME" in err and "CALEHR_REVIEW_TABLE" in err
+
+
+def test_given_only_the_state_and_audit_tables_then_audit_works_without_any_queue_url(
+    pipeline: Any, clean_bridge: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: audit demanded --queue-url and --dlq-url, which it never uses."""
+    pipeline.send(fixture_document("booking_created.json"))
+    pipeline.drain()
+    for name in ("CALEHR_STACK", "CALEHR_QUEUE_URL", "CALEHR_DLQ_URL", "CALEHR_REVIEW_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CALEHR_STATE_TABLE", clean_bridge.state_table)
+    monkeypatch.setenv("CALEHR_AUDIT_TABLE", clean_bridge.audit_table)
+    capsys.readouterr()
+    argv = ["audit", "k3F9pQ2mXvT7LbN4sW8aRz", "--endpoint-url", clean_bridge.endpoint, "--region", "us-east-1"]
+    assert main([*argv, "--json"]) == 0
+    timeline = json.loads(capsys.readouterr().out)
+    assert [r["trigger"] for r in timeline["records"]] == ["BOOKING_CREATED"]
+
+
+def test_given_a_stack_that_does_not_exist_then_one_line_names_it(
+    clean_bridge: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["review", "list", "--stack", "CalEhrBridge-nope", "--endpoint-url", clean_bridge.endpoint])
+    err = capsys.readouterr().err
+    assert code == 1 and err == "calehr: CloudFormation stack CalEhrBridge-nope not found in this account and region\n"
+
+
+def test_given_a_stack_without_the_output_a_command_needs_then_the_error_names_the_output(
+    clean_bridge: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"CalEhrBridge-partial-{uuid.uuid4().hex[:8]}"
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-marker"}}},
+        "Outputs": {"StateTableName": {"Value": clean_bridge.state_table}},
+    }
+    clean_bridge.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    assert main(["review", "list", "--stack", name, "--endpoint-url", clean_bridge.endpoint]) == 1
+    assert f"stack {name} has no output ReviewTableName" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from devstack.doctor import print_report, run_doctor
+from cli.doctor import print_report, run_doctor
 from devstack.fhir_server import LocalFhirServer
 from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
 from devstack.token_server import TokenServer

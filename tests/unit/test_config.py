@@ -265,3 +265,83 @@ def test_given_an_unknown_user_id_when_looking_up_then_the_email_matches_case_in
 @pytest.mark.parametrize(("user_id", "email"), [(999, "nobody@clinic.example"), (None, None), (None, ""), (None, "  ")])
 def test_given_an_unknown_host_when_looking_up_then_none(user_id: int | None, email: str | None) -> None:
     assert parse_config(VALID).practitioner(user_id, email) is None
+
+
+# -- stricter validation: duplicates, contradictions, one pass ------------------------------------------
+
+
+def test_given_a_duplicate_yaml_key_when_parsed_then_it_is_refused_with_its_path_and_lines() -> None:
+    # A plain YAML loader keeps the last value silently: here the clinic would lose the CHECKUP mapping.
+    text = VALID.replace("    slug: alpha\n", "    slug: alpha\n    slug: alpha-2\n")
+    problems = problems_of(text)
+    assert problems == ["event_types.0.slug: duplicate key (lines 4 and 5); only one is allowed"]
+
+
+def test_given_a_duplicate_key_in_json_when_parsed_then_it_is_refused() -> None:
+    problems = problems_of('{"version": 1, "version": 1, "event_types": [{"id": 1}], "practitioners": []}')
+    assert any(p.startswith("version: duplicate key") for p in problems), problems
+
+
+def test_given_duplicate_event_type_ids_slugs_and_hosts_then_each_duplicate_is_named() -> None:
+    text = (
+        VALID.replace("  - id: 2\n    slug: beta\n", "  - id: 1\n    slug: beta\n")
+        .replace("  - slug: gamma\n", "  - slug: alpha\n")
+        .replace("  - email: Second.Host@Clinic.Example\n", "  - email: FIRST@clinic.example\n")
+    )
+    problems = problems_of(text)
+    assert "event_types.1.id: event type id 1 is already used by event_types.0" in problems
+    assert "event_types.2.slug: event type slug 'alpha' is already used by event_types.0" in problems
+    assert any(p.startswith("practitioners.1.email: host e-mail") for p in problems), problems
+
+
+def test_given_a_telehealth_event_type_with_a_location_then_the_contradiction_is_refused() -> None:
+    text = VALID.replace(
+        "    slug: beta\n", "    slug: beta\n    telehealth: true\n    location_reference: Location/a\n"
+    )
+    [problem] = problems_of(text)
+    assert problem.startswith("event_types.1: telehealth: true contradicts location_reference")
+
+
+def test_given_field_errors_and_cross_section_problems_then_one_pass_reports_all_of_them() -> None:
+    """Before: the duplicate id and the contradiction appeared only after the field error was fixed."""
+    text = (
+        VALID.replace("appointment_type: CHECKUP", "appointment_type: SURGERY")  # field error
+        .replace("  - id: 2\n", "  - id: 1\n")  # duplicate id
+        .replace("    slug: beta\n", "    slug: beta\n    telehealth: true\n    location_reference: Location/a\n")
+        .replace("    slug: alpha\n", "    slug: alpha\n    slug: alpha\n")  # duplicate key
+    )
+    paths = {p.split(":", 1)[0] for p in problems_of(text)}
+    assert {"event_types.0.appointment_type", "event_types.1.id", "event_types.1", "event_types.0.slug"} <= paths
+
+
+def test_given_a_mapping_built_in_code_then_the_same_checks_apply() -> None:
+    from pydantic import ValidationError
+
+    from shared.config.clinic import ClinicConfig
+
+    document = parse_config(VALID).model_dump()
+    document["event_types"][1]["id"] = 1
+    with pytest.raises(ValidationError, match="already used"):
+        ClinicConfig.model_validate(document)
+
+
+def test_the_checked_in_json_schema_is_the_models() -> None:
+    """docs/clinic.schema.json is what `calehr config schema` prints; regenerate it when the model changes:
+    `.venv/bin/calehr config schema > docs/clinic.schema.json`."""
+    from shared.config.clinic import schema_text
+
+    assert (ROOT / "docs" / "clinic.schema.json").read_text(encoding="utf-8") == schema_text()
+
+
+def test_the_json_schema_accepts_the_examples_and_refuses_a_wrong_field() -> None:
+    """Checked with the jsonschema library (it did not write the schema)."""
+    import jsonschema
+    import yaml
+
+    from shared.config.clinic import clinic_json_schema
+
+    validator = jsonschema.Draft202012Validator(clinic_json_schema())
+    for example in (DEMO, ROOT / "docs" / "examples" / "clinic.yaml"):
+        assert list(validator.iter_errors(yaml.safe_load(example.read_text(encoding="utf-8")))) == [], example
+    wrong = yaml.safe_load(VALID.replace("appointment_type: CHECKUP", "appointment_type: SURGERY"))
+    assert [list(e.absolute_path) for e in validator.iter_errors(wrong)] == [["event_types", 0, "appointment_type"]]

@@ -249,7 +249,10 @@ def _problems(extra: str) -> list[str]:
 
 def test_given_a_form_listed_twice_when_validated_then_it_is_refused() -> None:
     form = "  - {form_id: f1, visit_kind: {field: k, new: [N]}}\n"
-    assert any("listed twice" in p for p in _problems("routing_forms:\n" + form + form))
+    assert any(
+        p.startswith("routing_forms.1.form_id:") and "already used" in p
+        for p in _problems("routing_forms:\n" + form + form)
+    )
 
 
 def test_given_a_preferred_provider_who_is_not_mapped_when_validated_then_it_is_refused() -> None:

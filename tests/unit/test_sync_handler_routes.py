@@ -4,6 +4,7 @@ per route, per-route Oracle id maps, and a SyncService rebuilt (cheaply) when th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,7 +294,9 @@ def test_given_a_changed_mapping_then_a_new_service_shares_the_container_objects
         monkeypatch.setenv("PSEUDONYM_SECRET_ARN", SECRET_ARN.format("pseudonym"))
         first = sync._service()
         assert sync._service() is first  # unchanged mapping: the same service (warm practitioner cache)
-        clinic.write_text(DEMO.read_text(encoding="utf-8") + "\nrevision: r2\n", encoding="utf-8")
+        # A new revision (replacing the key: a duplicate `revision:` would be refused as a duplicate key)
+        text = re.sub(r"(?m)^revision: .*$", "revision: r2", DEMO.read_text(encoding="utf-8"))
+        clinic.write_text(text, encoding="utf-8")
         second = sync._service()
     assert second is not first
     assert second._config.revision == "r2"

@@ -1,19 +1,18 @@
-"""`calehr doctor` and `calehr jwks`: can this bridge work with this EHR, and what to register.
+"""`calehr doctor` and `calehr jwks`: can this bridge work with these EHRs, and what to register.
 
-    calehr doctor --fhir URL --config clinic.yaml [--profile generic|healthlake|oracle]
-                  [--auth-secret-file secret.json | --auth-secret-arn ARN] [--region R]
-    calehr jwks (--secret-file secret.json | --secret-arn ARN)
-
-`doctor` only reads: the CapabilityStatement (`/metadata`) where the server has one, an access token
+`doctor` only reads, once per EHR route (the default EHR and each `ehr:` route the clinic mapping's
+event types name): the CapabilityStatement (`/metadata`) where the server has one, an access token
 (SMART), a Patient search by the bridge's own identifier system, every mapped Practitioner (by
-reference or NPI) and every mapped Location. It prints one line per check and a summary of what will
-and will not work; the exit code is 1 when a required check fails. Its output names resource types,
-ids, NPIs and HTTP statuses, never tokens, keys or patient data.
+reference or NPI), the Locations of the event types routed to that EHR, and the Locations of the
+clinic's location mapping. A Practitioner or mapped Location that exists in one of several EHRs is a
+warning in the others, not a failure; an event type's Location must exist in the EHR it routes to. It
+prints one line per check and a summary of what will and will not work; the exit code is 1 when a
+required check fails. Its output names resource types, ids, NPIs and HTTP statuses, never tokens,
+keys or patient data.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping
@@ -23,14 +22,15 @@ from typing import Any, Literal, TextIO
 
 import httpx
 
-from shared.config.clinic import ClinicConfig, ConfigError, load_config
+from shared.config.clinic import ClinicConfig
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.oracle import DEFAULT_PATCHABLE
 from shared.ehr.profiles import PROFILES, ProfileError, auth_from_secret
 from shared.ehr.sigv4 import SigV4Auth
-from shared.ehr.smart import SmartBackendAuth, SmartConfigError, jwks_from_secret
+from shared.ehr.smart import SmartBackendAuth
 from shared.errors import EhrError
+from shared.settings import DEFAULT_ROUTE
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 DEFAULT_IDENTIFIER_BASE = "https://cal-ehr-bridge.dev/fhir/sid"
@@ -51,14 +51,30 @@ class Check:
     status: Status
     detail: str
     required: bool = True
+    #: A mapping entry not tied to one EHR (a Practitioner, a location-mapping Location): with several
+    #: EHRs it has to exist in one of them, not in each.
+    shared: bool = False
 
 
 @dataclass(slots=True)
 class Report:
     base_url: str
     profile: str
+    route: str = DEFAULT_ROUTE
     checks: list[Check] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "base_url": self.base_url,
+            "profile": self.profile,
+            "ready": self.ok,
+            "checks": [
+                {"name": c.name, "status": c.status, "detail": c.detail, "required": c.required} for c in self.checks
+            ],
+            "limits": list(self.limits),
+        }
 
     @property
     def ok(self) -> bool:
@@ -68,8 +84,8 @@ class Report:
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
-    def add(self, name: str, status: Status, detail: str, *, required: bool = True) -> None:
-        self.checks.append(Check(name, status, detail, required))
+    def add(self, name: str, status: Status, detail: str, *, required: bool = True, shared: bool = False) -> None:
+        self.checks.append(Check(name, status, detail, required, shared))
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -221,30 +237,37 @@ def _check_practitioners(report: Report, fhir: FhirR4Client, config: ClinicConfi
                 resource_type, _, resource_id = mapping.reference.partition("/")
                 found = fhir.read(resource_type, resource_id)
                 if found is None:
-                    report.add(name, "fail", f"{mapping.reference} does not exist")
+                    report.add(name, "fail", f"{mapping.reference} does not exist", shared=True)
                 else:
-                    report.add(name, "ok", f"{mapping.reference} exists")
+                    report.add(name, "ok", f"{mapping.reference} exists", shared=True)
                 continue
             matches = fhir.search("Practitioner", {"identifier": f"{NPI_SYSTEM}|{mapping.npi}"})
         except EhrError as exc:
             report.add(name, "fail", f"lookup failed: {exc.detail}")
             continue
         if len(matches) == 1:
-            report.add(name, "ok", f"NPI {mapping.npi} → Practitioner/{matches[0].id}")
+            report.add(name, "ok", f"NPI {mapping.npi} → Practitioner/{matches[0].id}", shared=True)
         elif not matches:
-            report.add(name, "fail", f"no Practitioner carries NPI {mapping.npi}")
+            report.add(name, "fail", f"no Practitioner carries NPI {mapping.npi}", shared=True)
         else:
             report.add(name, "fail", f"{len(matches)} Practitioners carry NPI {mapping.npi}; map by reference instead")
 
 
+def event_type_mappings(config: ClinicConfig) -> list[Any]:
+    return [*config.event_types, *([config.default_event_type] if config.default_event_type else [])]
+
+
+def routes_of(config: ClinicConfig) -> list[str]:
+    """The EHR routes the mapping's event types name, the default route first."""
+    return sorted({m.ehr for m in event_type_mappings(config)} | {DEFAULT_ROUTE}, key=lambda r: (r != DEFAULT_ROUTE, r))
+
+
 def _check_locations(report: Report, fhir: FhirR4Client, config: ClinicConfig) -> None:
-    mappings = [*config.event_types, *([config.default_event_type] if config.default_event_type else [])]
-    references = sorted(
-        {ref for m in mappings if (ref := getattr(m, "location_reference", None))}
-        | {m.reference for m in config.locations if m.reference}
-    )
+    # Only the event types routed to this EHR: their Location is written into this EHR's Appointments.
+    own = {ref for m in event_type_mappings(config) if m.ehr == report.route and (ref := m.location_reference)}
+    references = sorted(own | {m.reference for m in config.locations if m.reference})
     if not references:
-        report.add("locations", "skip", "the clinic mapping names no Locations", required=False)
+        report.add("locations", "skip", "the clinic mapping names no Locations for this EHR", required=False)
         return
     for reference in references:
         resource_type, _, resource_id = reference.partition("/")
@@ -257,6 +280,7 @@ def _check_locations(report: Report, fhir: FhirR4Client, config: ClinicConfig) -
             f"location {reference}",
             "ok" if found else "fail",
             f"{reference} exists" if found else f"{reference} does not exist",
+            shared=reference not in own,
         )
 
 
@@ -284,11 +308,12 @@ def run_doctor(
     timeout_seconds: float = 10.0,
     transport: httpx.BaseTransport | None = None,
     identifier_system_base: str = DEFAULT_IDENTIFIER_BASE,
+    route: str = DEFAULT_ROUTE,
 ) -> Report:
-    """Read-only checks of one EHR endpoint for one clinic mapping; never writes to the EHR."""
+    """Read-only checks of one EHR endpoint (the EHR of `route`) for one clinic mapping; never writes."""
     if profile not in PROFILES:
         raise ProfileError(f"EHR profile must be one of {', '.join(PROFILES)}")
-    report = Report(base_url=base_url.rstrip("/"), profile=profile)
+    report = Report(base_url=base_url.rstrip("/"), profile=profile, route=route)
     fhir = FhirR4Client(base_url, auth=auth, timeout_seconds=timeout_seconds, transport=transport)
     try:
         _check_capabilities(report, fhir, config)
@@ -311,7 +336,8 @@ _MARK = {"ok": "[ OK ]", "warn": "[WARN]", "fail": "[FAIL]", "skip": "[SKIP]"}
 
 def print_report(report: Report, out: TextIO | None = None) -> None:
     out = out or sys.stdout
-    print(f"EHR {report.base_url} (profile {report.profile})\n", file=out)
+    route = "" if report.route == DEFAULT_ROUTE else f"route {report.route}: "
+    print(f"EHR {route}{report.base_url} (profile {report.profile})\n", file=out)
     width = max((len(c.name) for c in report.checks), default=10)
     for check in report.checks:
         optional = "" if check.required or check.status == "ok" else " (optional)"
@@ -328,83 +354,98 @@ def print_report(report: Report, out: TextIO | None = None) -> None:
         print(f"\nResult: NOT ready - {len(failed)} required check(s) failed.", file=out)
 
 
-# -- command line ---------------------------------------------------------------------------------------
+# -- several EHRs ---------------------------------------------------------------------------------------
 
 
-def _secret_document(file: str | None, arn: str | None) -> dict[str, Any] | None:
-    if file:
-        try:
-            document = json.loads(Path(file).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise ProfileError(f"{file}: cannot be read as JSON") from None
-        if not isinstance(document, dict):
-            raise ProfileError(f"{file}: must be a JSON object")
-        return document
-    if arn:
-        from shared.stores.secrets import SecretReader  # noqa: PLC0415 - needs AWS only when asked
+@dataclass(frozen=True, slots=True)
+class EhrEndpoint:
+    """One EHR route to check: where it is and how to authenticate."""
 
-        return SecretReader().json(arn)
-    return None
+    route: str
+    base_url: str
+    profile: str = "generic"
+    auth: httpx.Auth | None = None
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def run_doctor_routes(
+    endpoints: list[EhrEndpoint], *, config: ClinicConfig, timeout_seconds: float = 10.0
+) -> list[Report]:
+    """One report per EHR route the mapping uses; a route without an endpoint is a failed check.
+
+    A Practitioner or location-mapping Location found in one EHR is only a warning in the others: the
+    mapping does not say which EHR a host works in, and one EHR is enough for the bookings that reach it.
+    """
+    given = {endpoint.route: endpoint for endpoint in endpoints}
+    reports = []
+    for route in sorted(set(routes_of(config)) | set(given), key=lambda r: (r != DEFAULT_ROUTE, r)):
+        endpoint = given.get(route)
+        if endpoint is None:
+            names = [str(m.id or m.slug) for m in event_type_mappings(config) if m.ehr == route]
+            report = Report(base_url="(not given)", profile="?", route=route)
+            if names or route != DEFAULT_ROUTE:
+                report.add(
+                    "endpoint",
+                    "fail",
+                    f"event types {', '.join(names)} route to '{route}', but no endpoint was given for it "
+                    f"(--route {route}=URL, or --stack NAME)",
+                )
+            else:
+                report.add("endpoint", "skip", "no event type routes to the default EHR", required=False)
+            reports.append(report)
+            continue
+        reports.append(
+            run_doctor(
+                endpoint.base_url,
+                auth=endpoint.auth,
+                config=config,
+                profile=endpoint.profile,
+                timeout_seconds=timeout_seconds,
+                route=route,
+            )
+        )
+    checked = [r for r in reports if r.base_url != "(not given)"]
+    if len(checked) > 1:
+        _forgive_shared(checked)
+    return reports
+
+
+def _forgive_shared(reports: list[Report]) -> None:
+    found = {c.name: r.route for r in reports for c in r.checks if c.shared and c.status == "ok"}
+    for report in reports:
+        report.checks = [
+            Check(
+                c.name,
+                "warn",
+                f"{c.detail} here (found in the {found[c.name]} EHR; bookings routed here that need it are parked "
+                "for review)",
+                required=False,
+                shared=True,
+            )
+            if c.shared and c.status == "fail" and c.name in found
+            else c
+            for c in report.checks
+        ]
+
+
+def secret_document_file(file: Path) -> dict[str, Any]:
+    """An EHR auth / SMART secret document from a JSON file."""
     try:
-        config = load_config(f"file:{args.config}")
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    try:
-        document = _secret_document(args.auth_secret_file, args.auth_secret_arn)
-        if document is None and args.profile == "healthlake":
-            document = {"type": "sigv4", **({"region": args.region} if args.region else {})}
-        auth = auth_from_secret(document, args.fhir, timeout_seconds=args.timeout)
-    except ProfileError as exc:
-        print(f"calehr doctor: {exc}", file=sys.stderr)
-        return 2
-    report = run_doctor(args.fhir, auth=auth, config=config, profile=args.profile, timeout_seconds=args.timeout)
-    print_report(report)
-    return report.exit_code
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ProfileError(f"{file}: cannot be read as JSON") from None
+    if not isinstance(document, dict):
+        raise ProfileError(f"{file}: must be a JSON object")
+    return document
 
 
-def cmd_jwks(args: argparse.Namespace) -> int:
-    try:
-        document = _secret_document(args.secret_file, args.secret_arn)
-        if document is None:
-            raise ProfileError("give --secret-file or --secret-arn")
-        jwks = jwks_from_secret(document)
-    except (ProfileError, SmartConfigError) as exc:
-        print(f"calehr jwks: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(jwks, indent=2))
-    return 0
+def endpoint_auth(
+    document: Mapping[str, Any] | None, base_url: str, profile: str, *, region: str | None, timeout_seconds: float
+) -> httpx.Auth | None:
+    """The auth of an endpoint from its secret document (HealthLake without one: SigV4 with local credentials)."""
+    if document is None and profile == "healthlake":
+        document = {"type": "sigv4", **({"region": region} if region else {})}
+    return auth_from_secret(dict(document) if document is not None else None, base_url, timeout_seconds=timeout_seconds)
 
 
-def add_commands(commands: Any) -> None:
-    """Register `doctor` and `jwks` on the CLI's subparsers (`argparse._SubParsersAction`)."""
-    doctor = commands.add_parser("doctor", help="check an EHR endpoint against the clinic mapping")
-    doctor.add_argument("--fhir", required=True, help="FHIR R4 base URL")
-    doctor.add_argument("--config", required=True, help="clinic mapping file (YAML/JSON)")
-    doctor.add_argument("--profile", choices=PROFILES, default="generic")
-    source = doctor.add_mutually_exclusive_group()
-    source.add_argument("--auth-secret-file", help="EHR auth secret as a JSON file (type none|bearer|smart|sigv4)")
-    source.add_argument("--auth-secret-arn", help="EHR auth secret in Secrets Manager")
-    doctor.add_argument("--region", help="AWS region for SigV4 (default: from the HealthLake host)")
-    doctor.add_argument("--timeout", type=float, default=10.0)
-    doctor.set_defaults(run=cmd_doctor)
-
-    jwks = commands.add_parser("jwks", help="print the public JWKS of a SMART secret, for registration")
-    jwks_source = jwks.add_mutually_exclusive_group(required=True)
-    jwks_source.add_argument("--secret-file", help="the SMART secret as a JSON file")
-    jwks_source.add_argument("--secret-arn", help="the SMART secret in Secrets Manager")
-    jwks.set_defaults(run=cmd_jwks)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="calehr")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def reports_dict(reports: list[Report]) -> dict[str, Any]:
+    return {"ready": all(r.ok for r in reports), "routes": [r.as_dict() for r in reports]}

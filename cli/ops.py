@@ -1,98 +1,29 @@
 """Operator commands: review items, DLQ redrive, pause/resume of sync, and the audit timelines.
 
-They work against AWS (resource names from flags or the stack outputs) or against the local stack
-(`--local`, which reads `.devstack/stack.json` written by `make dev`). Listings carry no PHI: review
-bodies are shown only with `--with-body`, which says so on stderr.
+They work against AWS (a CloudFormation stack's outputs, `--stack`, or environment variables) or
+against the local stack (`--local`, which reads `.devstack/stack.json` written by `calehr dev`); see
+`cli.target`. Listings carry no PHI: review bodies are shown only with `--with-body`, which says so on
+stderr. Each function builds plain data and prints it through `cli.output.Output` (table or JSON).
 """
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import hashlib
-import json
-import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 
+from cli.errors import CliError
+from cli.output import Output
+from cli.target import Target
 from shared.stores.audit import AuditTrail
 from shared.stores.review import ReviewStore
 
-STACK_FILE = Path(".devstack/stack.json")
-
-
-class OpsError(Exception):
-    """A refusal with a clear message (exit code 1)."""
-
-
-@dataclass(frozen=True)
-class OpsTarget:
-    queue_url: str
-    dlq_url: str
-    review_table: str
-    state_table: str
-    audit_table: str
-    endpoint: str | None = None
-    sync_function: str | None = None
-    control_url: str | None = None
-    region: str | None = None
-
-    def client(self, service: str) -> Any:
-        kwargs: dict[str, Any] = {}
-        if self.endpoint:
-            kwargs.update(endpoint_url=self.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106
-        if self.region or self.endpoint:
-            kwargs["region_name"] = self.region or "us-east-1"
-        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
-
-
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("target (AWS resources, or --local for the local stack)")
-    group.add_argument("--local", action="store_true", help=f"use the local stack described in {STACK_FILE}")
-    group.add_argument("--stack-file", default=str(STACK_FILE))
-    for name in ("queue-url", "dlq-url", "review-table", "state-table", "audit-table", "sync-function", "region"):
-        group.add_argument(f"--{name}")
-    group.add_argument("--endpoint-url", help="an AWS-compatible endpoint (e.g. the local moto server)")
-    group.add_argument("--control-url", help="the local stack's control URL (pause/resume)")
-
-
-def resolve_target(args: argparse.Namespace) -> OpsTarget:
-    if args.local:
-        path = Path(args.stack_file)
-        if not path.exists():
-            raise OpsError(f"{path} not found: start the local stack with `make dev` first")
-        info = json.loads(path.read_text())
-        return OpsTarget(
-            queue_url=info["queue_url"],
-            dlq_url=info["dlq_url"],
-            review_table=info["review_table"],
-            state_table=info["state_table"],
-            audit_table=info["audit_table"],
-            endpoint=info["aws_endpoint"],
-            control_url=info["control_url"],
-        )
-    missing = [
-        n for n in ("queue_url", "dlq_url", "review_table", "state_table", "audit_table") if not getattr(args, n)
-    ]
-    if missing:
-        raise OpsError("missing " + ", ".join("--" + m.replace("_", "-") for m in missing) + " (or use --local)")
-    return OpsTarget(
-        queue_url=args.queue_url,
-        dlq_url=args.dlq_url,
-        review_table=args.review_table,
-        state_table=args.state_table,
-        audit_table=args.audit_table,
-        sync_function=args.sync_function,
-        region=args.region,
-        endpoint=args.endpoint_url,
-        control_url=args.control_url,
-    )
+#: The old name of the refusal error; `CliError` is the CLI's one error type.
+OpsError = CliError
 
 
 def _now() -> str:
@@ -106,39 +37,30 @@ def _operator() -> str:
         return "unknown"
 
 
-def _table(rows: list[dict[str, str]], columns: list[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
-
-
 # -- review items ---------------------------------------------------------------------------------
-def review_list(target: OpsTarget, *, include_closed: bool, as_json: bool) -> int:
+def review_list(target: Target, out: Output, *, include_closed: bool) -> int:
     items = ReviewStore(target.review_table, target.client("dynamodb")).list_items(include_closed=include_closed)
-    if as_json:
-        print(json.dumps(items, indent=2))
-    else:
-        _table(items, ["pk", "status", "reason", "trigger", "parked_at", "detail"])
+    out.table(items, ["pk", "status", "reason", "trigger", "parked_at", "detail"])
     return 0
 
 
-def review_show(target: OpsTarget, review_id: str, *, with_body: bool) -> int:
+def review_show(target: Target, out: Output, review_id: str, *, with_body: bool) -> int:
     item = ReviewStore(target.review_table, target.client("dynamodb")).get(review_id)
     if item is None:
         raise OpsError(f"no review item {review_id}")
     body = item.pop("body", "")
-    print(json.dumps(item, indent=2))
     if with_body:
-        print("warning: the message body below contains patient data", file=sys.stderr)
-        print(body)
+        out.note("warning: the message body below contains patient data")
+    if out.as_json:
+        out.json({**item, "body": body} if with_body else item)
+        return 0
+    out.table([{"field": k, "value": v} for k, v in item.items()], ["field", "value"])
+    if with_body:
+        out.say(body)
     return 0
 
 
-def _requeue(target: OpsTarget, body: str, group_id: str, tag: str) -> str:
+def _requeue(target: Target, body: str, group_id: str, tag: str) -> str:
     # A new deduplication id: the original one may still be inside SQS's 5-minute dedup window.
     dedup = hashlib.sha256(f"{tag}:{body}".encode()).hexdigest()
     response = target.client("sqs").send_message(
@@ -151,17 +73,19 @@ def _requeue(target: OpsTarget, body: str, group_id: str, tag: str) -> str:
     return str(response["MessageId"])
 
 
-def review_retry(target: OpsTarget, review_ids: list[str], *, retry_all: bool) -> int:
+def review_retry(target: Target, out: Output, review_ids: list[str], *, retry_all: bool) -> int:
     store = ReviewStore(target.review_table, target.client("dynamodb"))
     audit = AuditTrail(target.audit_table, target.client("dynamodb"))
     ids = [i["pk"] for i in store.list_items()] if retry_all else review_ids
     if not ids:
         raise OpsError("nothing to retry: give review ids or --all")
-    retried = 0
+    retried: list[str] = []
+    skipped: list[str] = []
     for review_id in ids:
         item = store.get(review_id)
         if item is None or item.get("status") != "open":
-            print(f"{review_id}: not open, skipped")
+            skipped.append(review_id)
+            out.say(f"{review_id}: not open, skipped")
             continue
         at = _now()
         _requeue(target, item["body"], item.get("lineage_hash", ""), f"retry:{review_id}:{at}")
@@ -169,13 +93,13 @@ def review_retry(target: OpsTarget, review_ids: list[str], *, retry_all: bool) -
             audit.record_operator_action(
                 subject=f"review#{review_id}", action="review_retried", note="", operator=_operator(), at=at
             )
-        retried += 1
-        print(f"{review_id}: re-queued")
-    print(f"{retried} re-queued")
+        retried.append(review_id)
+        out.say(f"{review_id}: re-queued")
+    out.result({"requeued": retried, "skipped": skipped}, text=f"{len(retried)} re-queued")
     return 0
 
 
-def review_discard(target: OpsTarget, review_id: str, *, reason: str) -> int:
+def review_discard(target: Target, out: Output, review_id: str, *, reason: str) -> int:
     if len(reason.strip()) < 5:
         raise OpsError("--reason is required (at least 5 characters); it is kept in the audit trail")
     store = ReviewStore(target.review_table, target.client("dynamodb"))
@@ -185,18 +109,12 @@ def review_discard(target: OpsTarget, review_id: str, *, reason: str) -> int:
     AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
         subject=f"review#{review_id}", action="review_discarded", note=reason.strip(), operator=_operator(), at=at
     )
-    print(f"{review_id}: discarded")
+    out.result({"discarded": review_id}, text=f"{review_id}: discarded")
     return 0
 
 
 # -- DLQ redrive ----------------------------------------------------------------------------------
-def _progress(done: int, total: int) -> None:
-    width = 30
-    filled = int(width * done / total) if total else width
-    print(f"\rredrive [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
-
-
-def dlq_redrive(target: OpsTarget, *, dry_run: bool, rate: float, limit: int) -> int:
+def dlq_redrive(target: Target, out: Output, *, dry_run: bool, rate: float, limit: int) -> int:
     if rate <= 0:
         raise OpsError("--rate must be positive (messages per second)")
     sqs = target.client("sqs")
@@ -206,10 +124,23 @@ def dlq_redrive(target: OpsTarget, *, dry_run: bool, rate: float, limit: int) ->
         ]
     )
     total = min(depth, limit)
-    print(f"{depth} message(s) in the DLQ; {'would redrive' if dry_run else 'redriving'} {total}", file=sys.stderr)
+    out.note(f"{depth} message(s) in the DLQ; {'would redrive' if dry_run else 'redriving'} {total}")
     if dry_run or total == 0:
+        out.result({"depth": depth, "moved": 0, "dry_run": dry_run}, text=f"0 message(s) redriven (of {depth})")
         return 0
-    moved, interval = 0, 1.0 / rate
+    interval = 1.0 / rate
+    with out.progress("redrive", total=total) as progress:
+        moved = _redrive(target, progress, total, interval)
+    AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
+        subject="dlq", action="dlq_redriven", note=f"{moved} message(s)", operator=_operator(), at=_now()
+    )
+    out.result({"depth": depth, "moved": moved, "dry_run": False}, text=f"{moved} message(s) redriven")
+    return 0
+
+
+def _redrive(target: Target, progress: Any, total: int, interval: float) -> int:
+    sqs = target.client("sqs")
+    moved = 0
     while moved < total:
         batch = sqs.receive_message(
             QueueUrl=target.dlq_url,
@@ -226,39 +157,61 @@ def dlq_redrive(target: OpsTarget, *, dry_run: bool, rate: float, limit: int) ->
             _requeue(target, message["Body"], group, f"redrive:{message['MessageId']}")
             sqs.delete_message(QueueUrl=target.dlq_url, ReceiptHandle=message["ReceiptHandle"])
             moved += 1
-            _progress(moved, total)
+            progress.advance()
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
-    print(file=sys.stderr)
-    AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
-        subject="dlq", action="dlq_redriven", note=f"{moved} message(s)", operator=_operator(), at=_now()
-    )
-    print(f"{moved} message(s) redriven")
-    return 0
+    return moved
 
 
 # -- pause / resume -------------------------------------------------------------------------------
-def set_sync_enabled(target: OpsTarget, *, enabled: bool) -> int:
-    if target.control_url:
-        action = "resume" if enabled else "pause"
-        response = httpx.post(f"{target.control_url}/sync/{action}", timeout=10, trust_env=False)
-        if response.status_code != 200:
-            raise OpsError(f"local stack refused {action}: {response.status_code}")
-        print(f"sync {'resumed' if enabled else 'paused'} (local pollers)")
-        return 0
+def _local_control(target: Target, action: str) -> str:
+    assert target.control_url is not None
+    target.ensure_running()
+    response = httpx.post(f"{target.control_url}/sync/{action}", timeout=10, trust_env=False)
+    if response.status_code != 200:
+        raise OpsError(f"local stack refused {action}: {response.status_code}")
+    return str(response.json().get("result", ""))
+
+
+def _mappings(target: Target) -> tuple[Any, list[dict[str, Any]]]:
     if not target.sync_function:
-        raise OpsError("--sync-function is required to pause/resume in AWS")
+        raise OpsError("pause/resume in AWS needs the sync function: use --stack NAME or set CALEHR_SYNC_FUNCTION")
     client = target.client("lambda")
     mappings = client.list_event_source_mappings(FunctionName=target.sync_function)["EventSourceMappings"]
     if not mappings:
         raise OpsError(f"{target.sync_function} has no event source mapping")
+    return client, mappings
+
+
+def set_sync_enabled(target: Target, out: Output, *, enabled: bool) -> int:
+    if target.control_url:
+        state = _local_control(target, "resume" if enabled else "pause")
+        out.result({"sync": state}, text=f"sync {'resumed' if enabled else 'paused'} (local pollers)")
+        return 0
+    client, mappings = _mappings(target)
+    rows = []
     for mapping in mappings:
         client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=enabled)
-        print(f"{mapping['UUID']}: {'enabled' if enabled else 'disabled'}")
+        rows.append({"uuid": mapping["UUID"], "state": "enabled" if enabled else "disabled"})
+    out.table(rows, ["uuid", "state"], data={"sync": "running" if enabled else "paused", "mappings": rows})
+    return 0
+
+
+def sync_status(target: Target, out: Output) -> int:
+    """`running` or `paused` (the local pollers, or the sync function's event source mappings)."""
+    if target.control_url:
+        state = _local_control(target, "status")
+        out.result({"sync": state}, text=f"sync {state} (local pollers)")
+        return 0
+    _, mappings = _mappings(target)
+    rows = [{"uuid": m["UUID"], "state": str(m.get("State", "")).lower()} for m in mappings]
+    enabled = {row["state"] in ("enabled", "enabling", "updating") for row in rows}
+    state = "running" if enabled == {True} else "paused" if enabled == {False} else "mixed"
+    out.table(rows, ["uuid", "state"], data={"sync": state, "mappings": rows}, title=f"sync {state}")
     return 0
 
 
 # -- audit ----------------------------------------------------------------------------------------
-def audit_timeline(target: OpsTarget, booking_uid: str) -> int:
+def audit_timeline(target: Target, out: Output, booking_uid: str) -> int:
     item = (
         target.client("dynamodb")
         .get_item(TableName=target.state_table, Key={"pk": {"S": f"uid#{booking_uid}"}}, ConsistentRead=True)
@@ -268,7 +221,6 @@ def audit_timeline(target: OpsTarget, booking_uid: str) -> int:
         raise OpsError(f"the bridge has no lineage for booking uid {booking_uid}")
     lineage = item["lineage"]["S"]
     rows = AuditTrail(target.audit_table, target.client("dynamodb")).timeline(lineage)
-    print(f"lineage {lineage}")
     for row in rows:
         row["actor"] = f"{row.get('actor_role', '')}:{row.get('actor_ref', '')[:8]}"
         row["ehr"] = (
@@ -277,11 +229,11 @@ def audit_timeline(target: OpsTarget, booking_uid: str) -> int:
     columns = ["calcom_created_at", "trigger", "booking_uid", "outcome", "actor", "ehr", "reason", "received_at"]
     if any(row.get("routing_form") for row in rows):
         columns.append("routing_form")  # the routing form joined to the booking at that moment
-    _table(rows, columns)
+    out.table(rows, columns, data={"lineage": lineage, "records": rows}, title=f"lineage {lineage}")
     return 0
 
 
-def form_timeline(target: OpsTarget, form_id: str) -> int:
+def form_timeline(target: Target, out: Output, form_id: str) -> int:
     """A routing form's submissions, oldest first: how each ended (`joined:N`, `waiting:0`, `no_booking:0`,
     `unmapped_form`, `no_email_answer`). No answers are stored, so none can be shown."""
     rows = AuditTrail(target.audit_table, target.client("dynamodb")).timeline("", partition=f"form#{form_id}")
@@ -294,10 +246,14 @@ def form_timeline(target: OpsTarget, form_id: str) -> int:
         kind = row.get("reason", "").split(":", 1)[0] or "(none)"
         outcomes[kind] = outcomes.get(kind, 0) + 1
     summary = ", ".join(f"{kind} {count}" for kind, count in sorted(outcomes.items()))
-    print(f"routing form {form_id}: {len(rows)} submission(s) ({summary})")
-    _table(rows, ["calcom_created_at", "trigger", "outcome", "reason", "actor", "received_at", "config_revision"])
-    if "waiting" in outcomes:
-        print(
+    out.table(
+        rows,
+        ["calcom_created_at", "trigger", "outcome", "reason", "actor", "received_at", "config_revision"],
+        data={"form_id": form_id, "outcomes": outcomes, "submissions": rows},
+        title=f"routing form {form_id}: {len(rows)} submission(s) ({summary})",
+    )
+    if "waiting" in outcomes and not out.as_json:
+        out.say(
             "waiting: no booking by that person yet when the form arrived; a booking that joins it later"
             " names this form in `audit <booking uid>` (routing_form)."
         )
