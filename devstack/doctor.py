@@ -27,7 +27,7 @@ from shared.config.clinic import ClinicConfig, ConfigError, load_config
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.oracle import DEFAULT_PATCHABLE
-from shared.ehr.profiles import PROFILES, ProfileError, auth_from_secret
+from shared.ehr.profiles import FHIR_PROFILES, ProfileError, auth_from_secret
 from shared.ehr.sigv4 import SigV4Auth
 from shared.ehr.smart import SmartBackendAuth, SmartConfigError, jwks_from_secret
 from shared.errors import EhrError
@@ -286,8 +286,8 @@ def run_doctor(
     identifier_system_base: str = DEFAULT_IDENTIFIER_BASE,
 ) -> Report:
     """Read-only checks of one EHR endpoint for one clinic mapping; never writes to the EHR."""
-    if profile not in PROFILES:
-        raise ProfileError(f"EHR profile must be one of {', '.join(PROFILES)}")
+    if profile not in FHIR_PROFILES:
+        raise ProfileError(f"EHR profile must be one of {', '.join(FHIR_PROFILES)}")
     report = Report(base_url=base_url.rstrip("/"), profile=profile)
     fhir = FhirR4Client(base_url, auth=auth, timeout_seconds=timeout_seconds, transport=transport)
     try:
@@ -384,7 +384,7 @@ def add_commands(commands: Any) -> None:
     doctor = commands.add_parser("doctor", help="check an EHR endpoint against the clinic mapping")
     doctor.add_argument("--fhir", required=True, help="FHIR R4 base URL")
     doctor.add_argument("--config", required=True, help="clinic mapping file (YAML/JSON)")
-    doctor.add_argument("--profile", choices=PROFILES, default="generic")
+    doctor.add_argument("--profile", choices=FHIR_PROFILES, default="generic")
     source = doctor.add_mutually_exclusive_group()
     source.add_argument("--auth-secret-file", help="EHR auth secret as a JSON file (type none|bearer|smart|sigv4)")
     source.add_argument("--auth-secret-arn", help="EHR auth secret in Secrets Manager")

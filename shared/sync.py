@@ -52,6 +52,7 @@ from shared.domain.projection import (
     render_appointment,
 )
 from shared.domain.state import FormFact, LineageState
+from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.patients import PatientFacts, PatientMatch, birth_date_from, match_patient
 from shared.ehr.port import EhrClient, Identifier, StoredResource
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
@@ -127,8 +128,9 @@ class SyncService:
         self,
         *,
         store: LineageStateStore,
-        ehr: EhrClient,
+        ehr: EhrClient | None,
         ehr_routes: Mapping[str, EhrClient] | None = None,
+        siu_routes: Mapping[str, SiuWriter] | None = None,
         config: ClinicConfig,
         systems: IdentifierSystems,
         pseudonym_key: bytes,
@@ -141,7 +143,9 @@ class SyncService:
         self._clock = clock
         self._guarded = idempotency.wrap(self._handle_event) if idempotency else self._handle_event
         self._store = store
-        self._ehrs: dict[str, EhrClient] = {**(ehr_routes or {}), "default": ehr}
+        self._ehrs: dict[str, EhrClient] = {**(ehr_routes or {}), **({"default": ehr} if ehr is not None else {})}
+        #: Routes whose EHR takes HL7 v2 SIU over MLLP (`shared.ehr.hl7v2`) instead of FHIR.
+        self._siu: dict[str, SiuWriter] = dict(siu_routes or {})
         self._config = config
         self._systems = systems
         self._key = pseudonym_key
@@ -346,7 +350,7 @@ class SyncService:
         if view is not None:
             event_type = self._event_type(view)
             route = self._route(new_state, event_type)
-            if event.kind == "booking":
+            if event.kind == "booking" and route not in self._siu:  # v2: the interface engine matches patients
                 new_state = self._with_patients(new_state, event, route, {} if matches is None else matches)
                 view = appointment_view(new_state)
                 assert view is not None
@@ -396,7 +400,7 @@ class SyncService:
                 "ehr_route_changed",
                 f"the booking moved to EHR '{event_type.ehr}'; its Appointment is in '{state.ehr_route}'",
             )
-        if event_type.ehr not in self._ehrs:
+        if event_type.ehr not in self._ehrs and event_type.ehr not in self._siu:
             raise ReviewRequired("unknown_ehr_route", f"event type routes to EHR '{event_type.ehr}', not deployed here")
         return event_type.ehr
 
@@ -445,7 +449,8 @@ class SyncService:
     def _practitioner_ref(self, mapping: PractitionerMapping, route: str) -> str:
         if mapping.reference:
             return mapping.reference
-        assert mapping.npi is not None
+        if mapping.npi is None:
+            raise ReviewRequired("unmapped_host", "the mapped practitioner has only an hl7_id (HL7 v2 routes only)")
         if (route, mapping.npi) not in self._practitioners:
             found = self._ehrs[route].search("Practitioner", {"identifier": f"{NPI_SYSTEM}|{mapping.npi}"})
             if len(found) != 1:
@@ -474,6 +479,17 @@ class SyncService:
     def _write_appointment(
         self, state: LineageState, view: AppointmentView, event: BookingEvent, event_type: EventTypeMapping, route: str
     ) -> tuple[LineageState, bool]:
+        if route in self._siu:  # the one HL7 v2 branch point: the writer sends whatever SIU event is due
+            return self._siu[route].write(
+                state,
+                view,
+                event,
+                event_type=event_type,
+                route=route,
+                config=self._config,
+                pseudonym_key=self._key,
+                free_text=self._free_text(event, view),
+            )
         details = view.details
         host = self._config.practitioner(details.host_user_id, details.host_email)
         if host is None:
