@@ -8,7 +8,7 @@ an implementation independent of the bridge's) and answered like an engine in or
 * AR (ERR 101) for anything that does not parse or validate, or is not an SIU S12-S26 message;
 * on demand, for the next messages (`answer_next`): `AE:<code>`, `AR`, `silent` (no ACK, the
   connection stays open), `drop` (close after the message, no ACK), `drop-partial` (close while the
-  message is still arriving).
+  message is still arriving), `lost-ack` (apply the message, then close without the ACK).
 
 `appointments` holds what the engine knows per placer appointment id: the events applied and the
 last filler status and start (for the dev walkthrough and assertions).
@@ -70,6 +70,7 @@ class MllpListener:
         self.appointments: dict[str, EngineAppointment] = {}
         self.duplicates = 0
         self.connections = 0
+        self._open: set[socket.socket] = set()
         self._on_message = on_message
         self._ssl = ssl_context
         listener = self
@@ -98,6 +99,15 @@ class MllpListener:
         """Answers for the next messages, in order (`AE:207`, `AR`, `silent`, `drop`, `drop-partial`)."""
         with self._lock:
             self._script.extend(answers)
+
+    def close_connections(self) -> None:
+        """Close every open connection (an engine restarting, or dropping idle connections)."""
+        with self._lock:
+            open_now, self._open = list(self._open), set()
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
 
     def reset(self) -> None:
         with self._lock:
@@ -135,6 +145,8 @@ class MllpListener:
         except (ssl.SSLError, OSError):
             raw.close()
             return
+        with self._lock:
+            self._open.add(sock)
         with contextlib.closing(sock):
             buffer = b""
             while True:
@@ -151,7 +163,7 @@ class MllpListener:
                     framed, _, buffer = buffer.partition(END_BLOCK)
                     text = framed[framed.find(START_BLOCK) + 1 :].decode("utf-8", errors="replace")
                     reply = self._handle(text)
-                    if reply == "drop":
+                    if reply in ("drop", "lost-ack"):
                         return
                     if reply == "silent":
                         continue
@@ -179,7 +191,7 @@ class MllpListener:
         record = Received(control_id, event, version, text, answer.split(":", 1)[0], problem)
         with self._lock:
             self.received.append(record)
-            if answer == "AA":
+            if answer in ("AA", "lost-ack"):
                 if control_id in self._accepted:
                     self.duplicates += 1
                 else:
@@ -187,7 +199,7 @@ class MllpListener:
                     self._apply(text, event)
         if self._on_message:
             self._on_message(record)
-        if answer in ("silent", "drop"):
+        if answer in ("silent", "drop", "lost-ack"):
             return answer
         code, _, error = answer.partition(":")
         return self._ack(code, control_id, event, version, error or ("101" if problem else ""))
