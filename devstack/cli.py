@@ -6,6 +6,7 @@
     calehr appointments --fhir URL     show the bridge's Appointments in a FHIR server
     calehr config validate FILE        check a clinic mapping file and list every problem
     calehr audit BOOKING_UID | --form FORM_ID   the audit timeline of a booking or of a routing form
+    calehr hl7 render FILE... [--config C]  the HL7 v2 SIU messages webhook bodies would produce
 
 Exit codes: 0 success, 1 the action failed (e.g. a webhook refused, invalid config), 2 bad usage.
 """
@@ -28,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack import ops
 from devstack.doctor import add_commands as add_ehr_commands
+from devstack.hl7_render import add_command as add_hl7_command
 from shared.calcom.signature import sign
 from shared.config.clinic import ConfigError, load_config
 
@@ -264,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=cmd_config_validate)
     _add_operator_commands(commands)
     add_ehr_commands(commands)  # doctor, jwks
+    add_hl7_command(commands)  # hl7 render
     return parser
 
 
