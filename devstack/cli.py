@@ -172,6 +172,19 @@ def _queue_drained(stack: Any, timeout: float = 60.0) -> bool:
     return False
 
 
+def siu_stream_printer(say: Any) -> Any:
+    """Print each SIU message the local interface engine takes in (`dev --ehr hl7v2`)."""
+    from devstack.mllp_listener import stream_line  # noqa: PLC0415
+
+    return lambda record: say(stream_line(record))
+
+
+def engine_rows(stack: Any) -> list[dict[str, str]]:
+    from devstack.mllp_listener import engine_rows as rows  # noqa: PLC0415
+
+    return rows(stack.mllp) if stack.mllp else []
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from devstack.stack import LocalStack  # noqa: PLC0415 - starts heavy services only when asked
 
@@ -185,8 +198,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
     def say(*parts: object) -> None:
         print(*parts, file=console, flush=True)
 
-    stack = LocalStack(workers=args.workers, api_port=args.api_port, fhir_port=args.fhir_port)
+    hl7v2 = args.ehr == "hl7v2"
+    stack = LocalStack(
+        workers=args.workers,
+        api_port=args.api_port,
+        fhir_port=args.fhir_port,
+        ehr=args.ehr,
+        on_siu=siu_stream_printer(say) if hl7v2 else None,
+    )
     say("Starting the local bridge (moto, Medplum FHIR engine, local API, sync poller)...")
+    if hl7v2:
+        say("EHR: HL7 v2 SIU over MLLP to a local interface engine (every message validated with hl7apy)")
     say(f"Handler logs and metrics: {log_path}")
     with stack:
         info = stack.describe()
@@ -201,8 +223,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 response = post_webhook(info["webhook_url"], info["webhook_secret"], compact_body(path))
                 say(f"  {path.name:42} {response.status_code} {response.json().get('status', response.text)}")
             drained = _queue_drained(stack)
-            say("\nAppointments in the FHIR server" + ("" if drained else " (queue not yet drained)") + ":\n")
-            print_table(appointment_rows(info["fhir_base_url"]), out=console)
+            if hl7v2:
+                say(
+                    "\nAppointments the interface engine holds"
+                    + ("" if drained else " (queue not yet drained)")
+                    + ":\n"
+                )
+                print_table(engine_rows(stack), out=console)
+            else:
+                say("\nAppointments in the FHIR server" + ("" if drained else " (queue not yet drained)") + ":\n")
+                print_table(appointment_rows(info["fhir_base_url"]), out=console)
             say(
                 "\nThe general visit on 2025-06-19 was joined to the routing form its patient answered 6 minutes"
                 " before booking\n(Returning patient -> FOLLOWUP; symptom Headache -> coded reasonCode). The form's"
@@ -247,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--fhir-port", type=int, default=8103)
     dev.add_argument("--no-demo", action="store_true")
     dev.add_argument("--log-file", default=".devstack/bridge.log")
+    dev.add_argument("--ehr", choices=("fhir", "hl7v2"), default="fhir", help="the local EHR (default: FHIR)")
     dev.set_defaults(run=cmd_dev)
 
     serve = commands.add_parser("serve", help="run the local stack, print endpoints as JSON")

@@ -19,59 +19,62 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from shared.config.clinic import ClinicConfig, ConfigError, load_config
-from shared.domain.projection import IdentifierSystems
-from shared.domain.state import LineageState
-from shared.ehr.hl7v2.writer import SiuWriter
-from shared.errors import EhrError, LineageNotYetKnown, ReviewRequired
-from shared.stores.state import LineageStateStore
-from shared.sync import SyncService
+if TYPE_CHECKING:  # the sync core is imported when the command runs, not when the CLI starts
+    from shared.config.clinic import ClinicConfig
+    from shared.stores.state import LineageStateStore
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "demo" / "clinic.yaml"
 RENDER_KEY = b"calehr-hl7-render"
 
 
-class _MemoryStateStore(LineageStateStore):
-    """The state store's contract in memory (optimistic versions, aliases, marks, forms)."""
+def _memory_store() -> LineageStateStore:
+    """The state store's contract in memory (versions, aliases, marks, forms): nothing leaves the process."""
+    from shared.domain.state import LineageState  # noqa: PLC0415
+    from shared.stores.state import LineageStateStore  # noqa: PLC0415
 
-    def __init__(self) -> None:  # no DynamoDB client: nothing leaves the process
-        self._states: dict[str, LineageState] = {}
-        self._sets: dict[str, set[str]] = {}
-        self._aliases: dict[str, str] = {}
+    class _MemoryStateStore(LineageStateStore):
+        """The state store's contract in memory (optimistic versions, aliases, marks, forms)."""
 
-    def load(self, lineage: str) -> LineageState:
-        return self._states.get(lineage) or LineageState(lineage=lineage)
+        def __init__(self) -> None:  # no DynamoDB client: nothing leaves the process
+            self._states: dict[str, LineageState] = {}
+            self._sets: dict[str, set[str]] = {}
+            self._aliases: dict[str, str] = {}
 
-    def save(self, state: LineageState) -> LineageState:
-        stored = state.model_copy(update={"version": state.version + 1})
-        self._states[state.lineage] = stored
-        return stored
+        def load(self, lineage: str) -> LineageState:
+            return self._states.get(lineage) or LineageState(lineage=lineage)
 
-    def lineage_of(self, uid: str) -> str | None:
-        return self._aliases.get(uid)
+        def save(self, state: LineageState) -> LineageState:
+            stored = state.model_copy(update={"version": state.version + 1})
+            self._states[state.lineage] = stored
+            return stored
 
-    def link_uid(self, uid: str, lineage: str) -> None:
-        self._aliases.setdefault(uid, lineage)
+        def lineage_of(self, uid: str) -> str | None:
+            return self._aliases.get(uid)
 
-    def add_pending_marks(self, uid: str, marks_json: list[str]) -> None:
-        self._sets.setdefault(f"pending#{uid}", set()).update(marks_json)
+        def link_uid(self, uid: str, lineage: str) -> None:
+            self._aliases.setdefault(uid, lineage)
 
-    def pending_marks(self, uid: str) -> list[str]:
-        return sorted(self._sets.get(f"pending#{uid}", set()))
+        def add_pending_marks(self, uid: str, marks_json: list[str]) -> None:
+            self._sets.setdefault(f"pending#{uid}", set()).update(marks_json)
 
-    def link_person(self, person: str, lineage: str) -> None:
-        self._sets.setdefault(f"person#{person}", set()).add(lineage)
+        def pending_marks(self, uid: str) -> list[str]:
+            return sorted(self._sets.get(f"pending#{uid}", set()))
 
-    def lineages_of_person(self, person: str) -> list[str]:
-        return sorted(self._sets.get(f"person#{person}", set()))
+        def link_person(self, person: str, lineage: str) -> None:
+            self._sets.setdefault(f"person#{person}", set()).add(lineage)
 
-    def add_form(self, person: str, fact_json: str) -> None:
-        self._sets.setdefault(f"intake#{person}", set()).add(fact_json)
+        def lineages_of_person(self, person: str) -> list[str]:
+            return sorted(self._sets.get(f"person#{person}", set()))
 
-    def forms_of(self, person: str) -> list[str]:
-        return sorted(self._sets.get(f"intake#{person}", set()))
+        def add_form(self, person: str, fact_json: str) -> None:
+            self._sets.setdefault(f"intake#{person}", set()).add(fact_json)
+
+        def forms_of(self, person: str) -> list[str]:
+            return sorted(self._sets.get(f"intake#{person}", set()))
+
+    return _MemoryStateStore()
 
 
 class _AcceptingEngine:
@@ -88,6 +91,11 @@ class _AcceptingEngine:
 
 def render(paths: Sequence[Path], config: ClinicConfig, out: TextIO, *, sent_at: datetime | None = None) -> int:
     """Print the SIU messages of `paths` (in order); 0 when every body was read, 1 otherwise."""
+    from shared.domain.projection import IdentifierSystems  # noqa: PLC0415
+    from shared.ehr.hl7v2.writer import SiuWriter  # noqa: PLC0415
+    from shared.errors import EhrError, LineageNotYetKnown, ReviewRequired  # noqa: PLC0415
+    from shared.sync import SyncService  # noqa: PLC0415
+
     engine = _AcceptingEngine()
     moment = sent_at or datetime.now(UTC)
     writer = SiuWriter(engine, clock=lambda: moment)
@@ -95,7 +103,7 @@ def render(paths: Sequence[Path], config: ClinicConfig, out: TextIO, *, sent_at:
     if config.default_event_type is not None:
         routes.add(config.default_event_type.ehr)
     service = SyncService(
-        store=_MemoryStateStore(),
+        store=_memory_store(),
         ehr=None,
         siu_routes=dict.fromkeys(routes, writer),
         config=config,
@@ -129,6 +137,7 @@ def render(paths: Sequence[Path], config: ClinicConfig, out: TextIO, *, sent_at:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from shared.config.clinic import ConfigError, load_config  # noqa: PLC0415
     from shared.observability import logger  # noqa: PLC0415
 
     logger.setLevel("WARNING")  # stdout carries the messages only

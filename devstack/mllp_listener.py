@@ -239,3 +239,29 @@ class MllpListener:
             else:
                 lines.append(f"ERR|||{error}^Error^HL70357|E")
         return "\r".join(lines)
+
+
+def stream_line(record: Received) -> str:
+    """One line per message for the dev console: event, answer, control id, placer id, status, start."""
+    sch = next((line.split("|") for line in record.text.split("\r") if line.startswith("SCH|")), [])
+    placer = sch[1].split("^")[0] if len(sch) > 1 else "-"
+    status = sch[25].split("^")[0] if len(sch) > 25 else "-"
+    timing = sch[11].split("^") if len(sch) > 11 else []
+    start = timing[3] if len(timing) > 3 else "-"
+    problem = f"  ({record.problem})" if record.problem else ""
+    control = record.control_id or "-"
+    return f"  SIU^{record.event or '?':3} {record.answer:4} {control:20} {placer:34} {status:9} {start}{problem}"
+
+
+def engine_rows(listener: MllpListener) -> list[dict[str, str]]:
+    """What the engine holds per placer appointment id, as table rows."""
+    return [
+        {
+            "placer appointment id": placer,
+            "status": appointment.status,
+            "start": appointment.start,
+            "patients": str(appointment.patients),
+            "events": ",".join(appointment.events),
+        }
+        for placer, appointment in sorted(listener.appointments.items())
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import httpx
 from devstack.aws import LocalAws, LocalResources, handler_environment
 from devstack.fhir_server import LocalFhirServer
 from devstack.lambda_runtime import LocalApi, QueuePoller
+from devstack.mllp_listener import MllpListener, Received
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_CONFIG = DEMO_DIR / "clinic.yaml"
@@ -56,6 +58,10 @@ class LocalStack:
     api: LocalApi | None = None
     pollers: list[QueuePoller] = field(default_factory=list)
     resources: LocalResources | None = None
+    #: `fhir` (the local FHIR server is the EHR) or `hl7v2` (SIU over MLLP to the local listener).
+    ehr: str = "fhir"
+    on_siu: Callable[[Received], None] | None = None
+    mllp: MllpListener | None = None
 
     def start(self) -> LocalStack:
         self.fhir = LocalFhirServer()
@@ -66,6 +72,10 @@ class LocalStack:
         os.environ.update(
             handler_environment(self.resources, ehr_base_url=fhir_url, clinic_config=str(self.clinic_config))
         )
+        if self.ehr == "hl7v2":
+            # Plain TCP on loopback: the explicit opt-in a deployment gives only for a VPN.
+            self.mllp = MllpListener(on_message=self.on_siu).start()
+            os.environ.update({"EHR_PROFILE": "hl7v2", "EHR_BASE_URL": self.mllp.url, "EHR_MLLP_PLAINTEXT": "true"})
         self.seed_practitioners()
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
@@ -108,6 +118,8 @@ class LocalStack:
             self.aws.stop()
         if self.fhir:
             self.fhir.stop()
+        if self.mllp:
+            self.mllp.stop()
 
     def describe(self) -> dict[str, Any]:
         assert self.api and self.fhir and self.resources
@@ -122,6 +134,7 @@ class LocalStack:
             "state_table": self.resources.state_table,
             "audit_table": self.resources.audit_table,
             "control_url": self.api.control_url,
+            **({"mllp_url": self.mllp.url} if self.mllp else {}),
         }
 
     def write_description(self, path: Path) -> None:
