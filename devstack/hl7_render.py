@@ -140,7 +140,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     from shared.config.clinic import ConfigError, load_config  # noqa: PLC0415
     from shared.observability import logger  # noqa: PLC0415
 
-    logger.setLevel("WARNING")  # stdout carries the messages only
     try:
         config = load_config(f"file:{args.config}")
     except ConfigError as exc:
@@ -148,7 +147,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         return 1
     if args.version:
         config = config.model_copy(update={"hl7v2": config.hl7v2.model_copy(update={"version": args.version})})
-    return render([Path(p) for p in args.files], config, sys.stdout)
+    level = logger.log_level
+    logger.setLevel("WARNING")  # stdout carries the messages only
+    try:
+        return render([Path(p) for p in args.files], config, sys.stdout)
+    finally:
+        logger.setLevel(level)
 
 
 def add_command(commands: Any) -> None:
