@@ -1,6 +1,7 @@
 # Cal EHR Bridge — every target installs what it needs.
 #   make deps   the virtualenv (hash-pinned) with the `calehr` command, and the npm packages
-#   make dev    run the bridge locally end to end (moto, Medplum FHIR engine, local API, sync worker)
+#   make dev    run the bridge locally end to end (moto, Medplum FHIR engine, local API, sync worker);
+#               options go through ARGS, e.g. make dev ARGS="--ehr hl7v2"
 #   make test   lint + type-check + every test suite (unit, integration, e2e, infra)
 
 SHELL := /bin/bash
@@ -34,7 +35,7 @@ node_modules/.installed: package-lock.json
 deps: $(BIN)/.installed $(FHIR_DIR)/node_modules/.installed $(if $(wildcard package-lock.json),node_modules/.installed)
 
 dev: deps
-	$(BIN)/calehr dev
+	$(BIN)/calehr dev $(ARGS)
 
 lint: deps
 	$(BIN)/ruff check .

@@ -26,7 +26,7 @@ from shared.config.clinic import ClinicConfig
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.oracle import DEFAULT_PATCHABLE
-from shared.ehr.profiles import PROFILES, ProfileError, auth_from_secret
+from shared.ehr.profiles import FHIR_PROFILES, ProfileError, auth_from_secret
 from shared.ehr.sigv4 import SigV4Auth
 from shared.ehr.smart import SmartBackendAuth
 from shared.errors import EhrError
@@ -311,8 +311,8 @@ def run_doctor(
     route: str = DEFAULT_ROUTE,
 ) -> Report:
     """Read-only checks of one EHR endpoint (the EHR of `route`) for one clinic mapping; never writes."""
-    if profile not in PROFILES:
-        raise ProfileError(f"EHR profile must be one of {', '.join(PROFILES)}")
+    if profile not in FHIR_PROFILES:
+        raise ProfileError(f"EHR profile must be one of {', '.join(FHIR_PROFILES)}")
     report = Report(base_url=base_url.rstrip("/"), profile=profile, route=route)
     fhir = FhirR4Client(base_url, auth=auth, timeout_seconds=timeout_seconds, transport=transport)
     try:

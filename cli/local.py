@@ -198,6 +198,8 @@ class StackOptions:
     api_port: int = 0
     fhir_port: int = 0
     secret: str | None = None
+    #: `fhir` (the local FHIR server) or `hl7v2` (SIU over MLLP to the local interface engine).
+    ehr: str = "fhir"
 
     @property
     def is_demo(self) -> bool:
@@ -229,6 +231,7 @@ def build_stack(options: StackOptions) -> Any:
         ehr_profile=options.ehr_profile,
         state_dir=options.state_dir,
         capture_dir=options.capture,
+        ehr=options.ehr,
     )
 
 
@@ -276,6 +279,10 @@ def dev(options: StackOptions, *, demo: bool, log_file: Path, stack_file: Path, 
     log_file.parent.mkdir(parents=True, exist_ok=True)
     console = sys.stdout
     say: Callable[..., None] = lambda *parts: print(*parts, file=console, flush=True)  # noqa: E731
+    if options.ehr == "hl7v2" and not as_json:
+        from devstack.mllp_listener import stream_line  # noqa: PLC0415
+
+        stack.on_siu = lambda record: say(stream_line(record))
     with log_file.open("a", encoding="utf-8") as log:
         sys.stdout = log
         try:
@@ -303,6 +310,8 @@ def _walkthrough(
     say(f"  Webhook URL     {info['webhook_url']}")
     say(f"  Webhook secret  {info['webhook_secret']}")
     say(f"  FHIR base URL   {info['fhir_base_url']}" + ("  (your EHR)" if options.fhir else ""))
+    if "mllp_url" in info:
+        say(f"  HL7 v2 engine   {info['mllp_url']}  (SIU over MLLP; every message validated with hl7apy)")
     say(f"  AWS (moto)      {info['aws_endpoint']}")
     if options.state_dir:
         restored = ", ".join(f"{k} {v}" for k, v in stack.restored.items() if v) or "nothing yet"
@@ -316,8 +325,15 @@ def _walkthrough(
             response = post_webhook(info["webhook_url"], info["webhook_secret"], compact_body(path))
             say(f"  {path.name:42} {response.status_code} {response.json().get('status', response.text)}")
         drained = _queue_drained(stack)
-        say("\nAppointments in the FHIR server" + ("" if drained else " (queue not yet drained)") + ":\n")
-        print_table(appointment_rows(info["fhir_base_url"]), out=console)
+        pending = "" if drained else " (queue not yet drained)"
+        if options.ehr == "hl7v2":
+            from devstack.mllp_listener import engine_rows  # noqa: PLC0415
+
+            say(f"\nAppointments the interface engine holds{pending}:\n")
+            print_table(engine_rows(stack.mllp) if stack.mllp else [], out=console)
+        else:
+            say(f"\nAppointments in the FHIR server{pending}:\n")
+            print_table(appointment_rows(info["fhir_base_url"]), out=console)
         say(
             "\nThe general visit on 2025-06-19 was joined to the routing form its patient answered 6 minutes"
             " before booking\n(Returning patient -> FOLLOWUP; symptom Headache -> coded reasonCode). The form's"

@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ import httpx
 from devstack.aws import LocalAws, LocalResources, handler_environment
 from devstack.fhir_server import LocalFhirServer
 from devstack.lambda_runtime import LocalApi, QueuePoller
+from devstack.mllp_listener import MllpListener, Received
 from devstack.state import LocalState
 
 DEMO_DIR = Path(__file__).parent / "demo"
@@ -130,6 +132,10 @@ class LocalStack:
     resources: LocalResources | None = None
     state: LocalState | None = None
     restored: dict[str, int] = field(default_factory=dict)
+    #: `fhir` (the local FHIR server is the EHR) or `hl7v2` (SIU over MLLP to the local listener).
+    ehr: str = "fhir"
+    on_siu: Callable[[Received], None] | None = None
+    mllp: MllpListener | None = None
 
     def start(self) -> LocalStack:
         """Start everything, or stop what was started and raise (nothing is left running)."""
@@ -166,6 +172,10 @@ class LocalStack:
         environment = handler_environment(self.resources, ehr_base_url=fhir_url, clinic_config=str(self.clinic_config))
         environment["EHR_PROFILE"] = self.ehr_profile
         os.environ.update(environment)
+        if self.ehr == "hl7v2":
+            # Plain TCP on loopback: the explicit opt-in a deployment gives only for a VPN.
+            self.mllp = MllpListener(on_message=self.on_siu).start()
+            os.environ.update({"EHR_PROFILE": "hl7v2", "EHR_BASE_URL": self.mllp.url, "EHR_MLLP_PLAINTEXT": "true"})
         self.seed_practitioners()
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
@@ -227,6 +237,9 @@ class LocalStack:
         if self.fhir:
             self.fhir.stop()  # SIGTERM: the FHIR server writes its snapshot first
             self.fhir = None
+        if self.mllp:
+            self.mllp.stop()
+            self.mllp = None
 
     def describe(self) -> dict[str, Any]:
         assert self.api and self.resources
@@ -243,6 +256,7 @@ class LocalStack:
             "control_url": self.api.control_url,
             "clinic_config_source": f"file:{self.clinic_config.resolve()}",
             "pid": os.getpid(),
+            **({"mllp_url": self.mllp.url} if self.mllp else {}),
         }
 
     def write_description(self, path: Path) -> None:

@@ -18,7 +18,11 @@ from infra.constants import DEFAULT_RECONCILE_RATE, DEFAULT_STAGE, RECONCILE_TIM
 PLACEHOLDER_EHR_BASE_URL = "https://ehr.invalid/fhir"
 
 #: The sync function's EHR write dialects (= shared.ehr.profiles.PROFILES; a test compares them).
-EHR_PROFILES = ("generic", "healthlake", "oracle")
+EHR_PROFILES = ("generic", "healthlake", "oracle", "hl7v2")
+#: An interface engine's MLLP endpoint (the `hl7v2` profile): TLS, or plain TCP over a VPN.
+_MLLP_URL = re.compile(r"^(?P<scheme>mllps?)://(?P<host>[A-Za-z0-9.\-]{1,253}):(?P<port>\d{1,5})$")
+_IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+_CIDR = re.compile(r"^(\d{1,3}\.){3}\d{1,3}/(\d{1,2})$")
 #: Names of extra EHR endpoints (= shared.settings.ROUTE_NAME_PATTERN; a test compares them).
 ROUTE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 DEFAULT_ROUTE = "default"
@@ -77,6 +81,12 @@ class EhrEndpoint:
     profile: str = "generic"
 
     @property
+    def mllp_port(self) -> int | None:
+        """The interface engine's port, for an `hl7v2` endpoint."""
+        match = _MLLP_URL.match(self.base_url)
+        return int(match["port"]) if match and self.profile == "hl7v2" else None
+
+    @property
     def healthlake(self) -> HealthLakeDatastore | None:
         """The HealthLake data store behind the URL, for the `healthlake` profile."""
         match = _HEALTHLAKE_URL.match(self.base_url)
@@ -115,6 +125,14 @@ class DeploymentConfig:
     clinic_config_appconfig: AppConfigSource | None = None
     api_gateway_account_role: bool = True
     reconcile_rate: str = DEFAULT_RECONCILE_RATE
+    #: The interface engine's address (CIDR) for the `hl7v2` profile: the only MLLP egress allowed.
+    mllp_peer_cidr: str | None = None
+    #: `mllp://` (plain TCP) endpoints are allowed: the path to the engine is a site-to-site VPN.
+    mllp_plaintext: bool = False
+
+    @property
+    def hl7v2_endpoints(self) -> tuple[EhrEndpoint, ...]:
+        return tuple(e for e in self.ehr_endpoints if e.profile == "hl7v2")
 
     @property
     def ehr_endpoints(self) -> tuple[EhrEndpoint, ...]:
@@ -174,7 +192,12 @@ def _list(raw: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if str(item).strip())
 
 
-def _ehr_url(url: str, key: str) -> str:
+def _ehr_url(url: str, key: str, profile: str = "generic") -> str:
+    if profile == "hl7v2":
+        match = _MLLP_URL.match(url)
+        if not match or not 0 < int(match["port"]) < 65536:
+            raise ConfigError(f"context {key!r} must be mllps://<host>:<port> (or mllp:// over a VPN) for hl7v2")
+        return url
     if not url.startswith("https://"):
         raise ConfigError(f"context {key!r} must start with https:// (PHI never travels in clear text)")
     if len(url) > MAX_EHR_URL_LENGTH:
@@ -229,10 +252,9 @@ def _ehr_routes(raw: Any) -> tuple[EhrEndpoint, ...]:
         unknown = sorted(set(spec) - {"baseUrl", "profile"})
         if unknown:
             raise ConfigError(f"context {key!r} has unknown keys: {', '.join(map(str, unknown))}")
+        profile = _ehr_profile(spec.get("profile"), f"{key}.profile")
         endpoint = EhrEndpoint(
-            name=name,
-            base_url=_ehr_url(str(spec["baseUrl"]), f"{key}.baseUrl"),
-            profile=_ehr_profile(spec.get("profile"), f"{key}.profile"),
+            name=name, base_url=_ehr_url(str(spec["baseUrl"]), f"{key}.baseUrl", profile), profile=profile
         )
         _check_healthlake(endpoint, f"{key}.baseUrl")
         routes.append(endpoint)
@@ -265,8 +287,8 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
     for url in urls:
         if not url.startswith("https://"):
             raise ConfigError("context 'alarmHttpsUrl' must start with https://")
-    ehr_base_url = _ehr_url(str(context.get("ehrBaseUrl") or PLACEHOLDER_EHR_BASE_URL), "ehrBaseUrl")
     ehr_profile = _ehr_profile(context.get("ehrProfile"), "ehrProfile")
+    ehr_base_url = _ehr_url(str(context.get("ehrBaseUrl") or PLACEHOLDER_EHR_BASE_URL), "ehrBaseUrl", ehr_profile)
     _check_healthlake(EhrEndpoint(DEFAULT_ROUTE, ehr_base_url, ehr_profile), "ehrBaseUrl")
     ehr_routes = _ehr_routes(context.get("ehrRoutes"))
     clinic_config_file = context.get("clinicConfigFile")
@@ -282,12 +304,16 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
             f"context 'reconcileRate' must not be shorter than the reconcile timeout "
             f"({RECONCILE_TIMEOUT_SECONDS // 60} minutes), so that runs never overlap; got {reconcile_rate!r}"
         )
+    vpc = _flag(context.get("vpc"), "vpc", default=False)
+    mllp_plaintext = _flag(context.get("mllpPlaintext"), "mllpPlaintext", default=False)
+    hl7v2 = [e for e in (EhrEndpoint(DEFAULT_ROUTE, ehr_base_url, ehr_profile), *ehr_routes) if e.profile == "hl7v2"]
+    mllp_peer_cidr = _mllp_peer(context.get("mllpPeerCidr"), hl7v2, vpc=vpc, plaintext=mllp_plaintext)
     return DeploymentConfig(
         stage=stage,
         alarm_emails=emails,
         alarm_https_urls=urls,
         waf=_flag(context.get("waf"), "waf", default=True),
-        vpc=_flag(context.get("vpc"), "vpc", default=False),
+        vpc=vpc,
         ehr_base_url=ehr_base_url,
         ehr_profile=ehr_profile,
         ehr_routes=ehr_routes,
@@ -295,7 +321,34 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
         clinic_config_appconfig=appconfig,
         api_gateway_account_role=_flag(context.get("apiGatewayAccountRole"), "apiGatewayAccountRole", default=True),
         reconcile_rate=reconcile_rate,
+        mllp_peer_cidr=mllp_peer_cidr,
+        mllp_plaintext=mllp_plaintext,
     )
+
+
+def _mllp_peer(raw: Any, endpoints: list[EhrEndpoint], *, vpc: bool, plaintext: bool) -> str | None:
+    """The interface engine's CIDR: given, or the /32 of an IPv4 endpoint host. hl7v2 needs VPC mode
+    (the engine is reached through a VPN into the VPC) and plain TCP the explicit opt-in."""
+    if not endpoints:
+        return None
+    if not vpc:
+        raise ConfigError("the hl7v2 profile needs -c vpc=true: the interface engine is reached through the VPC")
+    for endpoint in endpoints:
+        if endpoint.base_url.startswith("mllp://") and not plaintext:
+            raise ConfigError(
+                f"EHR endpoint {endpoint.name!r} is plain TCP (mllp://): set -c mllpPlaintext=true only for a VPN"
+            )
+    if raw:
+        text = str(raw).strip()
+        match = _CIDR.match(text)
+        octets = text.split("/")[0].split(".")
+        if not match or int(match[2]) > 32 or any(int(o) > 255 for o in octets):
+            raise ConfigError(f"context 'mllpPeerCidr' must be an IPv4 CIDR such as 10.20.0.15/32, got {text!r}")
+        return text
+    hosts = {(_MLLP_URL.match(e.base_url) or {"host": ""})["host"] for e in endpoints}
+    if len(hosts) == 1 and _IPV4.match(next(iter(hosts))):
+        return f"{next(iter(hosts))}/32"
+    raise ConfigError("context 'mllpPeerCidr' is required: the interface engine's address for the security group")
 
 
 CONTEXT_KEYS = (
@@ -311,6 +364,8 @@ CONTEXT_KEYS = (
     "clinicConfigSource",
     "apiGatewayAccountRole",
     "reconcileRate",
+    "mllpPeerCidr",
+    "mllpPlaintext",
 )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 #: Documented body limit for webhooks (Cal.com booking bodies are 3-10 KB; 256 KiB leaves room for
@@ -20,8 +20,30 @@ DEFAULT_MAX_BODY_BYTES = 256 * 1024
 ROUTE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 #: The endpoint configured by EHR_BASE_URL / EHR_PROFILE / EHR_AUTH_SECRET_ARN; not an `EHR_ROUTES` key.
 DEFAULT_ROUTE = "default"
-#: An http(s) URL without user info: credentials never travel in (and so never get logged with) a URL.
-_BASE_URL_PATTERN = r"^https?://[^/@\s?#]+(/\S*)?$"
+#: An http(s) URL without user info: credentials never travel in (and so never get logged with) a URL;
+#: or, for the `hl7v2` profile, an interface engine's `mllps://host:port` (`mllp://` only over a VPN).
+_BASE_URL_PATTERN = r"^(https?://[^/@\s?#]+(/\S*)?|mllps?://[A-Za-z0-9.\-]{1,253}:\d{1,5})$"
+EhrProfileName = Literal["generic", "healthlake", "oracle", "hl7v2"]
+
+
+def _check_scheme(profile: str, base_url: str, plaintext: bool, names: tuple[str, str, str]) -> None:
+    """`hl7v2` speaks MLLP, every other profile HTTPS; plain MLLP needs the explicit VPN opt-in."""
+    url_name, profile_name, plaintext_name = names
+    mllp = base_url.startswith("mllp")
+    if (profile == "hl7v2") != mllp:
+        raise PydanticCustomError(
+            "ehr_scheme",
+            "{url} must be mllps:// (or mllp://) exactly when {profile} is hl7v2",
+            {"url": url_name, "profile": profile_name},
+        )
+    if base_url.startswith("mllp://") and not plaintext:
+        raise PydanticCustomError(
+            "mllp_plaintext",
+            "{url} is plain TCP (mllp://): set {flag} only when the path is a VPN",
+            {"url": url_name, "flag": plaintext_name},
+        )
+
+
 #: `file:<path>`, `ssm:<parameter name>` or `appconfig:<application>/<environment>/<profile>`.
 CLINIC_CONFIG_SOURCE_PATTERN = r"^(file:.+|ssm:.+|appconfig:[^/\s]+/[^/\s]+/[^/\s]+)$"
 
@@ -43,11 +65,18 @@ class EhrRoute(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     base_url: str = Field(pattern=_BASE_URL_PATTERN)
-    profile: Literal["generic", "healthlake", "oracle"] = "generic"
+    profile: EhrProfileName = "generic"
     #: Secrets Manager secret with the endpoint's auth document (see docs/ehr-support.md); optional.
     auth_secret_arn: str = Field(default="", pattern=r"^(arn:[\w\-]+:secretsmanager:\S+)?$")
     #: SigV4 region override for HealthLake (default: taken from the HealthLake host name).
     region: str = Field(default="", pattern=r"^([a-z]{2}(-[a-z]+)+-\d+)?$")
+    #: `hl7v2` only: allow a plain-TCP `mllp://` endpoint (the path to the engine is a VPN).
+    mllp_plaintext: bool = False
+
+    @model_validator(mode="after")
+    def _scheme(self) -> EhrRoute:
+        _check_scheme(self.profile, self.base_url, self.mllp_plaintext, ("base_url", "profile", "mllp_plaintext"))
+        return self
 
 
 def _routes_document(raw: Any) -> Any:
@@ -95,7 +124,9 @@ class SyncSettings(_Settings):
     #: Secret `{"key": "<random>"}`: the key of the keyed hash that names people in state and audit.
     pseudonym_secret_arn: str = Field(alias="PSEUDONYM_SECRET_ARN", min_length=1)
     #: Which EHR write dialect to speak: generic FHIR R4, AWS HealthLake, or Oracle Health (see docs/ehr-support.md).
-    ehr_profile: Literal["generic", "healthlake", "oracle"] = Field(default="generic", alias="EHR_PROFILE")
+    ehr_profile: EhrProfileName = Field(default="generic", alias="EHR_PROFILE")
+    #: `hl7v2` only: allow a plain-TCP `mllp://` EHR_BASE_URL (the path to the engine is a VPN).
+    ehr_mllp_plaintext: bool = Field(default=False, alias="EHR_MLLP_PLAINTEXT")
     #: SigV4 region override for HealthLake (default: taken from the HealthLake host name).
     ehr_region: str = Field(default="", alias="EHR_REGION")
     ehr_timeout_seconds: float = Field(default=10.0, alias="EHR_TIMEOUT_SECONDS", gt=0, le=60)
@@ -117,6 +148,12 @@ class SyncSettings(_Settings):
     @classmethod
     def _parse_routes(cls, raw: Any) -> Any:
         return _routes_document(raw)
+
+    @model_validator(mode="after")
+    def _scheme(self) -> SyncSettings:
+        names = ("EHR_BASE_URL", "EHR_PROFILE", "EHR_MLLP_PLAINTEXT")
+        _check_scheme(self.ehr_profile, self.ehr_base_url, self.ehr_mllp_plaintext, names)
+        return self
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -60,6 +60,7 @@ from shared.domain.projection import (
     render_appointment,
 )
 from shared.domain.state import FormFact, LineageState
+from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.patients import PatientFacts, PatientMatch, birth_date_from, match_patient
 from shared.ehr.port import EhrClient, Resource, StoredResource
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
@@ -152,8 +153,9 @@ class SyncService:
         self,
         *,
         store: LineageStateStore,
-        ehr: EhrClient,
+        ehr: EhrClient | None,
         ehr_routes: Mapping[str, EhrClient] | None = None,
+        siu_routes: Mapping[str, SiuWriter] | None = None,
         config: ClinicConfig,
         systems: IdentifierSystems,
         pseudonym_key: bytes,
@@ -166,7 +168,9 @@ class SyncService:
         self._clock = clock
         self._guarded = idempotency.wrap(self._handle_event) if idempotency else self._handle_event
         self._store = store
-        self._ehrs: dict[str, EhrClient] = {**(ehr_routes or {}), "default": ehr}
+        self._ehrs: dict[str, EhrClient] = {**(ehr_routes or {}), **({"default": ehr} if ehr is not None else {})}
+        #: Routes whose EHR takes HL7 v2 SIU over MLLP (`shared.ehr.hl7v2`) instead of FHIR.
+        self._siu: dict[str, SiuWriter] = dict(siu_routes or {})
         self._config = config
         self._systems = systems
         self._key = pseudonym_key
@@ -407,7 +411,8 @@ class SyncService:
             # have written an older projection and lost its commit (docs/sync-semantics.md, "Write protocol").
             event_type = self._event_type(view)
             route = self._route(new_state, event_type)
-            if event.kind == "booking" and outcome != "duplicate":
+            if event.kind == "booking" and outcome != "duplicate" and route not in self._siu:
+                # (HL7 v2 routes: the interface engine matches patients)
                 new_state = self._with_patients(new_state, event, route, {} if matches is None else matches)
                 view = appointment_view(new_state)
                 assert view is not None
@@ -469,7 +474,7 @@ class SyncService:
                 "ehr_route_changed",
                 f"the booking moved to EHR '{event_type.ehr}'; its Appointment is in '{state.ehr_route}'",
             )
-        if event_type.ehr not in self._ehrs:
+        if event_type.ehr not in self._ehrs and event_type.ehr not in self._siu:
             raise ReviewRequired("unknown_ehr_route", f"event type routes to EHR '{event_type.ehr}', not deployed here")
         return event_type.ehr
 
@@ -518,7 +523,8 @@ class SyncService:
     def _practitioner_ref(self, mapping: PractitionerMapping, route: str) -> str:
         if mapping.reference:
             return mapping.reference
-        assert mapping.npi is not None
+        if mapping.npi is None:
+            raise ReviewRequired("unmapped_host", "the mapped practitioner has only an hl7_id (HL7 v2 routes only)")
         if (route, mapping.npi) not in self._practitioners:
             found = self._ehrs[route].search("Practitioner", {"identifier": f"{NPI_SYSTEM}|{mapping.npi}"})
             if len(found) != 1:
@@ -571,6 +577,18 @@ class SyncService:
         *,
         lease: Lease,
     ) -> tuple[LineageState, bool, Lease]:
+        if route in self._siu:  # the one HL7 v2 branch point: the writer sends whatever SIU event is due
+            state, sent = self._siu[route].write(
+                state,
+                view,
+                event,
+                event_type=event_type,
+                route=route,
+                config=self._config,
+                pseudonym_key=self._key,
+                free_text=self._free_text(event, view),
+            )
+            return state, sent, lease
         desired = self._desired(view, event, event_type, route)
         written = self._writer.write(state, desired, view.status, route, lease)
         digest = projection_hash(desired)
@@ -603,6 +621,9 @@ class SyncService:
             if view is None or state.appointment_id is None or state.ehr_route is None:
                 self._store.release(lease)
                 return SyncResult("verified", "verify", lineage_hash(lineage), note="no_appointment")
+            if state.ehr_route in self._siu:  # HL7 v2 has no read-back: say so instead of guessing
+                self._store.release(lease)
+                return SyncResult("verified", "verify", lineage_hash(lineage), note="cannot_read_back")
             event_type = self._event_type(view)
             # Free text and form reasons are not kept in state (PHI): drift checks leave them to the EHR.
             desired = {k: v for k, v in self._desired(view, None, event_type, state.ehr_route).items()}

@@ -7,4 +7,10 @@ raise `CliError`/`UsageError` for refusals. `tests/unit/test_cli.py` checks that
 `--help` with an example and `--json`.
 """
 
-COMMAND_MODULES = ("cli.commands.local", "cli.commands.config", "cli.commands.ehr", "cli.commands.operations")
+COMMAND_MODULES = (
+    "cli.commands.local",
+    "cli.commands.config",
+    "cli.commands.ehr",
+    "cli.commands.hl7",
+    "cli.commands.operations",
+)

@@ -63,6 +63,14 @@ CaptureOpt = Annotated[
     ),
 ]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=1, max=8, help="Sync pollers.", rich_help_panel=_STACK)]
+EhrOpt = Annotated[
+    str,
+    typer.Option(
+        "--ehr",
+        help="The local EHR: fhir (the FHIR server) or hl7v2 (SIU over MLLP to a local interface engine).",
+        rich_help_panel=_STACK,
+    ),
+]
 
 
 def _options(
@@ -77,9 +85,14 @@ def _options(
     api_port: int = 0,
     fhir_port: int = 0,
     secret: str | None = None,
+    ehr: str = "fhir",
 ) -> local.StackOptions:
     if ehr_profile not in ("generic", "healthlake", "oracle"):
         raise UsageError("--ehr-profile must be generic, healthlake or oracle")
+    if ehr not in ("fhir", "hl7v2"):
+        raise UsageError("--ehr must be fhir or hl7v2")
+    if ehr == "hl7v2" and fhir is not None:
+        raise UsageError("--ehr hl7v2 uses the local interface engine; --fhir is for a FHIR EHR")
     return local.StackOptions(
         config=config,
         seed=seed or None,
@@ -92,6 +105,7 @@ def _options(
         api_port=api_port,
         fhir_port=fhir_port,
         secret=secret,
+        ehr=ehr,
     )
 
 
@@ -104,6 +118,7 @@ def dev(
     state_dir: StateDirOpt = None,
     capture: CaptureOpt = None,
     workers: WorkersOpt = 1,
+    ehr: EhrOpt = "fhir",
     api_port: Annotated[int, typer.Option("--api-port", help="Local API port.", rich_help_panel=_STACK)] = 8787,
     fhir_port: Annotated[
         int, typer.Option("--fhir-port", help="Local FHIR server port.", rich_help_panel=_STACK)
@@ -123,7 +138,9 @@ def dev(
     mapping (--config) it starts empty: seed your Practitioners and Locations (--seed), send your
     webhook bodies (`calehr send`), or point it at a sandbox EHR (--fhir, --fhir-auth).
     """
-    options = _options(config, seed, fhir, fhir_auth, ehr_profile, state_dir, capture, workers, api_port, fhir_port)
+    options = _options(
+        config, seed, fhir, fhir_auth, ehr_profile, state_dir, capture, workers, api_port, fhir_port, ehr=ehr
+    )
     return local.dev(options, demo=not no_demo, log_file=log_file, stack_file=stack_file, as_json=as_json)
 
 

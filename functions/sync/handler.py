@@ -26,6 +26,8 @@ from shared.config.clinic import ClinicConfig
 from shared.config.source import ClinicConfigSource
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
+from shared.ehr.hl7v2.endpoint import siu_writer
+from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.oracle import DynamoIdMap
 from shared.ehr.profiles import build_ehr_client, profile_auth
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
@@ -80,18 +82,22 @@ def _ehr_endpoint(
 
 def build_ehr_clients(
     settings: SyncSettings, secrets: _Secrets
-) -> tuple[BreakerEhrClient, dict[str, BreakerEhrClient]]:
-    """The default EHR endpoint and one per `EHR_ROUTES` entry, each behind its own circuit breaker
-    (one EHR's outage never opens another's circuit)."""
-    default = _ehr_endpoint(
-        route=DEFAULT_ROUTE,
-        base_url=settings.ehr_base_url,
-        profile=settings.ehr_profile,
-        auth_secret_arn=settings.ehr_auth_secret_arn,
-        region=settings.ehr_region,
-        settings=settings,
-        secrets=secrets,
-        breaker=_breaker(),
+) -> tuple[BreakerEhrClient | None, dict[str, BreakerEhrClient]]:
+    """The default FHIR endpoint and one per FHIR `EHR_ROUTES` entry, each behind its own circuit breaker
+    (one EHR's outage never opens another's circuit). `hl7v2` endpoints: `build_siu_writers`."""
+    default = (
+        None
+        if settings.ehr_profile == "hl7v2"
+        else _ehr_endpoint(
+            route=DEFAULT_ROUTE,
+            base_url=settings.ehr_base_url,
+            profile=settings.ehr_profile,
+            auth_secret_arn=settings.ehr_auth_secret_arn,
+            region=settings.ehr_region,
+            settings=settings,
+            secrets=secrets,
+            breaker=_breaker(),
+        )
     )
     routes = {
         name: _ehr_endpoint(
@@ -105,8 +111,32 @@ def build_ehr_clients(
             breaker=_route_breaker(name),
         )
         for name, route in settings.ehr_routes.items()
+        if route.profile != "hl7v2"
     }
     return default, routes
+
+
+def build_siu_writers(settings: SyncSettings, secrets: _Secrets) -> dict[str, SiuWriter]:
+    """One SIU writer (MLLP client, TLS material from the endpoint's secret) per `hl7v2` endpoint,
+    behind the same per-endpoint circuit breakers as the FHIR ones."""
+    endpoints = [(DEFAULT_ROUTE, settings.ehr_base_url, settings.ehr_auth_secret_arn, settings.ehr_mllp_plaintext)]
+    if settings.ehr_profile != "hl7v2":
+        endpoints = []
+    endpoints += [
+        (name, route.base_url, route.auth_secret_arn, route.mllp_plaintext)
+        for name, route in settings.ehr_routes.items()
+        if route.profile == "hl7v2"
+    ]
+    return {
+        name: siu_writer(
+            base_url,
+            secrets.json(secret_arn) if secret_arn else None,
+            plaintext_allowed=plaintext,
+            timeout_seconds=settings.ehr_timeout_seconds,
+            breaker=_breaker() if name == DEFAULT_ROUTE else _route_breaker(name),
+        )
+        for name, base_url, secret_arn, plaintext in endpoints
+    }
 
 
 class _Runtime:
@@ -120,6 +150,7 @@ class _Runtime:
     def __init__(self, settings: SyncSettings) -> None:
         secrets = SecretReader()
         self.ehr, self.ehr_routes = build_ehr_clients(settings, secrets)
+        self.siu_writers = build_siu_writers(settings, secrets)
         self.store = LineageStateStore(settings.state_table, lease_seconds=settings.lineage_lease_seconds)
         self.systems = IdentifierSystems(settings.identifier_system_base)
         self.pseudonym_key = str(secrets.json(settings.pseudonym_secret_arn)["key"]).encode("utf-8")
@@ -142,6 +173,7 @@ class _Runtime:
                     store=self.store,
                     ehr=self.ehr,
                     ehr_routes=self.ehr_routes,
+                    siu_routes=self.siu_writers,
                     config=config,
                     systems=self.systems,
                     pseudonym_key=self.pseudonym_key,

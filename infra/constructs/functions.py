@@ -218,6 +218,8 @@ class Functions(Construct):
             "CLINIC_CONFIG_SOURCE": self._clinic_config_source(secrets),
             "EHR_TIMEOUT_SECONDS": str(EHR_TIMEOUT_SECONDS),
         }
+        if config.mllp_plaintext and config.ehr_profile == "hl7v2":
+            environment["EHR_MLLP_PLAINTEXT"] = "true"  # plain MLLP inside the site-to-site VPN
         if config.ehr_routes:
             # shared.settings.EhrRoute: one endpoint per route, with its own credentials secret.
             environment["EHR_ROUTES"] = cdk.Stack.of(self).to_json_string(
@@ -226,6 +228,7 @@ class Functions(Construct):
                         "base_url": route.base_url,
                         "profile": route.profile,
                         "auth_secret_arn": secrets.ehr_route_secrets[route.name].secret_arn,
+                        **({"mllp_plaintext": True} if route.profile == "hl7v2" and config.mllp_plaintext else {}),
                     }
                     for route in config.ehr_routes
                 }
@@ -388,6 +391,15 @@ class Functions(Construct):
             conditions={"StringEquals": {"kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in via]}},
         )
 
+    def _security_groups(self, name: str) -> list[ec2.ISecurityGroup] | None:
+        """Every function: HTTPS out; the sync function also MLLP to the interface engine (hl7v2)."""
+        if self._network is None:
+            return None
+        groups: list[ec2.ISecurityGroup] = [self._network.function_security_group]
+        if name == SYNC_SERVICE and self._network.mllp_security_group is not None:
+            groups.append(self._network.mllp_security_group)
+        return groups
+
     def _build_function(self, spec: FunctionSpec) -> lambda_.Function:
         title = spec.name.capitalize()
         log_group = logs.LogGroup(
@@ -467,7 +479,7 @@ class Functions(Construct):
             vpc_subnets=(
                 ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if self._network else None
             ),
-            security_groups=[self._network.function_security_group] if self._network else None,
+            security_groups=self._security_groups(spec.name),
         )
         # The function (and so its event source mapping) must not exist before its permissions do.
         function.node.add_dependency(policy)

@@ -3,6 +3,10 @@
 Private subnets reach AWS services through VPC endpoints (DynamoDB gateway endpoint; SQS, KMS,
 Secrets Manager, SSM and CloudWatch Logs interface endpoints) and the EHR through NAT gateways.
 VPC flow logs go to a KMS-encrypted log group.
+
+With an `hl7v2` EHR endpoint the VPC also gets a virtual private gateway (route propagation into the
+private subnets) for the site-to-site VPN to the interface engine (docs/ehr-support.md), and the sync
+function a second security group whose only egress is the engine's address and MLLP port.
 """
 
 from __future__ import annotations
@@ -43,6 +47,14 @@ class Network(Construct):
             gateway_endpoints={
                 "DynamoDb": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
             },
+            # The customer gateway and VPN connection need the site's public IP and pre-shared keys: the
+            # operator creates them against this gateway (docs/ehr-support.md, "Site-to-site VPN").
+            vpn_gateway=bool(config.hl7v2_endpoints),
+            vpn_route_propagation=(
+                [ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)]
+                if config.hl7v2_endpoints
+                else None
+            ),
         )
         flow_logs = logs.LogGroup(
             self,
@@ -67,6 +79,20 @@ class Network(Construct):
         self.function_security_group.add_egress_rule(
             ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS endpoints and the EHR"
         )
+        #: The sync function only: MLLP to the interface engine's address and port(s), nothing else.
+        self.mllp_security_group: ec2.SecurityGroup | None = None
+        if config.hl7v2_endpoints and config.mllp_peer_cidr:
+            self.mllp_security_group = ec2.SecurityGroup(
+                self,
+                "MllpSecurityGroup",
+                vpc=self.vpc,
+                description="Cal EHR Bridge sync: MLLP to the HL7 v2 interface engine only",
+                allow_all_outbound=False,
+            )
+            for port in sorted({e.mllp_port for e in config.hl7v2_endpoints if e.mllp_port}):
+                self.mllp_security_group.add_egress_rule(
+                    ec2.Peer.ipv4(config.mllp_peer_cidr), ec2.Port.tcp(port), "MLLP to the interface engine"
+                )
         private = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         for name, service in INTERFACE_ENDPOINTS.items():
             endpoint = self.vpc.add_interface_endpoint(

@@ -45,8 +45,10 @@ class Secrets(Construct):
                 exclude_punctuation=True,
             ),
         )
-        #: `{"type": "none"}` or `{"type": "bearer", "token": "..."}`. The generated initial value is
-        #: deliberately not a valid document: sync refuses to call the EHR until it is set.
+        #: `{"type": "none"}` or `{"type": "bearer", "token": "..."}`; for an hl7v2 endpoint the MLLP TLS
+        #: material `{"type": "mllp-tls", "ca_pem", "client_cert_pem", "client_key_pem"}` (KMS-encrypted
+        #: like every secret here). The generated initial value is deliberately not a valid document:
+        #: sync refuses to call the EHR until it is set.
         self.ehr_auth_secret = secretsmanager.Secret(
             self,
             "EhrAuthSecret",

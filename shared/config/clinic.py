@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -23,6 +24,8 @@ BY_VISIT_KIND = "by-visit-kind"
 MAX_CONFIG_BYTES = 256 * 1024
 _SLUG = r"^[A-Za-z0-9_\-.]{1,64}$"
 _ROUTE = r"^[a-z][a-z0-9-]{0,31}$"
+#: An HL7 v2 code or namespace (HD-1, IS/ID values): no delimiters, no spaces at the ends.
+_V2_CODE = r"^[A-Za-z0-9_\-.:]{1,20}$"
 
 
 class ConfigError(Exception):
@@ -43,6 +46,14 @@ class Coding(_Config):
     display: str | None = None
 
 
+class Hl7Code(_Config):
+    """A coded value for an HL7 v2 CE/CWE field: identifier, text, name of coding system (default local)."""
+
+    code: str = Field(pattern=_V2_CODE)
+    text: str | None = Field(default=None, max_length=199)
+    system: str = Field(default="L", pattern=_V2_CODE)
+
+
 class EventTypeMapping(_Config):
     """One Cal.com event type, matched by numeric id or by slug."""
 
@@ -57,6 +68,8 @@ class EventTypeMapping(_Config):
     location_reference: str | None = Field(default=None, pattern=r"^Location/[A-Za-z0-9\-.]{1,64}$")
     #: Which EHR endpoint holds these appointments (a deployment route name; `default` = the main EHR).
     ehr: str = Field(default="default", pattern=_ROUTE)
+    #: HL7 v2 only: the interface's visit type code for AIS-3 (default: `service_type`, else the slug).
+    hl7_service: Hl7Code | None = None
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> EventTypeMapping:
@@ -91,13 +104,18 @@ class PractitionerMapping(_Config):
     email: str | None = None
     reference: str | None = Field(default=None, pattern=r"^Practitioner/[A-Za-z0-9\-.]{1,64}$")
     npi: str | None = Field(default=None, pattern=r"^\d{10}$")
+    #: HL7 v2 only: the provider's id in the interface engine (AIP-3/AIG-3; preferred over the NPI there).
+    hl7_id: str | None = Field(default=None, pattern=_V2_CODE)
 
     @model_validator(mode="after")
     def _complete(self) -> PractitionerMapping:
         if self.calcom_user_id is None and not self.email:
             raise ValueError("a practitioner needs 'calcom_user_id' or 'email' to match the Cal.com host")
-        if (self.reference is None) == (self.npi is None):
+        if self.reference is not None and self.npi is not None:
             raise ValueError("a practitioner needs exactly one of 'reference' or 'npi'")
+        if self.reference is None and self.npi is None and self.hl7_id is None:
+            # hl7_id alone serves HL7 v2 routes only; a FHIR route parks such a host for review.
+            raise ValueError("a practitioner needs exactly one of 'reference' or 'npi' (or 'hl7_id' for HL7 v2)")
         return self
 
 
@@ -189,6 +207,80 @@ class RoutingFormMapping(_Config):
     preferred_provider: FormPreferredProvider | None = None
 
 
+PidField = Literal["name", "birth_date", "sex", "phone", "email", "mrn"]
+
+
+def _default_pid_fields() -> list[PidField]:
+    """What most engines match patients on; phone, e-mail and MRN only when the clinic adds them."""
+    return ["name", "birth_date", "sex"]
+
+
+class Hl7Location(_Config):
+    """How an EHR Location appears in AIL-3 / PV1-3 (PL): point of care, facility."""
+
+    point_of_care: str = Field(pattern=_V2_CODE)
+    facility: str | None = Field(default=None, pattern=_V2_CODE)
+
+
+class Hl7AckPolicy(_Config):
+    """What an AE (application error) ACK means, by the error codes in its ERR/MSA segments.
+
+    AA (and a CA commit accept) is applied; AR is always review; no ACK or a timeout is retried.
+    """
+
+    #: AE with one of these codes (HL7 table 0357, or the engine's own) is retried with backoff.
+    retry_codes: list[str] = Field(default_factory=lambda: ["206", "207"], max_length=50)
+    #: AE with no code or codes not listed above: `review` (default) or `retry`.
+    otherwise: Literal["review", "retry"] = "review"
+
+
+class Hl7v2Options(_Config):
+    """The `hl7v2` EHR profile: how lineages are sent as SIU messages to an interface engine.
+
+    Only EHR routes whose profile is `hl7v2` (a deployment setting) read this; FHIR routes ignore it.
+    """
+
+    version: Literal["2.5.1", "2.3.1"] = "2.5.1"
+    sending_application: str = Field(default="CAL_EHR_BRIDGE", pattern=_V2_CODE)
+    sending_facility: str = Field(default="CALCOM", pattern=_V2_CODE)
+    receiving_application: str = Field(default="EHR", pattern=_V2_CODE)
+    receiving_facility: str = Field(default="CLINIC", pattern=_V2_CODE)
+    #: MSH-11: P production, T training, D debugging.
+    processing_id: Literal["P", "T", "D"] = "P"
+    #: Namespace (EI-2) of the placer/filler appointment id (SCH-1/SCH-2).
+    appointment_namespace: str = Field(default="CALCOM", pattern=_V2_CODE)
+    #: Assigning authority of the bridge's pseudonymous patient id in PID-3 (always sent).
+    patient_id_authority: str = Field(default="CALCOM", pattern=_V2_CODE)
+    #: Assigning authority of the MRN in PID-3 (type MR), when `mrn` is among `pid_fields`.
+    mrn_authority: str = Field(default="MRN", pattern=_V2_CODE)
+    #: Minimum necessary: which demographics PID carries (from the webhook body being processed).
+    pid_fields: list[PidField] = Field(default_factory=_default_pid_fields)
+    #: Where the provider goes: AIP (personnel resource, default) or AIG (general resource).
+    provider_segment: Literal["AIP", "AIG"] = "AIP"
+    #: Send a PV1 (patient class O, attending = the provider) in each patient group.
+    pv1: bool = True
+    #: A booking the host rejected (never confirmed): S15 cancel (default) or S17 deletion.
+    rejected_as: Literal["S15", "S17"] = "S15"
+    #: Times are rendered in this zone with its UTC offset (IANA name).
+    timezone: str = "UTC"
+    #: SCH-16/SCH-20 (contact / entered by, required by the standard): the bridge itself.
+    contact_name: str = Field(default="Cal EHR Bridge", max_length=60, pattern=r"^[A-Za-z0-9 .\-]+$")
+    #: EHR Location reference → PL; unmapped references send their id as the point of care.
+    locations: dict[str, Hl7Location] = Field(default_factory=dict)
+    ack: Hl7AckPolicy = Hl7AckPolicy()
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> Hl7v2Options:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone") from None
+        unknown = sorted(ref for ref in self.locations if not ref.startswith("Location/"))
+        if unknown:
+            raise ValueError(f"locations keys must be Location references, got {unknown}")
+        return self
+
+
 class ClinicConfig(_Config):
     version: Literal[1] = 1
     #: The clinic's own label for this revision of the mapping (e.g. a date or a git sha): it is written
@@ -207,6 +299,8 @@ class ClinicConfig(_Config):
     free_text: FreeTextFields = FreeTextFields()
     #: Write a FHIR Provenance (target: the Appointment version) for every change the bridge makes.
     fhir_provenance: bool = False
+    #: Options of EHR routes that use the `hl7v2` profile (SIU over MLLP).
+    hl7v2: Hl7v2Options = Hl7v2Options()
 
     @model_validator(mode="after")
     def _consistent(self) -> ClinicConfig:

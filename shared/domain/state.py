@@ -95,6 +95,27 @@ class FormFact(_State):
         return (self.submitted_at, self.form_id, self.model_dump_json())
 
 
+class SiuAck(_State):
+    """HL7 v2 only: the last SIU message the interface engine acknowledged for the lineage (PHI-free).
+
+    v2 has no read-back, so this is the bridge's only knowledge of what the engine holds: which
+    event is due next (S12/S13/S14/S15/S26) is decided against it, and a retry after a lost commit
+    recomputes the same control id (see `shared.ehr.hl7v2.plan`).
+    """
+
+    #: MSH-10 of the acknowledged message.
+    control_id: str
+    #: Projection version it carried (1 = the first message of the lineage).
+    version: int
+    event: str
+    #: Digest of the PHI-free projection that was sent (`shared.ehr.hl7v2.siu.SiuProjection`).
+    digest: str
+    #: Appointment status and times as sent: what tells a cancel, no-show or reschedule apart.
+    status: str
+    start: datetime
+    end: datetime
+
+
 class LineageState(_State):
     lineage: str
     uids: dict[str, UidFacts] = Field(default_factory=dict)
@@ -113,6 +134,8 @@ class LineageState(_State):
     projection_hash: str | None = None
     #: The status the bridge last wrote (to tell its own `fulfilled` from one the EHR's workflow set).
     written_status: str | None = None
+    #: HL7 v2 routes: the last SIU message the interface engine acknowledged.
+    siu: SiuAck | None = None
     #: Optimistic-concurrency counter of the stored item (0 = never stored).
     version: int = 0
 

@@ -8,6 +8,9 @@
 | `generic`    | POST + `If-None-Exist`         | PUT + `If-Match`          | the server's conditional create |
 | `healthlake` | PUT `<Type>/<uuid5>`           | PUT + `If-Match`          | the deterministic id            |
 | `oracle`     | POST as proposed/booked        | JSON Patch + `If-Match`   | the bridge's id map             |
+| `hl7v2`      | SIU S12 over MLLP              | S13/S14/S15/S17/S26       | deterministic MSH-10 control ids |
+
+`hl7v2` is not a FHIR client: it is built by `shared.ehr.hl7v2.endpoint.siu_writer`.
 
 Every profile implements `shared.ehr.port.EhrClient` and keeps the generic adapter's error classes.
 """
@@ -25,8 +28,10 @@ from shared.ehr.oracle import DEFAULT_PATCHABLE, IdMapStore, OracleHealthClient
 from shared.ehr.port import EhrClient
 from shared.ehr.sigv4 import SigV4Auth, SigV4ConfigError, region_from_url
 
-Profile = Literal["generic", "healthlake", "oracle"]
+Profile = Literal["generic", "healthlake", "oracle", "hl7v2"]
 PROFILES: tuple[str, ...] = get_args(Profile)
+#: The profiles that speak FHIR; `hl7v2` sends SIU messages over MLLP instead (`shared.ehr.hl7v2`).
+FHIR_PROFILES: tuple[str, ...] = ("generic", "healthlake", "oracle")
 
 
 class ProfileError(ValueError):
@@ -122,8 +127,8 @@ def build_ehr_client(
     patchable: frozenset[str] = DEFAULT_PATCHABLE,
 ) -> EhrClient:
     """The `EhrClient` for a profile. `oracle` needs `id_map` (`DynamoIdMap(state_table)` in AWS)."""
-    if profile not in PROFILES:
-        raise ProfileError(f"EHR profile must be one of {', '.join(PROFILES)}")
+    if profile not in FHIR_PROFILES:
+        raise ProfileError(f"a FHIR EHR profile must be one of {', '.join(FHIR_PROFILES)}")
     fhir = FhirR4Client(base_url, auth=auth, timeout_seconds=timeout_seconds, transport=transport)
     if profile == "healthlake":
         return HealthLakeClient(fhir)

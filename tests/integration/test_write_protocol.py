@@ -40,6 +40,6 @@ def test_given_racing_workers_in_every_interleaving_with_a_crash_or_stall_then_t
     harness: Harness, case: Case
 ) -> None:
     result = explore(lambda prefix, sleep: run_case(harness, case, prefix, sleep, max_faults=MAX_FAULTS))
-    print(f"{case.name}: {result.runs} schedules, {result.faults} with a crash or stall")  # noqa: T201
+    print(f"{case.name}: {result.runs} schedules, {result.faults} with a crash or stall")
     assert result.runs > 1
     assert result.failures == [], "\n".join(f"{schedule}\n  -> {failure}" for schedule, failure in result.failures[:5])

@@ -131,8 +131,14 @@ def catalogue() -> list[Case]:
             "seat add x routing form",
             ("seat_1",),
             ("seat_2", "form"),
-            Expected("booked", "2025-06-19T14:00:00Z", frozenset({SEATED}), frozenset({SAMUEL, NOOR}), "FOLLOWUP",
-                     reason="25064002"),
+            Expected(
+                "booked",
+                "2025-06-19T14:00:00Z",
+                frozenset({SEATED}),
+                frozenset({SAMUEL, NOOR}),
+                "FOLLOWUP",
+                reason="25064002",
+            ),
         ),
         Case(
             "stale MEETING_ENDED x reschedule",
@@ -156,8 +162,9 @@ def catalogue() -> list[Case]:
             "confirm x reject",
             ("requested",),
             ("confirmed", "rejected"),
-            Expected("cancelled", "2025-06-17T13:00:00Z", frozenset({T}), frozenset({PRIYA}), "ROUTINE",
-                     cancel_reason="prov"),
+            Expected(
+                "cancelled", "2025-06-17T13:00:00Z", frozenset({T}), frozenset({PRIYA}), "ROUTINE", cancel_reason="prov"
+            ),
         ),
         Case(
             "reschedule x reschedule",
@@ -348,7 +355,12 @@ def _check(harness: Harness, case: Case, messages: Sequence[Delivered], run: str
         "patients": patients,
         "type": appointment.get("appointmentType", {}).get("coding", [{}])[0].get("code"),
         "reason": next(
-            (c["code"] for r in appointment.get("reasonCode", []) for c in r.get("coding", []) if c["system"] == SNOMED),
+            (
+                c["code"]
+                for r in appointment.get("reasonCode", [])
+                for c in r.get("coding", [])
+                if c["system"] == SNOMED
+            ),
             None,
         ),
         "cancel": appointment.get("cancelationReason", {}).get("coding", [{}])[0].get("code"),
