@@ -22,13 +22,22 @@ import boto3
 import httpx
 
 from shared.stores.audit import AuditTrail
-from shared.stores.review import ReviewStore
+from shared.stores.review import BODY_EXPIRED, ReviewStore
 
 STACK_FILE = Path(".devstack/stack.json")
 
 
 class OpsError(Exception):
     """A refusal with a clear message (exit code 1)."""
+
+
+#: Why a review item can no longer be shown with its body or retried, and what to do instead.
+_BODY_EXPIRED_HELP = (
+    f"{BODY_EXPIRED}: the message body (patient data) is deleted REVIEW_BODY_RETENTION_DAYS after parking; "
+    "the item stays without it. Have the booking sent again (a change to it in Cal.com sends a new webhook; "
+    "an earlier reconcile cursor replays it, docs/reconciliation.md), then close the item with "
+    '`review discard ID --reason "body expired"`.'
+)
 
 
 @dataclass(frozen=True)
@@ -127,12 +136,16 @@ def review_list(target: OpsTarget, *, include_closed: bool, as_json: bool) -> in
 
 
 def review_show(target: OpsTarget, review_id: str, *, with_body: bool) -> int:
-    item = ReviewStore(target.review_table, target.client("dynamodb")).get(review_id)
+    store = ReviewStore(target.review_table, target.client("dynamodb"))
+    item = store.get(review_id)
     if item is None:
         raise OpsError(f"no review item {review_id}")
-    body = item.pop("body", "")
+    item.pop("body", "")  # an item parked before bodies were kept apart still carries it
     print(json.dumps(item, indent=2))
     if with_body:
+        body = store.body(review_id)
+        if body is None:
+            raise OpsError(f"{review_id}: {_BODY_EXPIRED_HELP}")
         print("warning: the message body below contains patient data", file=sys.stderr)
         print(body)
     return 0
@@ -157,14 +170,19 @@ def review_retry(target: OpsTarget, review_ids: list[str], *, retry_all: bool) -
     ids = [i["pk"] for i in store.list_items()] if retry_all else review_ids
     if not ids:
         raise OpsError("nothing to retry: give review ids or --all")
-    retried = 0
+    retried, expired = 0, []
     for review_id in ids:
         item = store.get(review_id)
         if item is None or item.get("status") != "open":
             print(f"{review_id}: not open, skipped")
             continue
+        body = store.body(review_id)
+        if body is None:
+            print(f"{review_id}: {BODY_EXPIRED}, not re-queued")
+            expired.append(review_id)
+            continue
         at = _now()
-        _requeue(target, item["body"], item.get("lineage_hash", ""), f"retry:{review_id}:{at}")
+        _requeue(target, body, item.get("lineage_hash", ""), f"retry:{review_id}:{at}")
         if store.close(review_id, status="retried", note="re-queued", operator=_operator(), at=at):
             audit.record_operator_action(
                 subject=f"review#{review_id}", action="review_retried", note="", operator=_operator(), at=at
@@ -172,6 +190,8 @@ def review_retry(target: OpsTarget, review_ids: list[str], *, retry_all: bool) -
         retried += 1
         print(f"{review_id}: re-queued")
     print(f"{retried} re-queued")
+    if expired:
+        raise OpsError(f"{len(expired)} item(s) not re-queued, {_BODY_EXPIRED_HELP}")
     return 0
 
 
