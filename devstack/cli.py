@@ -184,7 +184,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         print(*parts, file=console, flush=True)
 
     stack = LocalStack(workers=args.workers, api_port=args.api_port, fhir_port=args.fhir_port)
-    say("Starting the local bridge (moto, Medplum FHIR engine, local API, sync poller)...")
+    say("Starting the local bridge (moto, Medplum FHIR engine, local API, sync poller, audit archive)...")
     say(f"Handler logs and metrics: {log_path}")
     with stack:
         info = stack.describe()
@@ -192,7 +192,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
         say(f"\n  Webhook URL     {info['webhook_url']}")
         say(f"  Webhook secret  {info['webhook_secret']}")
         say(f"  FHIR base URL   {info['fhir_base_url']}")
-        say(f"  AWS (moto)      {info['aws_endpoint']}\n")
+        say(f"  AWS (moto)      {info['aws_endpoint']}")
+        say(f"  Audit archive   s3://{info['audit_archive_bucket']} (Object Lock, COMPLIANCE)\n")
         if not args.no_demo:
             say("Sending the demo bookings, signed like Cal.com...")
             for path in DEMO_BODIES:
