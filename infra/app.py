@@ -34,9 +34,15 @@ def _warn_about_placeholders(config: DeploymentConfig) -> None:
             f"note: no -c ehrBaseUrl=...; sync will point at {PLACEHOLDER_EHR_BASE_URL} and fail closed.",
             file=sys.stderr,
         )
-    if not (config.alarm_emails or config.alarm_https_urls):
+    if not config.has_alarm_subscribers:  # a prod synth refuses this (infra.config)
         print(
             "note: no -c alarmEmail=... or -c alarmHttpsUrl=...; alarms will notify nobody.",
+            file=sys.stderr,
+        )
+    if not config.operator_role_arns:
+        print(
+            "note: no -c operatorRoleArns=...; only the functions can use the data key, so the operator "
+            "CLI (review, dlq, audit) cannot read this stack's tables and queues (docs/deploy.md, Keys).",
             file=sys.stderr,
         )
 
