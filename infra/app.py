@@ -9,7 +9,7 @@ from typing import Any
 
 import aws_cdk as cdk
 
-from infra.config import PLACEHOLDER_EHR_BASE_URL, DeploymentConfig, config_from_app
+from infra.config import PLACEHOLDER_EHR_BASE_URL, ConfigError, DeploymentConfig, config_from_app
 from infra.nag import apply_nag_packs
 from infra.stack import BridgeStack
 
@@ -48,7 +48,11 @@ def _warn_about_placeholders(config: DeploymentConfig) -> None:
 
 
 def main() -> None:
-    app, stack = build_app()
+    try:
+        app, stack = build_app()
+    except ConfigError as exc:  # a context value is wrong: say which, without a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     _warn_about_placeholders(stack.config)
     app.synth()
 

@@ -178,6 +178,20 @@ def test_given_a_prod_stack_without_subscribers_then_synth_refuses() -> None:
     assert not config_from_context({"stage": "staging"}).has_alarm_subscribers  # staging: a note only
 
 
+def test_given_the_cdk_app_for_prod_without_subscribers_then_it_exits_with_the_reason(tmp_path: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.app"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+        env={**os.environ, "CDK_CONTEXT_JSON": json.dumps({"stage": "prod"}), "CDK_OUTDIR": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    assert "error: a prod stack needs on-call subscribers" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_given_alarm_context_then_email_and_https_subscriptions_exist(staging: Synth, prod_vpc_no_waf: Synth) -> None:
     subscriptions = {
         (s["Properties"]["Protocol"], s["Properties"]["Endpoint"])
