@@ -353,6 +353,16 @@ def test_given_app_metric_alarms_then_missing_data_never_pages(staging: Synth) -
         assert alarm["TreatMissingData"] == ("ignore" if name == "ReviewBacklog" else "notBreaching"), name
 
 
+def test_given_every_alarm_then_the_deploy_guide_explains_it_and_the_readme_names_its_first_command() -> None:
+    guide = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    alarms_section = guide[guide.index("## Alarms") : guide.index("## Post-deploy check")]
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    runbook = readme[readme.index("**When an alarm fires**") : readme.index("## What is not built yet")]
+    for name in sorted(ALARMS):
+        assert f"`{name}`" in alarms_section, f"docs/deploy.md, Alarms, does not explain {name}"
+        assert f"`{name}`" in runbook, f"the README's runbook has no first command for {name}"
+
+
 def test_given_the_clinic_config_metrics_then_the_config_source_emits_exactly_those_names() -> None:
     source = (REPO_ROOT / "shared/config/source.py").read_text(encoding="utf-8")
     emitted = set(re.findall(r"""count\(["'](ClinicConfig[A-Za-z]+)["']\)""", source))
