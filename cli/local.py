@@ -287,7 +287,7 @@ def dev(options: StackOptions, *, demo: bool, log_file: Path, stack_file: Path, 
         sys.stdout = log
         try:
             if not as_json:
-                say("Starting the local bridge (moto, FHIR server, local API, sync poller)...")
+                say("Starting the local bridge (moto, FHIR server, local API, sync poller, audit archive)...")
                 say(f"Handler logs and metrics: {log_file}")
             with running(stack, stack_file):
                 info = stack.describe()
@@ -313,6 +313,8 @@ def _walkthrough(
     if "mllp_url" in info:
         say(f"  HL7 v2 engine   {info['mllp_url']}  (SIU over MLLP; every message validated with hl7apy)")
     say(f"  AWS (moto)      {info['aws_endpoint']}")
+    if info.get("audit_archive_bucket"):
+        say(f"  Audit archive   s3://{info['audit_archive_bucket']} (Object Lock, COMPLIANCE)")
     if options.state_dir:
         restored = ", ".join(f"{k} {v}" for k, v in stack.restored.items() if v) or "nothing yet"
         say(f"  State           {options.state_dir} (restored: {restored})")

@@ -20,10 +20,19 @@ from cli.errors import CliError
 from cli.output import Output
 from cli.target import Target
 from shared.stores.audit import AuditTrail
-from shared.stores.review import ReviewStore
+from shared.stores.review import BODY_EXPIRED, ReviewStore
 
 #: The old name of the refusal error; `CliError` is the CLI's one error type.
 OpsError = CliError
+
+
+#: Why a review item can no longer be shown with its body or retried, and what to do instead.
+_BODY_EXPIRED_HELP = (
+    f"{BODY_EXPIRED}: the message body (patient data) is deleted REVIEW_BODY_RETENTION_DAYS after parking; "
+    "the item stays without it. Have the booking sent again (a change to it in Cal.com sends a new webhook; "
+    "an earlier reconcile cursor replays it, docs/reconciliation.md), then close the item with "
+    '`review discard ID --reason "body expired"`.'
+)
 
 
 def _now() -> str:
@@ -45,10 +54,14 @@ def review_list(target: Target, out: Output, *, include_closed: bool) -> int:
 
 
 def review_show(target: Target, out: Output, review_id: str, *, with_body: bool) -> int:
-    item = ReviewStore(target.review_table, target.client("dynamodb")).get(review_id)
+    store = ReviewStore(target.review_table, target.client("dynamodb"))
+    item = store.get(review_id)
     if item is None:
         raise OpsError(f"no review item {review_id}")
-    body = item.pop("body", "")
+    item.pop("body", "")  # an item parked before bodies were kept apart still carries it
+    body = store.body(review_id) if with_body else None
+    if with_body and body is None:
+        raise OpsError(f"{review_id}: {_BODY_EXPIRED_HELP}")
     if with_body:
         out.note("warning: the message body below contains patient data")
     if out.as_json:
@@ -56,7 +69,7 @@ def review_show(target: Target, out: Output, review_id: str, *, with_body: bool)
         return 0
     out.table([{"field": k, "value": v} for k, v in item.items()], ["field", "value"])
     if with_body:
-        out.say(body)
+        out.say(body or "")
     return 0
 
 
@@ -81,21 +94,29 @@ def review_retry(target: Target, out: Output, review_ids: list[str], *, retry_al
         raise OpsError("nothing to retry: give review ids or --all")
     retried: list[str] = []
     skipped: list[str] = []
+    expired: list[str] = []
     for review_id in ids:
         item = store.get(review_id)
         if item is None or item.get("status") != "open":
             skipped.append(review_id)
             out.say(f"{review_id}: not open, skipped")
             continue
+        body = store.body(review_id)
+        if body is None:
+            out.say(f"{review_id}: {BODY_EXPIRED}, not re-queued")
+            expired.append(review_id)
+            continue
         at = _now()
-        _requeue(target, item["body"], item.get("lineage_hash", ""), f"retry:{review_id}:{at}")
+        _requeue(target, body, item.get("lineage_hash", ""), f"retry:{review_id}:{at}")
         if store.close(review_id, status="retried", note="re-queued", operator=_operator(), at=at):
             audit.record_operator_action(
                 subject=f"review#{review_id}", action="review_retried", note="", operator=_operator(), at=at
             )
         retried.append(review_id)
         out.say(f"{review_id}: re-queued")
-    out.result({"requeued": retried, "skipped": skipped}, text=f"{len(retried)} re-queued")
+    out.result({"requeued": retried, "skipped": skipped, "expired": expired}, text=f"{len(retried)} re-queued")
+    if expired:
+        raise OpsError(f"{len(expired)} item(s) not re-queued, {_BODY_EXPIRED_HELP}")
     return 0
 
 

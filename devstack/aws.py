@@ -2,7 +2,9 @@
 
 moto serves real HTTP, so the handlers use real botocore clients pointed at it through
 `AWS_ENDPOINT_URL`. moto does not really encrypt with KMS; the key exists so resources are declared
-the way the CDK stack declares them.
+the way the CDK stack declares them. The audit table streams its changes (DynamoDB Streams) and the
+WORM archive bucket has S3 Object Lock in COMPLIANCE mode, as in the stack; moto enforces the lock
+(a locked object version cannot be deleted) but not DynamoDB resource policies.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
+#: Days each archived audit record is locked locally (the stack's staging default).
+LOCAL_ARCHIVE_RETENTION_DAYS = 7
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -41,6 +45,8 @@ class LocalResources:
     pseudonym_secret_id: str
     ehr_auth_secret_id: str
     webhook_secret: str
+    audit_archive_bucket: str = ""
+    audit_stream_arn: str = ""
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -108,19 +114,38 @@ class LocalAws:
             },
         )["QueueUrl"]
         ddb = resources.client("dynamodb")
+        streams: dict[str, str] = {}
         for table, keys in (
             (resources.state_table, [("pk", "HASH")]),
             (resources.idempotency_table, [("id", "HASH")]),
             (resources.review_table, [("pk", "HASH")]),
             (resources.audit_table, [("pk", "HASH"), ("sk", "RANGE")]),
         ):
-            ddb.create_table(
+            extra: dict[str, Any] = {}
+            if table == resources.audit_table:  # every change goes to the WORM archive
+                extra["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+            description = ddb.create_table(
                 TableName=table,
                 KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind in keys],
                 AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name, _ in keys],
                 BillingMode="PAY_PER_REQUEST",
                 SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_id},
-            )
+                **extra,
+            )["TableDescription"]
+            streams[table] = description.get("LatestStreamArn", "")
+        ddb.update_time_to_live(
+            TableName=resources.review_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        )
+        archive_bucket = f"{prefix}-audit-archive"
+        s3 = resources.client("s3")
+        s3.create_bucket(Bucket=archive_bucket, ObjectLockEnabledForBucket=True)
+        s3.put_object_lock_configuration(
+            Bucket=archive_bucket,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": LOCAL_ARCHIVE_RETENTION_DAYS}},
+            },
+        )
         sm = resources.client("secretsmanager")
         sm.create_secret(
             Name=resources.webhook_secret_id, KmsKeyId=key_id, SecretString=json.dumps({"current": secret_value})
@@ -135,7 +160,13 @@ class LocalAws:
             KmsKeyId=key_id,
             SecretString=json.dumps(ehr_auth if ehr_auth is not None else {"type": "none"}),
         )
-        return dataclasses.replace(resources, queue_url=queue_url, dlq_url=dlq_url)
+        return dataclasses.replace(
+            resources,
+            queue_url=queue_url,
+            dlq_url=dlq_url,
+            audit_archive_bucket=archive_bucket,
+            audit_stream_arn=streams[resources.audit_table],
+        )
 
 
 def handler_environment(resources: LocalResources, *, ehr_base_url: str, clinic_config: str) -> dict[str, str]:
@@ -158,4 +189,6 @@ def handler_environment(resources: LocalResources, *, ehr_base_url: str, clinic_
         "EHR_AUTH_SECRET_ARN": resources.ehr_auth_secret_id,
         "PSEUDONYM_SECRET_ARN": resources.pseudonym_secret_id,
         "CLINIC_CONFIG_SOURCE": f"file:{clinic_config}",
+        "AUDIT_ARCHIVE_BUCKET": resources.audit_archive_bucket,
+        "AUDIT_ARCHIVE_RETENTION_DAYS": str(LOCAL_ARCHIVE_RETENTION_DAYS),
     }

@@ -5,6 +5,8 @@
   status, headers and body as they are.
 * `QueuePoller`: receives SQS batches, builds the Lambda SQS event (same keys Lambda sends), calls the
   sync handler, deletes the successes and leaves `batchItemFailures` on the queue.
+* `StreamPoller`: reads a DynamoDB stream shard by shard, builds the Lambda DynamoDB stream event,
+  calls the archive handler and, like Lambda, resumes from the first reported failure.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -242,5 +245,108 @@ class QueuePoller:
                 continue
             try:
                 self.poll_once()
+            except Exception:  # noqa: BLE001 - keep polling; moto restarts are transient
+                time.sleep(0.5)
+
+
+def stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """One DynamoDB Streams record (as boto3 returns it) in the shape Lambda's event source sends."""
+    data = dict(record["dynamodb"])
+    created = data.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        data["ApproximateCreationDateTime"] = int(created.timestamp())  # Lambda sends epoch seconds
+    return {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": record.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.get("awsRegion", "us-east-1"),
+        "dynamodb": data,
+        "eventSourceARN": stream_arn,
+    }
+
+
+class StreamPoller:
+    """Lambda's DynamoDB stream event source mapping, locally: batches per shard, in order.
+
+    `start` is where shards known at construction begin (`TRIM_HORIZON`: every record still in the
+    stream; `LATEST`: only what is written from now on); shards that appear later begin at their start.
+    A crash retries the whole batch, `batchItemFailures` retry from the earliest failed record.
+    """
+
+    def __init__(
+        self,
+        streams: Any,
+        stream_arn: str,
+        handler: Handler,
+        *,
+        batch_size: int = 100,
+        start: str = "TRIM_HORIZON",
+        name: str = "stream-poller",
+    ) -> None:
+        self._streams = streams
+        self._stream_arn = stream_arn
+        self._handler = handler
+        self._batch_size = batch_size
+        self._iterators: dict[str, str | None] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.invocations = 0
+        self.crashes = 0
+        self._discover(start)
+
+    def _iterator(self, shard_id: str, kind: str, sequence_number: str | None = None) -> str:
+        extra = {"SequenceNumber": sequence_number} if sequence_number else {}
+        response = self._streams.get_shard_iterator(
+            StreamArn=self._stream_arn, ShardId=shard_id, ShardIteratorType=kind, **extra
+        )
+        return str(response["ShardIterator"])
+
+    def _discover(self, start: str) -> None:
+        shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
+        for shard in shards:
+            if shard["ShardId"] not in self._iterators:
+                self._iterators[shard["ShardId"]] = self._iterator(shard["ShardId"], start)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def poll_once(self) -> int:
+        """One batch per shard; returns how many records were handed to the handler."""
+        self._discover("TRIM_HORIZON")
+        handled = 0
+        for shard_id, iterator in list(self._iterators.items()):
+            if iterator is None:  # the shard is closed and was read to its end
+                continue
+            response = self._streams.get_records(ShardIterator=iterator, Limit=self._batch_size)
+            records = response.get("Records") or []
+            if not records:
+                self._iterators[shard_id] = response.get("NextShardIterator")
+                continue
+            self.invocations += 1
+            event = {"Records": [stream_record(record, self._stream_arn) for record in records]}
+            try:
+                result = self._handler(event, context_for("archive"))
+                failed = [item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])]
+            except Exception:  # noqa: BLE001 - like Lambda: a crashed invocation retries the whole batch
+                self.crashes += 1
+                failed = [records[0]["dynamodb"]["SequenceNumber"]]
+            if failed:
+                earliest = min(failed, key=int)
+                self._iterators[shard_id] = self._iterator(shard_id, "AT_SEQUENCE_NUMBER", earliest)
+            else:
+                self._iterators[shard_id] = response.get("NextShardIterator")
+            handled += len(records)
+        return handled
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.poll_once() == 0:
+                    time.sleep(0.5)
             except Exception:  # noqa: BLE001 - keep polling; moto restarts are transient
                 time.sleep(0.5)

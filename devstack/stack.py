@@ -1,4 +1,5 @@
-"""The whole bridge on one machine: moto, the FHIR server, the local API and the queue poller(s).
+"""The whole bridge on one machine: moto, the FHIR server, the local API, the queue poller(s) and the
+audit stream poller that feeds the archive function (the WORM copy in moto's S3).
 
 Used by `calehr dev` / `make dev` and by the end-to-end tests (through `calehr serve`). The handlers
 are imported only after the environment points at the local services, because their settings are read
@@ -28,7 +29,7 @@ import httpx
 
 from devstack.aws import LocalAws, LocalResources, handler_environment
 from devstack.fhir_server import LocalFhirServer
-from devstack.lambda_runtime import LocalApi, QueuePoller
+from devstack.lambda_runtime import LocalApi, QueuePoller, StreamPoller
 from devstack.mllp_listener import MllpListener, Received
 from devstack.state import LocalState
 
@@ -129,6 +130,7 @@ class LocalStack:
     fhir: LocalFhirServer | None = None
     api: LocalApi | None = None
     pollers: list[QueuePoller] = field(default_factory=list)
+    archive_poller: StreamPoller | None = None
     resources: LocalResources | None = None
     state: LocalState | None = None
     restored: dict[str, int] = field(default_factory=dict)
@@ -179,6 +181,7 @@ class LocalStack:
         self.seed_practitioners()
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
+        archive = importlib.import_module("functions.archive.handler")
         self.api = LocalApi(
             ingest.handler,
             port=self.api_port,
@@ -191,6 +194,10 @@ class LocalStack:
             poller = QueuePoller(sqs, self.resources.queue_url, sync.handler, name=f"poller-{index}")
             poller.start()
             self.pollers.append(poller)
+        self.archive_poller = StreamPoller(
+            self.resources.client("dynamodbstreams"), self.resources.audit_stream_arn, archive.handler
+        )
+        self.archive_poller.start()
 
     @property
     def ehr_base_url_in_use(self) -> str:
@@ -223,6 +230,8 @@ class LocalStack:
     def stop(self, *, save: bool = True) -> None:
         for poller in self.pollers:
             poller.stop()
+        if self.archive_poller:
+            self.archive_poller.stop()
         self.pollers = []
         if self.api:
             self.api.stop()
@@ -253,6 +262,7 @@ class LocalStack:
             "review_table": self.resources.review_table,
             "state_table": self.resources.state_table,
             "audit_table": self.resources.audit_table,
+            "audit_archive_bucket": self.resources.audit_archive_bucket,
             "control_url": self.api.control_url,
             "clinic_config_source": f"file:{self.clinic_config.resolve()}",
             "pid": os.getpid(),

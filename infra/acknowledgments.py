@@ -82,6 +82,27 @@ FLOW_LOG_ROLE = (
     "CDK's generated role for VPC flow-log delivery; its inline policy is scoped to the one flow-log "
     "group and the role is used by nothing else."
 )
+STREAM_LISTING = (
+    "Lambda's DynamoDB event source needs dynamodb:ListStreams, which has no resource-level "
+    "permissions (AWSLambdaDynamoDBExecutionRole grants it on '*' too); it lists stream ARNs, no data. "
+    "Reading records is scoped to the audit table's stream."
+)
+VPC_AND_STREAM_LISTING = f"{VPC_NETWORK_INTERFACES} {STREAM_LISTING}"
+ARCHIVE_OBJECTS = (
+    "The archive function writes one object per audit change under the audit/ prefix of its own WORM "
+    "bucket, each under a new key derived from the stream record (If-None-Match, Object Lock COMPLIANCE); "
+    "object keys cannot be known in advance. It cannot read, delete or change the lock of any object."
+)
+ARCHIVE_REPLICATION = (
+    "The audit archive is the immutable (S3 Object Lock, COMPLIANCE) copy of an audit table that has "
+    "point-in-time recovery and daily AWS Backup; S3 stores it redundantly across Availability Zones. "
+    "Cross-Region replication is a residency and cost decision left to the operator (docs/deploy.md, "
+    "'Audit archive'). Its access-log bucket holds request logs only."
+)
+ACCESS_LOG_ENCRYPTION = (
+    "S3 delivers server access logs only to buckets encrypted with SSE-S3 (AES-256), not SSE-KMS. The "
+    "bucket holds request logs of the archive bucket (no audit records), blocks public access and is TLS-only."
+)
 WAF_OFF = (
     "WAF was turned off for this deployment with -c waf=false. The endpoint still requires the "
     "signature header, validates the envelope, throttles per stage, and the function verifies HMAC."
@@ -108,9 +129,18 @@ def acknowledge_findings(stack: BridgeStack) -> None:
         _ack(function, f"{AWS}L1", PYTHON_RUNTIME)
         if stack.network is None:
             _ack(function, f"{HIPAA}LambdaInsideVPC", LAMBDA_OUTSIDE_VPC)
-    if stack.network is not None:
-        for policy in stack.functions.policies.values():
+    for name, policy in stack.functions.policies.items():
+        if name == "archive":
+            reason = STREAM_LISTING if stack.network is None else VPC_AND_STREAM_LISTING
+            _ack(policy, f"{AWS}IAM5[Resource::*]", reason)
+            archive_bucket = stack.logical_id_of(stack.archive.bucket)
+            _ack(policy, f"{AWS}IAM5[Resource::<{archive_bucket}.Arn>/audit/*]", ARCHIVE_OBJECTS)
+        elif stack.network is not None:
             _ack(policy, f"{AWS}IAM5[Resource::*]", VPC_NETWORK_INTERFACES)
+    for bucket in (stack.archive.bucket, stack.archive.access_logs):
+        _ack(bucket, f"{HIPAA}S3BucketReplicationEnabled", ARCHIVE_REPLICATION)
+    _ack(stack.archive.access_logs, f"{HIPAA}S3DefaultEncryptionKMS", ACCESS_LOG_ENCRYPTION)
+    if stack.network is not None:
         for subnet in stack.network.vpc.public_subnets:
             _ack(subnet, f"{HIPAA}VPCNoUnrestrictedRouteToIGW", PUBLIC_SUBNET_ROUTE)
         _ack(stack.network.flow_log, f"{HIPAA}IAMNoInlinePolicy", FLOW_LOG_ROLE)

@@ -9,7 +9,7 @@ from typing import Any
 
 import aws_cdk as cdk
 
-from infra.config import PLACEHOLDER_EHR_BASE_URL, DeploymentConfig, config_from_app
+from infra.config import PLACEHOLDER_EHR_BASE_URL, ConfigError, DeploymentConfig, config_from_app
 from infra.nag import apply_nag_packs
 from infra.stack import BridgeStack
 
@@ -34,15 +34,25 @@ def _warn_about_placeholders(config: DeploymentConfig) -> None:
             f"note: no -c ehrBaseUrl=...; sync will point at {PLACEHOLDER_EHR_BASE_URL} and fail closed.",
             file=sys.stderr,
         )
-    if not (config.alarm_emails or config.alarm_https_urls):
+    if not config.has_alarm_subscribers:  # a prod synth refuses this (infra.config)
         print(
             "note: no -c alarmEmail=... or -c alarmHttpsUrl=...; alarms will notify nobody.",
+            file=sys.stderr,
+        )
+    if not config.operator_role_arns:
+        print(
+            "note: no -c operatorRoleArns=...; only the functions can use the data key, so the operator "
+            "CLI (review, dlq, audit) cannot read this stack's tables and queues (docs/deploy.md, Keys).",
             file=sys.stderr,
         )
 
 
 def main() -> None:
-    app, stack = build_app()
+    try:
+        app, stack = build_app()
+    except ConfigError as exc:  # a context value is wrong: say which, without a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     _warn_about_placeholders(stack.config)
     app.synth()
 

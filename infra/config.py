@@ -11,7 +11,18 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 
-from infra.constants import DEFAULT_RECONCILE_RATE, DEFAULT_STAGE, RECONCILE_TIMEOUT_SECONDS, STAGES
+from infra.constants import (
+    AUDIT_ARCHIVE_RETENTION_DAYS,
+    DEFAULT_RECONCILE_RATE,
+    DEFAULT_STAGE,
+    MAX_AUDIT_ARCHIVE_RETENTION_DAYS,
+    MAX_REVIEW_BODY_RETENTION_DAYS,
+    METRICS_NAMESPACE,
+    MIN_AUDIT_ARCHIVE_RETENTION_DAYS,
+    RECONCILE_TIMEOUT_SECONDS,
+    REVIEW_BODY_RETENTION_DAYS,
+    STAGES,
+)
 
 #: Used when no `ehrBaseUrl` is given: `.invalid` never resolves (RFC 6761), so sync fails closed
 #: and messages wait in the queue until the real URL is deployed.
@@ -41,6 +52,10 @@ _APPCONFIG_ID = r"[a-z0-9]{4,7}"
 _APPCONFIG_SOURCE = re.compile(
     rf"^appconfig:(?P<application>{_APPCONFIG_ID})/(?P<environment>{_APPCONFIG_ID})/(?P<profile>{_APPCONFIG_ID})$"
 )
+
+
+#: An IAM role in any account and partition (the key policy names operators' roles by ARN).
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 
 _RATE = re.compile(r"^rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
@@ -134,6 +149,14 @@ class DeploymentConfig:
     def hl7v2_endpoints(self) -> tuple[EhrEndpoint, ...]:
         return tuple(e for e in self.ehr_endpoints if e.profile == "hl7v2")
 
+    #: Days each archived audit record is locked (Object Lock, COMPLIANCE) and kept in the WORM bucket.
+    audit_archive_retention_days: int = AUDIT_ARCHIVE_RETENTION_DAYS["staging"]
+    #: Days a parked message keeps its body (PHI) in the review table.
+    review_body_retention_days: int = REVIEW_BODY_RETENTION_DAYS
+    #: IAM roles of the people who run the operator CLI against AWS (review, DLQ, audit): the data
+    #: key's policy lets them use the key through DynamoDB, SQS and Secrets Manager.
+    operator_role_arns: tuple[str, ...] = ()
+
     @property
     def ehr_endpoints(self) -> tuple[EhrEndpoint, ...]:
         """The default EHR first, then every route."""
@@ -171,6 +194,15 @@ class DeploymentConfig:
     def stack_name(self) -> str:
         return f"CalEhrBridge-{self.stage}"
 
+    @property
+    def metrics_namespace(self) -> str:
+        """The functions' EMF namespace and the alarms' (one per stage: staging never trips prod)."""
+        return f"{METRICS_NAMESPACE}/{self.stage}"
+
+    @property
+    def has_alarm_subscribers(self) -> bool:
+        return bool(self.alarm_emails or self.alarm_https_urls)
+
 
 def _flag(raw: Any, key: str, default: bool) -> bool:
     if raw is None:
@@ -190,6 +222,25 @@ def _list(raw: Any) -> tuple[str, ...]:
         return ()
     items = raw if isinstance(raw, list) else str(raw).split(",")
     return tuple(item.strip() for item in items if str(item).strip())
+
+
+def _days(raw: Any, key: str, *, default: int, low: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    text = str(raw).strip()
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ConfigError(f"context {key!r} must be a whole number of days from {low} to {high}, got {raw!r}")
+    return int(text)
+
+
+def _operator_roles(raw: Any) -> tuple[str, ...]:
+    roles = _list(raw)
+    for role in roles:
+        if not _ROLE_ARN.match(role):
+            raise ConfigError(
+                f"context 'operatorRoleArns' must be IAM role ARNs (arn:aws:iam::<account>:role/<name>), got {role!r}"
+            )
+    return roles
 
 
 def _ehr_url(url: str, key: str, profile: str = "generic") -> str:
@@ -298,6 +349,12 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
             "context 'clinicConfigFile' deploys the mapping into the SSM parameter; with "
             "clinicConfigSource=appconfig:... deploy it through AppConfig instead"
         )
+    if stage == "prod" and not (emails or urls):
+        # Alarms that notify nobody are not monitoring: a prod stack must page someone.
+        raise ConfigError(
+            "a prod stack needs on-call subscribers: -c alarmEmail=... and/or -c alarmHttpsUrl=... "
+            "(every alarm publishes to the on-call topic)"
+        )
     reconcile_rate = str(context.get("reconcileRate") or DEFAULT_RECONCILE_RATE).strip()
     if rate_minutes(reconcile_rate) * 60 < RECONCILE_TIMEOUT_SECONDS:
         raise ConfigError(
@@ -323,6 +380,21 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
         reconcile_rate=reconcile_rate,
         mllp_peer_cidr=mllp_peer_cidr,
         mllp_plaintext=mllp_plaintext,
+        audit_archive_retention_days=_days(
+            context.get("auditArchiveRetentionDays"),
+            "auditArchiveRetentionDays",
+            default=AUDIT_ARCHIVE_RETENTION_DAYS[stage],
+            low=MIN_AUDIT_ARCHIVE_RETENTION_DAYS,
+            high=MAX_AUDIT_ARCHIVE_RETENTION_DAYS,
+        ),
+        review_body_retention_days=_days(
+            context.get("reviewBodyRetentionDays"),
+            "reviewBodyRetentionDays",
+            default=REVIEW_BODY_RETENTION_DAYS,
+            low=1,
+            high=MAX_REVIEW_BODY_RETENTION_DAYS,
+        ),
+        operator_role_arns=_operator_roles(context.get("operatorRoleArns")),
     )
 
 
@@ -366,6 +438,9 @@ CONTEXT_KEYS = (
     "reconcileRate",
     "mllpPeerCidr",
     "mllpPlaintext",
+    "auditArchiveRetentionDays",
+    "reviewBodyRetentionDays",
+    "operatorRoleArns",
 )
 
 

@@ -32,13 +32,19 @@ PIP_PLATFORMS: Final = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "many
 RUNTIME_PROVIDED_PACKAGES: Final = ("boto3", "botocore", "s3transfer")
 
 # --- Metrics (Powertools EMF) ----------------------------------------------------------------------
+# Each stage has its own namespace, `CalEhrBridge/<stage>` (DeploymentConfig.metrics_namespace): the
+# functions emit into it (POWERTOOLS_METRICS_NAMESPACE) and the alarms read it, so staging traffic can
+# never move a prod alarm. The one dimension is Powertools' `service` (the function's name).
 METRICS_NAMESPACE: Final = "CalEhrBridge"
 INGEST_SERVICE: Final = "ingest"
 SYNC_SERVICE: Final = "sync"
 RECONCILE_SERVICE: Final = "reconcile"
+ARCHIVE_SERVICE: Final = "archive"
 INGEST_METRICS: Final = (
     "WebhookAccepted",
     "SignatureRejected",
+    # every accepted or ignored delivery (its signature matched); 0 next to every rejection
+    "SignatureVerified",
     "WebhookRejected",
     "WebhookIgnored",
     "EnqueueFailed",
@@ -46,13 +52,33 @@ INGEST_METRICS: Final = (
 SYNC_METRICS: Final = (
     "EventApplied",
     "EventSkipped",
+    "EventRecorded",
+    "EventDeferred",
     "ReviewParked",
+    "SyncRetried",
     "EhrRetryableError",
     "EhrPermanentError",
+    # shared/ehr/breaker.py: a circuit opened (or opened again after a failed trial) / closed
+    "EhrCircuitOpened",
+    "EhrCircuitClosed",
     # shared/config/source.py: a refreshed clinic mapping was taken, or rejected (the last good one stays)
     "ClinicConfigReloaded",
     "ClinicConfigRejected",
 )
+#: Every outcome of one sync message counts exactly one of these (functions/sync/handler.py `_handle`):
+#: the denominator of the EHR error-rate alarms.
+SYNC_OUTCOME_METRICS: Final = (
+    "EventApplied",
+    "EventSkipped",
+    "EventRecorded",
+    "EventDeferred",
+    "ReviewParked",
+    "SyncRetried",
+)
+#: Gauges the reconcile function emits on every run (functions/reconcile/handler.py).
+REVIEW_BACKLOG_METRICS: Final = ("ReviewOpenItems", "ReviewOldestOpenAgeSeconds")
+#: shared/audit_archive.py and functions/archive/handler.py.
+ARCHIVE_METRICS: Final = ("AuditArchived", "AuditRecordChanged")
 # Emitted by shared/reconcile.py (per run) and functions/reconcile/handler.py (per failure); a test
 # checks that each name is in that code.
 RECONCILE_METRICS: Final = (
@@ -98,6 +124,27 @@ CALCOM_API_BASE_URL: Final = "https://api.cal.com/v2"  # = shared.calcom.api.DEF
 RECONCILE_LOOKBACK_HOURS: Final = 24
 RECONCILE_MAX_RPS: Final = 2
 
+# --- Audit archive (WORM copy of the audit table; docs/deploy.md, "Audit archive") ------------------
+ARCHIVE_MEMORY_MB: Final = 256
+ARCHIVE_TIMEOUT_SECONDS: Final = 60
+# One shard rarely needs more; the event source never runs more than one batch per shard at a time.
+ARCHIVE_RESERVED_CONCURRENCY: Final = 2
+ARCHIVE_BATCH_SIZE: Final = 100
+# Stream records live 24 h: retry (bisecting the batch) until then; the lag alarm pages long before.
+ARCHIVE_STREAM_RETRY_ATTEMPTS: Final = 10_000
+# How long each archived record is locked (S3 Object Lock, COMPLIANCE) and kept; context
+# `auditArchiveRetentionDays`. Prod: six years, the HIPAA retention for required documentation
+# (45 CFR 164.316(b)(2)); staging: a week, so a torn-down staging bucket can be emptied soon.
+AUDIT_ARCHIVE_RETENTION_DAYS: Final = {"prod": 6 * 365 + 2, "staging": 7}
+MIN_AUDIT_ARCHIVE_RETENTION_DAYS: Final = 2
+MAX_AUDIT_ARCHIVE_RETENTION_DAYS: Final = 100 * 365
+
+# --- Review items ------------------------------------------------------------------------------------
+# Days a parked message keeps its body (PHI); context `reviewBodyRetentionDays`, sync env
+# REVIEW_BODY_RETENTION_DAYS (= shared.settings.ReviewSettings default; a test compares them).
+REVIEW_BODY_RETENTION_DAYS: Final = 30
+MAX_REVIEW_BODY_RETENTION_DAYS: Final = 3650
+
 # --- Queue retry budget (see docs/deploy.md, "Retry budget") ---------------------------------------
 # AWS's guidance for SQS event sources: visibility timeout >= 6 x function timeout.
 QUEUE_VISIBILITY_SECONDS: Final = 6 * SYNC_TIMEOUT_SECONDS  # 540 s
@@ -120,3 +167,20 @@ WAF_RATE_LIMIT_PER_5_MIN: Final = 2000
 OLDEST_MESSAGE_AGE_ALARM_SECONDS: Final = 15 * 60
 SIGNATURE_REJECTED_SPIKE_PER_5_MIN: Final = 20
 ALARM_PERIOD_MINUTES: Final = 5
+# WebhookSecretMismatch: any signature rejection in a window in which no delivery was verified.
+# Cal.com does not retry, so one such window can be a lost booking (a botched secret rotation).
+SIGNATURE_MISMATCH_WINDOW_MINUTES: Final = 15
+# EHR error rates (share of sync outcomes), independent of queue age; a minimum count keeps a single
+# failure at night from paging.
+EHR_RETRYABLE_ERROR_RATE_PERCENT: Final = 25
+EHR_RETRYABLE_MIN_ERRORS: Final = 5
+EHR_RETRYABLE_EVALUATION_PERIODS: Final = 2
+EHR_PERMANENT_ERROR_RATE_PERCENT: Final = 10
+EHR_PERMANENT_MIN_ERRORS: Final = 3
+# Requests WAF blocked in 5 minutes (all rules); a spike is an attack, or WAF refusing Cal.com itself.
+WAF_BLOCKED_SPIKE_PER_5_MIN: Final = 50
+# Open review items: too many, or one left alone too long.
+REVIEW_BACKLOG_MAX_OPEN_ITEMS: Final = 20
+REVIEW_BACKLOG_MAX_AGE_HOURS: Final = 24
+# The archive function's stream iterator age: how far the WORM copy trails the audit table.
+AUDIT_ARCHIVE_MAX_LAG_SECONDS: Final = 60 * 60

@@ -2,6 +2,11 @@
 
 Correlation is by booking lineage hash and delivery id, never by a name or an e-mail. Log lines
 carry codes and identifiers only; payload values are never passed to the logger.
+
+Metrics are CloudWatch embedded metric format (EMF) lines in namespace `POWERTOOLS_METRICS_NAMESPACE`
+with the one dimension `service` (`POWERTOOLS_SERVICE_NAME`). The stack sets a namespace per stage
+(`CalEhrBridge/<stage>`), so staging never moves a prod alarm; the alarms in
+`infra/constructs/monitoring.py` read exactly this namespace and dimension (a test compares them).
 """
 
 from __future__ import annotations
@@ -16,9 +21,14 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CalEhrBridge")
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "cal-ehr-bridge"))
 metrics = Metrics(namespace=NAMESPACE)
 
-__all__ = ["NAMESPACE", "MetricUnit", "count", "logger", "metrics"]
+__all__ = ["NAMESPACE", "MetricUnit", "count", "gauge", "logger", "metrics"]
 
 
 def count(name: str, value: int = 1) -> None:
-    """Add to a count metric (metric names are the fixed set documented in docs/observability)."""
+    """Add to a count metric (the names are listed in infra/constants.py and docs/deploy.md, "Alarms")."""
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def gauge(name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None:
+    """Record a level measured now (e.g. open review items); alarms read its Maximum."""
+    metrics.add_metric(name=name, unit=unit, value=value)

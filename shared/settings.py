@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from shared.time_budget import DEFAULT_MARGIN_SECONDS
+
 #: Documented body limit for webhooks (Cal.com booking bodies are 3-10 KB; 256 KiB leaves room for
 #: large seated events while staying well under SQS's message limit).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
@@ -106,6 +108,19 @@ def _routes_document(raw: Any) -> Any:
     return raw
 
 
+class ReviewSettings(_Settings):
+    """How long a parked message keeps its body (with PHI); the item itself stays, PHI-free."""
+
+    body_retention_days: int = Field(default=30, alias="REVIEW_BODY_RETENTION_DAYS", ge=1, le=3650)
+
+
+class ArchiveSettings(_Settings):
+    """The audit archive function: where the WORM copy goes and how long each object is locked."""
+
+    bucket: str = Field(alias="AUDIT_ARCHIVE_BUCKET", min_length=3, max_length=63)
+    retention_days: int = Field(alias="AUDIT_ARCHIVE_RETENTION_DAYS", ge=1, le=36_500)
+
+
 class IngestSettings(_Settings):
     queue_url: str = Field(alias="QUEUE_URL", min_length=1)
     webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
@@ -130,6 +145,8 @@ class SyncSettings(_Settings):
     #: SigV4 region override for HealthLake (default: taken from the HealthLake host name).
     ehr_region: str = Field(default="", alias="EHR_REGION")
     ehr_timeout_seconds: float = Field(default=10.0, alias="EHR_TIMEOUT_SECONDS", gt=0, le=60)
+    #: A batch stops taking records when less than one EHR timeout plus this is left (shared/time_budget.py).
+    time_margin_seconds: float = Field(default=DEFAULT_MARGIN_SECONDS, alias="SYNC_TIME_MARGIN_SECONDS", ge=0, le=60)
     breaker_failure_threshold: int = Field(default=5, alias="EHR_BREAKER_FAILURES", ge=1, le=1000)
     breaker_cooldown_seconds: float = Field(default=30.0, alias="EHR_BREAKER_COOLDOWN_SECONDS", gt=0, le=3600)
     clinic_config_source: str = Field(alias="CLINIC_CONFIG_SOURCE", pattern=CLINIC_CONFIG_SOURCE_PATTERN)
@@ -179,3 +196,13 @@ def ingest_settings() -> IngestSettings:
 @cache
 def sync_settings() -> SyncSettings:
     return _load(SyncSettings)
+
+
+@cache
+def review_settings() -> ReviewSettings:
+    return _load(ReviewSettings)
+
+
+@cache
+def archive_settings() -> ArchiveSettings:
+    return _load(ArchiveSettings)

@@ -67,6 +67,7 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 
 
 def _accepted(result: IntakeResult) -> dict[str, Any]:
+    count("SignatureVerified")
     if result.outcome == "ignored":
         trigger = _SAFE_TRIGGER.sub("", result.trigger)[:64]
         if result.unknown_trigger:
@@ -98,7 +99,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             send=_queue().send,
         )
     except IntakeError as exc:
-        count("SignatureRejected" if exc.status == 401 else "WebhookRejected")
+        if exc.status == 401:
+            count("SignatureRejected")
+            # A zero next to every rejection: the WebhookSecretMismatch alarm compares both series and
+            # needs a value for "nothing verified" in a window that had only rejections.
+            count("SignatureVerified", 0)
+        else:
+            count("WebhookRejected")
         logger.warning("webhook refused", extra={"error": exc.code, "status": exc.status})
         return _response(exc.status, {"error": exc.code, "detail": exc.detail})
     except SecretUnavailableError as exc:

@@ -4,12 +4,16 @@ Thin edge: settings are read once, adapters are built once per container (the AP
 through the secret cache on every run, so a rotated key is picked up); `shared.reconcile.Reconciler`
 decides. The run stops early when the invocation's remaining time runs low: the cursor in DynamoDB
 keeps the progress and the next scheduled run continues from there.
+
+Every run also measures the review backlog (open review items and the age of the oldest) as the
+gauges `ReviewOpenItems` and `ReviewOldestOpenAgeSeconds`, reading only each item's status and time:
+the `ReviewBacklog` alarm watches them, whether or not the run itself succeeds.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -18,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.calcom.api import DEFAULT_BASE_URL, CalcomApiClient, CalcomApiError
-from shared.observability import count, logger, metrics
+from shared.observability import MetricUnit, count, gauge, logger, metrics
 from shared.reconcile import (
     CursorConflictError,
     CursorStoreUnavailableError,
@@ -28,6 +32,7 @@ from shared.reconcile import (
 )
 from shared.settings import SettingsError
 from shared.stores.queue import EventQueue, QueueUnavailableError
+from shared.stores.review import ReviewStore, ReviewStoreUnavailableError
 from shared.stores.secrets import SecretReader, SecretUnavailableError
 from shared.stores.state import LineageStateStore, StateStoreUnavailableError
 
@@ -43,6 +48,8 @@ class ReconcileSettings(BaseModel):
     stage: str = Field(default="local", alias="STAGE")
     queue_url: str = Field(alias="QUEUE_URL", min_length=1)
     state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    #: The review table whose open items are counted each run (empty: no backlog gauges).
+    review_table: str = Field(default="", alias="REVIEW_TABLE")
     #: Secret `{"api_key": "cal_live_..."}`.
     calcom_api_secret_arn: str = Field(alias="CALCOM_API_SECRET_ARN", min_length=1)
     calcom_api_base_url: str = Field(default=DEFAULT_BASE_URL, alias="CALCOM_API_BASE_URL", pattern=r"^https?://")
@@ -95,6 +102,26 @@ def _cursors() -> DynamoCursorStore:
 
 
 @cache
+def _review_store() -> ReviewStore | None:
+    table = reconcile_settings().review_table
+    return ReviewStore(table) if table else None
+
+
+def report_review_backlog(now: datetime | None = None) -> None:
+    """Emit the review backlog gauges; a failure to count is logged, never fails the run."""
+    store = _review_store()
+    if store is None:
+        return
+    try:
+        backlog = store.backlog()
+    except ReviewStoreUnavailableError as exc:
+        logger.warning("review backlog could not be counted", extra={"error": str(exc)})
+        return
+    gauge("ReviewOpenItems", backlog.open_items)
+    gauge("ReviewOldestOpenAgeSeconds", backlog.oldest_age_seconds(now or datetime.now(UTC)), MetricUnit.Seconds)
+
+
+@cache
 def _secret_reader() -> SecretReader:
     return SecretReader(max_age_seconds=reconcile_settings().secret_cache_seconds)
 
@@ -137,6 +164,7 @@ def run(context: Any = None) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(schedule=str(event.get("id", ""))[:64] if isinstance(event, dict) else "")
+    report_review_backlog()
     try:
         return run(context)
     except CalcomApiError as exc:

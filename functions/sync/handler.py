@@ -7,6 +7,9 @@ lineages in the batch proceed. Outcomes, decided in exactly one place (`_handle`
 * review required or a permanent EHR refusal → parked in the review store with its reason, then done;
 * retryable (EHR down, conflict, booking not seen yet, store throttled) → batch item failure, and the
   message's visibility is extended with exponential backoff (honouring `Retry-After`).
+
+Records are taken only while one EHR timeout (+ margin) is left of the invocation; the rest of the
+batch is reported as batch item failures and comes back (`shared/time_budget.py`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from shared.stores.state import (
     StateStoreUnavailableError,
 )
 from shared.sync import Delivery, SyncService
+from shared.time_budget import has_time_for_one_more
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
@@ -338,8 +342,13 @@ def _count_drift(note: str) -> None:
         count("DriftFound")
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     logger.append_keys(message_id=record.message_id)
+    settings = sync_settings()
+    if not has_time_for_one_more(
+        lambda_context, ehr_timeout_seconds=settings.ehr_timeout_seconds, margin_seconds=settings.time_margin_seconds
+    ):
+        raise _retry_later(record, "invocation_time_low")
     _handle(record)
 
 

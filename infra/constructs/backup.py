@@ -40,7 +40,7 @@ class Backups(Construct):
             self.plan = backup.BackupPlan.daily_monthly1_year_retention(self, "Plan", self.vault)
         else:
             self.plan = backup.BackupPlan.daily35_day_retention(self, "Plan", self.vault)
-        self.plan.add_selection(
+        self.selection = self.plan.add_selection(
             "Tables",
             resources=[backup.BackupResource.from_dynamo_db_table(table) for table in tables],
         )

@@ -4,9 +4,10 @@ CDK calls `try_bundle` while it stages an asset (unless bundling is skipped with
 `aws:cdk:bundling-stacks`, as the infra tests do). Both bundlers return True, so the Docker image
 named in `BundlingOptions` is never pulled.
 
-* Layer: `pip install --platform manylinux2014_aarch64 --only-binary=:all: --python-version 3.13`
-  of `requirements/lambda.lock` into `python/`, minus what the runtime already ships (boto3), plus
-  the `shared` package.
+* Layer: `pip install --require-hashes --platform manylinux2014_aarch64 --only-binary=:all:
+  --python-version 3.13` of `requirements/lambda.lock` (every pin with its sha256 hashes, so a
+  tampered or substituted wheel fails the synth) into `python/`, minus what the runtime already
+  ships (boto3), plus the `shared` package.
 * Function code: `functions/__init__.py` and `functions/<name>/`, so the handler path is
   `functions.<name>.handler.handler`.
 
@@ -44,7 +45,7 @@ from infra.constants import (
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 #: Bump when the bundling recipe changes, so cached assets are rebuilt.
-_RECIPE_VERSION = "1"
+_RECIPE_VERSION = "2"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
 _PYTHON_VERSION = f"{PYTHON_MINOR[0]}.{PYTHON_MINOR[1]}"
 
@@ -135,6 +136,8 @@ class LayerBundler:
                 "--quiet",
                 "--disable-pip-version-check",
                 "--no-compile",
+                # Every wheel must match a hash in the lock (and every requirement must be pinned).
+                "--require-hashes",
                 "--only-binary=:all:",
                 "--implementation",
                 "cp",

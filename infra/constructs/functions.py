@@ -7,7 +7,13 @@ handed to Lambda as immutable so that CDK's convenience grants cannot widen it b
 
 `reconcile` runs on an EventBridge schedule (docs/reconciliation.md): it lists bookings with the
 Cal.com API and enqueues what the webhooks missed. It may only read the state table and write its
-own cursor item.
+own cursor item, and count open review items (status and time only, never a body).
+
+`archive` reads the audit table's DynamoDB stream and writes each change to the WORM bucket
+(`infra/constructs/archive.py`).
+
+Every role that uses the data key is also named in the key's policy, with the same actions and
+services (`infra/constructs/keys.py`): the key policy no longer lets IAM alone grant its use.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
@@ -28,6 +33,12 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig, HealthLakeDatastore
 from infra.constants import (
+    ARCHIVE_BATCH_SIZE,
+    ARCHIVE_MEMORY_MB,
+    ARCHIVE_RESERVED_CONCURRENCY,
+    ARCHIVE_SERVICE,
+    ARCHIVE_STREAM_RETRY_ATTEMPTS,
+    ARCHIVE_TIMEOUT_SECONDS,
     CALCOM_API_BASE_URL,
     EHR_TIMEOUT_SECONDS,
     INGEST_MEMORY_MB,
@@ -36,7 +47,6 @@ from infra.constants import (
     INGEST_TIMEOUT_SECONDS,
     LOG_LEVEL,
     MAX_BODY_BYTES,
-    METRICS_NAMESPACE,
     RECONCILE_ASYNC_RETRY_ATTEMPTS,
     RECONCILE_LOOKBACK_HOURS,
     RECONCILE_MAX_RPS,
@@ -51,7 +61,9 @@ from infra.constants import (
     SYNC_SERVICE,
     SYNC_TIMEOUT_SECONDS,
 )
+from infra.constructs.archive import AuditArchiveBucket
 from infra.constructs.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
+from infra.constructs.keys import Keys, via_services
 from infra.constructs.network import Network
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
@@ -74,6 +86,15 @@ AUDIT_TABLE_ACTIONS = ("dynamodb:PutItem",)
 RECONCILE_STATE_READ_ACTIONS = ("dynamodb:GetItem",)
 RECONCILE_CURSOR_WRITE_ACTIONS = ("dynamodb:PutItem",)
 RECONCILE_CURSOR_PK = "cursor#reconcile"  # = shared.reconcile.CURSOR_PK (a test compares them)
+#: Reconcile counts open review items (shared/stores/review.py `ReviewStore.backlog`): a Scan that may
+#: return only these attributes, so it can never read a parked body.
+RECONCILE_REVIEW_ACTIONS = ("dynamodb:Scan",)
+REVIEW_BACKLOG_ATTRIBUTES = ("pk", "status", "parked_at")
+#: What Lambda's DynamoDB event source needs from the function's role on the audit stream.
+#: `ListStreams` has no resource-level permission (CDK's grantStreamRead grants it on "*" too).
+AUDIT_STREAM_ACTIONS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
+#: The archive writes each object once, with its Object Lock retention (shared/audit_archive.py).
+ARCHIVE_OBJECT_ACTIONS = ("s3:PutObject", "s3:PutObjectRetention")
 #: What the sync function calls on a HealthLake data store (shared/ehr/healthlake.py, SigV4 with the
 #: function's role): reads (`GET <Type>/<id>`), searches (`GET <Type>?...`, never POST `_search`),
 #: PUT upserts (a PUT to a new, deterministic id creates the resource: `UpdateResource`) and POST
@@ -112,6 +133,9 @@ class FunctionSpec:
     #: Asynchronous invocations only (the schedule): Lambda's retries and maximum event age.
     async_retry_attempts: int | None = None
     max_event_age_seconds: int | None = None
+    #: How the function uses the data key: (statement id, actions, services); each becomes a statement
+    #: of the role's policy and, naming the role, of the key's policy.
+    data_key_uses: Sequence[tuple[str, Sequence[str], Sequence[str]]] = ()
 
 
 class Functions(Construct):
@@ -121,17 +145,18 @@ class Functions(Construct):
         construct_id: str,
         *,
         config: DeploymentConfig,
-        data_key: kms.IKey,
-        telemetry_key: kms.IKey,
+        keys: Keys,
         queues: Queues,
         tables: Tables,
         secrets: Secrets,
+        archive: AuditArchiveBucket,
         network: Network | None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
-        self._data_key = data_key
-        self._telemetry_key = telemetry_key
+        self._keys = keys
+        self._data_key = keys.data_key
+        self._telemetry_key = keys.telemetry_key
         self._queues = queues
         self._network = network
 
@@ -167,10 +192,23 @@ class Functions(Construct):
             schedule=events.Schedule.expression(config.reconcile_rate),
             targets=[targets.LambdaFunction(self.reconcile)],
         )
+        self.archive = self._build_function(self._archive_spec(tables, archive))
+        self.archive.add_event_source(
+            event_sources.DynamoEventSource(
+                tables.audit,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=ARCHIVE_BATCH_SIZE,
+                bisect_batch_on_error=True,
+                retry_attempts=ARCHIVE_STREAM_RETRY_ATTEMPTS,
+                report_batch_item_failures=True,
+                # Records that still fail are described (shard and sequence numbers, no data) here.
+                on_failure=event_sources.SqsDlq(queues.function_failures),
+            )
+        )
 
     @property
     def all(self) -> tuple[lambda_.Function, ...]:
-        return (self.ingest, self.sync, self.reconcile)
+        return (self.ingest, self.sync, self.reconcile, self.archive)
 
     # --- specs ---------------------------------------------------------------------------------
 
@@ -194,11 +232,9 @@ class Functions(Construct):
                     actions=["secretsmanager:GetSecretValue"],
                     resources=[secrets.webhook_secret.secret_arn],
                 ),
-                self._data_key_statement(
-                    "UseDataKeyViaSqsAndSecretsManager",
-                    ["kms:GenerateDataKey", "kms:Decrypt"],
-                    via=["sqs", "secretsmanager"],
-                ),
+            ],
+            data_key_uses=[
+                ("UseDataKeyViaSqsAndSecretsManager", ["kms:GenerateDataKey", "kms:Decrypt"], ["sqs", "secretsmanager"])
             ],
         )
 
@@ -217,6 +253,7 @@ class Functions(Construct):
             "PSEUDONYM_SECRET_ARN": secrets.pseudonym_secret.secret_arn,
             "CLINIC_CONFIG_SOURCE": self._clinic_config_source(secrets),
             "EHR_TIMEOUT_SECONDS": str(EHR_TIMEOUT_SECONDS),
+            "REVIEW_BODY_RETENTION_DAYS": str(config.review_body_retention_days),
         }
         if config.mllp_plaintext and config.ehr_profile == "hl7v2":
             environment["EHR_MLLP_PLAINTEXT"] = "true"  # plain MLLP inside the site-to-site VPN
@@ -269,11 +306,6 @@ class Functions(Construct):
                 ],
             ),
             self._clinic_config_statement(secrets),
-            self._data_key_statement(
-                "UseDataKeyViaSqsDynamoDbAndSecretsManager",
-                ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                via=["sqs", "dynamodb", "secretsmanager"],
-            ),
         ]
         if config.healthlake_datastores:
             statements.append(
@@ -291,6 +323,13 @@ class Functions(Construct):
             reserved_concurrency=SYNC_RESERVED_CONCURRENCY,
             environment=environment,
             statements=statements,
+            data_key_uses=[
+                (
+                    "UseDataKeyViaSqsDynamoDbAndSecretsManager",
+                    ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                    ["sqs", "dynamodb", "secretsmanager"],
+                )
+            ],
         )
 
     def _clinic_config_source(self, secrets: Secrets) -> str:
@@ -343,6 +382,7 @@ class Functions(Construct):
                 "CALCOM_API_BASE_URL": CALCOM_API_BASE_URL,
                 "RECONCILE_LOOKBACK_HOURS": str(RECONCILE_LOOKBACK_HOURS),
                 "RECONCILE_MAX_RPS": str(RECONCILE_MAX_RPS),
+                "REVIEW_TABLE": tables.review.table_name,
             },
             statements=[
                 iam.PolicyStatement(
@@ -368,11 +408,24 @@ class Functions(Construct):
                     actions=["secretsmanager:GetSecretValue"],
                     resources=[secrets.calcom_api_secret.secret_arn],
                 ),
-                self._data_key_statement(
+                iam.PolicyStatement(
+                    sid="CountOpenReviewItems",
+                    actions=list(RECONCILE_REVIEW_ACTIONS),
+                    resources=[tables.review.table_arn],
+                    conditions={
+                        # Only these attributes may be returned, and only when asked for by name:
+                        # a Scan for all attributes (the bodies) is refused.
+                        "ForAllValues:StringEquals": {"dynamodb:Attributes": list(REVIEW_BACKLOG_ATTRIBUTES)},
+                        "StringEquals": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
+                    },
+                ),
+            ],
+            data_key_uses=[
+                (
                     "UseDataKeyViaSqsDynamoDbAndSecretsManager",
                     ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                    via=["sqs", "dynamodb", "secretsmanager"],
-                ),
+                    ["sqs", "dynamodb", "secretsmanager"],
+                )
             ],
             async_retry_attempts=RECONCILE_ASYNC_RETRY_ATTEMPTS,
             # A scheduled event that waited longer than one interval (throttled behind a manual run)
@@ -380,15 +433,43 @@ class Functions(Construct):
             max_event_age_seconds=min(max(interval_seconds, low), high),
         )
 
+    def _archive_spec(self, tables: Tables, archive: AuditArchiveBucket) -> FunctionSpec:
+        stream_arn = tables.audit.table_stream_arn
+        assert stream_arn is not None  # the audit table streams NEW_AND_OLD_IMAGES (infra/constructs/tables.py)
+        return FunctionSpec(
+            name=ARCHIVE_SERVICE,
+            description="Copies every audit table change to the WORM bucket (DynamoDB stream -> S3 Object Lock)",
+            memory_mb=ARCHIVE_MEMORY_MB,
+            timeout_seconds=ARCHIVE_TIMEOUT_SECONDS,
+            reserved_concurrency=ARCHIVE_RESERVED_CONCURRENCY,
+            environment={
+                "AUDIT_ARCHIVE_BUCKET": archive.bucket.bucket_name,
+                "AUDIT_ARCHIVE_RETENTION_DAYS": str(archive.retention_days),
+            },
+            statements=[
+                iam.PolicyStatement(sid="ReadAuditStream", actions=list(AUDIT_STREAM_ACTIONS), resources=[stream_arn]),
+                iam.PolicyStatement(sid="ListStreams", actions=["dynamodb:ListStreams"], resources=["*"]),
+                iam.PolicyStatement(
+                    sid="WriteLockedObjects",
+                    actions=list(ARCHIVE_OBJECT_ACTIONS),
+                    resources=[archive.bucket.arn_for_objects("audit/*")],
+                ),
+            ],
+            data_key_uses=[
+                # Stream records of the encrypted table, objects in the encrypted bucket, and the
+                # failure destination queue.
+                ("UseDataKeyViaDynamoDbS3AndSqs", ["kms:Decrypt", "kms:GenerateDataKey"], ["dynamodb", "s3", "sqs"])
+            ],
+        )
+
     # --- building blocks -------------------------------------------------------------------------
 
-    def _data_key_statement(self, sid: str, actions: list[str], *, via: list[str]) -> iam.PolicyStatement:
-        region = cdk.Stack.of(self).region
+    def _data_key_statement(self, sid: str, actions: Sequence[str], *, via: Sequence[str]) -> iam.PolicyStatement:
         return iam.PolicyStatement(
             sid=sid,
-            actions=actions,
+            actions=list(actions),
             resources=[self._data_key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": [f"{svc}.{region}.amazonaws.com" for svc in via]}},
+            conditions=via_services(cdk.Stack.of(self), via),
         )
 
     def _security_groups(self, name: str) -> list[ec2.ISecurityGroup] | None:
@@ -430,6 +511,7 @@ class Functions(Construct):
                 sid="AsyncFailureDeadLetter", actions=["sqs:SendMessage"], resources=[failures.queue_arn]
             ),
             *spec.statements,
+            *(self._data_key_statement(sid, actions, via=via) for sid, actions, via in spec.data_key_uses),
         ]
         if self._network is not None:
             statements.append(
@@ -470,7 +552,7 @@ class Functions(Construct):
             ),
             environment={
                 "POWERTOOLS_SERVICE_NAME": spec.name,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_METRICS_NAMESPACE": self._config.metrics_namespace,
                 "LOG_LEVEL": LOG_LEVEL,
                 "STAGE": self._config.stage,
                 **spec.environment,
@@ -483,6 +565,9 @@ class Functions(Construct):
         )
         # The function (and so its event source mapping) must not exist before its permissions do.
         function.node.add_dependency(policy)
+        # The key policy names the role too: IAM alone no longer grants use of the data key.
+        for sid, actions, via in spec.data_key_uses:
+            self._keys.allow_data_key_use(f"{title}{sid}", [role], actions=actions, services=via)
         self.log_groups[spec.name] = log_group
         self.roles[spec.name] = role
         self.policies[spec.name] = policy

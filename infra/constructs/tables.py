@@ -2,17 +2,36 @@
 
 All are on-demand, encrypted with the data key, with point-in-time recovery. In prod they have
 deletion protection and are retained when the stack is deleted; staging tables are destroyed.
+
+The audit table is append-only for every principal, not only by the functions' IAM policies: its
+resource policy (`protect_audit_trail`) denies UpdateItem, DeleteItem, BatchWriteItem and the PartiQL
+update/delete to everyone, and PutItem to every principal but the sync role and the operators'
+roles. IAM cannot require PutItem's `attribute_not_exists` condition (there is no condition key for
+it), so an overwriting PutItem by one of those roles is not denied: it is caught instead, because
+the table streams every change to the archive function (`infra/constructs/archive.py`), which keeps
+both versions under S3 Object Lock and pages on-call (`AuditRecordChanged`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.config import DeploymentConfig
 
 _STRING = dynamodb.AttributeType.STRING
+#: Denied on the audit table to every principal, whatever its IAM policies say.
+AUDIT_REWRITE_ACTIONS = (
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+)
 
 
 class Tables(Construct):
@@ -26,14 +45,52 @@ class Tables(Construct):
         self.state = self._table("State", partition_key="pk", ttl_attribute="expires_at")
         #: Powertools idempotency records (its default attribute names: `id`, TTL on `expiration`).
         self.idempotency = self._table("Idempotency", partition_key="id", ttl_attribute="expiration")
-        #: Events parked for a human (unmapped type, ambiguous patient, EHR rejected the resource).
-        self.review = self._table("Review", partition_key="pk")
-        #: Append-only audit trail; the sync role may only PutItem here.
-        self.audit = self._table("Audit", partition_key="pk", sort_key="sk")
+        #: Events parked for a human (unmapped type, ambiguous patient, EHR rejected the resource); the
+        #: message bodies (`body#<id>` items) expire `expires_at` (REVIEW_BODY_RETENTION_DAYS).
+        self.review = self._table("Review", partition_key="pk", ttl_attribute="expires_at")
+        #: Append-only audit trail; the sync role may only PutItem here. Every change is streamed to
+        #: the WORM archive (both images, so an overwrite keeps the original too).
+        self.audit = self._table(
+            "Audit", partition_key="pk", sort_key="sk", stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES
+        )
 
     @property
     def all(self) -> tuple[dynamodb.Table, ...]:
         return (self.state, self.idempotency, self.review, self.audit)
+
+    def protect_audit_trail(self, appenders: Sequence[str]) -> None:
+        """The audit table's resource policy: append-only for everyone; only `appenders` (role ARNs) may
+        PutItem; in prod nobody may delete the table."""
+        self.audit.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AuditRecordsAreNeverRewritten",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=list(AUDIT_REWRITE_ACTIONS),
+                # A table's own resource policy names it as "*" (its ARN would be a circular reference).
+                resources=["*"],
+            )
+        )
+        self.audit.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheBridgeAppends",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["dynamodb:PutItem"],
+                resources=["*"],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": list(appenders)}},
+            )
+        )
+        if self._config.is_prod:
+            self.audit.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="AuditTableIsNeverDeleted",
+                    effect=iam.Effect.DENY,
+                    principals=[iam.AnyPrincipal()],
+                    actions=["dynamodb:DeleteTable"],
+                    resources=["*"],
+                )
+            )
 
     def _table(
         self,
@@ -42,6 +99,7 @@ class Tables(Construct):
         partition_key: str,
         sort_key: str | None = None,
         ttl_attribute: str | None = None,
+        stream: dynamodb.StreamViewType | None = None,
     ) -> dynamodb.Table:
         return dynamodb.Table(
             self,
@@ -57,4 +115,5 @@ class Tables(Construct):
             deletion_protection=self._config.is_prod,
             removal_policy=self._config.removal_policy,
             time_to_live_attribute=ttl_attribute,
+            stream=stream,
         )

@@ -8,6 +8,9 @@ Permanent errors (4xx) say nothing about availability and do not count.
 
 One breaker per container (module scope in the sync function); containers learn independently,
 which is enough because each one stops hammering the EHR within `failure_threshold` calls.
+
+Every change of state is reported (`on_change`; by default the metrics `EhrCircuitOpened` and
+`EhrCircuitClosed` and a log line): the `EhrCircuitOpen` alarm pages while circuits keep opening.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Literal, TypeVar
 
 from shared.ehr.port import EhrClient, Identifier, Resource, StoredResource
 from shared.errors import RetryableEhrError
+from shared.observability import count, logger
 
 T = TypeVar("T")
 CircuitState = Literal["closed", "open", "half_open"]
@@ -28,6 +32,16 @@ class CircuitOpenError(RetryableEhrError):
     reason = "ehr_circuit_open"
 
 
+def report_transition(state: CircuitState) -> None:
+    """The default `on_change`: one count per change (`EhrCircuitOpened` / `EhrCircuitClosed`) and a log line."""
+    if state == "open":
+        count("EhrCircuitOpened")
+        logger.warning("EHR circuit opened: not calling the EHR until the cooldown has passed")
+    else:
+        count("EhrCircuitClosed")
+        logger.info("EHR circuit closed: the EHR answered again")
+
+
 class CircuitBreaker:
     def __init__(
         self,
@@ -35,10 +49,12 @@ class CircuitBreaker:
         failure_threshold: int = 5,
         cooldown_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[CircuitState], None] = report_transition,
     ) -> None:
         self._threshold = failure_threshold
         self._cooldown = cooldown_seconds
         self._clock = clock
+        self._on_change = on_change
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at: float | None = None
@@ -63,12 +79,13 @@ class CircuitBreaker:
             if state == "open" or (state == "half_open" and self._trial_in_flight):
                 remaining = self._cooldown - (self._clock() - (self._opened_at or 0.0))
                 raise CircuitOpenError("EHR circuit is open; not calling it", retry_after=max(1.0, remaining))
-            if state == "half_open":
+            trial = state == "half_open"
+            if trial:
                 self._trial_in_flight = True
         try:
             result = operation()
         except RetryableEhrError:
-            self._on_failure()
+            self._on_failure(trial=trial)
             raise
         except Exception:
             self._release_trial()
@@ -80,21 +97,30 @@ class CircuitBreaker:
         with self._lock:
             self._trial_in_flight = False
 
-    def _on_failure(self) -> None:
+    def _on_failure(self, *, trial: bool) -> None:
         with self._lock:
             self._trial_in_flight = False
             self._failures += 1
-            if self._opened_at is not None or self._failures >= self._threshold:
+            # A failed half-open trial opens the circuit again; a call that started before the
+            # circuit opened and fails afterwards only restarts the cooldown (no new change).
+            opens = trial or (self._opened_at is None and self._failures >= self._threshold)
+            if opens or self._opened_at is not None:
                 self._opened_at = self._clock()
+            if opens:
                 self.transitions.append("open")
+        if opens:
+            self._on_change("open")
 
     def _on_success(self) -> None:
         with self._lock:
             self._trial_in_flight = False
-            if self._opened_at is not None:
+            closes = self._opened_at is not None
+            if closes:
                 self.transitions.append("closed")
             self._failures = 0
             self._opened_at = None
+        if closes:
+            self._on_change("closed")
 
 
 class BreakerEhrClient:

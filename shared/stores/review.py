@@ -1,21 +1,39 @@
 """The review store: messages a human must look at, with a machine-readable reason.
 
-An item keeps the original message body (the table is KMS-encrypted, like the queue) so that it can
-be retried after a configuration fix; listings show only the PHI-free fields.
+Each parked message is two items:
+
+* the review item (`pk` = review id): reason, detail, trigger, lineage hash, status, times. PHI-free;
+  it stays until someone resolves it, and listings show only these fields;
+* its body (`pk` = `body#<review id>`): the original message, kept so that it can be retried after a
+  fix, with `expires_at` = parked time + `REVIEW_BODY_RETENTION_DAYS` (default 30). DynamoDB's TTL
+  deletes it after that (the table is KMS-encrypted, like the queue); until the deletion happens the
+  store already treats a body past `expires_at` as gone. From then on the item says "body expired".
+
+Items parked before bodies were split off keep theirs on the review item; they are read as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.settings import review_settings
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+#: Partition key prefix of the items that hold message bodies.
+BODY_PREFIX = "body#"
+#: The TTL attribute of the review table (epoch seconds); only body items carry it.
+EXPIRES_AT = "expires_at"
+#: What the operator CLI says about an item whose body is gone.
+BODY_EXPIRED = "body expired"
 
 
 class ReviewStoreUnavailableError(Exception):
@@ -38,18 +56,63 @@ class ReviewItem:
         return hashlib.sha256(self.body.encode("utf-8")).hexdigest()[:32]
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewBacklog:
+    """Open review items right now: how many, and when the oldest was parked (PHI-free)."""
+
+    open_items: int
+    oldest_parked_at: datetime | None
+
+    def oldest_age_seconds(self, now: datetime) -> float:
+        """Age of the oldest open item (0 when nothing is open)."""
+        return max(0.0, (now - self.oldest_parked_at).total_seconds()) if self.oldest_parked_at else 0.0
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 class ReviewStore:
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        *,
+        body_retention_days: int | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._table = table_name
         self._client: DynamoDBClient = client or boto3.client("dynamodb")
+        self._body_retention_days = body_retention_days
+        self._now = now
+
+    def _retention(self) -> timedelta:
+        # Read only when parking: the operator CLI never parks and needs no function environment.
+        days = self._body_retention_days or review_settings().body_retention_days
+        return timedelta(days=days)
 
     def park(self, item: ReviewItem) -> str:
-        parked_at = item.parked_at or datetime.now(UTC).isoformat(timespec="seconds")
+        """Store the body (with its expiry) first, then the PHI-free review item that points at it."""
+        parked_at = item.parked_at or self._now().isoformat(timespec="seconds")
+        expires_at = (_parse_time(parked_at) or self._now()) + self._retention()
+        review_id = item.review_id
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item={
-                    "pk": {"S": item.review_id},
+                    "pk": {"S": f"{BODY_PREFIX}{review_id}"},
+                    "body": {"S": item.body},
+                    EXPIRES_AT: {"N": str(int(expires_at.timestamp()))},
+                },
+            )
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": review_id},
                     "status": {"S": "open"},
                     "reason": {"S": item.reason},
                     "detail": {"S": item.detail},
@@ -57,20 +120,21 @@ class ReviewStore:
                     "lineage_hash": {"S": item.lineage_hash},
                     "message_id": {"S": item.message_id},
                     "parked_at": {"S": parked_at},
-                    "body": {"S": item.body},
                 },
             )
         except (ClientError, BotoCoreError) as exc:
             raise ReviewStoreUnavailableError(type(exc).__name__) from exc
-        return item.review_id
+        return review_id
 
     def list_items(self, *, include_closed: bool = False) -> list[dict[str, str]]:
-        """PHI-free listing: every attribute except the body, oldest first."""
+        """PHI-free listing: every attribute except the body, oldest first (body items are not listed)."""
         items: list[dict[str, str]] = []
         kwargs: dict[str, Any] = {"TableName": self._table}
         while True:
             page = self._client.scan(**kwargs)
             for item in page.get("Items", []):
+                if item.get("pk", {}).get("S", "").startswith(BODY_PREFIX):
+                    continue
                 flat = {k: v["S"] for k, v in item.items() if k != "body" and "S" in v}
                 if include_closed or flat.get("status") == "open":
                     items.append(flat)
@@ -80,10 +144,56 @@ class ReviewStore:
         return sorted(items, key=lambda i: (i.get("parked_at", ""), i["pk"]))
 
     def get(self, review_id: str) -> dict[str, str] | None:
+        """The review item (PHI-free, except the `body` of an item parked before bodies were split off)."""
+        if review_id.startswith(BODY_PREFIX):
+            return None
         item = self._client.get_item(TableName=self._table, Key={"pk": {"S": review_id}}, ConsistentRead=True).get(
             "Item"
         )
         return {k: v["S"] for k, v in item.items() if "S" in v} if item else None
+
+    def body(self, review_id: str) -> str | None:
+        """The parked message body, or None once it expired (deleted by TTL, or past `expires_at`)."""
+        try:
+            found = self._client.get_item(
+                TableName=self._table, Key={"pk": {"S": f"{BODY_PREFIX}{review_id}"}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise ReviewStoreUnavailableError(type(exc).__name__) from exc
+        if found is not None:
+            expires_at = int(found.get(EXPIRES_AT, {}).get("N", "0"))
+            # DynamoDB deletes expired items lazily (within days): an expired body is gone already.
+            if expires_at and expires_at <= self._now().timestamp():
+                return None
+            return found["body"]["S"]
+        legacy = self.get(review_id)
+        return legacy.get("body") if legacy else None
+
+    def backlog(self) -> ReviewBacklog:
+        """Count the open review items. Reads only `status` and `parked_at` (never a body)."""
+        open_items, oldest = 0, None
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            # SPECIFIC_ATTRIBUTES with this projection is what the reconcile role's IAM conditions allow.
+            "Select": "SPECIFIC_ATTRIBUTES",
+            "ProjectionExpression": "#s, parked_at",
+            "FilterExpression": "#s = :open",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":open": {"S": "open"}},
+        }
+        try:
+            while True:
+                page = self._client.scan(**kwargs)
+                for item in page.get("Items", []):
+                    open_items += 1
+                    parked = _parse_time(item.get("parked_at", {}).get("S", ""))
+                    if parked is not None and (oldest is None or parked < oldest):
+                        oldest = parked
+                if "LastEvaluatedKey" not in page:
+                    return ReviewBacklog(open_items=open_items, oldest_parked_at=oldest)
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise ReviewStoreUnavailableError(type(exc).__name__) from exc
 
     def close(self, review_id: str, *, status: str, note: str, operator: str, at: str) -> bool:
         """Mark an open item retried/discarded; False if it was not open (someone else acted first)."""

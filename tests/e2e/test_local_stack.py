@@ -2,10 +2,11 @@
 
 Also the PHI canary: bookings and routing-form submissions carry planted patient names, e-mails,
 phones, birth dates and free text (booking notes, a free-text form answer, legacy root answers); the
-stack's whole stdout/stderr (structured logs and EMF metrics), every error body, and every item of
-the audit, state and idempotency tables must not contain any of them, while the EHR holds the booking
-and the patient. The stack runs the demo clinic mapping, which opts no free text in: notes must not
-reach the EHR either.
+stack's whole stdout/stderr (structured logs and EMF metrics), every error body, every item of
+the audit, state and idempotency tables and every object of the WORM audit archive (written by the
+stack's stream poller and archive function into moto's S3) must not contain any of them, while the
+EHR holds the booking and the patient. The stack runs the demo clinic mapping, which opts no free
+text in: notes must not reach the EHR either.
 """
 
 from __future__ import annotations
@@ -111,6 +112,29 @@ def _scan(stack: dict[str, Any], table: str) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _archived(stack: dict[str, Any], audit_records: int, timeout: float = 30.0) -> dict[str, str]:
+    """Every object of the WORM archive, once there is at least one per audit record (keys and bodies)."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack["aws_endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # moto
+    )
+    bucket, deadline = stack["audit_archive_bucket"], time.monotonic() + timeout
+    while True:
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="audit/").get("Contents", [])]
+        if len(keys) >= audit_records:
+            break
+        assert time.monotonic() < deadline, f"{len(keys)} archived objects for {audit_records} audit records"
+        time.sleep(0.25)
+    objects = {}
+    for key in keys:
+        assert s3.head_object(Bucket=bucket, Key=key)["ObjectLockMode"] == "COMPLIANCE"
+        objects[key] = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    return objects
 
 
 def _form_record(stack: dict[str, Any], form_id: str, submitted_at: str, timeout: float = 30.0) -> dict[str, str]:
@@ -316,6 +340,10 @@ def test_given_canary_phi_when_bookings_and_forms_flow_then_no_log_metric_error_
     # The form's facts and the patient's lineages are kept under the person's keyed hash, nothing else.
     assert {f"intake#{person_key}", f"person#{person_key}", f"uid#{CANARY_UID}"} <= state_keys
 
+    # The WORM copy: every audit record was archived, locked, and carries what the table carries.
+    archived = _archived(stack, len(tables[stack["audit_table"]]))
+    archive_text = json.dumps(archived).lower()
+
     time.sleep(1.0)  # let the last log lines reach the files
     captured = stack["stdout"].read_text() + stack["stderr"].read_text()
     assert "webhook accepted" in captured and "synced" in captured  # the capture is real
@@ -325,8 +353,10 @@ def test_given_canary_phi_when_bookings_and_forms_flow_then_no_log_metric_error_
         "error bodies": "\n".join(error_bodies).lower(),
         "operator CLI output": cli_out.lower(),
         **{f"table {name}": json.dumps(items, default=str).lower() for name, items in tables.items()},
+        "audit archive": archive_text,
     }
     assert person_key in haystacks[f"table {stack['audit_table']}"]  # the table search sees what is stored
+    assert person_key in haystacks["audit archive"]
     for where, text in haystacks.items():
         for field, value in CANARIES.items():
             assert value.lower() not in text, f"{field} leaked into {where}"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from synth_support import APPCONFIG_SOURCE, HEALTHLAKE_MAIN, ROUTES, Synth, synthesize
+from synth_support import APPCONFIG_SOURCE, HEALTHLAKE_MAIN, OPERATOR_ROLE, PAGER_URL, ROUTES, Synth, synthesize
 
 SynthFactory = Callable[..., Synth]
 
@@ -40,13 +40,19 @@ def staging(synth_config: SynthFactory) -> Synth:
 
 @pytest.fixture(scope="session")
 def prod(synth_config: SynthFactory) -> Synth:
-    return synth_config(stage="prod", alarmEmail="oncall@example.org", ehrBaseUrl="https://ehr.example.org/fhir")
+    """Prod with an on-call e-mail and the operators' role named in the data key's policy."""
+    return synth_config(
+        stage="prod",
+        alarmEmail="oncall@example.org",
+        ehrBaseUrl="https://ehr.example.org/fhir",
+        operatorRoleArns=OPERATOR_ROLE,
+    )
 
 
 @pytest.fixture(scope="session")
 def prod_vpc_no_waf(synth_config: SynthFactory) -> Synth:
-    """Every switch flipped: VPC on, WAF off, no account-level API Gateway role."""
-    return synth_config(stage="prod", vpc="true", waf="false", apiGatewayAccountRole="false")
+    """Every switch flipped: VPC on, WAF off, no account-level API Gateway role, on-call by HTTPS only."""
+    return synth_config(stage="prod", vpc="true", waf="false", apiGatewayAccountRole="false", alarmHttpsUrl=PAGER_URL)
 
 
 @pytest.fixture(scope="session")

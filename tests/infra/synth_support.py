@@ -29,6 +29,9 @@ ROUTES = {
     "research": {"baseUrl": HEALTHLAKE_WEST, "profile": "healthlake"},
 }
 APPCONFIG_SOURCE = "appconfig:abc1234/env5678/prof901"
+#: The operators' role of the `prod` synth, and the on-call endpoint of `prod_vpc_no_waf`.
+OPERATOR_ROLE = "arn:aws:iam::111122223333:role/BridgeOperator"
+PAGER_URL = "https://pager.example.org/prod"
 
 
 @dataclass(frozen=True)

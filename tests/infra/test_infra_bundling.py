@@ -64,3 +64,57 @@ def test_given_the_inputs_then_the_asset_hash_changes_only_when_they_do(function
     (functions_dir / "ingest" / "handler.py").write_text("changed = True\n")
     assert inputs_hash(functions_dir / "ingest", salt="x") != before
     assert inputs_hash(functions_dir / "missing", salt="x") == inputs_hash(salt="x")
+
+
+# --- supply chain: the layer installs only hash-pinned wheels -----------------------------------
+
+LOCKS = Path(__file__).resolve().parents[2] / "requirements"
+
+
+def _requirements(lock: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of a pip-compile style lock (continuation lines joined)."""
+    text = lock.read_text(encoding="utf-8").replace("\\\n", " ")
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for raw_line in text.splitlines():
+        line = raw_line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        name, _, version = requirement.partition("==")
+        pins[name.lower()] = (version, [o.removeprefix("--hash=sha256:") for o in options if o.startswith("--hash=")])
+    return pins
+
+
+def test_given_the_lambda_lock_then_every_requirement_is_pinned_with_sha256_hashes() -> None:
+    pins = _requirements(LOCKS / "lambda.lock")
+    assert {"aws-lambda-powertools", "pydantic", "pydantic-core", "httpx", "cryptography", "pyyaml"} <= set(pins)
+    for name, (version, hashes) in pins.items():
+        assert version, f"{name} is not pinned"
+        assert hashes and all(len(h) == 64 for h in hashes), f"{name} has no sha256 hash"
+    header = (LOCKS / "lambda.lock").read_text(encoding="utf-8").splitlines()[:2]
+    assert "--generate-hashes" in header[1] and "-o requirements/lambda.lock" in header[1]
+    # boto3 comes with the runtime and is never shipped
+    assert not {"boto3", "botocore", "s3transfer"} & set(pins)
+
+
+def test_given_both_locks_then_the_layer_ships_the_versions_the_tests_run() -> None:
+    layer, dev = _requirements(LOCKS / "lambda.lock"), _requirements(LOCKS / "dev.lock")
+    for name, (version, _) in layer.items():
+        assert dev[name][0] == version, name
+
+
+def test_given_the_layer_bundler_then_pip_refuses_anything_without_a_matching_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.constructs import bundling
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(bundling, "_run", lambda step, command: commands.append(command))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "__init__.py").write_text("")
+    assert bundling.LayerBundler(lock_file=LOCKS / "lambda.lock", shared_dir=shared).try_bundle(str(tmp_path / "out"))
+    pip = next(command for command in commands if "pip" in command)
+    assert "--require-hashes" in pip
+    assert "--only-binary=:all:" in pip
+    assert pip[pip.index("--requirement") + 1] == str(LOCKS / "lambda.lock")

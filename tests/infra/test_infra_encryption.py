@@ -118,3 +118,98 @@ def test_given_the_calcom_api_secret_then_it_uses_the_data_key_and_starts_with_a
     assert properties["GenerateSecretString"]["SecretStringTemplate"] == '{"api_key": ""}'
     assert properties["GenerateSecretString"]["GenerateStringKey"] != "api_key"
     assert "cal_live_" not in str(synth.template_json)
+
+
+# --- the data key's policy: administration apart from use, use only by named principals ----------
+
+_USE_PREFIXES = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt", "kms:GenerateDataKey", "kms:CreateGrant", "kms:*")
+
+
+def _data_key_statements(synth: Synth) -> dict[str, dict[str, Any]]:
+    key = synth.resources("AWS::KMS::Key")[synth.logical_id(synth.stack.keys.data_key)]
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    by_sid = {statement["Sid"]: statement for statement in statements}
+    assert len(by_sid) == len(statements)  # every statement has its own Sid
+    return by_sid
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]
+
+
+def test_given_the_data_key_then_the_root_administers_it_but_cannot_use_it(synth: Synth) -> None:
+    from infra.constructs.keys import KEY_ADMIN_ACTIONS
+
+    statements = _data_key_statements(synth)
+    admin = statements["KeyAdministration"]
+    assert ":root" in str(admin["Principal"])
+    assert set(_actions(admin)) == set(KEY_ADMIN_ACTIONS)
+    # the key stays manageable: policy changes, rotation, deletion scheduling
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:EnableKeyRotation"} <= set(KEY_ADMIN_ACTIONS)
+    assert not [a for a in KEY_ADMIN_ACTIONS if a.startswith(_USE_PREFIXES)]
+    for sid, statement in statements.items():
+        if ":root" in str(statement["Principal"]):
+            assert sid == "KeyAdministration"
+
+
+def test_given_the_data_key_then_every_use_names_its_principal_and_its_services(synth: Synth) -> None:
+    statements = _data_key_statements(synth)
+    for sid, statement in statements.items():
+        if not [a for a in _actions(statement) if a.startswith(_USE_PREFIXES)]:
+            continue
+        assert "AWS" in statement["Principal"] and statement["Principal"] != {"AWS": "*"}, sid
+        assert "kms:ViaService" in statement["Condition"]["StringEquals"], sid
+        if "kms:CreateGrant" in _actions(statement):
+            assert statement["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}, sid
+    roles = {name: synth.logical_id(role) for name, role in synth.stack.functions.roles.items()}
+    named = {
+        name
+        for name, role_id in roles.items()
+        for statement in statements.values()
+        if statement["Principal"] == {"AWS": {"Fn::GetAtt": [role_id, "Arn"]}}
+    }
+    assert named == {"ingest", "sync", "reconcile", "archive"}
+    deployer = statements["DeploymentUseViaServices"]["Principal"]["AWS"]
+    assert deployer == {
+        "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-cfn-exec-role-"
+        "${AWS::AccountId}-${AWS::Region}"
+    }
+    backup_role = synth.logical_id(synth.stack.backups.selection.node.find_child("Role"))
+    assert statements["BackupUseViaServices"]["Principal"] == {"AWS": {"Fn::GetAtt": [backup_role, "Arn"]}}
+
+
+def test_given_a_function_then_the_key_policy_grants_it_what_its_own_policy_uses(staging: Synth) -> None:
+    statements = _data_key_statements(staging)
+    data_key = staging.logical_id(staging.stack.keys.data_key)
+    for name, policy in staging.stack.functions.policies.items():
+        document = staging.resources("AWS::IAM::ManagedPolicy")[staging.logical_id(policy)]["Properties"]
+        own = [s for s in document["PolicyDocument"]["Statement"] if data_key in str(s["Resource"])]
+        assert own, name
+        for statement in own:
+            in_key = statements[f"{name.capitalize()}{statement['Sid']}"]
+            assert _actions(in_key) == _actions(statement)
+            assert in_key["Condition"] == statement["Condition"]
+
+
+def test_given_operator_roles_then_the_key_names_them_only_through_the_operator_services(
+    prod: Synth, staging: Synth
+) -> None:
+    from synth_support import OPERATOR_ROLE
+
+    operators = _data_key_statements(prod)["OperatorsUseViaServices"]
+    assert operators["Principal"] == {"AWS": OPERATOR_ROLE}
+    assert "kms:CreateGrant" not in _actions(operators)
+    services = operators["Condition"]["StringEquals"]["kms:ViaService"]
+    assert len(services) == 3 and all(
+        any(name in str(service) for name in ("dynamodb.", "sqs.", "secretsmanager.")) for service in services
+    )
+    assert "OperatorsUseViaServices" not in _data_key_statements(staging)
+
+
+@pytest.mark.parametrize("arn", ["arn:aws:iam::123:role/x", "arn:aws:iam::111122223333:user/alice", "BridgeOperator"])
+def test_given_an_operator_that_is_not_a_role_arn_then_synth_refuses(arn: str) -> None:
+    from infra.config import ConfigError, config_from_context
+
+    with pytest.raises(ConfigError, match="operatorRoleArns"):
+        config_from_context({"operatorRoleArns": arn})

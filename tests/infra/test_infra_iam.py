@@ -1,5 +1,6 @@
-"""Least privilege: one role per function, no wildcard actions, an append-only audit table, and a
-reconcile role that can read state but write only its own cursor."""
+"""Least privilege: one role per function, no wildcard actions, an append-only audit table, a
+reconcile role that can read state but write only its own cursor and count open review items without
+reading a body, and an archive role that can only add locked objects."""
 
 from __future__ import annotations
 
@@ -73,12 +74,19 @@ def test_given_any_policy_then_no_allow_statement_uses_a_wildcard_action(synth: 
     assert offenders == []
 
 
-def test_given_any_identity_policy_then_only_vpc_eni_actions_use_resource_star(synth: Synth) -> None:
+def test_given_any_identity_policy_then_only_vpc_eni_actions_and_stream_listing_use_resource_star(
+    synth: Synth,
+) -> None:
+    archive_policy = synth.logical_id(synth.stack.functions.policies["archive"])
     for logical_id, resource_type, statement in _statements(synth):
         if resource_type == "AWS::KMS::Key" or statement["Effect"] != "Allow" or statement.get("Resource") != "*":
             continue
+        if resource_type == "AWS::DynamoDB::Table":  # its own resource policy names it "*" (Deny only)
+            continue
         if logical_id.startswith("Custom"):  # CDK's own custom-resource provider (VPC default SG)
             continue
+        if logical_id == archive_policy and _as_list(statement["Action"]) == ["dynamodb:ListStreams"]:
+            continue  # no resource-level permission exists for it
         assert all(action.startswith("ec2:") for action in _as_list(statement["Action"])), logical_id
 
 
@@ -86,7 +94,7 @@ def test_given_the_functions_then_each_has_its_own_role_with_one_customer_manage
     all_functions = synth.resources("AWS::Lambda::Function")
     functions = [all_functions[synth.logical_id(f)] for f in synth.stack.functions.all]
     roles = {str(f["Properties"]["Role"]["Fn::GetAtt"][0]) for f in functions}
-    assert len(roles) == len(functions) == 3
+    assert len(roles) == len(functions) == 4
     all_roles = synth.resources("AWS::IAM::Role")
     for role_id in roles:
         assert "ManagedPolicyArns" not in all_roles[role_id]["Properties"]
@@ -152,7 +160,7 @@ def test_given_the_sync_function_then_it_consumes_the_queue_and_reads_its_config
 
 def test_given_the_data_key_then_functions_use_it_only_through_aws_services(synth: Synth) -> None:
     data_key = synth.logical_id(synth.stack.keys.data_key)
-    for name in ("ingest", "sync", "reconcile"):
+    for name in ("ingest", "sync", "reconcile", "archive"):
         for statement in _policy_of(synth, name):
             if data_key in str(statement["Resource"]):
                 assert "kms:ViaService" in statement["Condition"]["StringEquals"]
@@ -175,8 +183,63 @@ def test_given_the_reconcile_function_then_it_enqueues_and_reads_only_its_api_ke
     for other in (*others, *([secrets.clinic_config] if secrets.clinic_config is not None else [])):
         assert _actions_on(statements, synth.logical_id(other)) == set()
     tables = synth.stack.tables
-    for table in (tables.idempotency, tables.review, tables.audit):
+    for table in (tables.idempotency, tables.audit):
         assert _actions_on(statements, synth.logical_id(table)) == set()
+
+
+def test_given_the_review_table_then_reconcile_counts_open_items_without_reading_a_body(synth: Synth) -> None:
+    from infra.constructs.functions import REVIEW_BACKLOG_ATTRIBUTES
+
+    (scan,) = _on(_policy_of(synth, "reconcile"), synth.logical_id(synth.stack.tables.review))
+    assert scan["Action"] == "dynamodb:Scan"
+    assert scan["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:Attributes": list(REVIEW_BACKLOG_ATTRIBUTES)},
+        "StringEquals": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
+    }
+    assert "body" not in REVIEW_BACKLOG_ATTRIBUTES
+
+
+def test_given_the_backlog_scan_then_it_asks_for_exactly_the_attributes_the_role_may_read() -> None:
+    """The request ReviewStore.backlog makes satisfies the reconcile role's conditions."""
+    from infra.constructs.functions import REVIEW_BACKLOG_ATTRIBUTES
+    from shared.stores.review import ReviewStore
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.requests: list[dict[str, Any]] = []
+
+        def scan(self, **request: Any) -> dict[str, Any]:
+            self.requests.append(request)
+            return {"Items": [{"status": {"S": "open"}, "parked_at": {"S": "2025-06-01T10:00:00+00:00"}}]}
+
+    recorder = Recorder()
+    backlog = ReviewStore("review", client=recorder).backlog()  # type: ignore[arg-type]
+    assert backlog.open_items == 1
+    (request,) = recorder.requests
+    assert request["Select"] == "SPECIFIC_ATTRIBUTES"
+    names = request["ExpressionAttributeNames"]
+    projected = {names.get(part.strip(), part.strip()) for part in request["ProjectionExpression"].split(",")}
+    assert projected <= set(REVIEW_BACKLOG_ATTRIBUTES)
+
+
+def test_given_the_archive_function_then_it_reads_the_audit_stream_and_only_adds_locked_objects(
+    synth: Synth,
+) -> None:
+    from infra.constructs.functions import ARCHIVE_OBJECT_ACTIONS, AUDIT_STREAM_ACTIONS
+
+    statements = _policy_of(synth, "archive")
+    audit = synth.logical_id(synth.stack.tables.audit)
+    (stream,) = [s for s in statements if s.get("Sid") == "ReadAuditStream"]
+    assert set(_as_list(stream["Action"])) == set(AUDIT_STREAM_ACTIONS)
+    assert stream["Resource"] == {"Fn::GetAtt": [audit, "StreamArn"]}
+    bucket = synth.logical_id(synth.stack.archive.bucket)
+    (objects,) = _on(statements, bucket)
+    assert set(_as_list(objects["Action"])) == set(ARCHIVE_OBJECT_ACTIONS) == {"s3:PutObject", "s3:PutObjectRetention"}
+    assert objects["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/audit/*"]]}
+    # nothing that deletes, reads, bypasses a lock or touches the tables
+    every_action = {a for s in statements for a in _as_list(s["Action"]) if not a.startswith("ec2:")}  # VPC ENIs
+    assert not {a for a in every_action if "Delete" in a or "Bypass" in a or a.startswith("s3:Get")}
+    assert not {a for a in every_action if a in {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Scan"}}
 
 
 def test_given_the_state_table_then_reconcile_reads_it_and_writes_only_its_cursor(synth: Synth) -> None:

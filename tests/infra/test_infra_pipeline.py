@@ -58,7 +58,7 @@ def test_given_the_async_failure_queue_then_it_is_standard_and_every_function_us
     failures_id = staging.logical_id(staging.stack.queues.function_failures)
     failures = staging.resources("AWS::SQS::Queue")[failures_id]["Properties"]
     assert "FifoQueue" not in failures
-    for name in ("ingest", "sync", "reconcile"):
+    for name in ("ingest", "sync", "reconcile", "archive"):
         assert _function(staging, name)["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [failures_id, "Arn"]}}
 
 
@@ -77,7 +77,7 @@ def test_given_the_sync_event_source_then_partial_batches_and_bounded_concurrenc
     assert _function(staging, "sync")["ReservedConcurrentExecutions"] >= c.SYNC_MAX_CONCURRENCY
 
 
-@pytest.mark.parametrize("name", ["ingest", "sync", "reconcile"])
+@pytest.mark.parametrize("name", ["ingest", "sync", "reconcile", "archive"])
 def test_given_a_function_then_python313_arm64_with_the_layer_and_its_handler(staging: Synth, name: str) -> None:
     function = _function(staging, name)
     assert function["Runtime"] == "python3.13"
@@ -91,7 +91,7 @@ def test_given_a_function_then_python313_arm64_with_the_layer_and_its_handler(st
     assert "TracingConfig" not in function or function["TracingConfig"]["Mode"] == "PassThrough"
     env = function["Environment"]["Variables"]
     assert env["POWERTOOLS_SERVICE_NAME"] == name
-    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "CalEhrBridge"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "CalEhrBridge/staging"  # the alarms read the same
     assert env["LOG_LEVEL"] == "INFO"
     assert env["STAGE"] == "staging"
 
@@ -122,7 +122,10 @@ def test_given_the_sync_function_then_its_environment_matches_the_contract(prod:
     }
     assert env["EHR_TIMEOUT_SECONDS"] == str(c.EHR_TIMEOUT_SECONDS)
     assert env["QUEUE_URL"] == {"Ref": prod.logical_id(prod.stack.queues.events)}
+    assert env["REVIEW_BODY_RETENTION_DAYS"] == str(c.REVIEW_BODY_RETENTION_DAYS) == "30"
     assert c.EHR_TIMEOUT_SECONDS < c.SYNC_TIMEOUT_SECONDS
+    # a batch still has room for several records after the time guard's reserve
+    assert c.EHR_TIMEOUT_SECONDS + 5 < c.SYNC_TIMEOUT_SECONDS / 3
 
 
 def test_given_the_tables_then_keys_ttl_and_on_demand_billing_match_the_contract(staging: Synth) -> None:
@@ -139,6 +142,9 @@ def test_given_the_tables_then_keys_ttl_and_on_demand_billing_match_the_contract
     assert props(t.idempotency)["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     # Routing-form intake items expire; lineage items carry no `expires_at` and never do.
     assert props(t.state)["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # Review items stay; only their bodies (`body#<id>` items) carry `expires_at`.
+    assert props(t.review)["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert "TimeToLiveSpecification" not in props(t.audit)
     assert props(t.audit)["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
@@ -200,10 +206,11 @@ def test_given_the_reconcile_function_then_its_environment_matches_its_settings(
     assert set(env) == {
         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL", "STAGE",
         "QUEUE_URL", "STATE_TABLE", "CALCOM_API_SECRET_ARN", "CALCOM_API_BASE_URL",
-        "RECONCILE_LOOKBACK_HOURS", "RECONCILE_MAX_RPS",
+        "RECONCILE_LOOKBACK_HOURS", "RECONCILE_MAX_RPS", "REVIEW_TABLE",
     }  # fmt: skip
     assert env["QUEUE_URL"] == {"Ref": prod.logical_id(prod.stack.queues.events)}
     assert env["STATE_TABLE"] == {"Ref": prod.logical_id(prod.stack.tables.state)}
+    assert env["REVIEW_TABLE"] == {"Ref": prod.logical_id(prod.stack.tables.review)}
     assert env["CALCOM_API_SECRET_ARN"] == {"Ref": prod.logical_id(prod.stack.secrets.calcom_api_secret)}
     assert env["CALCOM_API_BASE_URL"] == "https://api.cal.com/v2"
     assert env["RECONCILE_LOOKBACK_HOURS"] == "24"

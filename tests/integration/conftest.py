@@ -123,7 +123,9 @@ def pipeline(clean_bridge: Any, ingest_call: Callable[[bytes], dict[str, Any]]) 
             )
 
         def review_items(self) -> list[dict[str, Any]]:
-            return clean_bridge.client("dynamodb").scan(TableName=clean_bridge.review_table).get("Items", [])
+            """The review items (a parked message's body is an item of its own, `body#<id>`: not listed)."""
+            items = clean_bridge.client("dynamodb").scan(TableName=clean_bridge.review_table).get("Items", [])
+            return [item for item in items if not item["pk"]["S"].startswith("body#")]
 
     return Pipeline()
 

@@ -143,3 +143,26 @@ def test_given_a_non_calcom_shape_when_ingested_then_422_naming_the_field(clean_
     assert response["statusCode"] == 422
     assert "payload.startTime" in json.loads(response["body"])["detail"]
     assert _messages(clean_bridge) == []
+
+
+def _emf(out: str) -> dict[str, Any]:
+    (blob,) = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    names = {metric["Name"] for metric in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    return {name: blob[name] for name in names}
+
+
+def test_given_signatures_then_both_outcomes_feed_the_secret_mismatch_alarm(
+    clean_bridge: Any, ingest_call: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rejection records SignatureVerified 0 beside SignatureRejected 1, so a window with only
+    rejections has a verified series of zeros for the WebhookSecretMismatch alarm to compare."""
+    capsys.readouterr()
+    assert ingest_call(compact(fixture_document("booking_created.json")))["statusCode"] == 202
+    accepted = _emf(capsys.readouterr().out)
+    assert accepted["SignatureVerified"] in (1.0, [1.0]) and accepted["WebhookAccepted"] in (1.0, [1.0])
+    assert "SignatureRejected" not in accepted
+    event = signed_event(compact(fixture_document("booking_created.json")), "whsec_not_the_secret")
+    assert _call(event)["statusCode"] == 401
+    metrics = _emf(capsys.readouterr().out)
+    assert metrics["SignatureRejected"] in (1.0, [1.0])
+    assert metrics["SignatureVerified"] in (0.0, [0.0])

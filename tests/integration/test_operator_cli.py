@@ -113,6 +113,43 @@ def test_given_a_review_item_then_discard_needs_a_reason_and_is_audited(
     assert actions[0]["reason"]["S"] == "test booking by staff"
 
 
+@pytest.mark.parametrize("expiry", ["deleted_by_ttl", "past_expires_at"])
+def test_given_an_expired_body_then_show_and_retry_say_body_expired_and_the_item_stays(
+    pipeline: Any, fhir_server: Any, clean_bridge: Any, capsys: pytest.CaptureFixture[str], expiry: str
+) -> None:
+    _ambiguous_patients(fhir_server)
+    pipeline.send(fixture_document("booking_created.json"))
+    pipeline.drain()
+    [item] = pipeline.review_items()
+    review_id = item["pk"]["S"]
+    ddb = clean_bridge.client("dynamodb")
+    body_key = {"pk": {"S": f"body#{review_id}"}}
+    body_item = ddb.get_item(TableName=clean_bridge.review_table, Key=body_key)["Item"]
+    assert "jordan.reyes@example.com" in body_item["body"]["S"]  # kept until it expires
+    if expiry == "deleted_by_ttl":
+        ddb.delete_item(TableName=clean_bridge.review_table, Key=body_key)
+    else:  # DynamoDB deletes expired items lazily; the store already treats them as gone
+        ddb.put_item(TableName=clean_bridge.review_table, Item={**body_item, "expires_at": {"N": "1"}})
+    capsys.readouterr()
+
+    assert main(["review", "show", review_id, "--with-body", *_target(clean_bridge)]) == 1
+    shown = capsys.readouterr()
+    assert json.loads(shown.out)["reason"] == "ambiguous_patient"  # the PHI-free item is still shown
+    assert "body expired" in shown.err
+    assert "jordan" not in (shown.out + shown.err).lower()
+
+    assert main(["review", "retry", review_id, *_target(clean_bridge)]) == 1
+    retried = capsys.readouterr()
+    assert f"{review_id}: body expired, not re-queued" in retried.out
+    assert "body expired" in retried.err
+    assert pipeline.queue_depth() == 0  # nothing was sent
+
+    assert main(["review", "list", "--json", *_target(clean_bridge)]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["pk"] == review_id and listed["status"] == "open"  # the item stays, to be discarded
+    assert main(["review", "discard", review_id, "--reason", "body expired", *_target(clean_bridge)]) == 0
+
+
 def test_given_messages_in_the_dlq_when_redriven_then_dry_run_moves_nothing_and_redrive_moves_all(
     pipeline: Any, fhir_server: Any, clean_bridge: Any
 ) -> None:

@@ -83,3 +83,54 @@ def test_given_a_success_between_failures_then_the_count_restarts() -> None:
     with pytest.raises(RetryableEhrError):
         breaker.call(_failing)
     assert breaker.state == "closed"
+
+
+def test_given_state_changes_then_each_is_reported_once() -> None:
+    clock = Clock()
+    changes: list[str] = []
+    breaker = CircuitBreaker(failure_threshold=2, cooldown_seconds=10, clock=clock, on_change=changes.append)
+    for _ in range(2):
+        with pytest.raises(RetryableEhrError):
+            breaker.call(_failing)
+    assert changes == ["open"]
+    with pytest.raises(CircuitOpenError):
+        breaker.call(_failing)  # failing fast is not a change
+    clock.now = 11
+    with pytest.raises(RetryableEhrError):
+        breaker.call(_failing)  # the half-open trial fails: open again
+    assert changes == ["open", "open"]
+    clock.now = 22
+    breaker.call(lambda: None)
+    assert changes == ["open", "open", "closed"]
+    breaker.call(lambda: None)  # closed stays closed: nothing to report
+    assert changes == ["open", "open", "closed"]
+
+
+def test_given_a_call_that_started_before_the_circuit_opened_when_it_fails_then_no_second_open() -> None:
+    clock = Clock()
+    changes: list[str] = []
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=10, clock=clock, on_change=changes.append)
+
+    def fails_after_another_call_opened_it() -> None:
+        with pytest.raises(RetryableEhrError):
+            breaker.call(_failing)  # a concurrent call opens the circuit meanwhile
+        raise RetryableEhrError("timeout")
+
+    with pytest.raises(RetryableEhrError):
+        breaker.call(fails_after_another_call_opened_it)
+    assert changes == ["open"]
+    assert breaker.state == "open"
+
+
+def test_given_the_default_reporter_then_opening_and_closing_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.ehr import breaker as breaker_module
+
+    counted: list[str] = []
+    monkeypatch.setattr(breaker_module, "count", lambda name, value=1: counted.append(name))
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=10, clock=clock)
+    with pytest.raises(RetryableEhrError):
+        breaker.call(_failing)
+    clock.now = 11
+    breaker.call(lambda: None)
+    assert counted == ["EhrCircuitOpened", "EhrCircuitClosed"]
