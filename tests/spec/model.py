@@ -214,6 +214,7 @@ def _expected(lineage: _Lineage, clinic: ClinicConfig, deviations: frozenset[str
     start, end, type_id, slug, host_id, host_email = head.details
     event_type = clinic.event_type(type_id, slug)
     status = _status(head, lineage, present, "" if NO_SHOW_LINEAGE_WIDE in deviations else head.uid)
+    reason = CANCEL_CODES[head.cancel[1] if head.cancel else "cancelled"] if status == "cancelled" else None
     return Expected(
         status=status,
         start=start,
@@ -221,9 +222,7 @@ def _expected(lineage: _Lineage, clinic: ClinicConfig, deviations: frozenset[str
         patients=present,
         practitioner=practitioner_key(clinic.practitioner(host_id, host_email)),
         appointment_type=event_type.appointment_type if event_type else None,
-        cancelation_reason=CANCEL_CODES[head.cancel[1] if head.cancel else "cancelled"]
-        if status == "cancelled"
-        else None,
+        cancelation_reason=reason,
         booking_uids=frozenset(lineage.bookings),
     )
 

@@ -6,6 +6,10 @@ its `rescheduleUid`, a no-show by its `bookingUid`, deferred until a lineage kno
 in stream order, resolve each new patient to a Patient reference - renders the Appointment, reads it
 back with tests/spec/observe.py and compares it with the model's verdict on the delivered events in
 Cal.com's order. Pure: no sockets, no clock.
+
+A disagreement the model can reproduce with one of its named `DEVIATIONS` is a known one (each is
+pinned by a strict xfail example below and counted in hypothesis' statistics); any other fails.
+Rebookings that await confirmation are left out of the property (see the last xfail example).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from hypothesis import HealthCheck, event, given, note, settings
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
+from shared.config.clinic import PractitionerMapping
 from shared.domain.decide import appointment_view, decide
 from shared.domain.people import person_key
 from shared.domain.projection import IdentifierSystems, render_appointment
@@ -49,8 +54,9 @@ SYSTEMS = IdentifierSystems("https://bridge.example/fhir")
 PATIENT_EMAILS = {f"Patient/{person_key(email, KEY)}": email for email in (*PATIENTS, GUEST)}
 
 
-def _practitioner_ref(mapping: Any) -> str:
-    return str(mapping.reference or f"Practitioner/npi-{mapping.npi}")
+def _practitioner_ref(mapping: PractitionerMapping) -> str:
+    """What the sync would resolve the host to: the mapped reference, or (here) one named after the NPI."""
+    return mapping.reference or f"Practitioner/npi-{mapping.npi}"
 
 
 PRACTITIONERS = {_practitioner_ref(m): str(practitioner_key(m)) for m in clinic().practitioners}
@@ -66,19 +72,19 @@ class CoreFold:
 
     def deliver(self, document: dict[str, Any]) -> None:
         raw = body_bytes(document)
-        event = parse_webhook(raw).event
-        assert event is not None, "every generated document is a booking event"
+        booking_event = parse_webhook(raw).event
+        assert booking_event is not None, "every generated document is a booking event"
         digest = hashlib.sha256(raw).hexdigest()
-        if event.trigger is Trigger.BOOKING_NO_SHOW_UPDATED:
-            if event.uid not in self.alias:
-                self.deferred.setdefault(event.uid, []).append((event, digest))
+        if booking_event.trigger is Trigger.BOOKING_NO_SHOW_UPDATED:
+            if booking_event.uid not in self.alias:  # deferred: the sync keeps the marks for that uid
+                self.deferred.setdefault(booking_event.uid, []).append((booking_event, digest))
                 return
-            lineage = self.alias[event.uid]
-        elif event.trigger is Trigger.BOOKING_RESCHEDULED:
-            lineage = self.alias.get(event.reschedule_uid or "") or lineage_key(event)
+            lineage = self.alias[booking_event.uid]
+        elif booking_event.trigger is Trigger.BOOKING_RESCHEDULED:
+            lineage = self.alias.get(booking_event.reschedule_uid or "") or lineage_key(booking_event)
         else:
-            lineage = lineage_key(event)
-        self._apply(lineage, event, digest)
+            lineage = lineage_key(booking_event)
+        self._apply(lineage, booking_event, digest)
 
     def _apply(self, lineage: str, event: BookingEvent, digest: str) -> None:
         state = self.states.get(lineage) or LineageState(lineage=lineage)
@@ -166,7 +172,7 @@ def _difference(core: dict[str, Expected | None], model: dict[str, Expected | No
 # Each pins the model's verdict on a small history, then checks the core against it in several
 # delivery orders. Where the core disagrees, the core check is xfail(strict=True) with the rule it breaks.
 
-FIRST, SECOND, THIRD, FOURTH = (f"{c * 20}Ab" for c in "PQRS")
+FIRST, SECOND, THIRD = (f"{c * 20}Ab" for c in "PQR")
 JORDAN, PRIYA, SAM = PATIENTS[0], PATIENTS[1], PATIENTS[2]
 _FIXTURES = {
     "BOOKING_CREATED": "booking_created.json",
@@ -420,27 +426,34 @@ def test_core_a_rebooking_after_a_no_show_is_booked() -> None:
 
 
 def _awaiting_confirmation() -> list[dict[str, Any]]:
-    requested = booking("BOOKING_REQUESTED", SECOND, _at(2), sequence=1, slot_day=26, previous=FIRST)
-    confirmed = booking("BOOKING_CREATED", SECOND, _at(3), sequence=None, slot_day=26)  # no iCalUID/sequence
-    return [booking("BOOKING_CREATED", FIRST, _at(1)), requested, confirmed]
+    """FIRST is rebooked onto an event type that needs confirmation; the host confirms; the patient rebooks."""
+    return [
+        booking("BOOKING_CREATED", FIRST, _at(1)),
+        booking("BOOKING_REQUESTED", SECOND, _at(2), sequence=1, slot_day=26, previous=FIRST),
+        booking("BOOKING_CREATED", SECOND, _at(3), sequence=None, slot_day=26),  # a confirm: no iCalUID
+        booking("BOOKING_RESCHEDULED", THIRD, _at(4), sequence=2, slot_day=29, previous=SECOND),
+    ]
 
 
 def test_model_a_confirmed_rebooking_stays_in_its_lineage() -> None:
     appointments = expected_appointments(_awaiting_confirmation(), clinic())
     assert list(appointments) == [f"{FIRST}@Cal.com"]
     model = appointments[f"{FIRST}@Cal.com"]
-    assert model is not None and (model.status, _slot(model)) == ("booked", 26)
+    assert model is not None and (model.status, _slot(model)) == ("booked", 29)
+    assert model.booking_uids == {FIRST, SECOND, THIRD}
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="'Booking lineage': a confirm payload has no iCalUID, so it is placed by <uid>@Cal.com; for a "
-    "rebooking that needed confirmation that is a second lineage, and the EHR gets two Appointments",
+    reason="'Booking lineage': a confirm payload has no iCalUID, so it is placed by <uid>@Cal.com, which for "
+    "a rebooking that needed confirmation is a second lineage: the EHR gets two Appointments, and which "
+    "one the next reschedule joins depends on the delivery order (in order: a stray booked SECOND; confirm "
+    "first: FIRST's lineage stays pending and the rebooking lives in SECOND's)",
 )
 def test_core_a_confirmed_rebooking_stays_in_its_lineage() -> None:
     history = _awaiting_confirmation()
-    for order in (history, history[::-1]):
-        assert core_appointments(order) == expected_appointments(history, clinic())
+    confirm_first = [history[2], history[3], history[0], history[1]]
+    assert core_appointments(history) == core_appointments(confirm_first) == expected_appointments(history, clinic())
 
 
 def test_the_observer_reads_an_ehr_copy_and_ignores_what_staff_added() -> None:
