@@ -103,6 +103,9 @@ INGEST_RESERVED_CONCURRENCY: Final = 20
 SYNC_MEMORY_MB: Final = 512
 EHR_TIMEOUT_SECONDS: Final = 10
 SYNC_TIMEOUT_SECONDS: Final = 90
+# A worker's lease on a lineage outlives the function's timeout: a live worker never loses it, and a
+# crashed one's expires (docs/sync-semantics.md, "Write protocol").
+LINEAGE_LEASE_SECONDS: Final = SYNC_TIMEOUT_SECONDS + 30
 SYNC_BATCH_SIZE: Final = 5
 # At most this many sync invocations talk to the EHR at once. The reserved concurrency equals it
 # so the event source never gets throttled by Lambda and never starves the rest of the account.

@@ -45,6 +45,7 @@ from infra.constants import (
     INGEST_RESERVED_CONCURRENCY,
     INGEST_SERVICE,
     INGEST_TIMEOUT_SECONDS,
+    LINEAGE_LEASE_SECONDS,
     LOG_LEVEL,
     MAX_BODY_BYTES,
     RECONCILE_ASYNC_RETRY_ATTEMPTS,
@@ -253,6 +254,7 @@ class Functions(Construct):
             "PSEUDONYM_SECRET_ARN": secrets.pseudonym_secret.secret_arn,
             "CLINIC_CONFIG_SOURCE": self._clinic_config_source(secrets),
             "EHR_TIMEOUT_SECONDS": str(EHR_TIMEOUT_SECONDS),
+            "LINEAGE_LEASE_SECONDS": str(LINEAGE_LEASE_SECONDS),
             "REVIEW_BODY_RETENTION_DAYS": str(config.review_body_retention_days),
         }
         if config.mllp_plaintext and config.ehr_profile == "hl7v2":
