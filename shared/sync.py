@@ -59,6 +59,7 @@ from shared.domain.projection import (
     projection_hash,
     render_appointment,
 )
+from shared.domain.rules import Verdict, judge, patient_state, supplies_details
 from shared.domain.state import FormFact, LineageState
 from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.patients import PatientFacts, PatientMatch, birth_date_from, match_patient
@@ -91,6 +92,8 @@ class SyncResult:
     #: `ehr_corrected` when the EHR copy had to be rewritten although the event itself changed nothing;
     #: verified: the drift kind (`in_sync`, `repaired`, `ehr_changed`, `unmarked`, `missing`…).
     note: str = ""
+    #: Booking rules the written Appointment breaks (warned or accepted; `shared.domain.rules`).
+    rule_warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,8 @@ class Delivery:
     source_system: str = "calcom-webhook"
     #: One processing attempt of the message: every audit record of the attempt carries it.
     attempt: str = ""
+    #: `enforce` booking rules an operator accepted for this message (`review retry --accept-rule`).
+    accepted_rules: frozenset[str] = frozenset()
 
 
 def actor_of(event: BookingEvent) -> tuple[str, str | None]:
@@ -406,6 +411,7 @@ class SyncService:
                 new_state = self._absorb_forms(state, new_state)
         view = appointment_view(new_state)
         wrote = False
+        verdict = Verdict()
         if view is not None:
             # Every outcome, `duplicate` included, is checked against the EHR copy: an earlier attempt may
             # have written an older projection and lost its commit (docs/sync-semantics.md, "Write protocol").
@@ -416,14 +422,26 @@ class SyncService:
                 new_state = self._with_patients(new_state, event, route, {} if matches is None else matches)
                 view = appointment_view(new_state)
                 assert view is not None
+            # Booking rules (shared/domain/rules.py): an `enforce` rule parks this version; others are flagged.
+            verdict = judge(
+                appointment_view(state),
+                view,
+                self._config,
+                self._key,
+                version=supplies_details(event, view),
+                state=patient_state(event, self._config),
+                accepted=source.accepted_rules,
+            )
+            verdict.raise_for_review()
             new_state, wrote, lease = self._write_appointment(new_state, view, event, event_type, route, lease=lease)
         note = ""
         if outcome == "duplicate":
             note = "ehr_corrected" if wrote else ""
         else:
             outcome = "applied" if wrote else "stale"
+        reason = ";".join(part for part in (note, verdict.audit_reason) if part)
         record = self._audit_record(
-            event, new_state.lineage, body_sha256, source, outcome, state=new_state, reason=note
+            event, new_state.lineage, body_sha256, source, outcome, state=new_state, reason=reason
         )
         stored = self._store.commit(
             new_state,
@@ -433,7 +451,7 @@ class SyncService:
         )
         if form is not None and view is not None and view.intake == form:
             note = "joined"
-        return self._result(outcome, event, stored, note=note)
+        return self._result(outcome, event, stored, note=note, rule_warnings=verdict.written)
 
     def _audit_put(self, record: AuditRecord) -> tuple[TransactPut, ...]:
         return (self._audit.put_request(record),) if self._audit is not None else ()
@@ -709,7 +727,13 @@ class SyncService:
         }
 
     @staticmethod
-    def _result(outcome: SyncOutcome, event: BookingEvent, state: LineageState, note: str = "") -> SyncResult:
+    def _result(
+        outcome: SyncOutcome,
+        event: BookingEvent,
+        state: LineageState,
+        note: str = "",
+        rule_warnings: tuple[str, ...] = (),
+    ) -> SyncResult:
         return SyncResult(
             outcome=outcome,
             trigger=event.trigger.value,
@@ -717,4 +741,5 @@ class SyncService:
             appointment_id=state.appointment_id,
             appointment_version=state.appointment_version,
             note=note,
+            rule_warnings=rule_warnings,
         )

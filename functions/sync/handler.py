@@ -15,6 +15,7 @@ batch is reported as batch item failures and comes back (`shared/time_budget.py`
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Protocol
@@ -26,15 +27,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config.clinic import ClinicConfig
+from shared.config.rules import RULE_NAMES
 from shared.config.source import ClinicConfigSource
 from shared.domain.projection import IdentifierSystems
+from shared.domain.rules import RuleViolated
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
 from shared.ehr.hl7v2.endpoint import siu_writer
 from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.oracle import DynamoIdMap
 from shared.ehr.profiles import build_ehr_client, profile_auth
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
-from shared.observability import count, logger, metrics
+from shared.observability import count, count_by, logger, metrics
 from shared.settings import DEFAULT_ROUTE, SyncSettings, sync_settings
 from shared.stores.audit import AuditTrail, AuditUnavailableError
 from shared.stores.idempotency import IdempotencyGuard
@@ -53,6 +56,10 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 BASE_BACKOFF_SECONDS = 10
 MAX_BACKOFF_SECONDS = 900
+#: The metric of a booking-rule violation (parked, warned or accepted), by rule name.
+RULE_VIOLATION_METRIC = "RuleViolation"
+#: The message attribute by which `calehr review retry --accept-rule` names accepted rules.
+ACCEPTED_RULES_ATTRIBUTE = "acceptedRules"
 
 
 class RetryLater(Exception):  # noqa: N818 - a queue outcome, raised to mark the batch item failed
@@ -288,8 +295,20 @@ def _park(record: SQSRecord, reason: str, detail: str) -> None:
 def _delivery(record: SQSRecord) -> Delivery:
     sent_ms = record.attributes.sent_timestamp
     received_at = datetime.fromtimestamp(int(sent_ms) / 1000, UTC).isoformat(timespec="milliseconds") if sent_ms else ""
-    source = (record.raw_event.get("messageAttributes", {}).get("source") or {}).get("stringValue")
-    return Delivery(received_at=received_at, source_system=str(source or "calcom-webhook"))
+    attributes = record.raw_event.get("messageAttributes", {})
+    source = (attributes.get("source") or {}).get("stringValue")
+    accepted = str((attributes.get(ACCEPTED_RULES_ATTRIBUTE) or {}).get("stringValue") or "")
+    return Delivery(
+        received_at=received_at,
+        source_system=str(source or "calcom-webhook"),
+        # Only rule names count; anything else in the attribute is ignored.
+        accepted_rules=frozenset(name for name in accepted.split(",") if name in RULE_NAMES),
+    )
+
+
+def _count_rule_violations(rules: Iterable[str]) -> None:
+    for rule in rules:
+        count_by(RULE_VIOLATION_METRIC, "rule", rule)
 
 
 def _handle(record: SQSRecord) -> None:
@@ -297,6 +316,8 @@ def _handle(record: SQSRecord) -> None:
         result = _service().process(record.body, _delivery(record))
     except ReviewRequired as exc:
         _park(record, exc.reason, exc.detail)
+        if isinstance(exc, RuleViolated):
+            _count_rule_violations(exc.rules)
         return
     except PermanentEhrError as exc:
         count("EhrPermanentError")
@@ -322,6 +343,7 @@ def _handle(record: SQSRecord) -> None:
         count("DriftRepaired")  # an earlier attempt had left an older projection in the EHR
     if result.note == "no_booking":
         count("FormWithoutBooking")  # a routing form Cal.com saw no booking follow: a lead to call back
+    _count_rule_violations(result.rule_warnings)  # written although they break a rule (warn / accepted)
     logger.info(
         "synced",
         extra={
@@ -329,6 +351,7 @@ def _handle(record: SQSRecord) -> None:
             "trigger": result.trigger,
             "lineage": result.lineage_hash[:16],
             **({"note": result.note} if result.note else {}),
+            **({"rules": ",".join(result.rule_warnings)} if result.rule_warnings else {}),
         },
     )
 

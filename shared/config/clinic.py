@@ -11,11 +11,13 @@ import json
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.config.rules import STATE_CODE, BookingRules, rule_problems
 
 APPOINTMENT_TYPES = ("CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN")
 AppointmentTypeCode = Literal["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN"]
@@ -26,6 +28,7 @@ _SLUG = r"^[A-Za-z0-9_\-.]{1,64}$"
 _ROUTE = r"^[a-z][a-z0-9-]{0,31}$"
 #: An HL7 v2 code or namespace (HD-1, IS/ID values): no delimiters, no spaces at the ends.
 _V2_CODE = r"^[A-Za-z0-9_\-.:]{1,20}$"
+_LOCATION_REF = r"^Location/[A-Za-z0-9\-.]{1,64}$"
 
 
 class ConfigError(Exception):
@@ -70,6 +73,10 @@ class EventTypeMapping(_Config):
     ehr: str = Field(default="default", pattern=_ROUTE)
     #: HL7 v2 only: the interface's visit type code for AIS-3 (default: `service_type`, else the slug).
     hl7_service: Hl7Code | None = None
+    #: Rule `event_type_practitioners`: the hosts this type may be booked with (Cal.com user ids or e-mails).
+    practitioners: list[int | str] | None = Field(default=None, max_length=500)
+    #: Rule `event_type_locations`: the EHR Locations an in-person visit of this type may be at.
+    locations: list[Annotated[str, Field(pattern=_LOCATION_REF)]] | None = Field(default=None, max_length=500)
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> EventTypeMapping:
@@ -106,6 +113,8 @@ class PractitionerMapping(_Config):
     npi: str | None = Field(default=None, pattern=r"^\d{10}$")
     #: HL7 v2 only: the provider's id in the interface engine (AIP-3/AIG-3; preferred over the NPI there).
     hl7_id: str | None = Field(default=None, pattern=_V2_CODE)
+    #: Rule `telehealth_licensure`: two-letter codes of the states this practitioner is licensed in.
+    licensed_states: list[Annotated[str, Field(pattern=STATE_CODE)]] | None = Field(default=None, max_length=60)
 
     @model_validator(mode="after")
     def _complete(self) -> PractitionerMapping:
@@ -301,6 +310,8 @@ class ClinicConfig(_Config):
     fhir_provenance: bool = False
     #: Options of EHR routes that use the `hl7v2` profile (SIU over MLLP).
     hl7v2: Hl7v2Options = Hl7v2Options()
+    #: Checks a booking must pass before it is written (`shared.config.rules`); none by default.
+    rules: BookingRules = BookingRules()
 
     @model_validator(mode="after")
     def _consistent(self) -> ClinicConfig:
@@ -486,7 +497,7 @@ def semantic_problems(document: Mapping[str, Any]) -> list[str]:
     has_system = isinstance(matching, Mapping) and matching.get("mrn_system")
     if isinstance(fields, Mapping) and fields.get("mrn") and not has_system:
         problems.append("patient_matching.mrn_system: required because patient_fields.mrn is set")
-    return problems
+    return problems + rule_problems(document)
 
 
 def clinic_json_schema() -> dict[str, Any]:
