@@ -4,11 +4,14 @@ They work against AWS (a CloudFormation stack's outputs, `--stack`, or environme
 against the local stack (`--local`, which reads `.devstack/stack.json` written by `calehr dev`); see
 `cli.target`. Listings carry no PHI: review bodies are shown only with `--with-body`, which says so on
 stderr. Each function builds plain data and prints it through `cli.output.Output` (table or JSON).
+
+Every action (retry, discard, redrive, pause/resume, reading a parked body with `--with-body`) is
+audited under the caller's AWS identity (`cli.identity`). What each command needs from IAM, and so which
+operator role, is in `cli.roles`.
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import time
 from datetime import UTC, datetime
@@ -17,8 +20,10 @@ from typing import Any
 import httpx
 
 from cli.errors import CliError
+from cli.identity import caller_identity
 from cli.output import Output
 from cli.target import Target
+from shared.config.rules import RULE_NAMES
 from shared.stores.audit import AuditTrail
 from shared.stores.review import BODY_EXPIRED, ReviewStore
 
@@ -39,11 +44,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _operator() -> str:
-    try:
-        return getpass.getuser()
-    except OSError:
-        return "unknown"
+#: The message attribute that names the booking rules an operator accepted on a retry (read by the sync
+#: handler, functions/sync/handler.py `ACCEPTED_RULES_ATTRIBUTE`).
+ACCEPTED_RULES_ATTRIBUTE = "acceptedRules"
 
 
 # -- review items ---------------------------------------------------------------------------------
@@ -63,6 +66,13 @@ def review_show(target: Target, out: Output, review_id: str, *, with_body: bool)
     if with_body and body is None:
         raise OpsError(f"{review_id}: {_BODY_EXPIRED_HELP}")
     if with_body:
+        AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
+            subject=f"review#{review_id}",
+            action="review_body_read",
+            note="",
+            operator=caller_identity(target),
+            at=_now(),
+        )
         out.note("warning: the message body below contains patient data")
     if out.as_json:
         out.json({**item, "body": body} if with_body else item)
@@ -73,25 +83,51 @@ def review_show(target: Target, out: Output, review_id: str, *, with_body: bool)
     return 0
 
 
-def _requeue(target: Target, body: str, group_id: str, tag: str) -> str:
+def _requeue(target: Target, body: str, group_id: str, tag: str, accepted_rules: tuple[str, ...] = ()) -> str:
     # A new deduplication id: the original one may still be inside SQS's 5-minute dedup window.
     dedup = hashlib.sha256(f"{tag}:{body}".encode()).hexdigest()
+    attributes = {"source": {"DataType": "String", "StringValue": "operator-retry"}}
+    if accepted_rules:
+        attributes[ACCEPTED_RULES_ATTRIBUTE] = {"DataType": "String", "StringValue": ",".join(accepted_rules)}
     response = target.client("sqs").send_message(
         QueueUrl=target.queue_url,
         MessageBody=body,
         MessageGroupId=group_id or hashlib.sha256(body.encode()).hexdigest(),
         MessageDeduplicationId=dedup,
-        MessageAttributes={"source": {"DataType": "String", "StringValue": "operator-retry"}},
+        MessageAttributes=attributes,
     )
     return str(response["MessageId"])
 
 
-def review_retry(target: Target, out: Output, review_ids: list[str], *, retry_all: bool) -> int:
+def _accepted(item: dict[str, str], review_id: str, accept_rules: tuple[str, ...]) -> tuple[str, ...]:
+    """The rules an operator accepts for a retry: only for an item a booking rule parked."""
+    if not accept_rules:
+        return ()
+    unknown = sorted(set(accept_rules) - set(RULE_NAMES))
+    if unknown:
+        raise OpsError(f"unknown booking rule(s) {', '.join(unknown)}; the rules are {', '.join(RULE_NAMES)}")
+    if not item.get("reason", "").startswith("rule:"):
+        raise OpsError(f"{review_id} was not parked by a booking rule (reason {item.get('reason', '')!r})")
+    return tuple(sorted(set(accept_rules)))
+
+
+def review_retry(
+    target: Target,
+    out: Output,
+    review_ids: list[str],
+    *,
+    retry_all: bool,
+    accept_rules: tuple[str, ...] = (),
+) -> int:
+    """Re-queue review items; `accept_rules` lets an item parked by those booking rules through (audited)."""
+    if accept_rules and retry_all:
+        raise OpsError("--accept-rule applies to the items you name, not --all")
     store = ReviewStore(target.review_table, target.client("dynamodb"))
     audit = AuditTrail(target.audit_table, target.client("dynamodb"))
     ids = [i["pk"] for i in store.list_items()] if retry_all else review_ids
     if not ids:
         raise OpsError("nothing to retry: give review ids or --all")
+    operator = caller_identity(target)
     retried: list[str] = []
     skipped: list[str] = []
     expired: list[str] = []
@@ -101,16 +137,18 @@ def review_retry(target: Target, out: Output, review_ids: list[str], *, retry_al
             skipped.append(review_id)
             out.say(f"{review_id}: not open, skipped")
             continue
+        accepted = _accepted(item, review_id, accept_rules)
         body = store.body(review_id)
         if body is None:
             out.say(f"{review_id}: {BODY_EXPIRED}, not re-queued")
             expired.append(review_id)
             continue
         at = _now()
-        _requeue(target, body, item.get("lineage_hash", ""), f"retry:{review_id}:{at}")
-        if store.close(review_id, status="retried", note="re-queued", operator=_operator(), at=at):
+        note = f"accepted rules: {','.join(accepted)}" if accepted else ""
+        _requeue(target, body, item.get("lineage_hash", ""), f"retry:{review_id}:{at}", accepted)
+        if store.close(review_id, status="retried", note=note or "re-queued", operator=operator, at=at):
             audit.record_operator_action(
-                subject=f"review#{review_id}", action="review_retried", note="", operator=_operator(), at=at
+                subject=f"review#{review_id}", action="review_retried", note=note, operator=operator, at=at
             )
         retried.append(review_id)
         out.say(f"{review_id}: re-queued")
@@ -124,11 +162,12 @@ def review_discard(target: Target, out: Output, review_id: str, *, reason: str) 
     if len(reason.strip()) < 5:
         raise OpsError("--reason is required (at least 5 characters); it is kept in the audit trail")
     store = ReviewStore(target.review_table, target.client("dynamodb"))
+    operator = caller_identity(target)
     at = _now()
-    if not store.close(review_id, status="discarded", note=reason.strip(), operator=_operator(), at=at):
+    if not store.close(review_id, status="discarded", note=reason.strip(), operator=operator, at=at):
         raise OpsError(f"review item {review_id} is not open")
     AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
-        subject=f"review#{review_id}", action="review_discarded", note=reason.strip(), operator=_operator(), at=at
+        subject=f"review#{review_id}", action="review_discarded", note=reason.strip(), operator=operator, at=at
     )
     out.result({"discarded": review_id}, text=f"{review_id}: discarded")
     return 0
@@ -150,10 +189,11 @@ def dlq_redrive(target: Target, out: Output, *, dry_run: bool, rate: float, limi
         out.result({"depth": depth, "moved": 0, "dry_run": dry_run}, text=f"0 message(s) redriven (of {depth})")
         return 0
     interval = 1.0 / rate
+    operator = caller_identity(target)
     with out.progress("redrive", total=total) as progress:
         moved = _redrive(target, progress, total, interval)
     AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
-        subject="dlq", action="dlq_redriven", note=f"{moved} message(s)", operator=_operator(), at=_now()
+        subject="dlq", action="dlq_redriven", note=f"{moved} message(s)", operator=operator, at=_now()
     )
     out.result({"depth": depth, "moved": moved, "dry_run": False}, text=f"{moved} message(s) redriven")
     return 0
@@ -204,8 +244,11 @@ def _mappings(target: Target) -> tuple[Any, list[dict[str, Any]]]:
 
 
 def set_sync_enabled(target: Target, out: Output, *, enabled: bool) -> int:
+    operator = caller_identity(target)
+    action = "sync_resumed" if enabled else "sync_paused"
     if target.control_url:
         state = _local_control(target, "resume" if enabled else "pause")
+        _record_sync_action(target, action, operator, note="local pollers")
         out.result({"sync": state}, text=f"sync {'resumed' if enabled else 'paused'} (local pollers)")
         return 0
     client, mappings = _mappings(target)
@@ -213,8 +256,17 @@ def set_sync_enabled(target: Target, out: Output, *, enabled: bool) -> int:
     for mapping in mappings:
         client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=enabled)
         rows.append({"uuid": mapping["UUID"], "state": "enabled" if enabled else "disabled"})
+    _record_sync_action(target, action, operator, note=f"{len(rows)} event source mapping(s)")
     out.table(rows, ["uuid", "state"], data={"sync": "running" if enabled else "paused", "mappings": rows})
     return 0
+
+
+def _record_sync_action(target: Target, action: str, operator: str, *, note: str) -> None:
+    """Pause and resume are audited where the target has an audit table (every stack and the local one)."""
+    if target.optional("audit_table"):
+        AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
+            subject="sync", action=action, note=note, operator=operator, at=_now()
+        )
 
 
 def sync_status(target: Target, out: Output) -> int:

@@ -260,12 +260,14 @@ class SyncService:
             return SyncResult("recorded", event.trigger.value, "", note="no_booking" if no_event else reason)
         self._store.add_form(fact.person_key, fact.model_dump_json())  # write our side first, then read
         joined = 0
+        flagged: list[str] = []  # booking rules a joined lineage now breaks (shared/domain/rules.py)
         for lineage in self._store.lineages_of_person(fact.person_key):
             result = self._apply_with_retries(lineage, event, body_sha256, source, fact)
             joined += result.note == "joined"
+            flagged += result.rule_warnings
         note = "no_booking" if no_event and not joined else ("joined" if joined else "waiting")
         self._record_form(event, body_sha256, source, reason=f"{note}:{joined}", actor_ref=fact.person_key)
-        return SyncResult("recorded", event.trigger.value, "", note=note)
+        return SyncResult("recorded", event.trigger.value, "", note=note, rule_warnings=tuple(flagged))
 
     def _record_form(
         self, event: BookingEvent, body_sha256: str, source: Delivery, *, reason: str, actor_ref: str

@@ -16,6 +16,7 @@ from cli import reconcile as reconcile_run
 from cli.errors import UsageError
 from cli.output import JsonOpt, Output
 from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt, Target, resolve
+from shared.config.rules import RULE_NAMES
 from shared.stores.queue import EventQueue
 from shared.stores.state import LineageStateStore
 
@@ -69,11 +70,24 @@ def review_show(
 
 
 @review_app.command(
-    "retry", epilog="Examples: calehr review retry ID --local;  calehr review retry --all --stack CalEhrBridge-prod"
+    "retry",
+    epilog=(
+        "Examples: calehr review retry ID --local;  calehr review retry --all --stack CalEhrBridge-prod;  "
+        "calehr review retry ID --accept-rule min_duration --stack CalEhrBridge-prod"
+    ),
 )
 def review_retry(
     review_ids: Annotated[list[str] | None, typer.Argument(help="Review item ids.")] = None,
     retry_all: Annotated[bool, typer.Option("--all", help="Every open item.")] = False,
+    accept_rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-rule",
+            metavar="RULE",
+            help="Let an item parked by this booking rule through (repeatable; audited). "
+            f"Rules: {', '.join(RULE_NAMES)}.",
+        ),
+    ] = None,
     local: LocalOpt = False,
     stack: StackOpt = None,
     stack_file: StackFileOpt = None,
@@ -84,8 +98,19 @@ def review_retry(
     """Re-queue review items after the cause was fixed (audited)."""
     if not review_ids and not retry_all:
         raise UsageError("review retry: give review ids or --all")
+    unknown = sorted(set(accept_rule or []) - set(RULE_NAMES))
+    if unknown:
+        raise UsageError(f"--accept-rule: unknown rule(s) {', '.join(unknown)}; the rules are {', '.join(RULE_NAMES)}")
+    if accept_rule and retry_all:
+        raise UsageError("--accept-rule applies to the items you name, not --all")
     target = _target(local, stack, stack_file, region, endpoint_url)
-    return ops.review_retry(target, Output(as_json=as_json), review_ids or [], retry_all=retry_all)
+    return ops.review_retry(
+        target,
+        Output(as_json=as_json),
+        review_ids or [],
+        retry_all=retry_all,
+        accept_rules=tuple(accept_rule or ()),
+    )
 
 
 @review_app.command("discard", epilog='Example: calehr review discard ID --reason "test booking by staff" --local')

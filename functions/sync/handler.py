@@ -343,7 +343,8 @@ def _handle(record: SQSRecord) -> None:
         count("DriftRepaired")  # an earlier attempt had left an older projection in the EHR
     if result.note == "no_booking":
         count("FormWithoutBooking")  # a routing form Cal.com saw no booking follow: a lead to call back
-    _count_rule_violations(result.rule_warnings)  # written although they break a rule (warn / accepted)
+    if result.outcome != "duplicate":  # a replay served from the idempotency record was counted the first time
+        _count_rule_violations(result.rule_warnings)  # written although they break a rule (warn / accepted)
     logger.info(
         "synced",
         extra={

@@ -16,6 +16,7 @@ lineage state (`put_request`): the trail holds it exactly when the change was co
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,13 +95,17 @@ class AuditTrail:
         return True
 
     def record_operator_action(self, *, subject: str, action: str, note: str, operator: str, at: str) -> None:
-        """An operator's action on a review item or the DLQ (`subject`), e.g. retried or discarded."""
+        """An operator's action on a review item, the DLQ or sync (`subject`), e.g. retried or discarded.
+
+        `operator` is the caller's AWS identity (`cli.identity`); each action gets a record of its own,
+        two in the same second included.
+        """
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item={
                     "pk": {"S": f"operator#{subject}"},
-                    "sk": {"S": f"{at}#{action}"},
+                    "sk": {"S": f"{at}#{action}#{uuid.uuid4().hex[:8]}"},
                     "outcome": {"S": action},
                     "actor_role": {"S": "operator"},
                     "actor_ref": {"S": operator},
