@@ -21,6 +21,7 @@ from typer.exceptions import Abort
 
 from cli.commands import COMMAND_MODULES
 from cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, describe
+from cli.roles import access_denied_line
 
 EPILOG = (
     "Exit codes: 0 success, 1 a check failed or an action was refused, 2 bad usage. "
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the CLI's promise: one line, never a traceback
         _trace(debug)
-        print(f"calehr: {_one_line(exc)}", file=sys.stderr)
+        print(f"calehr: {access_denied_line(exc, args) or _one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     if isinstance(result, int):
         return result

@@ -10,6 +10,10 @@ Each parked message is two items:
   store already treats a body past `expires_at` as gone. From then on the item says "body expired".
 
 Items parked before bodies were split off keep theirs on the review item; they are read as before.
+
+Listings and `get` ask for the review item's attributes by name (`REVIEW_ITEM_ATTRIBUTES`), never for
+all of them: that is the only read the operators' read-only role is allowed, so on-call can list and
+show items while a body (a `body` attribute anywhere in the table) stays out of its reach.
 """
 
 from __future__ import annotations
@@ -34,6 +38,30 @@ BODY_PREFIX = "body#"
 EXPIRES_AT = "expires_at"
 #: What the operator CLI says about an item whose body is gone.
 BODY_EXPIRED = "body expired"
+#: Every attribute a review item may have except a body: what listings and `get` read (by name).
+REVIEW_ITEM_ATTRIBUTES = (
+    "pk",
+    "status",
+    "reason",
+    "detail",
+    "trigger",
+    "lineage_hash",
+    "message_id",
+    "parked_at",
+    "closed_note",
+    "closed_by",
+    "closed_at",
+)
+
+
+def _projection(attributes: tuple[str, ...]) -> dict[str, Any]:
+    """Request parameters that read exactly `attributes` (every name aliased: several are reserved words)."""
+    names = {f"#a{index}": name for index, name in enumerate(attributes)}
+    return {
+        "Select": "SPECIFIC_ATTRIBUTES",
+        "ProjectionExpression": ", ".join(names),
+        "ExpressionAttributeNames": names,
+    }
 
 
 class ReviewStoreUnavailableError(Exception):
@@ -127,9 +155,9 @@ class ReviewStore:
         return review_id
 
     def list_items(self, *, include_closed: bool = False) -> list[dict[str, str]]:
-        """PHI-free listing: every attribute except the body, oldest first (body items are not listed)."""
+        """PHI-free listing: the review items' attributes, never a body, oldest first (body items are skipped)."""
         items: list[dict[str, str]] = []
-        kwargs: dict[str, Any] = {"TableName": self._table}
+        kwargs: dict[str, Any] = {"TableName": self._table, **_projection(REVIEW_ITEM_ATTRIBUTES)}
         while True:
             page = self._client.scan(**kwargs)
             for item in page.get("Items", []):
@@ -144,13 +172,18 @@ class ReviewStore:
         return sorted(items, key=lambda i: (i.get("parked_at", ""), i["pk"]))
 
     def get(self, review_id: str) -> dict[str, str] | None:
-        """The review item (PHI-free, except the `body` of an item parked before bodies were split off)."""
+        """The review item, PHI-free: its attributes by name, never a body."""
         if review_id.startswith(BODY_PREFIX):
             return None
-        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": review_id}}, ConsistentRead=True).get(
-            "Item"
+        page = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": review_id}},
+            ConsistentRead=True,
+            **_projection(REVIEW_ITEM_ATTRIBUTES),
         )
-        return {k: v["S"] for k, v in item.items() if "S" in v} if item else None
+        items = page.get("Items", [])
+        return {k: v["S"] for k, v in items[0].items() if "S" in v} if items else None
 
     def body(self, review_id: str) -> str | None:
         """The parked message body, or None once it expired (deleted by TTL, or past `expires_at`)."""
@@ -166,8 +199,13 @@ class ReviewStore:
             if expires_at and expires_at <= self._now().timestamp():
                 return None
             return found["body"]["S"]
-        legacy = self.get(review_id)
-        return legacy.get("body") if legacy else None
+        try:  # an item parked before bodies were split off carries its body itself
+            legacy = self._client.get_item(
+                TableName=self._table, Key={"pk": {"S": review_id}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise ReviewStoreUnavailableError(type(exc).__name__) from exc
+        return legacy["body"]["S"] if legacy and "S" in legacy.get("body", {}) else None
 
     def backlog(self) -> ReviewBacklog:
         """Count the open review items. Reads only `status` and `parked_at` (never a body)."""

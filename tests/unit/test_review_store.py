@@ -105,6 +105,37 @@ def test_given_an_item_parked_before_bodies_were_split_then_its_body_is_still_re
     store = ReviewStore(TABLE, client=dynamodb, body_retention_days=30)
     assert store.body("legacy") == "{}"
     assert "body" not in store.list_items()[0]
+    legacy = store.get("legacy")
+    assert legacy is not None and "body" not in legacy and legacy["status"] == "open"
+
+
+def test_given_listings_and_show_then_they_ask_for_the_item_attributes_by_name_never_a_body(dynamodb: Any) -> None:
+    """What the operators' read-only role may read: named attributes only (infra/constructs/operators.py)."""
+    from shared.stores.review import REVIEW_ITEM_ATTRIBUTES
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.requests: list[tuple[str, dict[str, Any]]] = []
+
+        def scan(self, **request: Any) -> dict[str, Any]:
+            self.requests.append(("scan", request))
+            return dynamodb.scan(**request)  # type: ignore[no-any-return]
+
+        def query(self, **request: Any) -> dict[str, Any]:
+            self.requests.append(("query", request))
+            return dynamodb.query(**request)  # type: ignore[no-any-return]
+
+    review_id = ReviewStore(TABLE, client=dynamodb, body_retention_days=30).park(_item())
+    recorder = Recorder()
+    store = ReviewStore(TABLE, client=recorder)  # type: ignore[arg-type]
+    assert [i["pk"] for i in store.list_items()] == [review_id]
+    assert store.get(review_id) is not None
+    assert [kind for kind, _ in recorder.requests] == ["scan", "query"]
+    for _, request in recorder.requests:
+        assert request["Select"] == "SPECIFIC_ATTRIBUTES"
+        names = request["ExpressionAttributeNames"]
+        projected = {names[part.strip()] for part in request["ProjectionExpression"].split(",")}
+        assert projected == set(REVIEW_ITEM_ATTRIBUTES) and "body" not in projected
 
 
 def test_given_no_retention_argument_then_the_setting_decides(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
