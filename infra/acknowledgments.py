@@ -103,6 +103,15 @@ ACCESS_LOG_ENCRYPTION = (
     "S3 delivers server access logs only to buckets encrypted with SSE-S3 (AES-256), not SSE-KMS. The "
     "bucket holds request logs of the archive bucket (no audit records), blocks public access and is TLS-only."
 )
+OPERATOR_LISTINGS = (
+    "The operator roles read CloudWatch metrics (GetMetricData, GetMetricStatistics, ListMetrics) and list "
+    "Lambda event source mappings (`calehr sync status`): these actions have no resource-level permissions. "
+    "They return metric values (codes and counts, no PHI) and mapping states, never table, queue or log data."
+)
+OPERATOR_EVENT_SOURCE_MAPPING = (
+    "Event source mappings have generated ids that cannot be named in advance; the statement is conditioned "
+    "on lambda:FunctionArn = the sync function, so only its mapping can be paused or resumed."
+)
 WAF_OFF = (
     "WAF was turned off for this deployment with -c waf=false. The endpoint still requires the "
     "signature header, validates the envelope, throttles per stage, and the function verifies HMAC."
@@ -137,6 +146,14 @@ def acknowledge_findings(stack: BridgeStack) -> None:
             _ack(policy, f"{AWS}IAM5[Resource::<{archive_bucket}.Arn>/audit/*]", ARCHIVE_OBJECTS)
         elif stack.network is not None:
             _ack(policy, f"{AWS}IAM5[Resource::*]", VPC_NETWORK_INTERFACES)
+    operators = stack.operators
+    for policy in (operators.read_only_policy, operators.admin_policy):
+        _ack(policy, f"{AWS}IAM5[Resource::*]", OPERATOR_LISTINGS)
+    _ack(
+        operators.admin_policy,
+        f"{AWS}IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:event-source-mapping:*]",
+        OPERATOR_EVENT_SOURCE_MAPPING,
+    )
     for bucket in (stack.archive.bucket, stack.archive.access_logs):
         _ack(bucket, f"{HIPAA}S3BucketReplicationEnabled", ARCHIVE_REPLICATION)
     _ack(stack.archive.access_logs, f"{HIPAA}S3DefaultEncryptionKMS", ACCESS_LOG_ENCRYPTION)

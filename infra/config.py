@@ -56,6 +56,8 @@ _APPCONFIG_SOURCE = re.compile(
 
 #: An IAM role in any account and partition (the key policy names operators' roles by ARN).
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+#: Who may assume an operator role: an IAM role or user ARN, an account root ARN, or an account id.
+_PRINCIPAL = re.compile(r"^(\d{12}|arn:aws[a-z-]*:iam::\d{12}:(root|(role|user)/[\w+=,.@/-]{1,512}))$")
 
 
 _RATE = re.compile(r"^rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
@@ -156,6 +158,11 @@ class DeploymentConfig:
     #: IAM roles of the people who run the operator CLI against AWS (review, DLQ, audit): the data
     #: key's policy lets them use the key through DynamoDB, SQS and Secrets Manager.
     operator_role_arns: tuple[str, ...] = ()
+    #: Who may assume the stack's `OperatorReadOnly` role (on-call) and `OperatorAdmin` role: IAM role
+    #: or user ARNs, account root ARNs or account ids (`infra/constructs/operators.py`). None named: the
+    #: stack's own account, whose IAM administrators then decide who may assume the role.
+    operator_read_only_principals: tuple[str, ...] = ()
+    operator_admin_principals: tuple[str, ...] = ()
 
     @property
     def ehr_endpoints(self) -> tuple[EhrEndpoint, ...]:
@@ -241,6 +248,17 @@ def _operator_roles(raw: Any) -> tuple[str, ...]:
                 f"context 'operatorRoleArns' must be IAM role ARNs (arn:aws:iam::<account>:role/<name>), got {role!r}"
             )
     return roles
+
+
+def _operator_principals(raw: Any, key: str) -> tuple[str, ...]:
+    principals = _list(raw)
+    for principal in principals:
+        if not _PRINCIPAL.match(principal):
+            raise ConfigError(
+                f"context {key!r} must be IAM role or user ARNs, account root ARNs or 12-digit account ids, "
+                f"got {principal!r}"
+            )
+    return principals
 
 
 def _ehr_url(url: str, key: str, profile: str = "generic") -> str:
@@ -395,6 +413,12 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
             high=MAX_REVIEW_BODY_RETENTION_DAYS,
         ),
         operator_role_arns=_operator_roles(context.get("operatorRoleArns")),
+        operator_read_only_principals=_operator_principals(
+            context.get("operatorReadOnlyPrincipals"), "operatorReadOnlyPrincipals"
+        ),
+        operator_admin_principals=_operator_principals(
+            context.get("operatorAdminPrincipals"), "operatorAdminPrincipals"
+        ),
     )
 
 
@@ -441,6 +465,8 @@ CONTEXT_KEYS = (
     "auditArchiveRetentionDays",
     "reviewBodyRetentionDays",
     "operatorRoleArns",
+    "operatorReadOnlyPrincipals",
+    "operatorAdminPrincipals",
 )
 
 

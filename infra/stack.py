@@ -17,6 +17,7 @@ from infra.constructs.functions import Functions
 from infra.constructs.keys import Keys
 from infra.constructs.monitoring import MonitoredResources, Monitoring
 from infra.constructs.network import Network
+from infra.constructs.operators import OperatorRoles
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.tables import Tables
@@ -51,11 +52,6 @@ class BridgeStack(cdk.Stack):
             archive=self.archive,
             network=self.network,
         )
-        # Only the sync function (audit records of events) and the operators (records of their
-        # actions) may append to the audit trail; nobody may rewrite it.
-        self.tables.protect_audit_trail(
-            [self.functions.roles["sync"].role_arn, *config.operator_role_arns],
-        )
         self.api = WebhookApi(
             self, "WebhookApi", config=config, handler=self.functions.ingest, telemetry_key=self.keys.telemetry_key
         )
@@ -75,6 +71,23 @@ class BridgeStack(cdk.Stack):
                 function_failures=self.queues.function_failures,
                 web_acl=self.api.web_acl,
             ),
+        )
+        self.operators = OperatorRoles(
+            self,
+            "Operators",
+            config=config,
+            keys=self.keys,
+            tables=self.tables,
+            queues=self.queues,
+            secrets=self.secrets,
+            functions=self.functions,
+            monitoring=self.monitoring,
+            api=self.api,
+        )
+        # Only the sync function (audit records of events) and the operators who change things (records
+        # of their actions) may append to the audit trail; nobody may rewrite it. On-call may not append.
+        self.tables.protect_audit_trail(
+            [self.functions.roles["sync"].role_arn, self.operators.admin.role_arn, *config.operator_role_arns],
         )
         self.backups = Backups(self, "Backups", config=config, key=self.keys.data_key, tables=self.tables.all)
         self.keys.allow_backup(self.backups.selection.grant_principal)
@@ -137,6 +150,14 @@ class BridgeStack(cdk.Stack):
                 "Alarm to set to ALARM by hand after a deploy: on-call must get its e-mail",
             ),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
+            "OperatorReadOnlyRoleArn": (
+                self.operators.read_only.role_arn,
+                "On-call role for calehr (review list/show without bodies, audit, queue depths, sync status)",
+            ),
+            "OperatorAdminRoleArn": (
+                self.operators.admin.role_arn,
+                "Operator role for calehr changes (retry, discard, redrive, pause/resume, --with-body, mapping)",
+            ),
             # What `calehr doctor --stack` and `calehr reconcile --stack` need besides the resources above.
             "EhrBaseUrl": (self.config.ehr_base_url, "FHIR R4 base URL of the default EHR"),
             "EhrProfile": (self.config.ehr_profile, "Write dialect of the default EHR (generic, healthlake, oracle)"),

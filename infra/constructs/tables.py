@@ -92,6 +92,33 @@ class Tables(Construct):
                 )
             )
 
+    def keep_review_bodies_from(self, reader_arn: str, attributes: Sequence[str]) -> None:
+        """The review table's resource policy: `reader_arn` (the operators' read-only role) may read only
+        `attributes`, asked for by name, whatever its IAM policies say; never a parked body."""
+        reads = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"]
+        reader = iam.ArnPrincipal(reader_arn)
+        self.review.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ReadOnlyOperatorsNameTheirAttributes",
+                effect=iam.Effect.DENY,
+                principals=[reader],
+                actions=reads,
+                resources=["*"],
+                # A read without a projection (GetItem, Select ALL_ATTRIBUTES) has no SPECIFIC_ATTRIBUTES.
+                conditions={"StringNotEquals": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}},
+            )
+        )
+        self.review.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="ReadOnlyOperatorsNeverReadBodies",
+                effect=iam.Effect.DENY,
+                principals=[reader],
+                actions=reads,
+                resources=["*"],
+                conditions={"ForAnyValue:StringNotEquals": {"dynamodb:Attributes": list(attributes)}},
+            )
+        )
+
     def _table(
         self,
         construct_id: str,

@@ -12,7 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from synth_support import APPCONFIG_SOURCE, HEALTHLAKE_MAIN, OPERATOR_ROLE, PAGER_URL, ROUTES, Synth, synthesize
+from synth_support import (
+    ADMIN_PRINCIPALS,
+    APPCONFIG_SOURCE,
+    HEALTHLAKE_MAIN,
+    ON_CALL_PRINCIPAL,
+    OPERATOR_ROLE,
+    PAGER_URL,
+    ROUTES,
+    Synth,
+    synthesize,
+)
 
 SynthFactory = Callable[..., Synth]
 
@@ -40,12 +50,15 @@ def staging(synth_config: SynthFactory) -> Synth:
 
 @pytest.fixture(scope="session")
 def prod(synth_config: SynthFactory) -> Synth:
-    """Prod with an on-call e-mail and the operators' role named in the data key's policy."""
+    """Prod with an on-call e-mail, an external operators' role named in the data key's policy, and who
+    may assume the stack's own operator roles."""
     return synth_config(
         stage="prod",
         alarmEmail="oncall@example.org",
         ehrBaseUrl="https://ehr.example.org/fhir",
         operatorRoleArns=OPERATOR_ROLE,
+        operatorReadOnlyPrincipals=ON_CALL_PRINCIPAL,
+        operatorAdminPrincipals=",".join(ADMIN_PRINCIPALS),
     )
 
 

@@ -31,6 +31,9 @@ ROUTES = {
 APPCONFIG_SOURCE = "appconfig:abc1234/env5678/prof901"
 #: The operators' role of the `prod` synth, and the on-call endpoint of `prod_vpc_no_waf`.
 OPERATOR_ROLE = "arn:aws:iam::111122223333:role/BridgeOperator"
+#: Who may assume the stack's operator roles in the `prod` synth (on-call; admins: a role and an account).
+ON_CALL_PRINCIPAL = "arn:aws:iam::111122223333:role/OnCall"
+ADMIN_PRINCIPALS = ("arn:aws:iam::111122223333:role/ClinicOps", "444455556666")
 PAGER_URL = "https://pager.example.org/prod"
 
 

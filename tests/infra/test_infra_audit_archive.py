@@ -56,8 +56,10 @@ def test_given_the_audit_table_then_only_sync_and_the_operators_may_put_items(sy
     appends = statements["OnlyTheBridgeAppends"]
     assert appends["Effect"] == "Deny" and appends["Action"] == "dynamodb:PutItem"
     sync_role = {"Fn::GetAtt": [synth.logical_id(synth.stack.functions.roles["sync"]), "Arn"]}
+    admin_role = {"Fn::GetAtt": [synth.logical_id(synth.stack.operators.admin), "Arn"]}
     allowed = appends["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
-    assert allowed == [sync_role, *synth.stack.config.operator_role_arns]
+    # on-call's read-only role is not among them (infra/constructs/operators.py)
+    assert allowed == [sync_role, admin_role, *synth.stack.config.operator_role_arns]
     prod_allowed = {s["Sid"]: s for s in _audit_table(prod)["ResourcePolicy"]["PolicyDocument"]["Statement"]}[
         "OnlyTheBridgeAppends"
     ]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
