@@ -63,12 +63,20 @@ def denied_client_error(exc: BaseException) -> ClientError | None:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, ClientError):
-            code = str(current.response.get("Error", {}).get("Code", ""))
-            if code in _DENIED_CODES or code.endswith("AccessDenied") or code.endswith("AccessDeniedException"):
-                return current
+        if isinstance(current, ClientError) and _denied(current):
+            return current
         current = current.__cause__ or current.__context__
     return None
+
+
+def _denied(error: ClientError) -> bool:
+    details = error.response.get("Error", {})
+    code = str(details.get("Code", ""))
+    if code in _DENIED_CODES or code.endswith(("AccessDenied", "AccessDeniedException")):
+        return True
+    # Some endpoints answer a bare 403 whose body says AccessDenied (moto does for JSON-protocol services).
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status == 403 and "AccessDenied" in str(details.get("Message", ""))
 
 
 def access_denied_line(exc: BaseException, args: Sequence[str]) -> str | None:
@@ -76,7 +84,8 @@ def access_denied_line(exc: BaseException, args: Sequence[str]) -> str | None:
     error = denied_client_error(exc)
     if error is None:
         return None
-    code = error.response.get("Error", {}).get("Code", "AccessDenied")
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    code = "AccessDenied" if not code or code.isdigit() else code
     role = required_role(args)
     group, command = command_of(args)
     name = " ".join(word for word in (group, command) if word)

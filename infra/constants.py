@@ -75,6 +75,10 @@ SYNC_OUTCOME_METRICS: Final = (
     "ReviewParked",
     "SyncRetried",
 )
+#: One count per booking rule a booking broke (parked, warned or accepted; functions/sync/handler.py),
+#: with the rule's name as a second dimension next to `service`: shown on the dashboard by rule.
+RULE_VIOLATION_METRIC: Final = "RuleViolation"
+RULE_DIMENSION: Final = "rule"
 #: Gauges the reconcile function emits on every run (functions/reconcile/handler.py).
 REVIEW_BACKLOG_METRICS: Final = ("ReviewOpenItems", "ReviewOldestOpenAgeSeconds")
 #: shared/audit_archive.py and functions/archive/handler.py.

@@ -54,6 +54,8 @@ from infra.constants import (
     REVIEW_BACKLOG_MAX_AGE_HOURS,
     REVIEW_BACKLOG_MAX_OPEN_ITEMS,
     REVIEW_BACKLOG_METRICS,
+    RULE_DIMENSION,
+    RULE_VIOLATION_METRIC,
     SIGNATURE_MISMATCH_WINDOW_MINUTES,
     SIGNATURE_REJECTED_SPIKE_PER_5_MIN,
     SYNC_METRICS,
@@ -143,6 +145,18 @@ class Monitoring(Construct):
 
     def _metric(self, service: str, name: str, **kwargs: Any) -> cloudwatch.Metric:
         return app_metric(self._namespace, service, name, **kwargs)
+
+    def _rule_violations(self) -> cloudwatch.MathExpression:
+        """One line per booking rule: the rule is a dimension, so a search finds every rule that occurred."""
+        schema = f"{{{self._namespace},{RULE_DIMENSION},service}}"
+        return cloudwatch.MathExpression(
+            expression=(
+                f"SEARCH('{schema} MetricName=\"{RULE_VIOLATION_METRIC}\" service=\"{SYNC_SERVICE}\"', 'Sum', "
+                f"{int(_PERIOD.to_seconds())})"
+            ),
+            label="",
+            period=_PERIOD,
+        )
 
     def _allow_alarms_to_publish(self) -> None:
         """The topic policy's allow for CloudWatch: this account, exactly these alarms."""
@@ -430,6 +444,9 @@ class Monitoring(Construct):
                 right=[r.events_queue.metric_approximate_age_of_oldest_message(period=_PERIOD, statistic="Maximum")],
             ),
             _graph("Sync outcomes", [self._metric(SYNC_SERVICE, name) for name in SYNC_METRICS]),
+        )
+        dashboard.add_widgets(
+            _graph("Booking rule violations, by rule (docs/configure-clinic.md)", [self._rule_violations()])
         )
         dashboard.add_widgets(
             _graph("Reconcile outcomes", [self._metric(RECONCILE_SERVICE, name) for name in RECONCILE_METRICS]),
