@@ -2,7 +2,8 @@
 
 A booking that breaks an `enforce` rule is parked with the rule's name (and nothing is written); one that
 breaks a `warn` rule is written, its audit record names the rule, and the bridge's log carries the
-`RuleViolation` metric for it. The patient's state (telehealth licensure) appears nowhere but the body.
+`RuleViolation` metric for it; `review retry --accept-rule` lets the parked one through. The patient's
+state (telehealth licensure) appears nowhere but the body.
 """
 
 from __future__ import annotations
@@ -128,10 +129,19 @@ def test_given_rules_in_the_local_stack_then_enforce_parks_and_warn_writes_audit
         assert code == 0, err
         [record] = json.loads(out)["records"]
         assert (record["outcome"], record["reason"]) == ("applied", "rule_warning:telehealth_licensure")
+
+        # The runbook's way to let this one booking through: the rule accepted on the retry, audited.
+        code, out, err = cli("review", "retry", parked["pk"], "--accept-rule", "min_duration", "--json")
+        assert code == 0 and json.loads(out)["requeued"] == [parked["pk"]], err
+        _until(lambda: len(appointments()) == 2)
+        code, out, err = cli("audit", SKIN_CHECK_UID, "--json")
+        assert code == 0, err
+        outcomes = [(r["outcome"], r.get("reason", "")) for r in json.loads(out)["records"]]
+        assert outcomes == [("review", "rule:min_duration"), ("applied", "rule_accepted:min_duration")]
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C; the bridge's log is complete once it has stopped
         assert process.wait(timeout=60) == 0, out_file.read_text()[-3000:]
     log = log_file.read_text(encoding="utf-8")
     counted = sorted(json.loads(line)["rule"] for line in log.splitlines() if '"RuleViolation"' in line)
-    assert counted == ["min_duration", "telehealth_licensure"]  # the parked one and the written one
+    assert counted == ["min_duration", "min_duration", "telehealth_licensure"]  # parked, accepted; warned
     assert "texas" not in log.lower()

@@ -33,3 +33,16 @@ def test_given_the_documented_example_then_forms_visit_kinds_free_text_and_route
 
 def locations_of(config: object) -> set[str]:
     return {e.location_reference for e in config.event_types if e.location_reference}  # type: ignore[attr-defined]
+
+
+def test_given_the_documented_example_then_every_booking_rule_is_configured_with_its_data() -> None:
+    from shared.config.rules import RULE_NAMES
+
+    config = load_config(f"file:{EXAMPLE}")
+    assert tuple(config.rules.active()) == RULE_NAMES
+    assert {rule.mode for rule in config.rules.active().values()} == {"enforce", "warn"}
+    assert all(p.licensed_states is not None for p in config.practitioners)
+    assert any(e.practitioners for e in config.event_types) and any(e.locations for e in config.event_types)
+    guide = (EXAMPLE.parents[1] / "configure-clinic.md").read_text(encoding="utf-8")
+    for name in RULE_NAMES:  # the guide documents each rule with an example
+        assert f"| `{name}` |" in guide and f"  {name}: {{mode:" in guide, name
