@@ -78,9 +78,8 @@ def _assume(resources: Any, role: str, actions: list[str], session: str) -> dict
 @contextmanager
 def _as(monkeypatch: pytest.MonkeyPatch, credentials: dict[str, str]) -> Iterator[None]:
     """Run with these credentials while moto enforces IAM (process-wide, so only CLI calls happen inside)."""
-    from moto.core.authorization import enable_iam_authentication
-
     import boto3
+    from moto.core.authorization import enable_iam_authentication
 
     with monkeypatch.context() as patch:
         for name, value in credentials.items():
