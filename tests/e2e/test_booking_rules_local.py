@@ -69,6 +69,19 @@ def _bookings(tmp: Path) -> list[Path]:
     return paths
 
 
+def _processes_with(marker: str) -> list[int]:
+    """Live processes whose environment carries `marker` (the stack and every child it started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def _until(check: Callable[[], Any], timeout: float = 45.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -92,8 +105,11 @@ def test_given_rules_in_the_local_stack_then_enforce_parks_and_warn_writes_audit
         *("--api-port", str(free_port()), "--fhir-port", str(free_port())),
         *("--stack-file", str(stack_file), "--log-file", str(log_file)),
     ]
+    marker = f"CALEHR_TEST_MARKER_{uuid.uuid4().hex}"
     with out_file.open("a") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, marker: "1"}
+        )
 
     def cli(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -141,6 +157,7 @@ def test_given_rules_in_the_local_stack_then_enforce_parks_and_warn_writes_audit
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C; the bridge's log is complete once it has stopped
         assert process.wait(timeout=60) == 0, out_file.read_text()[-3000:]
+        assert _processes_with(marker) == [], "calehr dev left a process behind"
     log = log_file.read_text(encoding="utf-8")
     counted = sorted(json.loads(line)["rule"] for line in log.splitlines() if '"RuleViolation"' in line)
     assert counted == ["min_duration", "min_duration", "telehealth_licensure"]  # parked, accepted; warned
