@@ -221,14 +221,18 @@ class SyncService:
         try:
             lineage = self._resolve_lineage(event)
         except LineageNotYetKnown:
-            # A no-show before its booking: keep the PHI-free marks; the booking's lineage absorbs them.
+            # A no-show before its booking: keep the PHI-free marks (write first), then look for the lineage
+            # again (read after). The booking's worker links the uid before it reads the marks, so at least
+            # one of two racing workers sees the other: the marks are never lost between them.
             marks = [
-                json.dumps({"person_key": m.person_key, "no_show": m.no_show, "at": m.at.isoformat()})
+                json.dumps({"person_key": m.person_key, "no_show": m.no_show, "at": m.at.isoformat(), "uid": m.uid})
                 for m in no_show_marks(event, self._key)
             ]
             self._store.add_pending_marks(event.uid, marks)
-            self._record(event, "", body_sha256, source, "deferred")
-            return asdict(SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash=""))
+            lineage = self._store.lineage_of(event.uid) or ""
+            if not lineage:
+                self._record(event, "", body_sha256, source, "deferred")
+                return asdict(SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash=""))
         return asdict(self._apply_with_retries(lineage, event, body_sha256, source))
 
     def _apply_with_retries(
@@ -439,11 +443,20 @@ class SyncService:
         return (self._audit.put_request(record),) if self._audit is not None else ()
 
     def _absorb_pending_marks(self, before: LineageState, after: LineageState) -> LineageState:
+        """Uids new to the lineage: link them (write first), then read no-show marks kept for them."""
         marks: list[NoShowMark] = []
         for uid in sorted(set(after.uids) - set(before.uids)):
+            self._store.link_uid(uid, after.lineage)
             for raw in self._store.pending_marks(uid):
                 fact = json.loads(raw)
-                marks.append(NoShowMark(fact["person_key"], bool(fact["no_show"]), datetime.fromisoformat(fact["at"])))
+                marks.append(
+                    NoShowMark(
+                        fact["person_key"],
+                        bool(fact["no_show"]),
+                        datetime.fromisoformat(fact["at"]),
+                        fact.get("uid", uid),
+                    )
+                )
         if not marks:
             return after
         return after.model_copy(update={"participants": apply_no_show_marks(after.participants, marks)})
