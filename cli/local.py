@@ -200,6 +200,8 @@ class StackOptions:
     secret: str | None = None
     #: `fhir` (the local FHIR server) or `hl7v2` (SIU over MLLP to the local interface engine).
     ehr: str = "fhir"
+    #: Run the misbehaving event source (devstack/chaos.py) with these settings.
+    chaos: Any = None
 
     @property
     def is_demo(self) -> bool:
@@ -232,6 +234,7 @@ def build_stack(options: StackOptions) -> Any:
         state_dir=options.state_dir,
         capture_dir=options.capture,
         ehr=options.ehr,
+        chaos=options.chaos,
     )
 
 
@@ -320,6 +323,12 @@ def _walkthrough(
         say(f"  State           {options.state_dir} (restored: {restored})")
     if options.capture:
         say(f"  Capture         {options.capture} (every received body; holds patient data)")
+    if options.chaos is not None:
+        chaos = options.chaos
+        say(
+            f"  Chaos           {chaos.workers} workers at once per batch, duplicates {chaos.duplicate:.0%}, "
+            f"kills {chaos.kill:.0%}, delays up to {chaos.max_delay_ms} ms (seed {chaos.seed})"
+        )
     say("")
     if demo and options.is_demo:
         say("Sending the demo bookings, signed like Cal.com...")

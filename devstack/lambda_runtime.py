@@ -36,9 +36,10 @@ class LambdaContextStub:
     aws_request_id: str = ""
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
+    remaining_ms: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms
 
 
 def context_for(function_name: str) -> LambdaContextStub:
@@ -350,3 +351,38 @@ class StreamPoller:
                     time.sleep(0.5)
             except Exception:  # noqa: BLE001 - keep polling; moto restarts are transient
                 time.sleep(0.5)
+
+
+class ProcessorPerThread:
+    """The sync handler's module-level batch processor, one instance per thread.
+
+    Lambda runs one invocation at a time per container, so the handler keeps an invocation's batch and
+    failures in a module-level `SqsFifoPartialProcessor`. Several pollers in one process are several
+    containers: sharing it, one worker's `_prepare` would clear another's failures (a message handed back
+    for a retry would then be deleted as if it succeeded). Each thread gets its own, as each container has.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def _own(self) -> Any:
+        processor = getattr(self._local, "processor", None)
+        if processor is None:
+            processor = self._local.processor = self._factory()
+        return processor
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._own()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._own(), name)
+
+
+def one_processor_per_thread(sync_module: Any) -> None:
+    """Give every thread that calls `sync_module.handler` its own batch processor (see `ProcessorPerThread`)."""
+    if isinstance(sync_module.processor, ProcessorPerThread):
+        return
+    kind = type(sync_module.processor)
+    skip = getattr(sync_module.processor, "_skip_group_on_error", True)
+    sync_module.processor = ProcessorPerThread(lambda: kind(skip_group_on_error=skip))

@@ -13,6 +13,7 @@ webhook body for replay (`capture_dir`; bodies hold PHI and stay on this machine
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
 import json
@@ -28,8 +29,9 @@ from typing import Any
 import httpx
 
 from devstack.aws import LocalAws, LocalResources, handler_environment
+from devstack.chaos import ChaosPoller, ChaosSettings, install_kill_switch
 from devstack.fhir_server import LocalFhirServer
-from devstack.lambda_runtime import LocalApi, QueuePoller, StreamPoller
+from devstack.lambda_runtime import LocalApi, QueuePoller, StreamPoller, one_processor_per_thread
 from devstack.mllp_listener import MllpListener, Received
 from devstack.state import LocalState
 
@@ -129,7 +131,7 @@ class LocalStack:
     aws: LocalAws | None = None
     fhir: LocalFhirServer | None = None
     api: LocalApi | None = None
-    pollers: list[QueuePoller] = field(default_factory=list)
+    pollers: list[QueuePoller | ChaosPoller] = field(default_factory=list)
     archive_poller: StreamPoller | None = None
     resources: LocalResources | None = None
     state: LocalState | None = None
@@ -138,6 +140,8 @@ class LocalStack:
     ehr: str = "fhir"
     on_siu: Callable[[Received], None] | None = None
     mllp: MllpListener | None = None
+    #: A misbehaving event source instead of the well-behaved pollers (devstack/chaos.py).
+    chaos: ChaosSettings | None = None
 
     def start(self) -> LocalStack:
         """Start everything, or stop what was started and raise (nothing is left running)."""
@@ -185,12 +189,27 @@ class LocalStack:
         self.api = LocalApi(
             ingest.handler,
             port=self.api_port,
-            controls={"pause": self.pause, "resume": self.resume, "status": self.status},
+            controls={"pause": self.pause, "resume": self.resume, "status": self.status, "chaos": self.chaos_stats},
             capture=CaptureFolder(self.capture_dir) if self.capture_dir is not None else None,
         )
         self.api.start()
         sqs = self.resources.client("sqs")
-        for index in range(self.workers):
+        one_processor_per_thread(sync)  # several pollers in one process are several Lambda containers
+        if self.chaos is not None:
+            # Killed workers come back soon: a short visibility timeout, and contexts that claim just more time
+            # than the sync's remaining-time guard needs (a killed worker's idempotency record expires then).
+            sqs.set_queue_attributes(
+                QueueUrl=self.resources.queue_url,
+                Attributes={"VisibilityTimeout": str(self.chaos.visibility_seconds)},
+            )
+            settings = sync.sync_settings()
+            guard_ms = int((settings.ehr_timeout_seconds + settings.time_margin_seconds + 1) * 1000)
+            self.chaos = dataclasses.replace(self.chaos, remaining_ms=guard_ms)
+            doom = install_kill_switch(sync._runtime()) if self.chaos.kill > 0 else None
+            chaos = ChaosPoller(sqs, self.resources.queue_url, sync.handler, settings=self.chaos, doom=doom)
+            chaos.start()
+            self.pollers.append(chaos)
+        for index in range(self.workers if self.chaos is None else 0):
             poller = QueuePoller(sqs, self.resources.queue_url, sync.handler, name=f"poller-{index}")
             poller.start()
             self.pollers.append(poller)
@@ -223,6 +242,19 @@ class LocalStack:
         for poller in self.pollers:
             poller.resume()
         return "running"
+
+    def chaos_stats(self) -> dict[str, int | bool]:
+        """What the chaos poller did so far, and whether it is between batches (tests poll this)."""
+        for poller in self.pollers:
+            if isinstance(poller, ChaosPoller):
+                stats = poller.stats
+                return {
+                    "invocations": stats.invocations,
+                    "duplicated": stats.duplicated,
+                    "killed": stats.killed,
+                    "busy": poller.busy.is_set(),
+                }
+        return {}
 
     def status(self) -> str:
         return "paused" if self.pollers and all(p.paused for p in self.pollers) else "running"

@@ -207,7 +207,8 @@ class SyncService:
                 "conflicting_duplicate", "an event with the same trigger, uid and createdAt had other content"
             ) from None
         except IdempotencyAlreadyInProgressError:
-            raise StateConflictError("another worker is processing this event") from None
+            # Another worker has this very event in hand (or died with it: its record expires with its time).
+            raise LineageBusyError("another worker is processing this event", retry_after=1.0) from None
         except (ReviewRequired, PermanentEhrError) as exc:
             reason = exc.reason
             self._record(event, self._lineage_or_blank(event), body_sha256, delivery, "review", reason=reason)

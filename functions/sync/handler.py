@@ -15,6 +15,7 @@ batch is reported as batch item failures and comes back (`shared/time_budget.py`
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Protocol
@@ -168,6 +169,17 @@ class _Runtime:
         self._lock = threading.Lock()
         self._service: SyncService | None = None
         self._service_config: ClinicConfig | None = None
+
+    def wrap_ports(self, wrap: Callable[[str, Any], Any]) -> None:
+        """Put `wrap(name, port)` around every port the service uses (dev tooling: the chaos poller's kill
+        switch); the next message gets a service built over the wrapped ports."""
+        with self._lock:
+            self.store = wrap("store", self.store)
+            self.ehr = wrap("ehr", self.ehr) if self.ehr is not None else None
+            self.ehr_routes = {name: wrap(f"ehr:{name}", client) for name, client in self.ehr_routes.items()}
+            self.siu_writers = {name: wrap(f"siu:{name}", writer) for name, writer in self.siu_writers.items()}
+            self.audit = wrap("audit", self.audit) if self.audit is not None else None
+            self._service = None
 
     def service(self) -> SyncService:
         config = self.config.get()
