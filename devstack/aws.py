@@ -20,6 +20,8 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from devstack import moto_transactions
+
 REGION = "us-east-1"
 #: Days each archived audit record is locked locally (the stack's staging default).
 LOCAL_ARCHIVE_RETENTION_DAYS = 7
@@ -68,6 +70,7 @@ class LocalAws:
 
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto_transactions.install()  # DynamoDB's write atomicity, and transactions that do not copy tables
         self._server.start()
 
     def stop(self) -> None:
