@@ -172,6 +172,7 @@ def _observed(stack: dict[str, Any], uids: set[str]) -> dict[str, Expected]:
     return result
 
 
+@pytest.mark.timeout(120 + 60 * EXAMPLES)  # the whole property is one test: time per example, not per test
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=histories(awaiting_confirmation=False))
 def test_given_any_history_delivered_any_way_to_chaotic_workers_then_the_ehr_is_what_the_spec_says(

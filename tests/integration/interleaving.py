@@ -285,13 +285,14 @@ def explore(
     run_once: Callable[[Sequence[Choice], frozenset[int]], tuple[Trace, str | None]],
     *,
     limit: int = 100_000,
+    stop_after_failures: int | None = None,
 ) -> Exploration:
     """Depth-first over every class of equivalent schedules: `run_once(prefix, sleep)` executes one run
     that follows `prefix` (then the first worker not asleep), and returns its trace and a failure
-    description (or None). Stops after `limit` runs."""
+    description (or None). Stops after `limit` runs, or once `stop_after_failures` schedules failed."""
     result = Exploration()
     pending: list[tuple[list[Choice], frozenset[int]]] = [([], frozenset())]
-    while pending and result.runs < limit:
+    while pending and result.runs < limit and len(result.failures) < (stop_after_failures or limit + 1):
         prefix, sleep = pending.pop()
         trace, failure = run_once(prefix, sleep)
         result.runs += 1

@@ -35,6 +35,7 @@ def harness(bridge: Any, fhir_server: Any) -> Harness:
     return Harness(bridge, fhir_server.base_url)
 
 
+@pytest.mark.timeout(3600)  # every schedule of a case is one test
 @pytest.mark.parametrize("case", catalogue(), ids=lambda case: case.name)
 def test_given_racing_workers_in_every_interleaving_with_a_crash_or_stall_then_the_ehr_ends_as_the_spec_says(
     harness: Harness, case: Case

@@ -93,6 +93,7 @@ def vocabulary() -> dict[str, dict[str, Any]]:
         "requested": fixture_document("booking_requested.json"),
         "confirmed": fixture_document("booking_created_after_confirmation.json"),
         "rejected": fixture_document("booking_rejected.json"),
+        "general_visit": _demo("intake_booking_created.json"),
         "seat_1": _seat([SAMUEL], "2025-06-06T10:15:42.310Z"),
         "seat_2": _seat([SAMUEL, NOOR], "2025-06-06T11:02:10.000Z"),
         "form": _demo("intake_form_submitted.json"),
@@ -127,6 +128,25 @@ def catalogue() -> list[Case]:
     start = vocabulary()["_start"]
     a, b, c = start["a"], start["b"], start["c"]
     return [
+        Case(
+            "routing form x its first booking",
+            (),
+            ("general_visit", "form"),
+            Expected(
+                "booked",
+                "2025-06-19T14:00:00Z",
+                frozenset({SEATED}),
+                frozenset({SAMUEL}),
+                "FOLLOWUP",
+                reason="25064002",
+            ),
+        ),
+        Case(
+            "request x confirm",
+            (),
+            ("requested", "confirmed"),
+            Expected("booked", "2025-06-17T13:00:00Z", frozenset({T}), frozenset({PRIYA}), "ROUTINE"),
+        ),
         Case(
             "seat add x routing form",
             ("seat_1",),
