@@ -62,6 +62,9 @@ RESOURCES: dict[str, Resource] = {
         "EhrAuthSecretName", "CALEHR_EHR_AUTH_SECRET_NAME", None, "the EHR credentials secret"
     ),
     "ehr_routes": Resource("EhrRoutes", "CALEHR_EHR_ROUTES", None, "the extra EHR routes"),
+    "pseudonym_secret_name": Resource(
+        "PseudonymSecretName", "CALEHR_PSEUDONYM_SECRET_NAME", "pseudonym_secret_name", "the pseudonym key secret"
+    ),
     "clinic_config_source": Resource(
         "ClinicConfigSource", "CALEHR_CLINIC_CONFIG_SOURCE", "clinic_config_source", "the clinic mapping's source"
     ),

@@ -296,6 +296,7 @@ class LocalStack:
             "audit_table": self.resources.audit_table,
             "audit_archive_bucket": self.resources.audit_archive_bucket,
             "control_url": self.api.control_url,
+            "pseudonym_secret_name": self.resources.pseudonym_secret_id,
             "clinic_config_source": f"file:{self.clinic_config.resolve()}",
             "pid": os.getpid(),
             **({"mllp_url": self.mllp.url} if self.mllp else {}),

@@ -64,6 +64,11 @@ SYNC_METRICS: Final = (
     # shared/config/source.py: a refreshed clinic mapping was taken, or rejected (the last good one stays)
     "ClinicConfigReloaded",
     "ClinicConfigRejected",
+    # shared/sync.py verify (a queued drift check): checked; the EHR copy differed and is left to a human;
+    # the bridge rewrote what it had itself left stale (also when an event's own check corrected the EHR)
+    "DriftChecked",
+    "DriftFound",
+    "DriftRepaired",
 )
 #: Every outcome of one sync message counts exactly one of these (functions/sync/handler.py `_handle`):
 #: the denominator of the EHR error-rate alarms.
@@ -74,6 +79,7 @@ SYNC_OUTCOME_METRICS: Final = (
     "EventDeferred",
     "ReviewParked",
     "SyncRetried",
+    "DriftChecked",
 )
 #: Gauges the reconcile function emits on every run (functions/reconcile/handler.py).
 REVIEW_BACKLOG_METRICS: Final = ("ReviewOpenItems", "ReviewOldestOpenAgeSeconds")
@@ -87,6 +93,7 @@ RECONCILE_METRICS: Final = (
     "ReconcileSkippedOwn",
     "ReconcileDiverged",
     "ReconcileInvalidBooking",
+    "ReconcileDriftChecks",
     "ReconcileApiError",
     "ReconcileCursorConflict",
     "ReconcileFailed",

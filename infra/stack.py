@@ -140,6 +140,10 @@ class BridgeStack(cdk.Stack):
             # What `calehr doctor --stack` and `calehr reconcile --stack` need besides the resources above.
             "EhrBaseUrl": (self.config.ehr_base_url, "FHIR R4 base URL of the default EHR"),
             "EhrProfile": (self.config.ehr_profile, "Write dialect of the default EHR (generic, healthlake, oracle)"),
+            "PseudonymSecretName": (
+                self.secrets.pseudonym_secret.secret_name,
+                "Secret with the key that names people in state and audit (calehr verify needs it)",
+            ),
             "CalcomApiBaseUrl": (CALCOM_API_BASE_URL, "Cal.com API v2 base URL the reconcile function calls"),
             "ClinicConfigSource": (
                 self._clinic_config_source(),

@@ -33,6 +33,7 @@ from shared.calcom.models import Trigger
 from shared.calcom.parse import parse_webhook
 from shared.domain.decide import AppointmentStatus, appointment_view, derive_status
 from shared.domain.state import BookingDetails, LineageState
+from shared.drift_check import verify_message
 from shared.intake import MESSAGE_SCHEMA
 from shared.observability import count, logger
 from shared.stores.queue import OutgoingMessage
@@ -67,6 +68,11 @@ class ReconcileOptions:
     own_metadata_value: str = "cal-ehr-bridge"
     #: `updatedAt` is the cursor; `createdAt` also catches new bookings whose `updatedAt` is still null.
     passes: tuple[ChangeField, ...] = ("updatedAt", "createdAt")
+    #: Queue a drift check (shared/drift_check.py) for every listed booking the bridge has in sync: the
+    #: sync compares its lineage with the EHR copy and repairs what the bridge itself left stale.
+    drift_checks: bool = True
+    #: Drift checks of one lineage are deduplicated within this window.
+    drift_window: timedelta = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,8 @@ class Assessment:
     reason: str
     #: Synthetic webhook documents to enqueue, in order (empty unless missing or stale).
     documents: tuple[dict[str, Any], ...] = ()
+    #: A drift check of the lineage was queued.
+    drift_check: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,7 @@ class ReconcileReport:
     diverged: int = 0
     unsupported: int = 0
     invalid: int = 0
+    drift_checks: int = 0
     complete: bool = True
     cursor: dict[str, str] = field(default_factory=dict)
 
@@ -108,6 +117,7 @@ class ReconcileReport:
             "diverged": self.diverged,
             "unsupported": self.unsupported,
             "invalid": self.invalid,
+            "drift_checks": self.drift_checks,
             "complete": self.complete,
             "cursor": dict(self.cursor),
         }
@@ -420,16 +430,23 @@ class Reconciler:
         return self._state.load(lineage or lineage_key_of(booking))
 
     def check(self, booking: ApiBooking) -> Assessment:
-        """Assess one booking against the stored state and enqueue what it needs."""
+        """Assess one booking against the stored state and enqueue what it needs (and a drift check)."""
         if is_own_booking(booking, self._options):
             return Assessment("own", "bridge_created")
-        assessment = assess(booking, self._lineage_state(booking), self._options)
+        state = self._lineage_state(booking)
+        assessment = assess(booking, state, self._options)
         for document in assessment.documents:
             self._send(outgoing_message(document))
+        if self._options.drift_checks and assessment.verdict == "in_sync" and state.appointment_id:
+            # Events that were enqueued are checked against the EHR when applied; one in sync is checked here.
+            window = self._now().timestamp() // self._options.drift_window.total_seconds()
+            self._send(verify_message(state.lineage, window=str(int(window))))
+            return replace(assessment, drift_check=True)
         return assessment
 
     def _tally(self, report: ReconcileReport, booking: ApiBooking, assessment: Assessment) -> None:
         report.checked += 1
+        report.drift_checks += assessment.drift_check
         if assessment.documents:
             report.enqueued += len(assessment.documents)
             report.stale_bookings += 1
@@ -487,6 +504,7 @@ class Reconciler:
         self._metric("ReconcileChecked", report.checked)
         self._metric("ReconcileEnqueued", report.enqueued)
         self._metric("ReconcileSkippedOwn", report.skipped_own)
+        self._metric("ReconcileDriftChecks", report.drift_checks)
         if report.diverged:
             self._metric("ReconcileDiverged", report.diverged)
         if report.invalid:

@@ -60,6 +60,7 @@ from shared.domain.projection import (
     render_appointment,
 )
 from shared.domain.state import FormFact, LineageState
+from shared.drift_check import lineage_to_verify
 from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.patients import PatientFacts, PatientMatch, birth_date_from, match_patient
 from shared.ehr.port import EhrClient, Resource, StoredResource
@@ -76,8 +77,6 @@ MAX_FREE_TEXT = 1000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 SyncOutcome = Literal["applied", "duplicate", "stale", "recorded", "deferred", "verified"]
-#: The body of a queued drift check (the reconciler sends them; Cal.com bodies never have this key).
-VERIFY_COMMAND = "bridgeVerify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,24 +129,6 @@ def lineage_hash(lineage: str) -> str:
     return hashlib.sha256(lineage.encode("utf-8")).hexdigest()
 
 
-def verify_command(lineage: str) -> str:
-    """The queue body asking the sync to check (and repair) one lineage's EHR copy."""
-    return json.dumps({VERIFY_COMMAND: {"lineage": lineage}}, separators=(",", ":"))
-
-
-def _verify_command(raw: bytes) -> str | None:
-    """The lineage of a drift-check body, or None for anything else (a webhook)."""
-    if not raw.startswith(b'{"' + VERIFY_COMMAND.encode()):
-        return None
-    try:
-        lineage = json.loads(raw)[VERIFY_COMMAND]["lineage"]
-    except (ValueError, KeyError, TypeError):
-        raise ReviewRequired("invalid_message", "a drift check without a lineage") from None
-    if not isinstance(lineage, str) or not 0 < len(lineage) <= 512:
-        raise ReviewRequired("invalid_message", "a drift check with an invalid lineage")
-    return lineage
-
-
 class SyncService:
     def __init__(
         self,
@@ -182,7 +163,7 @@ class SyncService:
         delivery = replace(delivery or Delivery(), attempt=uuid.uuid4().hex[:12])
         raw = body.encode("utf-8")
         body_sha256 = hashlib.sha256(raw).hexdigest()
-        if (lineage := _verify_command(raw)) is not None:
+        if (lineage := lineage_to_verify(raw)) is not None:
             return self.verify(lineage, repair=True, source=delivery)
         try:
             parsed = parse_webhook(raw)

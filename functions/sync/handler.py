@@ -347,6 +347,7 @@ def _handle(record: SQSRecord) -> None:
 
 def _count_drift(note: str) -> None:
     """Metrics of a drift check (`note` = kind[:fields]); names only, never values."""
+    count("DriftChecked")
     kind = note.split(":", 1)[0]
     if kind == "repaired":
         count("DriftRepaired")

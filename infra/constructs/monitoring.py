@@ -287,6 +287,14 @@ class Monitoring(Construct):
             description="A changed clinic mapping was rejected (invalid or unreadable); sync keeps using the "
             "last good one until it is fixed.",
         )
+        self._alarm(
+            "DriftFound",
+            metric=self._metric(SYNC_SERVICE, "DriftFound"),
+            threshold=0,
+            comparison=_GT,
+            description="An EHR Appointment no longer says what the bridge projects and the bridge did not write "
+            "that: someone changed or deleted it in the EHR. Run `calehr verify` to see which.",
+        )
         self._build_ehr_alarms()
         self._build_backlog_alarm()
         self._build_archive_alarms()

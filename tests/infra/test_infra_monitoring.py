@@ -38,6 +38,7 @@ ALARMS = {
     "ReconcileDiverged",
     "ReviewParked",
     "ClinicConfigRejected",
+    "DriftFound",
     "EhrRetryableErrorRate",
     "EhrPermanentErrorRate",
     "EhrCircuitOpen",
@@ -267,7 +268,7 @@ def test_given_the_alarms_then_each_app_metric_they_read_is_emitted_by_its_servi
 
 def test_given_the_sync_outcomes_then_the_error_rate_denominator_is_every_outcome_the_handler_counts() -> None:
     handler = (REPO_ROOT / "functions/sync/handler.py").read_text(encoding="utf-8")
-    counted = set(re.findall(r"""["'](Event[A-Za-z]+|ReviewParked|SyncRetried)["']""", handler))
+    counted = set(re.findall(r"""["'](Event[A-Za-z]+|ReviewParked|SyncRetried|DriftChecked)["']""", handler))
     assert counted == set(c.SYNC_OUTCOME_METRICS)
 
 
@@ -396,7 +397,7 @@ def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(s
     ("path", "names"),
     [
         ("shared/reconcile.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn", "ReconcileDiverged",
-                                 "ReconcileInvalidBooking"}),
+                                 "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
         ("functions/reconcile/handler.py", {"ReconcileApiError", "ReconcileCursorConflict", "ReconcileFailed"}),
     ],
 )  # fmt: skip
