@@ -64,7 +64,7 @@ from shared.drift_check import lineage_to_verify
 from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.patients import PatientFacts, PatientMatch, birth_date_from, match_patient
 from shared.ehr.port import EhrClient, Resource, StoredResource
-from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
+from shared.errors import IntakeError, LineageNotYetKnown, ParkedEvent, PermanentEhrError, ReviewRequired
 from shared.stores.audit import AuditRecord, AuditTrail
 from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.state import Lease, LineageBusyError, LineageStateStore, StateConflictError, TransactPut
@@ -123,6 +123,17 @@ def actor_of(event: BookingEvent) -> tuple[str, str | None]:
 
 def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def parked_event(event: BookingEvent, lineage: str) -> ParkedEvent:
+    """The PHI-free identifiers a review listing shows of a parked event."""
+    return ParkedEvent(
+        lineage=lineage,
+        booking_uid=event.uid if event.kind != "form" else "",
+        trigger=event.trigger.value,
+        event_type=str(event.event_type_id or event.event_type_slug or ""),
+        start=event.start.isoformat().replace("+00:00", "Z") if event.start else "",
+    )
 
 
 def lineage_hash(lineage: str) -> str:
@@ -191,8 +202,9 @@ class SyncService:
             # Another worker has this very event in hand (or died with it: its record expires with its time).
             raise LineageBusyError("another worker is processing this event", retry_after=1.0) from None
         except (ReviewRequired, PermanentEhrError) as exc:
-            reason = exc.reason
-            self._record(event, self._lineage_or_blank(event), body_sha256, delivery, "review", reason=reason)
+            lineage = self._lineage_or_blank(event)
+            self._record(event, lineage, body_sha256, delivery, "review", reason=exc.reason)
+            exc.parked = parked_event(event, lineage)
             raise
         return SyncResult(**outcome)
 

@@ -34,7 +34,7 @@ from shared.ehr.hl7v2.endpoint import siu_writer
 from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.oracle import DynamoIdMap
 from shared.ehr.profiles import build_ehr_client, profile_auth
-from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
+from shared.errors import EhrError, LineageNotYetKnown, ParkedEvent, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
 from shared.settings import DEFAULT_ROUTE, SyncSettings, sync_settings
 from shared.stores.audit import AuditTrail, AuditUnavailableError
@@ -280,17 +280,22 @@ def _retry_later(
     return RetryLater(reason)
 
 
-def _park(record: SQSRecord, reason: str, detail: str) -> None:
+def _park(record: SQSRecord, reason: str, detail: str, parked: ParkedEvent | None) -> None:
     trigger_attribute = record.raw_event.get("messageAttributes", {}).get("trigger") or {}
-    trigger = trigger_attribute.get("stringValue") or "unknown"
+    parked = parked or ParkedEvent()
     review_id = _review_store().park(
         ReviewItem(
             reason=reason,
             detail=detail,
-            trigger=str(trigger),
+            # The event's own trigger when it parsed; else what ingest put on the message.
+            trigger=parked.trigger or str(trigger_attribute.get("stringValue") or "unknown"),
             lineage_hash=record.attributes.message_group_id or "",
             body=record.body,
             message_id=record.message_id,
+            lineage=parked.lineage,
+            booking_uid=parked.booking_uid,
+            event_type=parked.event_type,
+            start=parked.start,
         )
     )
     count("ReviewParked")
@@ -308,11 +313,11 @@ def _handle(record: SQSRecord) -> None:
     try:
         result = _service().process(record.body, _delivery(record))
     except ReviewRequired as exc:
-        _park(record, exc.reason, exc.detail)
+        _park(record, exc.reason, exc.detail, exc.parked)
         return
     except PermanentEhrError as exc:
         count("EhrPermanentError")
-        _park(record, exc.reason, exc.detail)
+        _park(record, exc.reason, exc.detail, exc.parked)
         return
     except EhrError as exc:
         count("EhrRetryableError")

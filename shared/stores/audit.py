@@ -93,23 +93,39 @@ class AuditTrail:
             raise AuditUnavailableError(type(exc).__name__) from exc
         return True
 
-    def record_operator_action(self, *, subject: str, action: str, note: str, operator: str, at: str) -> None:
-        """An operator's action on a review item or the DLQ (`subject`), e.g. retried or discarded."""
+    def record_operator_action(
+        self,
+        *,
+        subject: str,
+        action: str,
+        note: str,
+        operator: str,
+        at: str,
+        lineage: str = "",
+        booking_uid: str = "",
+        trigger: str = "",
+    ) -> None:
+        """An operator's action on a review item or the DLQ (`subject`), e.g. retried or discarded.
+
+        With the `lineage` of the booking it concerns, the record is part of that booking's own timeline
+        (`audit <uid>` shows parked → retried by operator → applied); else it stays under `operator#<subject>`.
+        """
+        item = {
+            "pk": {"S": f"lineage#{lineage}" if lineage else f"operator#{subject}"},
+            "sk": {"S": f"{at}#operator#{action}#{subject}" if lineage else f"{at}#{action}"},
+            "subject": {"S": subject},
+            "outcome": {"S": action},
+            "actor_role": {"S": "operator"},
+            "actor_ref": {"S": operator},
+            "reason": {"S": note},
+            "applied_at": {"S": at},
+            "source_system": {"S": "operator-cli"},
+            **({"booking_uid": {"S": booking_uid}} if booking_uid else {}),
+            **({"trigger": {"S": trigger}} if trigger else {}),
+            **({"lineage": {"S": lineage}} if lineage else {}),
+        }
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": f"operator#{subject}"},
-                    "sk": {"S": f"{at}#{action}"},
-                    "outcome": {"S": action},
-                    "actor_role": {"S": "operator"},
-                    "actor_ref": {"S": operator},
-                    "reason": {"S": note},
-                    "applied_at": {"S": at},
-                    "source_system": {"S": "operator-cli"},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         except (ClientError, BotoCoreError) as exc:
             raise AuditUnavailableError(type(exc).__name__) from exc
 

@@ -399,6 +399,7 @@ def test_every_runbook_command_runs_against_the_local_stack(
         assert time.monotonic() < deadline
         time.sleep(0.25)
     [again] = parked()
+    assert (again["trigger"], again["booking_uid"]) == ("BOOKING_CREATED", "RunbookUnmapped0000001")  # kept on re-park
     assert json.loads(ok("review", "discard", again["pk"], "--reason", "runbook smoke test", "--json")) == {
         "discarded": again["pk"]
     }
