@@ -10,6 +10,7 @@ calehr appointments             the bridge's Appointments in a FHIR server
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -275,6 +276,16 @@ def _queue_drained(stack: Any, timeout: float = 60.0) -> bool:
     return False
 
 
+def _handler_logs_to(stream: TextIO) -> None:
+    """Point the handlers' logger at `stream`: it may have been created (with the console as its stream)
+    before stdout was redirected, as soon as anything imported `shared.observability`."""
+    from shared.observability import logger  # noqa: PLC0415
+
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
+
+
 def dev(options: StackOptions, *, demo: bool, log_file: Path, stack_file: Path, as_json: bool) -> int:
     """Run the bridge locally; with the demo mapping, send the demo bookings and show the result."""
     stack = build_stack(options)
@@ -288,6 +299,7 @@ def dev(options: StackOptions, *, demo: bool, log_file: Path, stack_file: Path, 
         stack.on_siu = lambda record: say(stream_line(record))
     with log_file.open("a", encoding="utf-8") as log:
         sys.stdout = log
+        _handler_logs_to(log)
         try:
             if not as_json:
                 say("Starting the local bridge (moto, FHIR server, local API, sync poller, audit archive)...")
