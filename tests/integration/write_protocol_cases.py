@@ -209,13 +209,15 @@ def catalogue() -> list[Case]:
 
 # -- one run ------------------------------------------------------------------------------------------
 class LeaseClock:
-    """The lease store's clock: real time plus the stalls a schedule injected."""
+    """The lease store's clock: frozen at the run's start, moved only by the stalls a schedule injects (so a
+    slow machine cannot expire a lease and make two runs of one schedule take different paths)."""
 
     def __init__(self) -> None:
+        self.start = time.time()
         self.offset = 0.0
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self.start + self.offset
 
     def expire_leases(self) -> None:
         self.offset += LEASE_SECONDS + 1
