@@ -7,7 +7,7 @@
   and `Sec-Fetch-Site`, when the browser sends them, must say so) carrying the per-booking token
   (`cli.console.app`); other methods are 405.
 * Every answer has a CSP that allows no script and no asset from anywhere else, `nosniff`, no
-  framing, no referrer, and `no-store` (a revealed name must not sit in a cache).
+  framing, no referrer to other sites, and `no-store` (a revealed name must not sit in a cache).
 * Request lines are not logged: they carry booking uids and nothing here needs them afterwards.
 """
 
@@ -30,7 +30,8 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer a browser sends `Origin: null` on the reveal's form post.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
