@@ -26,6 +26,8 @@ class TimelineEntry:
     booking_uid: str = ""
     reason: str = ""
     ehr: str = ""
+    #: `ehr` shortened for a table cell (`Appointment/683349e6… v0e95ab12`); the cell's title has it whole.
+    ehr_short: str = ""
     config_revision: str = ""
     routing_form: str = ""
     actor: str = ""

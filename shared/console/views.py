@@ -93,6 +93,9 @@ def timeline_entry(record: Record) -> TimelineEntry:
     # A keyed hash is shortened; an operator's name (not a patient's) is shown whole.
     actor = f"{role}:{actor_ref if role == 'operator' else actor_ref[:8]}" if role else ""
     version = record.get("ehr_version", "")
+    resource = record.get("ehr_resource", "")
+    kind, _, resource_id = resource.partition("/")
+    short_id = f"{resource_id[:8]}…" if len(resource_id) > 9 else resource_id
     return TimelineEntry(
         at=activity_time(record),
         trigger=record.get("trigger") or ("operator" if is_operator(record) else ""),
@@ -100,7 +103,8 @@ def timeline_entry(record: Record) -> TimelineEntry:
         tone=tone_of(record),
         booking_uid=record.get("booking_uid", ""),
         reason=record.get("reason", ""),
-        ehr=f"{record['ehr_resource']}" + (f" v{version}" if version else "") if record.get("ehr_resource") else "",
+        ehr=resource + (f" v{version}" if version else "") if resource else "",
+        ehr_short=f"{kind}/{short_id}" + (f" v{version[:8]}" if version else "") if resource else "",
         config_revision=record.get("config_revision", ""),
         routing_form=record.get("routing_form", ""),
         actor=actor,
