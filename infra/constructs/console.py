@@ -45,6 +45,11 @@ REVIEW_LISTING_ATTRIBUTES = (
     "closed_note",
     "closed_by",
     "closed_at",
+    # which booking, on items parked by newer versions (PHI-free: the lineage key, a uid, an event type, a time)
+    "lineage",
+    "booking_uid",
+    "event_type",
+    "start",
 )
 #: (title, view parameters, width, height) of each widget, in dashboard order.
 WIDGETS: tuple[tuple[str, dict[str, object], int, int], ...] = (

@@ -97,6 +97,9 @@ class ReviewRow:
     age_seconds: float
     lineage_ref: str = ""
     closed: str = ""
+    #: The booking, when the item names it (items parked by newer versions); else only `lineage_ref`.
+    lineage: str = ""
+    booking_uid: str = ""
 
 
 @dataclass(frozen=True, slots=True)

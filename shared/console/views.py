@@ -273,6 +273,8 @@ def review_row(item: Mapping[str, str], now: datetime) -> ReviewRow:
         age_seconds=age,
         lineage_ref=item.get("lineage_hash", ""),
         closed=closed,
+        lineage=item.get("lineage", ""),
+        booking_uid=item.get("booking_uid", ""),
     )
 
 

@@ -48,6 +48,11 @@ LISTING_ATTRIBUTES = (
     "closed_note",
     "closed_by",
     "closed_at",
+    # which booking, on items parked by newer versions (PHI-free: the lineage key, a uid, an event type, a time)
+    "lineage",
+    "booking_uid",
+    "event_type",
+    "start",
 )
 
 

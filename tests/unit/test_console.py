@@ -493,3 +493,11 @@ def test_given_the_ehr_fails_after_the_audit_then_the_page_says_so_without_names
     )
     assert response.status == 503 and b"was audited" in response.body
     assert [r for r in audit.records if r.get("outcome") == REVEAL_ACTION]
+
+
+def test_given_a_review_item_that_names_its_booking_then_the_backlog_links_the_booking_directly() -> None:
+    item = {**REVIEWS[0], "lineage": "Parked0000000000000001@Cal.com", "booking_uid": "Parked0000000000000001"}
+    html = ConsoleRenderer("page").backlog(views.backlog([item], NOW))
+    assert 'href="/booking?lineage=Parked0000000000000001%40Cal.com">Parked0000000000000001</a>' in html
+    older = ConsoleRenderer("page").backlog(views.backlog([REVIEWS[0]], NOW))
+    assert f'href="/booking?ref={PARKED_REF}">timeline</a>' in older
