@@ -365,7 +365,8 @@ def _walkthrough(
     say(
         "\nServing. Send webhook bodies (a file, a folder in name order, or - for stdin) with:\n"
         "  calehr send FILE|DIR --local\n"
-        "Then: calehr appointments --local, calehr review list --local, calehr audit <booking uid> --local.\n"
+        "Then: calehr appointments --local, calehr review list --local, calehr audit <booking uid> --local,\n"
+        "or browse everything: calehr console --local (http://127.0.0.1:8788/).\n"
         "Press Ctrl-C to stop."
     )
 

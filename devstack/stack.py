@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ from devstack.state import LocalState
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_CONFIG = DEMO_DIR / "clinic.yaml"
 DEMO_SEED = (DEMO_DIR / "practitioners.json", DEMO_DIR / "locations.json")
+#: The account moto serves when no credentials name another.
+MOTO_ACCOUNT_ID = "123456789012"
 
 
 class StackError(Exception):
@@ -189,7 +192,13 @@ class LocalStack:
         self.api = LocalApi(
             ingest.handler,
             port=self.api_port,
-            controls={"pause": self.pause, "resume": self.resume, "status": self.status, "chaos": self.chaos_stats},
+            controls={
+                "pause": self.pause,
+                "resume": self.resume,
+                "status": self.status,
+                "chaos": self.chaos_stats,
+                "health": self.health,
+            },
             capture=CaptureFolder(self.capture_dir) if self.capture_dir is not None else None,
         )
         self.api.start()
@@ -258,6 +267,34 @@ class LocalStack:
 
     def status(self) -> str:
         return "paused" if self.pollers and all(p.paused for p in self.pollers) else "running"
+
+    def health(self) -> dict[str, Any]:
+        """For the operations console (`calehr console --local`): whether sync runs, each EHR endpoint's
+        circuit in this process, and the age of the oldest message still on the queue (as SQS's
+        ApproximateAgeOfOldestMessage counts it: received but not yet deleted messages included)."""
+        sync = importlib.import_module("functions.sync.handler")
+        settings = importlib.import_module("shared.settings").sync_settings()
+        circuits = {"default": sync._breaker().state}  # the container's breakers (module-level, like Lambda's)
+        circuits.update({name: sync._route_breaker(name).state for name in settings.ehr_routes})
+        return {
+            "sync": self.status(),
+            "circuits": circuits,
+            "oldest_message_age_seconds": self._oldest_message_age(),
+        }
+
+    def _oldest_message_age(self) -> float | None:
+        """From moto's own record of each message's send time: SQS has no API that reads it without a receive."""
+        assert self.resources is not None
+        try:
+            from moto.sqs.models import sqs_backends  # noqa: PLC0415
+
+            name = self.resources.queue_url.rsplit("/", 1)[-1]
+            queue = sqs_backends[MOTO_ACCOUNT_ID]["us-east-1"].queues[name]
+            messages: list[Any] = list(queue._messages)
+            sent = [int(m.sent_timestamp) for m in messages if m.sent_timestamp is not None]
+        except (KeyError, AttributeError, ImportError):
+            return None  # another moto version: the console shows the age as unknown
+        return max(0.0, time.time() - min(sent) / 1000) if sent else 0.0
 
     def stop(self, *, save: bool = True) -> None:
         for poller in self.pollers:

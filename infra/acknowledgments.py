@@ -125,7 +125,7 @@ def acknowledge_findings(stack: BridgeStack) -> None:
         _ack(secret, f"{AWS}SMG4", reason)
         _ack(secret, f"{HIPAA}SecretsManagerRotationEnabled", reason)
 
-    for function in stack.functions.all:
+    for function in (*stack.functions.all, stack.console.function):
         _ack(function, f"{AWS}L1", PYTHON_RUNTIME)
         if stack.network is None:
             _ack(function, f"{HIPAA}LambdaInsideVPC", LAMBDA_OUTSIDE_VPC)
@@ -137,6 +137,8 @@ def acknowledge_findings(stack: BridgeStack) -> None:
             _ack(policy, f"{AWS}IAM5[Resource::<{archive_bucket}.Arn>/audit/*]", ARCHIVE_OBJECTS)
         elif stack.network is not None:
             _ack(policy, f"{AWS}IAM5[Resource::*]", VPC_NETWORK_INTERFACES)
+    if stack.network is not None:
+        _ack(stack.console.built.policy, f"{AWS}IAM5[Resource::*]", VPC_NETWORK_INTERFACES)
     for bucket in (stack.archive.bucket, stack.archive.access_logs):
         _ack(bucket, f"{HIPAA}S3BucketReplicationEnabled", ARCHIVE_REPLICATION)
     _ack(stack.archive.access_logs, f"{HIPAA}S3DefaultEncryptionKMS", ACCESS_LOG_ENCRYPTION)

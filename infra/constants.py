@@ -40,6 +40,7 @@ INGEST_SERVICE: Final = "ingest"
 SYNC_SERVICE: Final = "sync"
 RECONCILE_SERVICE: Final = "reconcile"
 ARCHIVE_SERVICE: Final = "archive"
+CONSOLE_SERVICE: Final = "console"
 INGEST_METRICS: Final = (
     "WebhookAccepted",
     "SignatureRejected",
@@ -133,6 +134,14 @@ RECONCILE_ASYNC_RETRY_ATTEMPTS: Final = 0
 CALCOM_API_BASE_URL: Final = "https://api.cal.com/v2"  # = shared.calcom.api.DEFAULT_BASE_URL
 RECONCILE_LOOKBACK_HOURS: Final = 24
 RECONCILE_MAX_RPS: Final = 2
+
+# --- Operations console widgets (the dashboard's custom widgets; docs/deploy.md, "Operations console") --
+CONSOLE_MEMORY_MB: Final = 512
+# A search without a uid scans the audit trail (up to CONSOLE_SCAN_LIMIT records); CloudWatch waits at most
+# a minute for a custom widget.
+CONSOLE_TIMEOUT_SECONDS: Final = 30
+CONSOLE_RESERVED_CONCURRENCY: Final = 2
+CONSOLE_SCAN_LIMIT: Final = 20_000
 
 # --- Audit archive (WORM copy of the audit table; docs/deploy.md, "Audit archive") ------------------
 ARCHIVE_MEMORY_MB: Final = 256

@@ -13,6 +13,7 @@ from infra.constants import CALCOM_API_BASE_URL
 from infra.constructs.api import WebhookApi
 from infra.constructs.archive import AuditArchiveBucket
 from infra.constructs.backup import Backups
+from infra.constructs.console import ConsoleWidgets
 from infra.constructs.functions import Functions
 from infra.constructs.keys import Keys
 from infra.constructs.monitoring import MonitoredResources, Monitoring
@@ -76,6 +77,13 @@ class BridgeStack(cdk.Stack):
                 web_acl=self.api.web_acl,
             ),
         )
+        self.console = ConsoleWidgets(
+            self,
+            "OperationsConsole",
+            functions=self.functions,
+            tables=self.tables,
+            dashboard=self.monitoring.dashboard,
+        )
         self.backups = Backups(self, "Backups", config=config, key=self.keys.data_key, tables=self.tables.all)
         self.keys.allow_backup(self.backups.selection.grant_principal)
 
@@ -137,13 +145,13 @@ class BridgeStack(cdk.Stack):
                 "Alarm to set to ALARM by hand after a deploy: on-call must get its e-mail",
             ),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
+            "ConsoleFunctionArn": (
+                self.console.function.function_arn,
+                "Operations console widgets: viewers need lambda:InvokeFunction on it",
+            ),
             # What `calehr doctor --stack` and `calehr reconcile --stack` need besides the resources above.
             "EhrBaseUrl": (self.config.ehr_base_url, "FHIR R4 base URL of the default EHR"),
             "EhrProfile": (self.config.ehr_profile, "Write dialect of the default EHR (generic, healthlake, oracle)"),
-            "PseudonymSecretName": (
-                self.secrets.pseudonym_secret.secret_name,
-                "Secret with the key that names people in state and audit (calehr verify needs it)",
-            ),
             "CalcomApiBaseUrl": (CALCOM_API_BASE_URL, "Cal.com API v2 base URL the reconcile function calls"),
             "ClinicConfigSource": (
                 self._clinic_config_source(),

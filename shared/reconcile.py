@@ -91,6 +91,8 @@ class Cursor:
 
     after: dict[str, datetime]
     version: int = 0
+    #: When a run last stored it (read back for the operations console; a save sets it anew).
+    saved_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -166,7 +168,10 @@ class DynamoCursorStore:
         if not item:
             return None
         after = {name: datetime.fromisoformat(value["S"]) for name, value in item.get("after", {}).get("M", {}).items()}
-        return Cursor(after=after, version=int(item["version"]["N"]))
+        saved = item.get("savedAt", {}).get("S")
+        return Cursor(
+            after=after, version=int(item["version"]["N"]), saved_at=datetime.fromisoformat(saved) if saved else None
+        )
 
     def save(self, cursor: Cursor) -> Cursor:
         new_version = cursor.version + 1

@@ -121,6 +121,15 @@ class ArchiveSettings(_Settings):
     retention_days: int = Field(alias="AUDIT_ARCHIVE_RETENTION_DAYS", ge=1, le=36_500)
 
 
+class ConsoleSettings(_Settings):
+    """The console widget function: the tables it reads (nothing else) and how much of the trail a search reads."""
+
+    audit_table: str = Field(alias="AUDIT_TABLE", min_length=1)
+    state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    review_table: str = Field(alias="REVIEW_TABLE", min_length=1)
+    scan_limit: int = Field(default=20_000, alias="CONSOLE_SCAN_LIMIT", ge=100, le=1_000_000)
+
+
 class IngestSettings(_Settings):
     queue_url: str = Field(alias="QUEUE_URL", min_length=1)
     webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
@@ -206,3 +215,8 @@ def review_settings() -> ReviewSettings:
 @cache
 def archive_settings() -> ArchiveSettings:
     return _load(ArchiveSettings)
+
+
+@cache
+def console_settings() -> ConsoleSettings:
+    return _load(ConsoleSettings)

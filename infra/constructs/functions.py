@@ -139,6 +139,14 @@ class FunctionSpec:
     data_key_uses: Sequence[tuple[str, Sequence[str], Sequence[str]]] = ()
 
 
+@dataclass(frozen=True)
+class BuiltFunction:
+    function: lambda_.Function
+    role: iam.Role
+    policy: iam.ManagedPolicy
+    log_group: logs.LogGroup
+
+
 class Functions(Construct):
     def __init__(
         self,
@@ -484,9 +492,19 @@ class Functions(Construct):
         return groups
 
     def _build_function(self, spec: FunctionSpec) -> lambda_.Function:
+        built = self.build_function(spec, scope=self)
+        self.log_groups[spec.name] = built.log_group
+        self.roles[spec.name] = built.role
+        self.policies[spec.name] = built.policy
+        return built.function
+
+    def build_function(self, spec: FunctionSpec, *, scope: Construct) -> BuiltFunction:
+        """A function as every function here is built (its own log group, role and customer-managed policy,
+        the shared layer, the async-failure queue, VPC mode, the data key's policy naming the role), with its
+        resources in `scope`: another capability's construct can own a function of its own."""
         title = spec.name.capitalize()
         log_group = logs.LogGroup(
-            self,
+            scope,
             f"{title}Logs",
             encryption_key=self._telemetry_key,
             retention=self._config.log_retention,
@@ -520,20 +538,20 @@ class Functions(Construct):
                 iam.PolicyStatement(sid="ManageVpcNetworkInterfaces", actions=list(VPC_ENI_ACTIONS), resources=["*"])
             )
         role = iam.Role(
-            self,
+            scope,
             f"{title}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Execution role of the {spec.name} function",
         )
         policy = iam.ManagedPolicy(
-            self,
+            scope,
             f"{title}Policy",
             description=f"Least privilege for the {spec.name} function",
             statements=statements,
             roles=[role],
         )
         function = lambda_.Function(
-            self,
+            scope,
             title,
             description=spec.description,
             runtime=RUNTIME,
@@ -570,7 +588,4 @@ class Functions(Construct):
         # The key policy names the role too: IAM alone no longer grants use of the data key.
         for sid, actions, via in spec.data_key_uses:
             self._keys.allow_data_key_use(f"{title}{sid}", [role], actions=actions, services=via)
-        self.log_groups[spec.name] = log_group
-        self.roles[spec.name] = role
-        self.policies[spec.name] = policy
-        return function
+        return BuiltFunction(function=function, role=role, policy=policy, log_group=log_group)

@@ -143,3 +143,18 @@ class AuditTrail:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def scan(self, *, limit: int) -> tuple[list[dict[str, str]], bool]:
+        """Records of every partition, in no particular order, until `limit` were read: (records, whether
+        the whole table was read). A full-table scan for the operations console only."""
+        items: list[dict[str, str]] = []
+        kwargs: dict[str, Any] = {"TableName": self._table, "Limit": min(limit, 1000)}
+        while True:
+            page = self._client.scan(**kwargs)
+            items.extend({k: v["S"] for k, v in item.items() if "S" in v} for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items, True
+            if len(items) >= limit:
+                return items, False
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs["Limit"] = min(limit - len(items), 1000)

@@ -34,6 +34,26 @@ BODY_PREFIX = "body#"
 EXPIRES_AT = "expires_at"
 #: What the operator CLI says about an item whose body is gone.
 BODY_EXPIRED = "body expired"
+#: The attributes a listing reads: a Scan that asks only for these can never return a body (the operations
+#: console's function may scan with exactly these, infra/constructs/console.py).
+LISTING_ATTRIBUTES = (
+    "pk",
+    "status",
+    "reason",
+    "detail",
+    "trigger",
+    "lineage_hash",
+    "message_id",
+    "parked_at",
+    "closed_note",
+    "closed_by",
+    "closed_at",
+    # which booking, on items parked by newer versions (PHI-free: the lineage key, a uid, an event type, a time)
+    "lineage",
+    "booking_uid",
+    "event_type",
+    "start",
+)
 
 
 class ReviewStoreUnavailableError(Exception):
@@ -142,9 +162,15 @@ class ReviewStore:
         return review_id
 
     def list_items(self, *, include_closed: bool = False) -> list[dict[str, str]]:
-        """PHI-free listing: every attribute except the body, oldest first (body items are not listed)."""
+        """PHI-free listing: the `LISTING_ATTRIBUTES` of each item, oldest first (bodies are never read)."""
         items: list[dict[str, str]] = []
-        kwargs: dict[str, Any] = {"TableName": self._table}
+        names = {f"#a{index}": name for index, name in enumerate(LISTING_ATTRIBUTES)}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Select": "SPECIFIC_ATTRIBUTES",
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,
+        }
         while True:
             page = self._client.scan(**kwargs)
             for item in page.get("Items", []):

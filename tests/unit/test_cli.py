@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK_COMMANDS = {
     "dev", "serve", "send", "appointments", "doctor", "jwks", "audit", "reconcile",
     "config validate", "config schema", "review list", "review show", "review retry", "review discard",
-    "dlq redrive", "sync pause", "sync resume", "sync status", "hl7 render", "verify",
+    "dlq redrive", "sync pause", "sync resume", "sync status", "hl7 render", "verify", "console",
 }  # fmt: skip
 
 
