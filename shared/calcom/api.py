@@ -266,21 +266,29 @@ class CalcomApiClient:
 
     # -- paging ------------------------------------------------------------------------------
     def iter_pages(
-        self, *, after: datetime, field: ChangeField = "updatedAt", take: int = 100
+        self, *, after: datetime, field: ChangeField = "updatedAt", take: int = 100, path: str = "/bookings"
     ) -> Iterator[BookingsPage]:
-        """Pages of bookings changed after `after`, oldest change first, until `hasNextPage` is false."""
+        """Pages of bookings changed after `after`, oldest change first, until `hasNextPage` is false.
+
+        `path`: `/bookings` (the key's own user) or `/organizations/{orgId}/users/{userId}/bookings`
+        (one host of an organization: same parameters and answer, org admin key)."""
         take = max(1, min(MAX_TAKE, take))
         after_param, sort_param = _QUERY[field]
         skip = 0
         for _ in range(MAX_PAGES):
             params = {after_param: api_timestamp(after), sort_param: "asc", "take": str(take), "skip": str(skip)}
-            page = self._page(self._get("/bookings", params))
+            page = self._page(self._get(path, params))
             yield page
             received = len(page.bookings) + page.invalid
             if not page.has_next_page or received == 0:
                 return
             skip += received
         raise CalcomRetryableError(f"paging stopped after {MAX_PAGES} pages; the next run continues")
+
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """One GET below the base URL (`/me`, `/organizations/{id}/users`…) with the client's rate limit,
+        retries and error classes; the JSON answer."""
+        return self._get(path, params or {})
 
     def list_bookings(
         self, *, after: datetime, field: ChangeField = "updatedAt", take: int = 100
