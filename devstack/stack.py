@@ -29,7 +29,7 @@ import httpx
 
 from devstack.aws import LocalAws, LocalResources, handler_environment
 from devstack.fhir_server import LocalFhirServer
-from devstack.lambda_runtime import LocalApi, QueuePoller, StreamPoller
+from devstack.lambda_runtime import LocalApi, QueuePoller, SchedulePoller, StreamPoller
 from devstack.mllp_listener import MllpListener, Received
 from devstack.state import LocalState
 
@@ -138,6 +138,10 @@ class LocalStack:
     ehr: str = "fhir"
     on_siu: Callable[[Received], None] | None = None
     mllp: MllpListener | None = None
+    #: Seconds between runs of the availability function (busy feeds); None: only on demand
+    #: (`calehr availability sync --local`).
+    availability_interval: float | None = None
+    availability_poller: SchedulePoller | None = None
 
     def start(self) -> LocalStack:
         """Start everything, or stop what was started and raise (nothing is left running)."""
@@ -182,13 +186,21 @@ class LocalStack:
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
         archive = importlib.import_module("functions.archive.handler")
+        feed = importlib.import_module("functions.feed.handler")
         self.api = LocalApi(
             ingest.handler,
             port=self.api_port,
             controls={"pause": self.pause, "resume": self.resume, "status": self.status},
             capture=CaptureFolder(self.capture_dir) if self.capture_dir is not None else None,
+            feed=feed.handler,
         )
         self.api.start()
+        if self.availability_interval is not None and self.ehr == "fhir":
+            availability = importlib.import_module("functions.availability.handler")
+            self.availability_poller = SchedulePoller(
+                availability.handler, self.availability_interval, name="availability"
+            )
+            self.availability_poller.start()
         sqs = self.resources.client("sqs")
         for index in range(self.workers):
             poller = QueuePoller(sqs, self.resources.queue_url, sync.handler, name=f"poller-{index}")
@@ -228,6 +240,9 @@ class LocalStack:
         return "paused" if self.pollers and all(p.paused for p in self.pollers) else "running"
 
     def stop(self, *, save: bool = True) -> None:
+        if self.availability_poller:
+            self.availability_poller.stop()
+            self.availability_poller = None
         for poller in self.pollers:
             poller.stop()
         if self.archive_poller:
@@ -263,6 +278,8 @@ class LocalStack:
             "state_table": self.resources.state_table,
             "audit_table": self.resources.audit_table,
             "audit_archive_bucket": self.resources.audit_archive_bucket,
+            "availability_table": self.resources.availability_table,
+            "feed_base_url": self.api.feed_base_url,
             "control_url": self.api.control_url,
             "clinic_config_source": f"file:{self.clinic_config.resolve()}",
             "pid": os.getpid(),
