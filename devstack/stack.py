@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from devstack.aws import LocalAws, LocalResources, handler_environment
+from devstack.calcom_api_stub import CalcomApiStub
 from devstack.fhir_server import LocalFhirServer
 from devstack.lambda_runtime import LocalApi, QueuePoller, SchedulePoller, StreamPoller
 from devstack.mllp_listener import MllpListener, Received
@@ -142,6 +143,8 @@ class LocalStack:
     #: (`calehr availability sync --local`).
     availability_interval: float | None = None
     availability_poller: SchedulePoller | None = None
+    #: Recorded Cal.com API v2 answers (bookings, hosts) for `calehr reconcile|providers check --local`.
+    calcom_api: CalcomApiStub | None = None
 
     def start(self) -> LocalStack:
         """Start everything, or stop what was started and raise (nothing is left running)."""
@@ -183,6 +186,8 @@ class LocalStack:
             self.mllp = MllpListener(on_message=self.on_siu).start()
             os.environ.update({"EHR_PROFILE": "hl7v2", "EHR_BASE_URL": self.mllp.url, "EHR_MLLP_PLAINTEXT": "true"})
         self.seed_practitioners()
+        self.calcom_api = CalcomApiStub(fixtures=["bookings_history.json"])
+        self.calcom_api.start()
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
         archive = importlib.import_module("functions.archive.handler")
@@ -264,6 +269,9 @@ class LocalStack:
         if self.mllp:
             self.mllp.stop()
             self.mllp = None
+        if self.calcom_api:
+            self.calcom_api.stop()
+            self.calcom_api = None
 
     def describe(self) -> dict[str, Any]:
         assert self.api and self.resources
@@ -280,6 +288,11 @@ class LocalStack:
             "audit_archive_bucket": self.resources.audit_archive_bucket,
             "availability_table": self.resources.availability_table,
             "feed_base_url": self.api.feed_base_url,
+            **(
+                {"calcom_api_base_url": self.calcom_api.base_url, "calcom_api_key": self.calcom_api.api_key}
+                if self.calcom_api
+                else {}
+            ),
             "control_url": self.api.control_url,
             "clinic_config_source": f"file:{self.clinic_config.resolve()}",
             "pid": os.getpid(),

@@ -13,4 +13,5 @@ COMMAND_MODULES = (
     "cli.commands.ehr",
     "cli.commands.hl7",
     "cli.commands.operations",
+    "cli.commands.availability",
 )
