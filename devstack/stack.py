@@ -289,7 +289,11 @@ class LocalStack:
             "availability_table": self.resources.availability_table,
             "feed_base_url": self.api.feed_base_url,
             **(
-                {"calcom_api_base_url": self.calcom_api.base_url, "calcom_api_key": self.calcom_api.api_key}
+                {
+                    "calcom_api_base_url": self.calcom_api.base_url,
+                    "calcom_api_key": self.calcom_api.api_key,
+                    "calcom_org_id": str(self.calcom_api.hosts.get("organization", {}).get("id", "")),
+                }
                 if self.calcom_api
                 else {}
             ),

@@ -192,6 +192,8 @@ def check(
     if not no_calcom:
         base = api_url or target.optional("calcom_api_base_url") or "https://api.cal.com/v2"
         api = CalcomApiClient(_calcom_key(target), base_url=base)
+    if org_id is None and target.kind == "local" and target.values.get("calcom_org_id", "").isdigit():
+        org_id = int(target.values["calcom_org_id"])  # the local stack's recorded organization
     try:
         report = work.roster(api, org_id=org_id, team_ids=tuple(team_id or ()))
     finally:
