@@ -64,6 +64,8 @@ SYNC_METRICS: Final = (
     # shared/config/source.py: a refreshed clinic mapping was taken, or rejected (the last good one stays)
     "ClinicConfigReloaded",
     "ClinicConfigRejected",
+    # a booking overlapped an appointment made first in the EHR (parked, or written and flagged)
+    "EhrConflict",
 )
 #: Every outcome of one sync message counts exactly one of these (functions/sync/handler.py `_handle`):
 #: the denominator of the EHR error-rate alarms.
@@ -91,6 +93,19 @@ RECONCILE_METRICS: Final = (
     "ReconcileCursorConflict",
     "ReconcileFailed",
 )
+#: functions/availability/handler.py + shared/availability/run.py (per run) and functions/feed/handler.py.
+AVAILABILITY_SERVICE: Final = "availability"
+FEED_SERVICE: Final = "feed"
+AVAILABILITY_METRICS: Final = (
+    "AvailabilityFeedsSynced",
+    "AvailabilityBusyIntervals",
+    "AvailabilityFailed",
+    "RosterDrift",
+    "RosterCheckFailed",
+)
+FEED_METRICS: Final = ("FeedServed", "FeedNotFound", "FeedUnavailable")
+#: Availability metrics that page on-call whenever they are above zero.
+AVAILABILITY_ALARM_METRICS: Final = ("AvailabilityFailed", "RosterDrift", "RosterCheckFailed")
 #: Reconcile metrics that page on-call whenever they are above zero.
 RECONCILE_ALARM_METRICS: Final = ("ReconcileFailed", "ReconcileApiError", "ReconcileDiverged")
 
@@ -126,6 +141,20 @@ RECONCILE_ASYNC_RETRY_ATTEMPTS: Final = 0
 CALCOM_API_BASE_URL: Final = "https://api.cal.com/v2"  # = shared.calcom.api.DEFAULT_BASE_URL
 RECONCILE_LOOKBACK_HOURS: Final = 24
 RECONCILE_MAX_RPS: Final = 2
+
+# --- Availability (EHR-first appointments -> busy feeds; docs/availability.md) ----------------------
+AVAILABILITY_RATE: Final = "rate(5 minutes)"
+AVAILABILITY_MEMORY_MB: Final = 512
+AVAILABILITY_TIMEOUT_SECONDS: Final = 4 * 60
+# One run at a time: two would only write the same feeds twice.
+AVAILABILITY_RESERVED_CONCURRENCY: Final = 1
+AVAILABILITY_HORIZON_DAYS: Final = 90
+AVAILABILITY_FULL_SWEEP_MINUTES: Final = 60
+FEED_PATH: Final = "feeds"
+FEED_MEMORY_MB: Final = 256
+FEED_TIMEOUT_SECONDS: Final = 10
+# Cal.com refetches feeds on availability checks; this caps the table's read rate, not Cal.com.
+FEED_RESERVED_CONCURRENCY: Final = 10
 
 # --- Audit archive (WORM copy of the audit table; docs/deploy.md, "Audit archive") ------------------
 ARCHIVE_MEMORY_MB: Final = 256

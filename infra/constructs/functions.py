@@ -169,6 +169,8 @@ class Functions(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
+        #: Functions other capabilities build with the same conventions (`add_function`).
+        self.extra: list[lambda_.Function] = []
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.roles: dict[str, iam.Role] = {}
         self.policies: dict[str, iam.ManagedPolicy] = {}
@@ -209,7 +211,24 @@ class Functions(Construct):
 
     @property
     def all(self) -> tuple[lambda_.Function, ...]:
-        return (self.ingest, self.sync, self.reconcile, self.archive)
+        return (self.ingest, self.sync, self.reconcile, self.archive, *self.extra)
+
+    def add_function(self, spec: FunctionSpec, scope: Construct) -> lambda_.Function:
+        """A function of another capability's construct (`scope`), built like these: the shared layer, its
+        own log group, role and customer-managed policy, the data key named in the key policy."""
+        function = self._build_function(spec, scope)
+        self.extra.append(function)
+        return function
+
+    def clinic_config_source(self, secrets: Secrets) -> str:
+        """CLINIC_CONFIG_SOURCE, the same for every function that reads the mapping."""
+        return self._clinic_config_source(secrets)
+
+    def clinic_config_statement(self, secrets: Secrets) -> iam.PolicyStatement:
+        return self._clinic_config_statement(secrets)
+
+    def healthlake_arn(self, store: HealthLakeDatastore) -> str:
+        return self._healthlake_arn(store)
 
     # --- specs ---------------------------------------------------------------------------------
 
@@ -483,10 +502,11 @@ class Functions(Construct):
             groups.append(self._network.mllp_security_group)
         return groups
 
-    def _build_function(self, spec: FunctionSpec) -> lambda_.Function:
+    def _build_function(self, spec: FunctionSpec, scope: Construct | None = None) -> lambda_.Function:
+        scope = scope or self
         title = spec.name.capitalize()
         log_group = logs.LogGroup(
-            self,
+            scope,
             f"{title}Logs",
             encryption_key=self._telemetry_key,
             retention=self._config.log_retention,
@@ -520,20 +540,20 @@ class Functions(Construct):
                 iam.PolicyStatement(sid="ManageVpcNetworkInterfaces", actions=list(VPC_ENI_ACTIONS), resources=["*"])
             )
         role = iam.Role(
-            self,
+            scope,
             f"{title}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Execution role of the {spec.name} function",
         )
         policy = iam.ManagedPolicy(
-            self,
+            scope,
             f"{title}Policy",
             description=f"Least privilege for the {spec.name} function",
             statements=statements,
             roles=[role],
         )
         function = lambda_.Function(
-            self,
+            scope,
             title,
             description=spec.description,
             runtime=RUNTIME,

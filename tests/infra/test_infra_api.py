@@ -45,7 +45,8 @@ def test_given_the_webhook_route_then_post_requires_the_signature_header_and_a_j
     template.has_resource_properties(
         "AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True, "ValidateRequestParameters": True}
     )
-    assert len(staging.resources("AWS::ApiGateway::Method")) == 1
+    methods = sorted(m["Properties"]["HttpMethod"] for m in staging.resources("AWS::ApiGateway::Method").values())
+    assert methods == ["GET", "POST"]  # the webhook, and the busy feeds (test_infra_availability.py)
 
 
 def test_given_the_stage_then_throttled_logged_without_request_data(staging: Synth) -> None:
