@@ -17,7 +17,8 @@ for (const vevent of vcalendar.getAllSubcomponents('vevent')) {
   const event = new ICAL.Event(vevent);
   const dtstart = vevent.getFirstPropertyValue('dtstart');
   // Cal.com: a UTC DTSTART is read as UTC; otherwise its TZID, else the user's zone, without a VTIMEZONE.
-  const isUtc = dtstart && dtstart.timezone === 'Z';
+  // (ical.js 2 marks a `…Z` time with the UTC zone; older versions with timezone 'Z'.)
+  const isUtc = Boolean(dtstart) && (dtstart.timezone === 'Z' || dtstart.zone?.tzid === 'UTC');
   events.push({
     uid: event.uid,
     summary: event.summary,
