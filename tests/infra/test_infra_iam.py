@@ -94,7 +94,7 @@ def test_given_the_functions_then_each_has_its_own_role_with_one_customer_manage
     all_functions = synth.resources("AWS::Lambda::Function")
     functions = [all_functions[synth.logical_id(f)] for f in synth.stack.functions.all]
     roles = {str(f["Properties"]["Role"]["Fn::GetAtt"][0]) for f in functions}
-    assert len(roles) == len(functions) == 4
+    assert len(roles) == len(functions) == 6
     all_roles = synth.resources("AWS::IAM::Role")
     for role_id in roles:
         assert "ManagedPolicyArns" not in all_roles[role_id]["Properties"]
