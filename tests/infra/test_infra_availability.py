@@ -79,10 +79,12 @@ def test_given_the_availability_function_then_a_schedule_runs_it_and_it_reads_th
         for table in staging.stack.tables.all
         for s in statements.values()
     )
-    env = function["Environment"]["Variables"]
-    settings = AvailabilitySettings.model_validate(
-        {**env, "AVAILABILITY_TABLE": "t", "CLINIC_CONFIG_SOURCE": "ssm:/x", "EHR_AUTH_SECRET_ARN": ""}
-    )
+    # CloudFormation references stand in for names and ARNs: every variable the settings read is set.
+    env = {
+        k: v if isinstance(v, str) else "ssm:/x" if k == "CLINIC_CONFIG_SOURCE" else "arn:x"
+        for k, v in function["Environment"]["Variables"].items()
+    }
+    settings = AvailabilitySettings.model_validate(env)
     assert settings.horizon_days == c.AVAILABILITY_HORIZON_DAYS
 
 
