@@ -124,6 +124,7 @@ class Availability(Construct):
             "AVAILABILITY_FULL_SWEEP_MINUTES": str(AVAILABILITY_FULL_SWEEP_MINUTES),
             "CALCOM_API_SECRET_ARN": secrets.calcom_api_secret.secret_arn,
             "CALCOM_API_BASE_URL": CALCOM_API_BASE_URL,
+            **({"CALCOM_ORG_ID": str(config.calcom_org_id)} if config.calcom_org_id else {}),
         }
         if config.ehr_routes:
             environment["EHR_ROUTES"] = stack.to_json_string(

@@ -404,6 +404,7 @@ class Functions(Construct):
                 "RECONCILE_LOOKBACK_HOURS": str(RECONCILE_LOOKBACK_HOURS),
                 "RECONCILE_MAX_RPS": str(RECONCILE_MAX_RPS),
                 "REVIEW_TABLE": tables.review.table_name,
+                **({"CALCOM_ORG_ID": str(self._config.calcom_org_id)} if self._config.calcom_org_id else {}),
             },
             statements=[
                 iam.PolicyStatement(
@@ -419,7 +420,10 @@ class Functions(Construct):
                     actions=list(RECONCILE_CURSOR_WRITE_ACTIONS),
                     resources=[tables.state.table_arn],
                     conditions={
-                        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [RECONCILE_CURSOR_PK]},
+                        # its cursor, and with CALCOM_ORG_ID one per host (`cursor#reconcile#user#<id>`)
+                        "ForAllValues:StringLike": {
+                            "dynamodb:LeadingKeys": [RECONCILE_CURSOR_PK, f"{RECONCILE_CURSOR_PK}#user#*"]
+                        },
                         # ForAllValues alone would also match a request without the key.
                         "Null": {"dynamodb:LeadingKeys": "false"},
                     },

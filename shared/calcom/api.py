@@ -217,6 +217,25 @@ def api_timestamp(value: datetime) -> str:
 
 
 # -- client --------------------------------------------------------------------------------------
+def host_bookings_path(org_id: int, user_id: int) -> str:
+    """`GET /v2/organizations/{orgId}/users/{userId}/bookings`: one organization host's bookings, with the
+    parameters and answer of `GET /v2/bookings` (2024-08-13; org admin key)."""
+    return f"/organizations/{org_id}/users/{user_id}/bookings"
+
+
+class HostBookings:
+    """The reconciler's booking source for one organization host (`Reconciler(source=...)`)."""
+
+    def __init__(self, client: CalcomApiClient, org_id: int, user_id: int) -> None:
+        self._client = client
+        self._path = host_bookings_path(org_id, user_id)
+
+    def iter_pages(
+        self, *, after: datetime, field: ChangeField = "updatedAt", take: int = 100
+    ) -> Iterator[BookingsPage]:
+        return self._client.iter_pages(after=after, field=field, take=take, path=self._path)
+
+
 class CalcomApiClient:
     """`GET /v2/bookings` with paging, a token-bucket rate limit, bounded retries and timeouts."""
 
