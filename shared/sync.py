@@ -415,13 +415,14 @@ class SyncService:
             # have written an older projection and lost its commit (docs/sync-semantics.md, "Write protocol").
             event_type = self._event_type(view)
             route = self._route(new_state, event_type)
+            # The double-booking check (docs/availability.md), before any EHR write (patients included):
+            # parks the message (ReviewRequired) or flags the write.
+            flag = self._slot_check(state, view, event, outcome, event_type=event_type, route=route)
             if event.kind == "booking" and outcome != "duplicate" and route not in self._siu:
                 # (HL7 v2 routes: the interface engine matches patients)
                 new_state = self._with_patients(new_state, event, route, {} if matches is None else matches)
                 view = appointment_view(new_state)
                 assert view is not None
-            # The double-booking check (docs/availability.md): parks (ReviewRequired) or flags the write.
-            flag = self._slot_check(state, view, event, outcome, event_type=event_type, route=route)
             new_state, wrote, lease = self._write_appointment(new_state, view, event, event_type, route, lease=lease)
         note = ""
         if outcome == "duplicate":

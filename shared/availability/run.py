@@ -15,12 +15,11 @@ from typing import Any
 
 from shared.availability.roster import RosterReport, calcom_hosts, compare, practitioner_facts
 from shared.availability.service import AvailabilityOptions, AvailabilityReport, AvailabilitySync, FeedSubject
-from shared.calcom.api import CalcomApiClient, CalcomApiError
+from shared.calcom.api import CalcomApiClient
 from shared.config.clinic import ClinicConfig
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.profiles import FHIR_PROFILES, profile_auth
-from shared.errors import EhrError
 from shared.settings import DEFAULT_ROUTE, AvailabilitySettings
 from shared.stores.availability import FeedStore
 
@@ -96,6 +95,3 @@ def report_metrics(feeds: AvailabilityReport | None, roster: RosterReport | None
         metric("AvailabilityFailed", feeds.failed)
     if roster is not None:
         metric("RosterDrift", len(roster.findings))
-
-
-__all__ = ["AvailabilityRun", "CalcomApiError", "EhrError", "fhir_readers", "report_metrics"]

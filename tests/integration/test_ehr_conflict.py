@@ -73,6 +73,8 @@ def test_given_an_ehr_first_appointment_of_the_practitioner_then_an_overlapping_
     for phi in ("Quintero", "Marisol", "Jordan", "Reyes", "jordan.reyes"):
         assert phi not in json.dumps(item)
     assert _bridge_appointments(base) == []  # nothing was written
+    patients = httpx.get(f"{base}/Patient", trust_env=False).json().get("entry", [])
+    assert len(patients) == 1  # only the planted one: the booker was not matched or created either
 
 
 @pytest.mark.parametrize(
