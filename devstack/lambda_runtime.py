@@ -412,3 +412,30 @@ class SchedulePoller:
             except Exception:  # noqa: BLE001 - like Lambda: a failed run is simply followed by the next one
                 self.crashes += 1
             self._stop.wait(self._interval)
+
+
+class ProcessorPerThread:
+    """A batch processor per poller thread, standing in for the sync handler's module-level one.
+
+    Lambda runs one invocation at a time per container, so the handler keeps a batch's records and
+    failures on one module-level `SqsFifoPartialProcessor`. Several local pollers in one process would
+    share it: one worker's batch clears or reports another's failures (a message handed back for a
+    retry is then deleted as a success, or a success is redelivered). Each thread gets its own, as each
+    container has its own.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def _own(self) -> Any:
+        processor = getattr(self._local, "processor", None)
+        if processor is None:
+            processor = self._local.processor = self._factory()
+        return processor
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._own()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._own(), name)

@@ -30,7 +30,7 @@ import httpx
 from devstack.aws import LocalAws, LocalResources, handler_environment
 from devstack.calcom_api_stub import CalcomApiStub
 from devstack.fhir_server import LocalFhirServer
-from devstack.lambda_runtime import LocalApi, QueuePoller, SchedulePoller, StreamPoller
+from devstack.lambda_runtime import LocalApi, ProcessorPerThread, QueuePoller, SchedulePoller, StreamPoller
 from devstack.mllp_listener import MllpListener, Received
 from devstack.state import LocalState
 
@@ -207,6 +207,9 @@ class LocalStack:
             )
             self.availability_poller.start()
         sqs = self.resources.client("sqs")
+        if self.workers > 1:  # each poller is a container of its own: never share the batch processor
+            template = type(sync.processor)
+            setattr(sync, "processor", ProcessorPerThread(lambda: template(skip_group_on_error=True)))  # noqa: B010
         for index in range(self.workers):
             poller = QueuePoller(sqs, self.resources.queue_url, sync.handler, name=f"poller-{index}")
             poller.start()
