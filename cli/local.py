@@ -203,6 +203,8 @@ class StackOptions:
     ehr: str = "fhir"
     #: Run the misbehaving event source (devstack/chaos.py) with these settings.
     chaos: Any = None
+    #: Seconds between runs of the availability function (busy feeds); None: on demand only.
+    availability_interval: float | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -236,6 +238,7 @@ def build_stack(options: StackOptions) -> Any:
         capture_dir=options.capture,
         ehr=options.ehr,
         chaos=options.chaos,
+        availability_interval=options.availability_interval,
     )
 
 
@@ -362,12 +365,53 @@ def _walkthrough(
             " before booking\n(Returning patient -> FOLLOWUP; symptom Headache -> coded reasonCode). The form's"
             f" audit trail:\n  calehr audit --form {DEMO_FORM_ID} --local"
         )
+        if options.ehr == "fhir":
+            ehr_first_demo(stack, info, say=say)
     say(
         "\nServing. Send webhook bodies (a file, a folder in name order, or - for stdin) with:\n"
         "  calehr send FILE|DIR --local\n"
         "Then: calehr appointments --local, calehr review list --local, calehr audit <booking uid> --local,\n"
         "or browse everything: calehr console --local (http://127.0.0.1:8788/).\n"
         "Press Ctrl-C to stop."
+    )
+
+
+def ehr_first_demo(stack: Any, info: dict[str, Any], *, say: Callable[..., None]) -> None:
+    """Appointments made first in the EHR: the practitioner's busy feed, and a Cal.com booking that
+    overlaps one of them parked for review instead of double-booking (devstack/ehr_first.py)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from devstack.ehr_first import DEMO_NPI, overlapping_booking, plant_ehr_first  # noqa: PLC0415
+    from functions.availability.handler import run as availability_run  # noqa: PLC0415
+    from shared.stores.availability import FeedStore  # noqa: PLC0415
+    from shared.stores.review import ReviewStore  # noqa: PLC0415
+
+    planted = plant_ehr_first(info["fhir_base_url"], now=datetime.now(UTC))
+    availability_run({"full": True})
+    store = FeedStore(info["availability_table"], client=stack.resources.client("dynamodb"))
+    feed_id = f"practitioner:npi:{DEMO_NPI}"
+    feed = store.feed(feed_id)
+    if feed is None:
+        say("\nThe busy feed was not built (see the log file).")
+        return
+    say("\nAppointments made first in the EHR (a phone booking, a cancelled one) block Cal.com time through the")
+    say(f"practitioner's busy feed (Cal.com: Apps > ICS Feed, or POST /v2/calendars/ics-feed/save):\n  {feed.name}")
+    say(f"  {info['feed_base_url']}{feed.token}.ics")
+    for interval in sorted(store.busy(feed_id)):
+        say(f"  busy {interval.start:%Y-%m-%d %H:%M}-{interval.end:%H:%M} UTC ({interval.status_class})")
+    response = post_webhook(info["webhook_url"], info["webhook_secret"], overlapping_booking(planted))
+    _queue_drained(stack)
+    parked = [
+        item
+        for item in ReviewStore(info["review_table"], client=stack.resources.client("dynamodb")).list_items()
+        if item.get("reason") == "ehr_conflict"
+    ]
+    outcome = "parked for review as ehr_conflict" if parked else "not parked (see the log file)"
+    say(
+        f"\nA Cal.com booking at {planted.start:%Y-%m-%d} 15:30 UTC for the same practitioner"
+        f" ({response.status_code}) overlaps it: {outcome}"
+        " instead of double-booking.\n  calehr review list --local;  calehr availability feed-url --practitioner"
+        f" {DEMO_NPI} --local"
     )
 
 

@@ -24,6 +24,9 @@ from typing import Any
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 WEBHOOK_PATH = "/webhooks/calcom"
+#: The busy feeds (`GET /feeds/{token}`, the feed function).
+FEED_PATH = "/feeds/"
+FEED_RESOURCE = "/feeds/{token}"
 #: API Gateway's own payload limit (10 MB); the ingest function enforces the bridge's smaller one.
 API_GATEWAY_MAX_BYTES = 10 * 1024 * 1024
 
@@ -77,8 +80,10 @@ class LocalApi:
         port: int = 0,
         controls: dict[str, Callable[[], object]] | None = None,
         capture: Callable[[bytes], None] | None = None,
+        feed: Handler | None = None,
     ) -> None:
         ingest_handler = ingest
+        feed_handler = feed
         control_actions = dict(controls or {})
 
         class _RequestHandler(BaseHTTPRequestHandler):
@@ -126,9 +131,32 @@ class LocalApi:
                 )
 
             def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if feed_handler is None or not path.startswith(FEED_PATH):
+                    self._refuse()
+                    return
+                # API Gateway's `/feeds/{token}`: one path segment, handed over as the path parameter.
+                token = path[len(FEED_PATH) :]
+                if not token or "/" in token:
+                    self._reply(404, {"Content-Type": "application/json"}, b'{"error":"not_found"}')
+                    return
+                event = proxy_event("GET", FEED_RESOURCE, dict(self.headers.items()), b"")
+                event.update(path=path, pathParameters={"token": token}, body=None)
+                try:
+                    response = feed_handler(event, context_for("feed"))
+                except Exception:  # noqa: BLE001 - API Gateway answers 502 when the function crashes
+                    self._reply(502, {"Content-Type": "application/json"}, b'{"message":"Internal server error"}')
+                    return
+                self._reply(
+                    int(response["statusCode"]),
+                    dict(response.get("headers") or {}),
+                    str(response.get("body") or "").encode("utf-8"),
+                )
+
+            def _refuse(self) -> None:
                 self._reply(405, {"Content-Type": "application/json"}, b'{"error":"method_not_allowed"}')
 
-            do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815 - stdlib naming
+            do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815 - stdlib naming
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _RequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
@@ -137,6 +165,11 @@ class LocalApi:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}{WEBHOOK_PATH}"
+
+    @property
+    def feed_base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{FEED_PATH}"
 
     @property
     def control_url(self) -> str:
@@ -351,6 +384,35 @@ class StreamPoller:
                     time.sleep(0.5)
             except Exception:  # noqa: BLE001 - keep polling; moto restarts are transient
                 time.sleep(0.5)
+
+
+class SchedulePoller:
+    """An EventBridge schedule, locally: call a scheduled handler every `interval_seconds` (first at once)."""
+
+    def __init__(self, handler: Handler, interval_seconds: float, *, name: str = "schedule") -> None:
+        self._handler = handler
+        self._interval = interval_seconds
+        self._name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.invocations = 0
+        self.crashes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.invocations += 1
+            try:
+                self._handler({"source": "aws.events", "detail-type": "Scheduled Event"}, context_for(self._name))
+            except Exception:  # noqa: BLE001 - like Lambda: a failed run is simply followed by the next one
+                self.crashes += 1
+            self._stop.wait(self._interval)
 
 
 class ProcessorPerThread:

@@ -30,9 +30,10 @@ from typing import Any
 import httpx
 
 from devstack.aws import LocalAws, LocalResources, handler_environment
+from devstack.calcom_api_stub import CalcomApiStub
 from devstack.chaos import ChaosPoller, ChaosSettings, install_kill_switch
 from devstack.fhir_server import LocalFhirServer
-from devstack.lambda_runtime import LocalApi, QueuePoller, StreamPoller, one_processor_per_thread
+from devstack.lambda_runtime import LocalApi, QueuePoller, SchedulePoller, StreamPoller, one_processor_per_thread
 from devstack.mllp_listener import MllpListener, Received
 from devstack.state import LocalState
 
@@ -145,6 +146,12 @@ class LocalStack:
     mllp: MllpListener | None = None
     #: A misbehaving event source instead of the well-behaved pollers (devstack/chaos.py).
     chaos: ChaosSettings | None = None
+    #: Seconds between runs of the availability function (busy feeds); None: only on demand
+    #: (`calehr availability sync --local`).
+    availability_interval: float | None = None
+    availability_poller: SchedulePoller | None = None
+    #: Recorded Cal.com API v2 answers (bookings, hosts) for `calehr reconcile|providers check --local`.
+    calcom_api: CalcomApiStub | None = None
 
     def start(self) -> LocalStack:
         """Start everything, or stop what was started and raise (nothing is left running)."""
@@ -186,9 +193,12 @@ class LocalStack:
             self.mllp = MllpListener(on_message=self.on_siu).start()
             os.environ.update({"EHR_PROFILE": "hl7v2", "EHR_BASE_URL": self.mllp.url, "EHR_MLLP_PLAINTEXT": "true"})
         self.seed_practitioners()
+        self.calcom_api = CalcomApiStub(fixtures=["bookings_history.json"])
+        self.calcom_api.start()
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
         archive = importlib.import_module("functions.archive.handler")
+        feed = importlib.import_module("functions.feed.handler")
         self.api = LocalApi(
             ingest.handler,
             port=self.api_port,
@@ -200,8 +210,15 @@ class LocalStack:
                 "health": self.health,
             },
             capture=CaptureFolder(self.capture_dir) if self.capture_dir is not None else None,
+            feed=feed.handler,
         )
         self.api.start()
+        if self.availability_interval is not None and self.ehr == "fhir":
+            availability = importlib.import_module("functions.availability.handler")
+            self.availability_poller = SchedulePoller(
+                availability.handler, self.availability_interval, name="availability"
+            )
+            self.availability_poller.start()
         sqs = self.resources.client("sqs")
         one_processor_per_thread(sync)  # several pollers in one process are several Lambda containers
         if self.chaos is not None:
@@ -297,6 +314,9 @@ class LocalStack:
         return max(0.0, time.time() - min(sent) / 1000) if sent else 0.0
 
     def stop(self, *, save: bool = True) -> None:
+        if self.availability_poller:
+            self.availability_poller.stop()
+            self.availability_poller = None
         for poller in self.pollers:
             poller.stop()
         if self.archive_poller:
@@ -318,6 +338,9 @@ class LocalStack:
         if self.mllp:
             self.mllp.stop()
             self.mllp = None
+        if self.calcom_api:
+            self.calcom_api.stop()
+            self.calcom_api = None
 
     def describe(self) -> dict[str, Any]:
         assert self.api and self.resources
@@ -332,6 +355,17 @@ class LocalStack:
             "state_table": self.resources.state_table,
             "audit_table": self.resources.audit_table,
             "audit_archive_bucket": self.resources.audit_archive_bucket,
+            "availability_table": self.resources.availability_table,
+            "feed_base_url": self.api.feed_base_url,
+            **(
+                {
+                    "calcom_api_base_url": self.calcom_api.base_url,
+                    "calcom_api_key": self.calcom_api.api_key,
+                    "calcom_org_id": str(self.calcom_api.hosts.get("organization", {}).get("id", "")),
+                }
+                if self.calcom_api
+                else {}
+            ),
             "control_url": self.api.control_url,
             "pseudonym_secret_name": self.resources.pseudonym_secret_id,
             "clinic_config_source": f"file:{self.clinic_config.resolve()}",

@@ -103,6 +103,12 @@ ACCESS_LOG_ENCRYPTION = (
     "S3 delivers server access logs only to buckets encrypted with SSE-S3 (AES-256), not SSE-KMS. The "
     "bucket holds request logs of the archive bucket (no audit records), blocks public access and is TLS-only."
 )
+FEED_AUTHORIZATION = (
+    "Cal.com's ICS Feed calendar app fetches a feed URL with a plain GET and no credentials, so the URL "
+    "itself is the credential: a 256-bit random token per feed, rotatable (calehr availability rotate), "
+    "redacted from WAF logs and never in access logs. The feed holds busy times only (no patient data); "
+    "the route sits behind the same WAF rate limit and stage throttling as the webhook."
+)
 WAF_OFF = (
     "WAF was turned off for this deployment with -c waf=false. The endpoint still requires the "
     "signature header, validates the envelope, throttles per stage, and the function verifies HMAC."
@@ -150,6 +156,9 @@ def acknowledge_findings(stack: BridgeStack) -> None:
     api = stack.api
     _ack(api.webhook_method, f"{AWS}APIG4", WEBHOOK_AUTHORIZATION)
     _ack(api.webhook_method, f"{AWS}COG4", WEBHOOK_AUTHORIZATION)
+    feed_method = stack.availability.feed_method
+    _ack(feed_method, f"{AWS}APIG4", FEED_AUTHORIZATION)
+    _ack(feed_method, f"{AWS}COG4", FEED_AUTHORIZATION)
     _ack(api.api.deployment_stage, f"{HIPAA}APIGWCacheEnabledAndEncrypted", API_CACHE)
     _ack(api.api.deployment_stage, f"{HIPAA}APIGWSSLEnabled", API_CLIENT_CERTIFICATE)
     if api.web_acl is None:

@@ -156,6 +156,9 @@ class DeploymentConfig:
     #: IAM roles of the people who run the operator CLI against AWS (review, DLQ, audit): the data
     #: key's policy lets them use the key through DynamoDB, SQS and Secrets Manager.
     operator_role_arns: tuple[str, ...] = ()
+    #: The clinic's Cal.com organization (`-c calcomOrgId=88`): reconcile lists every host's bookings
+    #: and the roster check every member (an org admin API key).
+    calcom_org_id: int | None = None
 
     @property
     def ehr_endpoints(self) -> tuple[EhrEndpoint, ...]:
@@ -395,7 +398,17 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
             high=MAX_REVIEW_BODY_RETENTION_DAYS,
         ),
         operator_role_arns=_operator_roles(context.get("operatorRoleArns")),
+        calcom_org_id=_org_id(context.get("calcomOrgId")),
     )
+
+
+def _org_id(raw: Any) -> int | None:
+    if raw is None or raw == "":
+        return None
+    text = str(raw).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"context 'calcomOrgId' must be a Cal.com organization id (a positive number), got {raw!r}")
+    return int(text)
 
 
 def _mllp_peer(raw: Any, endpoints: list[EhrEndpoint], *, vpc: bool, plaintext: bool) -> str | None:
@@ -441,6 +454,7 @@ CONTEXT_KEYS = (
     "auditArchiveRetentionDays",
     "reviewBodyRetentionDays",
     "operatorRoleArns",
+    "calcomOrgId",
 )
 
 

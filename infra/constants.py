@@ -70,6 +70,8 @@ SYNC_METRICS: Final = (
     "DriftChecked",
     "DriftFound",
     "DriftRepaired",
+    # a booking overlapped an appointment made first in the EHR (parked, or written and flagged)
+    "EhrConflict",
 )
 #: Every outcome of one sync message counts exactly one of these (functions/sync/handler.py `_handle`):
 #: the denominator of the EHR error-rate alarms.
@@ -99,6 +101,19 @@ RECONCILE_METRICS: Final = (
     "ReconcileCursorConflict",
     "ReconcileFailed",
 )
+#: functions/availability/handler.py + shared/availability/run.py (per run) and functions/feed/handler.py.
+AVAILABILITY_SERVICE: Final = "availability"
+FEED_SERVICE: Final = "feed"
+AVAILABILITY_METRICS: Final = (
+    "AvailabilityFeedsSynced",
+    "AvailabilityBusyIntervals",
+    "AvailabilityFailed",
+    "RosterDrift",
+    "RosterCheckFailed",
+)
+FEED_METRICS: Final = ("FeedServed", "FeedNotFound", "FeedUnavailable")
+#: Availability metrics that page on-call whenever they are above zero.
+AVAILABILITY_ALARM_METRICS: Final = ("AvailabilityFailed", "RosterDrift", "RosterCheckFailed")
 #: Reconcile metrics that page on-call whenever they are above zero.
 RECONCILE_ALARM_METRICS: Final = ("ReconcileFailed", "ReconcileApiError", "ReconcileDiverged")
 
@@ -142,6 +157,19 @@ CONSOLE_MEMORY_MB: Final = 512
 CONSOLE_TIMEOUT_SECONDS: Final = 30
 CONSOLE_RESERVED_CONCURRENCY: Final = 2
 CONSOLE_SCAN_LIMIT: Final = 20_000
+# --- Availability (EHR-first appointments -> busy feeds; docs/availability.md) ----------------------
+AVAILABILITY_RATE: Final = "rate(5 minutes)"
+AVAILABILITY_MEMORY_MB: Final = 512
+AVAILABILITY_TIMEOUT_SECONDS: Final = 4 * 60
+# One run at a time: two would only write the same feeds twice.
+AVAILABILITY_RESERVED_CONCURRENCY: Final = 1
+AVAILABILITY_HORIZON_DAYS: Final = 90
+AVAILABILITY_FULL_SWEEP_MINUTES: Final = 60
+FEED_PATH: Final = "feeds"
+FEED_MEMORY_MB: Final = 256
+FEED_TIMEOUT_SECONDS: Final = 10
+# Cal.com refetches feeds on availability checks; this caps the table's read rate, not Cal.com.
+FEED_RESERVED_CONCURRENCY: Final = 10
 
 # --- Audit archive (WORM copy of the audit table; docs/deploy.md, "Audit archive") ------------------
 ARCHIVE_MEMORY_MB: Final = 256

@@ -44,6 +44,13 @@ if TYPE_CHECKING:
 #: Value of the `source` message attribute on every message the reconciler sends.
 RECONCILE_SOURCE = "reconcile"
 CURSOR_PK = "cursor#reconcile"
+
+
+def host_cursor_pk(user_id: int) -> str:
+    """The cursor of one organization host (`CALCOM_ORG_ID` mode): every host is paged on its own."""
+    return f"{CURSOR_PK}#user#{user_id}"
+
+
 #: Cal.com starts a host "request reschedule" reason with this (and sends its cancel without status).
 REQUEST_RESCHEDULE_PREFIX = "Please reschedule."
 
@@ -108,6 +115,13 @@ class ReconcileReport:
     drift_checks: int = 0
     complete: bool = True
     cursor: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: ReconcileReport) -> None:
+        """Fold one host's run into the organization's report (counts add up; complete only if all were)."""
+        for name in ("checked", "enqueued", "stale_bookings", "skipped_own", "in_sync", "diverged", "unsupported"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.invalid += other.invalid
+        self.complete = self.complete and other.complete
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -406,6 +420,18 @@ def outgoing_message(document: dict[str, Any]) -> OutgoingMessage:
 
 
 # -- the run ------------------------------------------------------------------------------------
+def emit_report(report: ReconcileReport, metric: Callable[[str, int], None]) -> None:
+    """The metrics of one run (or of an organization's runs, added up)."""
+    metric("ReconcileChecked", report.checked)
+    metric("ReconcileEnqueued", report.enqueued)
+    metric("ReconcileSkippedOwn", report.skipped_own)
+    metric("ReconcileDriftChecks", report.drift_checks)
+    if report.diverged:
+        metric("ReconcileDiverged", report.diverged)
+    if report.invalid:
+        metric("ReconcileInvalidBooking", report.invalid)
+
+
 class Reconciler:
     """One scheduled run: page each change field after the cursor, assess, enqueue, advance."""
 
@@ -506,14 +532,7 @@ class Reconciler:
         return report
 
     def _emit(self, report: ReconcileReport) -> None:
-        self._metric("ReconcileChecked", report.checked)
-        self._metric("ReconcileEnqueued", report.enqueued)
-        self._metric("ReconcileSkippedOwn", report.skipped_own)
-        self._metric("ReconcileDriftChecks", report.drift_checks)
-        if report.diverged:
-            self._metric("ReconcileDiverged", report.diverged)
-        if report.invalid:
-            self._metric("ReconcileInvalidBooking", report.invalid)
+        emit_report(report, self._metric)
 
     def _advance(
         self, cursor: Cursor, name: ChangeField, high_water: datetime | None, report: ReconcileReport

@@ -37,10 +37,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from shared.appointments import AppointmentWriter, Drift
+from shared.availability.slot_guard import SlotGuard, needs_check
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, EventTypeMapping, PractitionerMapping
+from shared.domain.availability import ConflictFlag, Slot
 from shared.domain.decide import (
     AppointmentView,
     NoShowMark,
@@ -168,6 +170,7 @@ class SyncService:
         self._key = pseudonym_key
         self._practitioners: dict[tuple[str, str], str] = {}
         self._writer = AppointmentWriter(ehrs=self._ehrs, systems=systems, fences=store)
+        self._slot_guard = SlotGuard(systems)
 
     # -- entry point -------------------------------------------------------------------------
     def process(self, body: str, delivery: Delivery | None = None) -> SyncResult:
@@ -404,11 +407,15 @@ class SyncService:
                 new_state = self._absorb_forms(state, new_state)
         view = appointment_view(new_state)
         wrote = False
+        flag: ConflictFlag | None = None
         if view is not None:
             # Every outcome, `duplicate` included, is checked against the EHR copy: an earlier attempt may
             # have written an older projection and lost its commit (docs/sync-semantics.md, "Write protocol").
             event_type = self._event_type(view)
             route = self._route(new_state, event_type)
+            # The double-booking check (docs/availability.md), before any EHR write (patients included):
+            # parks the message (ReviewRequired) or flags the write.
+            flag = self._slot_check(state, view, event, outcome, event_type=event_type, route=route)
             if event.kind == "booking" and outcome != "duplicate" and route not in self._siu:
                 # (HL7 v2 routes: the interface engine matches patients)
                 new_state = self._with_patients(new_state, event, route, {} if matches is None else matches)
@@ -420,6 +427,8 @@ class SyncService:
             note = "ehr_corrected" if wrote else ""
         else:
             outcome = "applied" if wrote else "stale"
+        if flag is not None:
+            note = flag.reason
         record = self._audit_record(
             event, new_state.lineage, body_sha256, source, outcome, state=new_state, reason=note
         )
@@ -526,6 +535,33 @@ class SyncService:
                 update={"patient_ref": match.reference, "patient_origin": match.origin}
             )
         return state.model_copy(update={"participants": participants})
+
+    def _slot_check(
+        self,
+        before: LineageState,
+        view: AppointmentView,
+        event: BookingEvent,
+        outcome: Outcome,
+        *,
+        event_type: EventTypeMapping,
+        route: str,
+    ) -> ConflictFlag | None:
+        """Whether the slot is taken in the EHR by an appointment the bridge did not write; checked only
+        when a booking event puts an active booking into a slot the EHR copy does not hold yet."""
+        if event.kind != "booking" or outcome == "duplicate" or route in self._siu:
+            return None
+        if not needs_check(appointment_view(before), view, written=before.appointment_id is not None):
+            return None
+        details = view.details
+        host = self._config.practitioner(details.host_user_id, details.host_email)
+        if host is None:
+            return None  # parked as unmapped_host when the Appointment is rendered
+        booked_at = self._config.location(details.location_key, self._key)
+        room = (booked_at.reference if booked_at else None) or (
+            event_type.location_reference if not event_type.telehealth and booked_at is None else None
+        )
+        slot = Slot(details.start, details.end, self._practitioner_ref(host, route), room)
+        return self._slot_guard.check(self._ehrs[route], slot, event_type.on_conflict)
 
     def _practitioner_ref(self, mapping: PractitionerMapping, route: str) -> str:
         if mapping.reference:

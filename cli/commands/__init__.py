@@ -14,4 +14,5 @@ COMMAND_MODULES = (
     "cli.commands.hl7",
     "cli.commands.operations",
     "cli.commands.console",
+    "cli.commands.availability",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from cli.output import JsonOpt, Output
 from cli.target import STACK_FILE, LocalOpt, StackFileOpt, local_target
 
 _STACK = "Local stack"
+DEV_AVAILABILITY_SECONDS = 30.0
 ConfigOpt = Annotated[
     Path,
     typer.Option("--config", help="The clinic mapping to run (default: the demo clinic).", rich_help_panel=_STACK),
@@ -185,6 +187,8 @@ def dev(
         chaos_seed=chaos_seed,
         chaos_kill=chaos_kill,
     )
+    # Busy feeds are rebuilt from the EHR every half minute while the demo runs (a deployment: 5 min).
+    options = dataclasses.replace(options, availability_interval=DEV_AVAILABILITY_SECONDS)
     return local.dev(options, demo=not no_demo, log_file=log_file, stack_file=stack_file, as_json=as_json)
 
 

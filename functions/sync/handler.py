@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config.clinic import ClinicConfig
 from shared.config.source import ClinicConfigSource
+from shared.domain.availability import EHR_CONFLICT
 from shared.domain.projection import IdentifierSystems
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
 from shared.ehr.hl7v2.endpoint import siu_writer
@@ -299,6 +300,8 @@ def _park(record: SQSRecord, reason: str, detail: str, parked: ParkedEvent | Non
         )
     )
     count("ReviewParked")
+    if reason == EHR_CONFLICT:
+        count("EhrConflict")  # the slot is taken in the EHR (docs/availability.md)
     logger.warning("parked for review", extra={"reason": reason, "review_id": review_id})
 
 
@@ -337,6 +340,8 @@ def _handle(record: SQSRecord) -> None:
         count(metric)
     if result.note == "ehr_corrected":
         count("DriftRepaired")  # an earlier attempt had left an older projection in the EHR
+    if result.note.startswith(EHR_CONFLICT):
+        count("EhrConflict")  # written although the slot is taken in the EHR (on_conflict: write_and_flag)
     if result.note == "no_booking":
         count("FormWithoutBooking")  # a routing form Cal.com saw no booking follow: a lead to call back
     logger.info(

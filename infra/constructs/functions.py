@@ -177,6 +177,8 @@ class Functions(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
+        #: Functions other capabilities build with the same conventions (`add_function`).
+        self.extra: list[lambda_.Function] = []
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.roles: dict[str, iam.Role] = {}
         self.policies: dict[str, iam.ManagedPolicy] = {}
@@ -217,7 +219,27 @@ class Functions(Construct):
 
     @property
     def all(self) -> tuple[lambda_.Function, ...]:
-        return (self.ingest, self.sync, self.reconcile, self.archive)
+        return (self.ingest, self.sync, self.reconcile, self.archive, *self.extra)
+
+    def add_function(self, spec: FunctionSpec, scope: Construct) -> lambda_.Function:
+        """A function of another capability's construct (`scope`), built like these: the shared layer, its
+        own log group, role and customer-managed policy, the data key named in the key policy."""
+        built = self.build_function(spec, scope=scope)
+        self.log_groups[spec.name] = built.log_group
+        self.roles[spec.name] = built.role
+        self.policies[spec.name] = built.policy
+        self.extra.append(built.function)
+        return built.function
+
+    def clinic_config_source(self, secrets: Secrets) -> str:
+        """CLINIC_CONFIG_SOURCE, the same for every function that reads the mapping."""
+        return self._clinic_config_source(secrets)
+
+    def clinic_config_statement(self, secrets: Secrets) -> iam.PolicyStatement:
+        return self._clinic_config_statement(secrets)
+
+    def healthlake_arn(self, store: HealthLakeDatastore) -> str:
+        return self._healthlake_arn(store)
 
     # --- specs ---------------------------------------------------------------------------------
 
@@ -393,6 +415,7 @@ class Functions(Construct):
                 "RECONCILE_LOOKBACK_HOURS": str(RECONCILE_LOOKBACK_HOURS),
                 "RECONCILE_MAX_RPS": str(RECONCILE_MAX_RPS),
                 "REVIEW_TABLE": tables.review.table_name,
+                **({"CALCOM_ORG_ID": str(self._config.calcom_org_id)} if self._config.calcom_org_id else {}),
             },
             statements=[
                 iam.PolicyStatement(
@@ -408,7 +431,10 @@ class Functions(Construct):
                     actions=list(RECONCILE_CURSOR_WRITE_ACTIONS),
                     resources=[tables.state.table_arn],
                     conditions={
-                        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [RECONCILE_CURSOR_PK]},
+                        # its cursor, and with CALCOM_ORG_ID one per host (`cursor#reconcile#user#<id>`)
+                        "ForAllValues:StringLike": {
+                            "dynamodb:LeadingKeys": [RECONCILE_CURSOR_PK, f"{RECONCILE_CURSOR_PK}#user#*"]
+                        },
                         # ForAllValues alone would also match a request without the key.
                         "Null": {"dynamodb:LeadingKeys": "false"},
                     },

@@ -70,6 +70,11 @@ class EventTypeMapping(_Config):
     ehr: str = Field(default="default", pattern=_ROUTE)
     #: HL7 v2 only: the interface's visit type code for AIS-3 (default: `service_type`, else the slug).
     hl7_service: Hl7Code | None = None
+    #: A booking whose slot overlaps an appointment made in the EHR (same practitioner, or same room in
+    #: person) that the bridge did not write: `review` parks it (`ehr_conflict`), `write_and_flag` writes
+    #: it and flags it (audit, `EhrConflict` metric), `ignore` does not search (EHRs that refuse
+    #: Appointment searches). HL7 v2 routes cannot search and are never checked.
+    on_conflict: Literal["review", "write_and_flag", "ignore"] = "review"
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> EventTypeMapping:

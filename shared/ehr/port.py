@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 Resource = dict[str, Any]
+#: Search parameters: a mapping, or (name, value) pairs when a name repeats (`date=ge…&date=lt…`).
+SearchParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,7 @@ class Identifier:
 class EhrClient(Protocol):
     """One adapter per EHR protocol. Raises `RetryableEhrError` / `PermanentEhrError` only."""
 
-    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]: ...
+    def search(self, resource_type: str, params: SearchParams) -> list[StoredResource]: ...
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None: ...
 

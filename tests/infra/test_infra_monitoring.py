@@ -47,6 +47,11 @@ ALARMS = {
     "ArchiveErrors",
     "AuditArchiveLag",
     "WafBlockedSpike",
+    "EhrConflict",
+    "AvailabilityErrors",
+    "AvailabilityFailed",
+    "RosterDrift",
+    "RosterCheckFailed",
 }
 #: Where each service's metrics are emitted (the test below reads these files).
 EMITTERS = {
@@ -54,6 +59,7 @@ EMITTERS = {
     c.SYNC_SERVICE: ("functions/sync/handler.py", "shared/ehr/breaker.py", "shared/config/source.py"),
     c.RECONCILE_SERVICE: ("functions/reconcile/handler.py", "shared/reconcile.py"),
     c.ARCHIVE_SERVICE: ("functions/archive/handler.py", "shared/audit_archive.py"),
+    c.AVAILABILITY_SERVICE: ("functions/availability/handler.py", "shared/availability/run.py"),
 }
 
 
@@ -215,7 +221,13 @@ def test_given_two_stages_then_their_metrics_and_alarms_never_share_a_namespace(
         for function in synth.stack.functions.all:
             env = synth.resources("AWS::Lambda::Function")[synth.logical_id(function)]["Properties"]["Environment"]
             assert env["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == namespace
-        assert set(_app_metrics(synth)) == {c.INGEST_SERVICE, c.SYNC_SERVICE, c.RECONCILE_SERVICE, c.ARCHIVE_SERVICE}
+        assert set(_app_metrics(synth)) == {
+            c.INGEST_SERVICE,
+            c.SYNC_SERVICE,
+            c.RECONCILE_SERVICE,
+            c.ARCHIVE_SERVICE,
+            c.AVAILABILITY_SERVICE,
+        }
 
 
 def test_given_each_service_then_the_emf_it_writes_is_what_its_alarms_read(staging: Synth) -> None:
@@ -374,7 +386,15 @@ def test_given_the_clinic_config_metrics_then_the_config_source_emits_exactly_th
 def test_given_the_dashboard_then_it_shows_every_app_metric(staging: Synth) -> None:
     (dashboard,) = staging.resources("AWS::CloudWatch::Dashboard").values()
     body = str(dashboard["Properties"]["DashboardBody"])
-    names = (*c.INGEST_METRICS, *c.SYNC_METRICS, *c.RECONCILE_METRICS, *c.REVIEW_BACKLOG_METRICS, *c.ARCHIVE_METRICS)
+    names = (
+        *c.INGEST_METRICS,
+        *c.SYNC_METRICS,
+        *c.RECONCILE_METRICS,
+        *c.REVIEW_BACKLOG_METRICS,
+        *c.ARCHIVE_METRICS,
+        *c.AVAILABILITY_METRICS,
+        *c.FEED_METRICS,
+    )
     for name in names:
         assert f'\\"{name}\\"' in body or f'"{name}"' in body, name
     assert "CalEhrBridge/staging" in body

@@ -18,6 +18,7 @@ RUNBOOK_COMMANDS = {
     "dev", "serve", "send", "appointments", "doctor", "jwks", "audit", "reconcile",
     "config validate", "config schema", "review list", "review show", "review retry", "review discard",
     "dlq redrive", "sync pause", "sync resume", "sync status", "hl7 render", "verify", "console",
+    "availability sync", "availability feed-url", "availability rotate", "providers check",
 }  # fmt: skip
 
 
