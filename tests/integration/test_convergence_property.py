@@ -26,13 +26,13 @@ import copy
 import os
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
@@ -136,39 +136,13 @@ def _reset(fhir_server: Any, clean_bridge: Any) -> None:
     sync._service.cache_clear()
 
 
-class ProcessorPerWorker:
-    """The sync handler's module-level batch processor, one instance per thread.
-
-    Lambda runs one invocation at a time per container, so the handler keeps an invocation's batch and
-    failures in a module-level `SqsFifoPartialProcessor`. Threads of one test process would share it:
-    one worker's `_prepare` clears another's failures (a message handed back for a retry is then deleted
-    as if it succeeded) or reports another's. Each thread gets its own, as each container has.
-    """
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._factory = factory
-        self._local = threading.local()
-
-    def _own(self) -> Any:
-        processor = getattr(self._local, "processor", None)
-        if processor is None:
-            processor = self._local.processor = self._factory()
-        return processor
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._own()(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._own(), name)
-
-
 def processor_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
-
+    """One batch processor per worker thread, as each Lambda container has its own (see `ProcessorPerThread`)."""
+    from devstack.lambda_runtime import ProcessorPerThread
     from functions.sync import handler as sync
 
     monkeypatch.setattr(
-        sync, "processor", ProcessorPerWorker(lambda: SqsFifoPartialProcessor(skip_group_on_error=True))
+        sync, "processor", ProcessorPerThread(lambda: SqsFifoPartialProcessor(skip_group_on_error=True))
     )
 
 
