@@ -10,8 +10,8 @@ the spec says (written out in absolute terms in the catalogue).
 
 Every schedule without faults runs in CI for every case; with a crash or a stall the schedules of a case
 number hundreds (about 0.25 s each), so CI runs a seeded random sample of them
-(`WRITE_PROTOCOL_FAULT_SAMPLES`, default 25 per case), and of the three-worker case a sample without
-faults too (`WRITE_PROTOCOL_TRIPLE_SAMPLES`, 40); `WRITE_PROTOCOL_FAULTS=all` runs every schedule
+(`WRITE_PROTOCOL_FAULT_SAMPLES`, default 12 per case), and of the three-worker case a sample without
+faults too (`WRITE_PROTOCOL_TRIPLE_SAMPLES`, 24); `WRITE_PROTOCOL_FAULTS=all` runs every schedule
 (figures in docs/sync-semantics.md, "How it is tested").
 """
 
@@ -29,9 +29,9 @@ from tests.integration.write_protocol_cases import Case, Harness, catalogue, run
 pytestmark = pytest.mark.integration
 
 EVERY_FAULT = os.environ.get("WRITE_PROTOCOL_FAULTS") == "all"
-FAULT_SAMPLES = int(os.environ.get("WRITE_PROTOCOL_FAULT_SAMPLES", "25"))
+FAULT_SAMPLES = int(os.environ.get("WRITE_PROTOCOL_FAULT_SAMPLES", "12"))
 #: Three racing workers have thousands of schedules even without faults: CI samples them too.
-TRIPLE_SAMPLES = int(os.environ.get("WRITE_PROTOCOL_TRIPLE_SAMPLES", "40"))
+TRIPLE_SAMPLES = int(os.environ.get("WRITE_PROTOCOL_TRIPLE_SAMPLES", "24"))
 
 
 @pytest.fixture(scope="module")

@@ -254,7 +254,7 @@ class Harness:
 
         config = load_config(f"file:{DEMO_CONFIG}")
         ddb = self.resources.client("dynamodb")
-        ehr = FhirR4Client(self.fhir_base_url, timeout_seconds=10)
+        ehr = FhirR4Client(self.fhir_base_url, timeout_seconds=60)  # a slow machine must not change the path
         state_table, audit_table = self.resources.state_table, self.resources.audit_table
 
         def make_service(clock: LeaseClock) -> Any:
