@@ -54,10 +54,10 @@ from shared.domain.decide import (
     no_show_marks,
     person_key,
 )
+from shared.domain.identifiers import IdentifierSystems
 from shared.domain.intake import form_fact, union_forms
 from shared.domain.projection import (
     FreeText,
-    IdentifierSystems,
     projection_hash,
     render_appointment,
 )

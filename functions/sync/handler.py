@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.config.clinic import ClinicConfig
 from shared.config.source import ClinicConfigSource
 from shared.domain.availability import EHR_CONFLICT
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
 from shared.ehr.hl7v2.endpoint import siu_writer
 from shared.ehr.hl7v2.writer import SiuWriter

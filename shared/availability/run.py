@@ -17,7 +17,7 @@ from shared.availability.roster import RosterReport, calcom_hosts, compare, prac
 from shared.availability.service import AvailabilityOptions, AvailabilityReport, AvailabilitySync, FeedSubject
 from shared.calcom.api import CalcomApiClient
 from shared.config.clinic import ClinicConfig
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.profiles import FHIR_PROFILES, profile_auth
 from shared.settings import DEFAULT_ROUTE, AvailabilitySettings

@@ -32,7 +32,7 @@ from shared.domain.availability import (
     merge_changes,
     replace_window,
 )
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.port import SearchParams, StoredResource
 from shared.errors import EhrError
 from shared.stores.availability import AvailabilityStoreUnavailableError, FeedStore

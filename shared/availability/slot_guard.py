@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.domain.availability import ConflictFlag, ConflictPolicy, Slot, conflict_decision, conflicts
 from shared.domain.decide import AppointmentView
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.port import EhrClient
 
 #: An EHR-first appointment that started this long before the slot can still overlap it.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-Resource = dict[str, Any]
+from shared.domain.identifiers import Identifier, Resource
+
+__all__ = ["EhrClient", "Identifier", "Resource", "SearchParams", "StoredResource"]
+
 #: Search parameters: a mapping, or (name, value) pairs when a name repeats (`date=ge…&date=lt…`).
 SearchParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -17,16 +20,6 @@ class StoredResource:
     version: str | None
     resource: Resource
     created: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Identifier:
-    system: str
-    value: str
-
-    @property
-    def token(self) -> str:
-        return f"{self.system}|{self.value}"
 
 
 class EhrClient(Protocol):

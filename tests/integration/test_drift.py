@@ -77,7 +77,8 @@ def verify(
 def test_given_a_stale_bridge_write_and_a_staff_edit_then_verify_reports_both_and_repairs_only_the_bridges(
     pipeline: Any, fhir_server: Any, clean_bridge: Any, verify: Callable[..., tuple[int, dict[str, Any]]]
 ) -> None:
-    from shared.domain.projection import IdentifierSystems, marker_of, with_marker, without_marker
+    from shared.domain.identifiers import IdentifierSystems
+    from shared.domain.projection import marker_of, with_marker, without_marker
     from shared.stores.audit import AuditTrail
 
     pipeline.send(_booking(A), _booking(B))

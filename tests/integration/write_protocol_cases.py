@@ -246,7 +246,7 @@ class Harness:
     def __post_init__(self) -> None:
         from devstack.stack import DEMO_CONFIG
         from shared.config.clinic import load_config
-        from shared.domain.projection import IdentifierSystems
+        from shared.domain.identifiers import IdentifierSystems
         from shared.ehr.fhir import FhirR4Client
         from shared.stores.audit import AuditTrail
         from shared.stores.state import LineageStateStore

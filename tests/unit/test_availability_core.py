@@ -27,7 +27,7 @@ from shared.domain.availability import (
     replace_window,
     written_by_bridge,
 )
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir import search_query
 from shared.ehr.port import StoredResource
 from shared.errors import ReviewRequired

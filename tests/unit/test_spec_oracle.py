@@ -28,8 +28,9 @@ from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import PractitionerMapping
 from shared.domain.decide import appointment_view, decide
+from shared.domain.identifiers import IdentifierSystems
 from shared.domain.people import person_key
-from shared.domain.projection import IdentifierSystems, render_appointment
+from shared.domain.projection import render_appointment
 from shared.domain.state import LineageState
 from tests.spec.histories import (
     GUEST,
