@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +37,7 @@ _BODY_EXPIRED_HELP = (
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")  # as the sync worker stamps its records
 
 
 def _operator() -> str:
@@ -266,6 +267,15 @@ def _lineage_of_booking(target: Target, booking_uid: str) -> str | None:
     return first if AuditTrail(target.audit_table, ddb).timeline(first) else None
 
 
+def _acted_at(row: Mapping[str, str]) -> datetime:
+    """When a record was written, as an instant: records stamped to the second and to the millisecond
+    must not sort by their text."""
+    try:
+        return datetime.fromisoformat(row.get("applied_at", ""))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def audit_timeline(target: Target, out: Output, booking_uid: str) -> int:
     lineage = _lineage_of_booking(target, booking_uid)
     if lineage is None:
@@ -276,7 +286,7 @@ def audit_timeline(target: Target, out: Output, booking_uid: str) -> int:
         row["ehr"] = (
             f"{row.get('ehr_resource', '')} v{row.get('ehr_version', '')[:8]}" if row.get("ehr_resource") else ""
         )
-    rows.sort(key=lambda r: r.get("applied_at", ""))  # in the order the bridge (or an operator) acted
+    rows.sort(key=_acted_at)  # in the order the bridge (or an operator) acted
     columns = ["applied_at", "calcom_created_at", "trigger", "booking_uid", "outcome", "actor", "ehr", "reason"]
     columns.append("config_revision")
     if any(row.get("routing_form") for row in rows):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from shared.calcom.lineage import lineage_hash
 from shared.errors import ReviewRequired
 from shared.stores.queue import OutgoingMessage
 
@@ -26,7 +27,7 @@ def verify_message(lineage: str, *, window: str) -> OutgoingMessage:
     body = json.dumps({VERIFY_KEY: {"lineage": lineage}}, separators=(",", ":"))
     return OutgoingMessage(
         body=body,
-        group_id=hashlib.sha256(lineage.encode("utf-8")).hexdigest(),
+        group_id=lineage_hash(lineage),
         deduplication_id=hashlib.sha256(f"verify:{lineage}:{window}".encode()).hexdigest(),
         attributes={"trigger": "VERIFY", "source": VERIFY_SOURCE},
     )

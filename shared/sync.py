@@ -38,7 +38,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from shared.appointments import AppointmentWriter, Drift
 from shared.availability.slot_guard import SlotGuard, needs_check
-from shared.calcom.lineage import lineage_key
+from shared.calcom.lineage import lineage_hash, lineage_key
 from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, EventTypeMapping, PractitionerMapping
@@ -136,10 +136,6 @@ def parked_event(event: BookingEvent, lineage: str) -> ParkedEvent:
         event_type=str(event.event_type_id or event.event_type_slug or ""),
         start=event.start.isoformat().replace("+00:00", "Z") if event.start else "",
     )
-
-
-def lineage_hash(lineage: str) -> str:
-    return hashlib.sha256(lineage.encode("utf-8")).hexdigest()
 
 
 class SyncService:

@@ -130,7 +130,7 @@ class ConsoleApp:
             return self._page(
                 409, "Nothing to reveal", detail.appointment_note or "The Appointment has no participants."
             )
-        at = self._clock().isoformat(timespec="seconds")
+        at = self._clock().isoformat(timespec="milliseconds")
         references = [p.reference for p in detail.appointment.participants if p.reference]
         try:
             # First the record, then the names: a reveal that cannot be audited does not happen.

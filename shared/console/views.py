@@ -6,11 +6,11 @@ trail returns them; nothing here depends on their keys or on which fields a reco
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.calcom.lineage import lineage_hash
 from shared.console.model import (
     AppointmentSummary,
     Backlog,
@@ -60,7 +60,7 @@ BOOKING_PREFIXES = (LINEAGE_PREFIX, "unresolved#")
 
 def lineage_ref(lineage: str) -> str:
     """The lineage's SHA-256: the queue's FIFO group id, and the `lineage_hash` of its review items."""
-    return hashlib.sha256(lineage.encode("utf-8")).hexdigest()
+    return lineage_hash(lineage)
 
 
 def operator_partition(lineage: str) -> str:

@@ -237,7 +237,7 @@ def test_given_canary_phi_then_no_served_page_shows_it_until_an_audited_reveal(
     assert set(_leaks(revealed)) == {"name", "family"}  # the name only: no e-mail, phone, birth date, notes
 
     reveal = [r for r in _records(stack) if r.get("outcome") == "participants_revealed"]
-    assert len(reveal) == 1 and reveal[0]["pk"] == f"operator#lineage#{CANARY_UID}@Cal.com"
+    assert len(reveal) == 1 and reveal[0]["pk"] == f"lineage#{CANARY_UID}@Cal.com"  # the booking's timeline
     assert reveal[0]["reason"].startswith("purpose:patient_contact") and _leaks(json.dumps(reveal)) == []
 
     browser.open(f"{console}/booking?uid={CANARY_UID}")  # opened again: hidden again

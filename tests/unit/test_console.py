@@ -94,7 +94,8 @@ class FakeAudit:
     def record_operator_action(self, **fields: str) -> None:
         self.records.append(
             {
-                "pk": f"operator#{fields['subject']}",
+                # as AuditTrail: with the booking's lineage, in its own timeline
+                "pk": f"lineage#{fields['lineage']}" if fields.get("lineage") else f"operator#{fields['subject']}",
                 "sk": fields["at"],
                 "outcome": fields["action"],
                 "actor_role": "operator",
@@ -447,7 +448,7 @@ def test_given_a_reveal_then_it_is_audited_before_any_name_is_read() -> None:
         and b"recorded in the audit trail" in revealed.body
     )
     [record] = [r for r in audit.records if r.get("outcome") == REVEAL_ACTION]
-    assert record["pk"] == f"operator#lineage#{LINEAGE}" and record["actor_ref"] == "alice"
+    assert record["pk"] == f"lineage#{LINEAGE}" and record["actor_ref"] == "alice"
     assert record["reason"] == "purpose:patient_contact; 2 participant reference(s)"
     assert ehr.read_names == [["Patient/p1", "Practitioner/d1"]]
     assert "Zelda" not in app.handle("GET", "/booking", {"uid": [NEW]}).body.decode()  # hidden again
