@@ -3,6 +3,7 @@
 #   make dev    run the bridge locally end to end (moto, Medplum FHIR engine, local API, sync worker);
 #               options go through ARGS, e.g. make dev ARGS="--ehr hl7v2"
 #   make test   lint + type-check + every test suite (unit, integration, e2e, infra)
+#   make browser  Debian's chromium for the console's browser test (installed with apt-get when missing)
 
 SHELL := /bin/bash
 PYTHON_VERSION := $(shell cat .python-version)
@@ -14,7 +15,10 @@ FHIR_DIR := devstack/fhir-server
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: deps dev test lint unit integration e2e infra synth bench clean
+.PHONY: deps dev test lint unit integration e2e infra synth bench clean browser
+
+# The console's end-to-end test drives headless Chromium: Debian's package, installed when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/.installed: requirements/dev.lock pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) not found (pyenv install $(PYTHON_VERSION))"; exit 1; }
@@ -32,6 +36,12 @@ node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium (the console's browser test)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
 deps: $(BIN)/.installed $(FHIR_DIR)/node_modules/.installed $(if $(wildcard package-lock.json),node_modules/.installed)
 
 dev: deps
@@ -48,13 +58,13 @@ unit: deps
 integration: deps
 	$(BIN)/pytest tests/integration -q
 
-e2e: deps
+e2e: deps browser
 	$(BIN)/pytest tests/e2e -q
 
 infra: deps
 	$(BIN)/pytest tests/infra -q
 
-test: deps lint
+test: deps browser lint
 	$(BIN)/pytest -q
 
 synth: deps
@@ -64,4 +74,4 @@ bench: deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules $(FHIR_DIR)/node_modules cdk.out .devstack .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules $(FHIR_DIR)/node_modules cdk.out build .devstack .mypy_cache .ruff_cache .pytest_cache

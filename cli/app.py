@@ -99,7 +99,7 @@ def _one_line(exc: Exception) -> str:
     known = describe(exc)
     if known:
         return known
-    if isinstance(exc, ProfileError):
+    if isinstance(exc, ProfileError) or type(exc).__name__ == "StackError":  # devstack's: one line already
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         where = f"{exc.filename}: " if exc.filename else ""

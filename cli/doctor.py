@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 import httpx
 
 from shared.config.clinic import ClinicConfig
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.oracle import DEFAULT_PATCHABLE
 from shared.ehr.profiles import FHIR_PROFILES, ProfileError, auth_from_secret

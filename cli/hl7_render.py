@@ -128,7 +128,7 @@ class Rendered:
 
 def render(paths: Sequence[Path], config: ClinicConfig, *, sent_at: datetime | None = None) -> list[Rendered]:
     """The SIU messages of `paths` (in order), through the real sync core with an accepting engine."""
-    from shared.domain.projection import IdentifierSystems  # noqa: PLC0415
+    from shared.domain.identifiers import IdentifierSystems  # noqa: PLC0415
     from shared.ehr.hl7v2.writer import SiuWriter  # noqa: PLC0415
     from shared.errors import EhrError, LineageNotYetKnown, ReviewRequired  # noqa: PLC0415
     from shared.sync import SyncService  # noqa: PLC0415

@@ -10,6 +10,7 @@ calehr appointments             the bridge's Appointments in a FHIR server
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -200,6 +201,10 @@ class StackOptions:
     secret: str | None = None
     #: `fhir` (the local FHIR server) or `hl7v2` (SIU over MLLP to the local interface engine).
     ehr: str = "fhir"
+    #: Run the misbehaving event source (devstack/chaos.py) with these settings.
+    chaos: Any = None
+    #: Seconds between runs of the availability function (busy feeds); None: on demand only.
+    availability_interval: float | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -232,6 +237,8 @@ def build_stack(options: StackOptions) -> Any:
         state_dir=options.state_dir,
         capture_dir=options.capture,
         ehr=options.ehr,
+        chaos=options.chaos,
+        availability_interval=options.availability_interval,
     )
 
 
@@ -272,6 +279,16 @@ def _queue_drained(stack: Any, timeout: float = 60.0) -> bool:
     return False
 
 
+def _handler_logs_to(stream: TextIO) -> None:
+    """Point the handlers' logger at `stream`: it may have been created (with the console as its stream)
+    before stdout was redirected, as soon as anything imported `shared.observability`."""
+    from shared.observability import logger  # noqa: PLC0415
+
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
+
+
 def dev(options: StackOptions, *, demo: bool, log_file: Path, stack_file: Path, as_json: bool) -> int:
     """Run the bridge locally; with the demo mapping, send the demo bookings and show the result."""
     stack = build_stack(options)
@@ -285,6 +302,7 @@ def dev(options: StackOptions, *, demo: bool, log_file: Path, stack_file: Path, 
         stack.on_siu = lambda record: say(stream_line(record))
     with log_file.open("a", encoding="utf-8") as log:
         sys.stdout = log
+        _handler_logs_to(log)
         try:
             if not as_json:
                 say("Starting the local bridge (moto, FHIR server, local API, sync poller, audit archive)...")
@@ -320,6 +338,12 @@ def _walkthrough(
         say(f"  State           {options.state_dir} (restored: {restored})")
     if options.capture:
         say(f"  Capture         {options.capture} (every received body; holds patient data)")
+    if options.chaos is not None:
+        chaos = options.chaos
+        say(
+            f"  Chaos           {chaos.workers} workers at once per batch, duplicates {chaos.duplicate:.0%}, "
+            f"kills {chaos.kill:.0%}, delays up to {chaos.max_delay_ms} ms (seed {chaos.seed})"
+        )
     say("")
     if demo and options.is_demo:
         say("Sending the demo bookings, signed like Cal.com...")
@@ -341,11 +365,53 @@ def _walkthrough(
             " before booking\n(Returning patient -> FOLLOWUP; symptom Headache -> coded reasonCode). The form's"
             f" audit trail:\n  calehr audit --form {DEMO_FORM_ID} --local"
         )
+        if options.ehr == "fhir":
+            ehr_first_demo(stack, info, say=say)
     say(
         "\nServing. Send webhook bodies (a file, a folder in name order, or - for stdin) with:\n"
         "  calehr send FILE|DIR --local\n"
-        "Then: calehr appointments --local, calehr review list --local, calehr audit <booking uid> --local.\n"
+        "Then: calehr appointments --local, calehr review list --local, calehr audit <booking uid> --local,\n"
+        "or browse everything: calehr console --local (http://127.0.0.1:8788/).\n"
         "Press Ctrl-C to stop."
+    )
+
+
+def ehr_first_demo(stack: Any, info: dict[str, Any], *, say: Callable[..., None]) -> None:
+    """Appointments made first in the EHR: the practitioner's busy feed, and a Cal.com booking that
+    overlaps one of them parked for review instead of double-booking (devstack/ehr_first.py)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from devstack.ehr_first import DEMO_NPI, overlapping_booking, plant_ehr_first  # noqa: PLC0415
+    from functions.availability.handler import run as availability_run  # noqa: PLC0415
+    from shared.stores.availability import FeedStore  # noqa: PLC0415
+    from shared.stores.review import ReviewStore  # noqa: PLC0415
+
+    planted = plant_ehr_first(info["fhir_base_url"], now=datetime.now(UTC))
+    availability_run({"full": True})
+    store = FeedStore(info["availability_table"], client=stack.resources.client("dynamodb"))
+    feed_id = f"practitioner:npi:{DEMO_NPI}"
+    feed = store.feed(feed_id)
+    if feed is None:
+        say("\nThe busy feed was not built (see the log file).")
+        return
+    say("\nAppointments made first in the EHR (a phone booking, a cancelled one) block Cal.com time through the")
+    say(f"practitioner's busy feed (Cal.com: Apps > ICS Feed, or POST /v2/calendars/ics-feed/save):\n  {feed.name}")
+    say(f"  {info['feed_base_url']}{feed.token}.ics")
+    for interval in sorted(store.busy(feed_id)):
+        say(f"  busy {interval.start:%Y-%m-%d %H:%M}-{interval.end:%H:%M} UTC ({interval.status_class})")
+    response = post_webhook(info["webhook_url"], info["webhook_secret"], overlapping_booking(planted))
+    _queue_drained(stack)
+    parked = [
+        item
+        for item in ReviewStore(info["review_table"], client=stack.resources.client("dynamodb")).list_items()
+        if item.get("reason") == "ehr_conflict"
+    ]
+    outcome = "parked for review as ehr_conflict" if parked else "not parked (see the log file)"
+    say(
+        f"\nA Cal.com booking at {planted.start:%Y-%m-%d} 15:30 UTC for the same practitioner"
+        f" ({response.status_code}) overlaps it: {outcome}"
+        " instead of double-booking.\n  calehr review list --local;  calehr availability feed-url --practitioner"
+        f" {DEMO_NPI} --local"
     )
 
 

@@ -41,7 +41,7 @@ _BODY_EXPIRED_HELP = (
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")  # as the sync worker stamps its records
 
 
 #: The message attribute that names the booking rules an operator accepted on a retry (read by the sync
@@ -52,7 +52,7 @@ ACCEPTED_RULES_ATTRIBUTE = "acceptedRules"
 # -- review items ---------------------------------------------------------------------------------
 def review_list(target: Target, out: Output, *, include_closed: bool) -> int:
     items = ReviewStore(target.review_table, target.client("dynamodb")).list_items(include_closed=include_closed)
-    out.table(items, ["pk", "status", "reason", "trigger", "parked_at", "detail"])
+    out.table(items, ["pk", "status", "reason", "trigger", "booking_uid", "event_type", "start", "parked_at", "detail"])
     return 0
 
 
@@ -63,30 +63,40 @@ def review_show(target: Target, out: Output, review_id: str, *, with_body: bool)
         raise OpsError(f"no review item {review_id}")
     item.pop("body", "")  # an item parked before bodies were kept apart still carries it
     body = store.body(review_id) if with_body else None
-    if with_body and body is None:
-        raise OpsError(f"{review_id}: {_BODY_EXPIRED_HELP}")
-    if with_body:
+    if with_body and body is not None:
         AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
             subject=f"review#{review_id}",
             action="review_body_read",
             note="",
             operator=caller_identity(target),
             at=_now(),
+            **_booking_of(item),
         )
         out.note("warning: the message body below contains patient data")
     if out.as_json:
-        out.json({**item, "body": body} if with_body else item)
-        return 0
-    out.table([{"field": k, "value": v} for k, v in item.items()], ["field", "value"])
-    if with_body:
-        out.say(body or "")
+        out.json({**item, "body": body} if body is not None else item)
+    else:
+        out.table([{"field": k, "value": v} for k, v in item.items()], ["field", "value"])
+        if body is not None:
+            out.say(body)
+    if with_body and body is None:  # the PHI-free item was shown; its body is gone
+        raise OpsError(f"{review_id}: {_BODY_EXPIRED_HELP}")
     return 0
 
 
-def _requeue(target: Target, body: str, group_id: str, tag: str, accepted_rules: tuple[str, ...] = ()) -> str:
+def _booking_of(item: dict[str, str]) -> dict[str, str]:
+    """The booking a review item is about (for the record of an operator's action on it)."""
+    return {k: item.get(k, "") for k in ("lineage", "booking_uid", "trigger")}
+
+
+def _requeue(
+    target: Target, body: str, group_id: str, tag: str, *, trigger: str = "", accepted_rules: tuple[str, ...] = ()
+) -> str:
     # A new deduplication id: the original one may still be inside SQS's 5-minute dedup window.
     dedup = hashlib.sha256(f"{tag}:{body}".encode()).hexdigest()
     attributes = {"source": {"DataType": "String", "StringValue": "operator-retry"}}
+    if trigger:  # parked again, the item keeps the message's trigger
+        attributes["trigger"] = {"DataType": "String", "StringValue": trigger}
     if accepted_rules:
         attributes[ACCEPTED_RULES_ATTRIBUTE] = {"DataType": "String", "StringValue": ",".join(accepted_rules)}
     response = target.client("sqs").send_message(
@@ -145,10 +155,22 @@ def review_retry(
             continue
         at = _now()
         note = f"accepted rules: {','.join(accepted)}" if accepted else ""
-        _requeue(target, body, item.get("lineage_hash", ""), f"retry:{review_id}:{at}", accepted)
+        _requeue(
+            target,
+            body,
+            item.get("lineage_hash", ""),
+            f"retry:{review_id}:{at}",
+            trigger=item.get("trigger", ""),
+            accepted_rules=accepted,
+        )
         if store.close(review_id, status="retried", note=note or "re-queued", operator=operator, at=at):
             audit.record_operator_action(
-                subject=f"review#{review_id}", action="review_retried", note=note, operator=operator, at=at
+                subject=f"review#{review_id}",
+                action="review_retried",
+                note=";".join(part for part in (item.get("reason", ""), note) if part),
+                operator=operator,
+                at=at,
+                **_booking_of(item),
             )
         retried.append(review_id)
         out.say(f"{review_id}: re-queued")
@@ -164,10 +186,16 @@ def review_discard(target: Target, out: Output, review_id: str, *, reason: str) 
     store = ReviewStore(target.review_table, target.client("dynamodb"))
     operator = caller_identity(target)
     at = _now()
+    item = store.get(review_id) or {}
     if not store.close(review_id, status="discarded", note=reason.strip(), operator=operator, at=at):
         raise OpsError(f"review item {review_id} is not open")
     AuditTrail(target.audit_table, target.client("dynamodb")).record_operator_action(
-        subject=f"review#{review_id}", action="review_discarded", note=reason.strip(), operator=operator, at=at
+        subject=f"review#{review_id}",
+        action="review_discarded",
+        note=reason.strip(),
+        operator=operator,
+        at=at,
+        **_booking_of(item),
     )
     out.result({"discarded": review_id}, text=f"{review_id}: discarded")
     return 0
@@ -284,22 +312,32 @@ def sync_status(target: Target, out: Output) -> int:
 
 
 # -- audit ----------------------------------------------------------------------------------------
+def _lineage_of_booking(target: Target, booking_uid: str) -> str | None:
+    """The lineage of a booking: the alias index, else a review item parked for it (a booking that was only
+    ever parked has no lineage state), else the key Cal.com's first booking would have had."""
+    ddb = target.client("dynamodb")
+    item = ddb.get_item(TableName=target.state_table, Key={"pk": {"S": f"uid#{booking_uid}"}}, ConsistentRead=True)
+    if "Item" in item:
+        return str(item["Item"]["lineage"]["S"])
+    for parked in ReviewStore(target.review_table, ddb).list_items(include_closed=True):
+        if parked.get("booking_uid") == booking_uid and parked.get("lineage"):
+            return parked["lineage"]
+    first = f"{booking_uid}@Cal.com"
+    return first if AuditTrail(target.audit_table, ddb).booking_timeline(first) else None
+
+
 def audit_timeline(target: Target, out: Output, booking_uid: str) -> int:
-    item = (
-        target.client("dynamodb")
-        .get_item(TableName=target.state_table, Key={"pk": {"S": f"uid#{booking_uid}"}}, ConsistentRead=True)
-        .get("Item")
-    )
-    if not item:
-        raise OpsError(f"the bridge has no lineage for booking uid {booking_uid}")
-    lineage = item["lineage"]["S"]
-    rows = AuditTrail(target.audit_table, target.client("dynamodb")).timeline(lineage)
+    lineage = _lineage_of_booking(target, booking_uid)
+    if lineage is None:
+        raise OpsError(f"the bridge has no record of booking uid {booking_uid}")
+    rows = AuditTrail(target.audit_table, target.client("dynamodb")).booking_timeline(lineage)  # as it happened
     for row in rows:
         row["actor"] = f"{row.get('actor_role', '')}:{row.get('actor_ref', '')[:8]}"
         row["ehr"] = (
             f"{row.get('ehr_resource', '')} v{row.get('ehr_version', '')[:8]}" if row.get("ehr_resource") else ""
         )
-    columns = ["calcom_created_at", "trigger", "booking_uid", "outcome", "actor", "ehr", "reason", "received_at"]
+    columns = ["applied_at", "calcom_created_at", "trigger", "booking_uid", "outcome", "actor", "ehr", "reason"]
+    columns.append("config_revision")
     if any(row.get("routing_form") for row in rows):
         columns.append("routing_form")  # the routing form joined to the booking at that moment
     out.table(rows, columns, data={"lineage": lineage, "records": rows}, title=f"lineage {lineage}")

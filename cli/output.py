@@ -19,8 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts instead of tables.")]
-#: Wide enough that tables piped to a file or a test are not wrapped.
-_PIPE_WIDTH = 240
+#: Piped to a file, grep or a test, a row stays one line however many columns it has (a table takes its
+#: natural width; it is not padded out to this).
+_PIPE_WIDTH = 4096
 
 
 class ProgressTicker(Protocol):

@@ -62,6 +62,16 @@ RESOURCES: dict[str, Resource] = {
         "EhrAuthSecretName", "CALEHR_EHR_AUTH_SECRET_NAME", None, "the EHR credentials secret"
     ),
     "ehr_routes": Resource("EhrRoutes", "CALEHR_EHR_ROUTES", None, "the extra EHR routes"),
+    "pseudonym_secret_name": Resource(
+        "PseudonymSecretName", "CALEHR_PSEUDONYM_SECRET_NAME", "pseudonym_secret_name", "the pseudonym key secret"
+    ),
+    "availability_table": Resource(
+        "AvailabilityTableName", "CALEHR_AVAILABILITY_TABLE", "availability_table", "the availability table"
+    ),
+    "feed_base_url": Resource("FeedBaseUrl", "CALEHR_FEED_BASE_URL", "feed_base_url", "the busy feeds' base URL"),
+    "availability_function": Resource(
+        "AvailabilityFunctionName", "CALEHR_AVAILABILITY_FUNCTION", None, "the availability function"
+    ),
     "clinic_config_source": Resource(
         "ClinicConfigSource", "CALEHR_CLINIC_CONFIG_SOURCE", "clinic_config_source", "the clinic mapping's source"
     ),

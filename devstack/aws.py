@@ -20,6 +20,8 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from devstack import moto_transactions
+
 REGION = "us-east-1"
 #: Days each archived audit record is locked locally (the stack's staging default).
 LOCAL_ARCHIVE_RETENTION_DAYS = 7
@@ -47,6 +49,8 @@ class LocalResources:
     webhook_secret: str
     audit_archive_bucket: str = ""
     audit_stream_arn: str = ""
+    #: Busy feeds and their URL tokens (shared/stores/availability.py).
+    availability_table: str = ""
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -68,6 +72,7 @@ class LocalAws:
 
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto_transactions.install()  # DynamoDB's write atomicity, and transactions that do not copy tables
         self._server.start()
 
     def stop(self) -> None:
@@ -133,6 +138,17 @@ class LocalAws:
                 **extra,
             )["TableDescription"]
             streams[table] = description.get("LatestStreamArn", "")
+        availability_table = f"{prefix}-availability"
+        ddb.create_table(
+            TableName=availability_table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_id},
+        )
         ddb.update_time_to_live(
             TableName=resources.review_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
         )
@@ -166,6 +182,7 @@ class LocalAws:
             dlq_url=dlq_url,
             audit_archive_bucket=archive_bucket,
             audit_stream_arn=streams[resources.audit_table],
+            availability_table=availability_table,
         )
 
 
@@ -191,4 +208,7 @@ def handler_environment(resources: LocalResources, *, ehr_base_url: str, clinic_
         "CLINIC_CONFIG_SOURCE": f"file:{clinic_config}",
         "AUDIT_ARCHIVE_BUCKET": resources.audit_archive_bucket,
         "AUDIT_ARCHIVE_RETENTION_DAYS": str(LOCAL_ARCHIVE_RETENTION_DAYS),
+        "AVAILABILITY_TABLE": resources.availability_table,
+        # The local stack's feeds sweep fully every minute (a deployment: hourly).
+        "AVAILABILITY_FULL_SWEEP_MINUTES": "1",
     }

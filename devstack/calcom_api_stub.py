@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ import httpx
 API_VERSION = "2024-08-13"
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "calcom_api"
 BOOKINGS_PATH = "/v2/bookings"
+#: The roster's recorded hosts (`GET /v2/me`, organization users, team memberships).
+HOSTS_FIXTURE = FIXTURES_DIR / "hosts.json"
+_ORG_USERS = re.compile(r"^/v2/organizations/(\d+)/users$")
+_ORG_USER_BOOKINGS = re.compile(r"^/v2/organizations/(\d+)/users/(\d+)/bookings$")
+_TEAM_MEMBERSHIPS = re.compile(r"^/v2/teams/(\d+)/memberships$")
 DEFAULT_API_KEY = "cal_test_stub_0123456789abcdef"
 MAX_TAKE = 250
 
@@ -52,6 +58,19 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
         "error": {"code": code, "message": message},
     }
     return StubAnswer(status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(body).encode())
+
+
+def _success(data: Any) -> StubAnswer:
+    body = json.dumps({"status": "success", "data": data}).encode("utf-8")
+    return StubAnswer(200, {"Content-Type": "application/json"}, body)
+
+
+def _window(rows: list[Any], query: dict[str, str]) -> list[Any]:
+    take = int(query.get("take", "250"))
+    skip = int(query.get("skip", "0"))
+    if not 1 <= take <= MAX_TAKE or skip < 0:
+        raise ValueError("take/skip")
+    return rows[skip : skip + take]
 
 
 def _parse_time(value: str) -> datetime:
@@ -90,8 +109,10 @@ class CalcomApiStub:
         bookings: Sequence[dict[str, Any]] = (),
         fixtures: Iterable[Path | str] = (),
         port: int = 0,
+        hosts: Path | None = HOSTS_FIXTURE,
     ) -> None:
         self.api_key = api_key
+        self.hosts: dict[str, Any] = json.loads(hosts.read_text(encoding="utf-8")) if hosts else {}
         self._lock = threading.Lock()
         self._bookings: list[dict[str, Any]] = [*bookings, *load_recorded(fixtures)]
         self._throttle_remaining = 0
@@ -115,7 +136,9 @@ class CalcomApiStub:
             self._retry_after = retry_after
 
     # -- behaviour -------------------------------------------------------------------------------
-    def respond(self, method: str, path: str, headers: dict[str, str], query: dict[str, str]) -> StubAnswer:
+    def respond(  # noqa: PLR0911 - one answer per route and refusal, as the API has them
+        self, method: str, path: str, headers: dict[str, str], query: dict[str, str]
+    ) -> StubAnswer:
         lowered = {key.lower(): value for key, value in headers.items()}
         with self._lock:
             self.request_count += 1
@@ -124,13 +147,34 @@ class CalcomApiStub:
                 self._throttle_remaining -= 1
                 return _error(429, "TooManyRequestsException", "Too many requests", {"Retry-After": self._retry_after})
             bookings = list(self._bookings)
-        if method != "GET" or path.rstrip("/") != BOOKINGS_PATH:
+        path = path.rstrip("/")
+        known = path in (BOOKINGS_PATH, "/v2/me") or any(
+            p.match(path) for p in (_ORG_USERS, _ORG_USER_BOOKINGS, _TEAM_MEMBERSHIPS)
+        )
+        if method != "GET" or not known:
             return _error(404, "NotFoundException", "Not found")
         if lowered.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "UnauthorizedException", "Invalid Access Token.")
-        if lowered.get("cal-api-version") != API_VERSION:
+        if path.endswith("/bookings") and lowered.get("cal-api-version") != API_VERSION:
             return _error(400, "BadRequestException", "cal-api-version header 2024-08-13 is required")
         try:
+            if path == "/v2/me":
+                return _success(self.hosts.get("me", {}))
+            if match := _ORG_USER_BOOKINGS.match(path):
+                if int(match[1]) != self.hosts.get("organization", {}).get("id"):
+                    return _error(403, "ForbiddenException", "not an admin of this organization")
+                user_id = int(match[2])
+                return self._list([b for b in bookings if any(h.get("id") == user_id for h in b["hosts"])], query)
+            if match := _ORG_USERS.match(path):
+                organization = self.hosts.get("organization", {})
+                if int(match[1]) != organization.get("id"):
+                    return _error(403, "ForbiddenException", "not an admin of this organization")
+                return _success(_window(organization.get("users", []), query))
+            if match := _TEAM_MEMBERSHIPS.match(path):
+                members = self.hosts.get("teams", {}).get(match[1])
+                if members is None:
+                    return _error(404, "NotFoundException", "team not found")
+                return _success(_window(members, query))
             return self._list(bookings, query)
         except ValueError:
             return _error(400, "BadRequestException", "invalid query parameter")

@@ -24,6 +24,9 @@ from typing import Any
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 WEBHOOK_PATH = "/webhooks/calcom"
+#: The busy feeds (`GET /feeds/{token}`, the feed function).
+FEED_PATH = "/feeds/"
+FEED_RESOURCE = "/feeds/{token}"
 #: API Gateway's own payload limit (10 MB); the ingest function enforces the bridge's smaller one.
 API_GATEWAY_MAX_BYTES = 10 * 1024 * 1024
 
@@ -36,9 +39,10 @@ class LambdaContextStub:
     aws_request_id: str = ""
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
+    remaining_ms: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms
 
 
 def context_for(function_name: str) -> LambdaContextStub:
@@ -76,8 +80,10 @@ class LocalApi:
         port: int = 0,
         controls: dict[str, Callable[[], object]] | None = None,
         capture: Callable[[bytes], None] | None = None,
+        feed: Handler | None = None,
     ) -> None:
         ingest_handler = ingest
+        feed_handler = feed
         control_actions = dict(controls or {})
 
         class _RequestHandler(BaseHTTPRequestHandler):
@@ -125,9 +131,32 @@ class LocalApi:
                 )
 
             def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if feed_handler is None or not path.startswith(FEED_PATH):
+                    self._refuse()
+                    return
+                # API Gateway's `/feeds/{token}`: one path segment, handed over as the path parameter.
+                token = path[len(FEED_PATH) :]
+                if not token or "/" in token:
+                    self._reply(404, {"Content-Type": "application/json"}, b'{"error":"not_found"}')
+                    return
+                event = proxy_event("GET", FEED_RESOURCE, dict(self.headers.items()), b"")
+                event.update(path=path, pathParameters={"token": token}, body=None)
+                try:
+                    response = feed_handler(event, context_for("feed"))
+                except Exception:  # noqa: BLE001 - API Gateway answers 502 when the function crashes
+                    self._reply(502, {"Content-Type": "application/json"}, b'{"message":"Internal server error"}')
+                    return
+                self._reply(
+                    int(response["statusCode"]),
+                    dict(response.get("headers") or {}),
+                    str(response.get("body") or "").encode("utf-8"),
+                )
+
+            def _refuse(self) -> None:
                 self._reply(405, {"Content-Type": "application/json"}, b'{"error":"method_not_allowed"}')
 
-            do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815 - stdlib naming
+            do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815 - stdlib naming
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _RequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
@@ -136,6 +165,11 @@ class LocalApi:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}{WEBHOOK_PATH}"
+
+    @property
+    def feed_base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{FEED_PATH}"
 
     @property
     def control_url(self) -> str:
@@ -350,3 +384,67 @@ class StreamPoller:
                     time.sleep(0.5)
             except Exception:  # noqa: BLE001 - keep polling; moto restarts are transient
                 time.sleep(0.5)
+
+
+class SchedulePoller:
+    """An EventBridge schedule, locally: call a scheduled handler every `interval_seconds` (first at once)."""
+
+    def __init__(self, handler: Handler, interval_seconds: float, *, name: str = "schedule") -> None:
+        self._handler = handler
+        self._interval = interval_seconds
+        self._name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.invocations = 0
+        self.crashes = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.invocations += 1
+            try:
+                self._handler({"source": "aws.events", "detail-type": "Scheduled Event"}, context_for(self._name))
+            except Exception:  # noqa: BLE001 - like Lambda: a failed run is simply followed by the next one
+                self.crashes += 1
+            self._stop.wait(self._interval)
+
+
+class ProcessorPerThread:
+    """The sync handler's module-level batch processor, one instance per thread.
+
+    Lambda runs one invocation at a time per container, so the handler keeps an invocation's batch and
+    failures in a module-level `SqsFifoPartialProcessor`. Several pollers in one process are several
+    containers: sharing it, one worker's `_prepare` would clear another's failures (a message handed back
+    for a retry would then be deleted as if it succeeded). Each thread gets its own, as each container has.
+    """
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._local = threading.local()
+
+    def _own(self) -> Any:
+        processor = getattr(self._local, "processor", None)
+        if processor is None:
+            processor = self._local.processor = self._factory()
+        return processor
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._own()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._own(), name)
+
+
+def one_processor_per_thread(sync_module: Any) -> None:
+    """Give every thread that calls `sync_module.handler` its own batch processor (see `ProcessorPerThread`)."""
+    if isinstance(sync_module.processor, ProcessorPerThread):
+        return
+    kind = type(sync_module.processor)
+    skip = getattr(sync_module.processor, "_skip_group_on_error", True)
+    sync_module.processor = ProcessorPerThread(lambda: kind(skip_group_on_error=skip))

@@ -13,12 +13,14 @@ webhook body for replay (`capture_dir`; bodies hold PHI and stay on this machine
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
 import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,14 +30,18 @@ from typing import Any
 import httpx
 
 from devstack.aws import LocalAws, LocalResources, handler_environment
+from devstack.calcom_api_stub import CalcomApiStub
+from devstack.chaos import ChaosPoller, ChaosSettings, install_kill_switch
 from devstack.fhir_server import LocalFhirServer
-from devstack.lambda_runtime import LocalApi, QueuePoller, StreamPoller
+from devstack.lambda_runtime import LocalApi, QueuePoller, SchedulePoller, StreamPoller, one_processor_per_thread
 from devstack.mllp_listener import MllpListener, Received
 from devstack.state import LocalState
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_CONFIG = DEMO_DIR / "clinic.yaml"
 DEMO_SEED = (DEMO_DIR / "practitioners.json", DEMO_DIR / "locations.json")
+#: The account moto serves when no credentials name another.
+MOTO_ACCOUNT_ID = "123456789012"
 
 
 class StackError(Exception):
@@ -129,7 +135,7 @@ class LocalStack:
     aws: LocalAws | None = None
     fhir: LocalFhirServer | None = None
     api: LocalApi | None = None
-    pollers: list[QueuePoller] = field(default_factory=list)
+    pollers: list[QueuePoller | ChaosPoller] = field(default_factory=list)
     archive_poller: StreamPoller | None = None
     resources: LocalResources | None = None
     state: LocalState | None = None
@@ -138,6 +144,14 @@ class LocalStack:
     ehr: str = "fhir"
     on_siu: Callable[[Received], None] | None = None
     mllp: MllpListener | None = None
+    #: A misbehaving event source instead of the well-behaved pollers (devstack/chaos.py).
+    chaos: ChaosSettings | None = None
+    #: Seconds between runs of the availability function (busy feeds); None: only on demand
+    #: (`calehr availability sync --local`).
+    availability_interval: float | None = None
+    availability_poller: SchedulePoller | None = None
+    #: Recorded Cal.com API v2 answers (bookings, hosts) for `calehr reconcile|providers check --local`.
+    calcom_api: CalcomApiStub | None = None
 
     def start(self) -> LocalStack:
         """Start everything, or stop what was started and raise (nothing is left running)."""
@@ -179,18 +193,49 @@ class LocalStack:
             self.mllp = MllpListener(on_message=self.on_siu).start()
             os.environ.update({"EHR_PROFILE": "hl7v2", "EHR_BASE_URL": self.mllp.url, "EHR_MLLP_PLAINTEXT": "true"})
         self.seed_practitioners()
+        self.calcom_api = CalcomApiStub(fixtures=["bookings_history.json"])
+        self.calcom_api.start()
         ingest = importlib.import_module("functions.ingest.handler")
         sync = importlib.import_module("functions.sync.handler")
         archive = importlib.import_module("functions.archive.handler")
+        feed = importlib.import_module("functions.feed.handler")
         self.api = LocalApi(
             ingest.handler,
             port=self.api_port,
-            controls={"pause": self.pause, "resume": self.resume, "status": self.status},
+            controls={
+                "pause": self.pause,
+                "resume": self.resume,
+                "status": self.status,
+                "chaos": self.chaos_stats,
+                "health": self.health,
+            },
             capture=CaptureFolder(self.capture_dir) if self.capture_dir is not None else None,
+            feed=feed.handler,
         )
         self.api.start()
+        if self.availability_interval is not None and self.ehr == "fhir":
+            availability = importlib.import_module("functions.availability.handler")
+            self.availability_poller = SchedulePoller(
+                availability.handler, self.availability_interval, name="availability"
+            )
+            self.availability_poller.start()
         sqs = self.resources.client("sqs")
-        for index in range(self.workers):
+        one_processor_per_thread(sync)  # several pollers in one process are several Lambda containers
+        if self.chaos is not None:
+            # Killed workers come back soon: a short visibility timeout, and contexts that claim just more time
+            # than the sync's remaining-time guard needs (a killed worker's idempotency record expires then).
+            sqs.set_queue_attributes(
+                QueueUrl=self.resources.queue_url,
+                Attributes={"VisibilityTimeout": str(self.chaos.visibility_seconds)},
+            )
+            settings = sync.sync_settings()
+            guard_ms = int((settings.ehr_timeout_seconds + settings.time_margin_seconds + 1) * 1000)
+            self.chaos = dataclasses.replace(self.chaos, remaining_ms=guard_ms)
+            doom = install_kill_switch(sync._runtime()) if self.chaos.kill > 0 else None
+            chaos = ChaosPoller(sqs, self.resources.queue_url, sync.handler, settings=self.chaos, doom=doom)
+            chaos.start()
+            self.pollers.append(chaos)
+        for index in range(self.workers if self.chaos is None else 0):
             poller = QueuePoller(sqs, self.resources.queue_url, sync.handler, name=f"poller-{index}")
             poller.start()
             self.pollers.append(poller)
@@ -224,10 +269,54 @@ class LocalStack:
             poller.resume()
         return "running"
 
+    def chaos_stats(self) -> dict[str, int | bool]:
+        """What the chaos poller did so far, and whether it is between batches (tests poll this)."""
+        for poller in self.pollers:
+            if isinstance(poller, ChaosPoller):
+                stats = poller.stats
+                return {
+                    "invocations": stats.invocations,
+                    "duplicated": stats.duplicated,
+                    "killed": stats.killed,
+                    "busy": poller.busy.is_set(),
+                }
+        return {}
+
     def status(self) -> str:
         return "paused" if self.pollers and all(p.paused for p in self.pollers) else "running"
 
+    def health(self) -> dict[str, Any]:
+        """For the operations console (`calehr console --local`): whether sync runs, each EHR endpoint's
+        circuit in this process, and the age of the oldest message still on the queue (as SQS's
+        ApproximateAgeOfOldestMessage counts it: received but not yet deleted messages included)."""
+        sync = importlib.import_module("functions.sync.handler")
+        settings = importlib.import_module("shared.settings").sync_settings()
+        circuits = {"default": sync._breaker().state}  # the container's breakers (module-level, like Lambda's)
+        circuits.update({name: sync._route_breaker(name).state for name in settings.ehr_routes})
+        return {
+            "sync": self.status(),
+            "circuits": circuits,
+            "oldest_message_age_seconds": self._oldest_message_age(),
+        }
+
+    def _oldest_message_age(self) -> float | None:
+        """From moto's own record of each message's send time: SQS has no API that reads it without a receive."""
+        assert self.resources is not None
+        try:
+            from moto.sqs.models import sqs_backends  # noqa: PLC0415
+
+            name = self.resources.queue_url.rsplit("/", 1)[-1]
+            queue = sqs_backends[MOTO_ACCOUNT_ID]["us-east-1"].queues[name]
+            messages: list[Any] = list(queue._messages)
+            sent = [int(m.sent_timestamp) for m in messages if m.sent_timestamp is not None]
+        except (KeyError, AttributeError, ImportError):
+            return None  # another moto version: the console shows the age as unknown
+        return max(0.0, time.time() - min(sent) / 1000) if sent else 0.0
+
     def stop(self, *, save: bool = True) -> None:
+        if self.availability_poller:
+            self.availability_poller.stop()
+            self.availability_poller = None
         for poller in self.pollers:
             poller.stop()
         if self.archive_poller:
@@ -249,6 +338,9 @@ class LocalStack:
         if self.mllp:
             self.mllp.stop()
             self.mllp = None
+        if self.calcom_api:
+            self.calcom_api.stop()
+            self.calcom_api = None
 
     def describe(self) -> dict[str, Any]:
         assert self.api and self.resources
@@ -263,7 +355,19 @@ class LocalStack:
             "state_table": self.resources.state_table,
             "audit_table": self.resources.audit_table,
             "audit_archive_bucket": self.resources.audit_archive_bucket,
+            "availability_table": self.resources.availability_table,
+            "feed_base_url": self.api.feed_base_url,
+            **(
+                {
+                    "calcom_api_base_url": self.calcom_api.base_url,
+                    "calcom_api_key": self.calcom_api.api_key,
+                    "calcom_org_id": str(self.calcom_api.hosts.get("organization", {}).get("id", "")),
+                }
+                if self.calcom_api
+                else {}
+            ),
             "control_url": self.api.control_url,
+            "pseudonym_secret_name": self.resources.pseudonym_secret_id,
             "clinic_config_source": f"file:{self.clinic_config.resolve()}",
             "pid": os.getpid(),
             **({"mllp_url": self.mllp.url} if self.mllp else {}),

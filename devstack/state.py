@@ -95,6 +95,8 @@ def _tables(resources: LocalResources) -> dict[str, str]:
         "idempotency": resources.idempotency_table,
         "review": resources.review_table,
         "audit": resources.audit_table,
+        # Feed URLs (tokens) survive a restart, so Cal.com keeps reading the same URL.
+        **({"availability": resources.availability_table} if resources.availability_table else {}),
     }
 
 

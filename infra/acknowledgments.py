@@ -112,6 +112,12 @@ OPERATOR_EVENT_SOURCE_MAPPING = (
     "Event source mappings have generated ids that cannot be named in advance; the statement is conditioned "
     "on lambda:FunctionArn = the sync function, so only its mapping can be paused or resumed."
 )
+FEED_AUTHORIZATION = (
+    "Cal.com's ICS Feed calendar app fetches a feed URL with a plain GET and no credentials, so the URL "
+    "itself is the credential: a 256-bit random token per feed, rotatable (calehr availability rotate), "
+    "redacted from WAF logs and never in access logs. The feed holds busy times only (no patient data); "
+    "the route sits behind the same WAF rate limit and stage throttling as the webhook."
+)
 WAF_OFF = (
     "WAF was turned off for this deployment with -c waf=false. The endpoint still requires the "
     "signature header, validates the envelope, throttles per stage, and the function verifies HMAC."
@@ -120,6 +126,20 @@ WAF_OFF = (
 
 def _ack(scope: IConstruct, rule: str, reason: str) -> None:
     cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+
+
+def _acknowledge_operator_access(stack: BridgeStack) -> None:
+    """The operator roles (people running calehr) and the console's widget function."""
+    operators = stack.operators
+    for policy in (operators.read_only_policy, operators.admin_policy):
+        _ack(policy, f"{AWS}IAM5[Resource::*]", OPERATOR_LISTINGS)
+    _ack(
+        operators.admin_policy,
+        f"{AWS}IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:event-source-mapping:*]",
+        OPERATOR_EVENT_SOURCE_MAPPING,
+    )
+    if stack.network is not None:
+        _ack(stack.console.built.policy, f"{AWS}IAM5[Resource::*]", VPC_NETWORK_INTERFACES)
 
 
 def acknowledge_findings(stack: BridgeStack) -> None:
@@ -134,7 +154,7 @@ def acknowledge_findings(stack: BridgeStack) -> None:
         _ack(secret, f"{AWS}SMG4", reason)
         _ack(secret, f"{HIPAA}SecretsManagerRotationEnabled", reason)
 
-    for function in stack.functions.all:
+    for function in (*stack.functions.all, stack.console.function):
         _ack(function, f"{AWS}L1", PYTHON_RUNTIME)
         if stack.network is None:
             _ack(function, f"{HIPAA}LambdaInsideVPC", LAMBDA_OUTSIDE_VPC)
@@ -146,14 +166,7 @@ def acknowledge_findings(stack: BridgeStack) -> None:
             _ack(policy, f"{AWS}IAM5[Resource::<{archive_bucket}.Arn>/audit/*]", ARCHIVE_OBJECTS)
         elif stack.network is not None:
             _ack(policy, f"{AWS}IAM5[Resource::*]", VPC_NETWORK_INTERFACES)
-    operators = stack.operators
-    for policy in (operators.read_only_policy, operators.admin_policy):
-        _ack(policy, f"{AWS}IAM5[Resource::*]", OPERATOR_LISTINGS)
-    _ack(
-        operators.admin_policy,
-        f"{AWS}IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:event-source-mapping:*]",
-        OPERATOR_EVENT_SOURCE_MAPPING,
-    )
+    _acknowledge_operator_access(stack)
     for bucket in (stack.archive.bucket, stack.archive.access_logs):
         _ack(bucket, f"{HIPAA}S3BucketReplicationEnabled", ARCHIVE_REPLICATION)
     _ack(stack.archive.access_logs, f"{HIPAA}S3DefaultEncryptionKMS", ACCESS_LOG_ENCRYPTION)
@@ -165,6 +178,9 @@ def acknowledge_findings(stack: BridgeStack) -> None:
     api = stack.api
     _ack(api.webhook_method, f"{AWS}APIG4", WEBHOOK_AUTHORIZATION)
     _ack(api.webhook_method, f"{AWS}COG4", WEBHOOK_AUTHORIZATION)
+    feed_method = stack.availability.feed_method
+    _ack(feed_method, f"{AWS}APIG4", FEED_AUTHORIZATION)
+    _ack(feed_method, f"{AWS}COG4", FEED_AUTHORIZATION)
     _ack(api.api.deployment_stage, f"{HIPAA}APIGWCacheEnabledAndEncrypted", API_CACHE)
     _ack(api.api.deployment_stage, f"{HIPAA}APIGWSSLEnabled", API_CLIENT_CERTIFICATE)
     if api.web_acl is None:

@@ -163,6 +163,9 @@ class DeploymentConfig:
     #: stack's own account, whose IAM administrators then decide who may assume the role.
     operator_read_only_principals: tuple[str, ...] = ()
     operator_admin_principals: tuple[str, ...] = ()
+    #: The clinic's Cal.com organization (`-c calcomOrgId=88`): reconcile lists every host's bookings
+    #: and the roster check every member (an org admin API key).
+    calcom_org_id: int | None = None
 
     @property
     def ehr_endpoints(self) -> tuple[EhrEndpoint, ...]:
@@ -419,7 +422,17 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
         operator_admin_principals=_operator_principals(
             context.get("operatorAdminPrincipals"), "operatorAdminPrincipals"
         ),
+        calcom_org_id=_org_id(context.get("calcomOrgId")),
     )
+
+
+def _org_id(raw: Any) -> int | None:
+    if raw is None or raw == "":
+        return None
+    text = str(raw).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"context 'calcomOrgId' must be a Cal.com organization id (a positive number), got {raw!r}")
+    return int(text)
 
 
 def _mllp_peer(raw: Any, endpoints: list[EhrEndpoint], *, vpc: bool, plaintext: bool) -> str | None:
@@ -467,6 +480,7 @@ CONTEXT_KEYS = (
     "operatorRoleArns",
     "operatorReadOnlyPrincipals",
     "operatorAdminPrincipals",
+    "calcomOrgId",
 )
 
 

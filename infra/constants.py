@@ -40,6 +40,7 @@ INGEST_SERVICE: Final = "ingest"
 SYNC_SERVICE: Final = "sync"
 RECONCILE_SERVICE: Final = "reconcile"
 ARCHIVE_SERVICE: Final = "archive"
+CONSOLE_SERVICE: Final = "console"
 INGEST_METRICS: Final = (
     "WebhookAccepted",
     "SignatureRejected",
@@ -64,6 +65,13 @@ SYNC_METRICS: Final = (
     # shared/config/source.py: a refreshed clinic mapping was taken, or rejected (the last good one stays)
     "ClinicConfigReloaded",
     "ClinicConfigRejected",
+    # shared/sync.py verify (a queued drift check): checked; the EHR copy differed and is left to a human;
+    # the bridge rewrote what it had itself left stale (also when an event's own check corrected the EHR)
+    "DriftChecked",
+    "DriftFound",
+    "DriftRepaired",
+    # a booking overlapped an appointment made first in the EHR (parked, or written and flagged)
+    "EhrConflict",
 )
 #: Every outcome of one sync message counts exactly one of these (functions/sync/handler.py `_handle`):
 #: the denominator of the EHR error-rate alarms.
@@ -74,6 +82,7 @@ SYNC_OUTCOME_METRICS: Final = (
     "EventDeferred",
     "ReviewParked",
     "SyncRetried",
+    "DriftChecked",
 )
 #: One count per booking rule a booking broke (parked, warned or accepted; functions/sync/handler.py),
 #: with the rule's name as a second dimension next to `service`: shown on the dashboard by rule.
@@ -91,10 +100,24 @@ RECONCILE_METRICS: Final = (
     "ReconcileSkippedOwn",
     "ReconcileDiverged",
     "ReconcileInvalidBooking",
+    "ReconcileDriftChecks",
     "ReconcileApiError",
     "ReconcileCursorConflict",
     "ReconcileFailed",
 )
+#: functions/availability/handler.py + shared/availability/run.py (per run) and functions/feed/handler.py.
+AVAILABILITY_SERVICE: Final = "availability"
+FEED_SERVICE: Final = "feed"
+AVAILABILITY_METRICS: Final = (
+    "AvailabilityFeedsSynced",
+    "AvailabilityBusyIntervals",
+    "AvailabilityFailed",
+    "RosterDrift",
+    "RosterCheckFailed",
+)
+FEED_METRICS: Final = ("FeedServed", "FeedNotFound", "FeedUnavailable")
+#: Availability metrics that page on-call whenever they are above zero.
+AVAILABILITY_ALARM_METRICS: Final = ("AvailabilityFailed", "RosterDrift", "RosterCheckFailed")
 #: Reconcile metrics that page on-call whenever they are above zero.
 RECONCILE_ALARM_METRICS: Final = ("ReconcileFailed", "ReconcileApiError", "ReconcileDiverged")
 
@@ -130,6 +153,27 @@ RECONCILE_ASYNC_RETRY_ATTEMPTS: Final = 0
 CALCOM_API_BASE_URL: Final = "https://api.cal.com/v2"  # = shared.calcom.api.DEFAULT_BASE_URL
 RECONCILE_LOOKBACK_HOURS: Final = 24
 RECONCILE_MAX_RPS: Final = 2
+
+# --- Operations console widgets (the dashboard's custom widgets; docs/deploy.md, "Operations console") --
+CONSOLE_MEMORY_MB: Final = 512
+# A search without a uid scans the audit trail (up to CONSOLE_SCAN_LIMIT records); CloudWatch waits at most
+# a minute for a custom widget.
+CONSOLE_TIMEOUT_SECONDS: Final = 30
+CONSOLE_RESERVED_CONCURRENCY: Final = 2
+CONSOLE_SCAN_LIMIT: Final = 20_000
+# --- Availability (EHR-first appointments -> busy feeds; docs/availability.md) ----------------------
+AVAILABILITY_RATE: Final = "rate(5 minutes)"
+AVAILABILITY_MEMORY_MB: Final = 512
+AVAILABILITY_TIMEOUT_SECONDS: Final = 4 * 60
+# One run at a time: two would only write the same feeds twice.
+AVAILABILITY_RESERVED_CONCURRENCY: Final = 1
+AVAILABILITY_HORIZON_DAYS: Final = 90
+AVAILABILITY_FULL_SWEEP_MINUTES: Final = 60
+FEED_PATH: Final = "feeds"
+FEED_MEMORY_MB: Final = 256
+FEED_TIMEOUT_SECONDS: Final = 10
+# Cal.com refetches feeds on availability checks; this caps the table's read rate, not Cal.com.
+FEED_RESERVED_CONCURRENCY: Final = 10
 
 # --- Audit archive (WORM copy of the audit table; docs/deploy.md, "Audit archive") ------------------
 ARCHIVE_MEMORY_MB: Final = 256

@@ -12,7 +12,9 @@ from infra.config import DeploymentConfig
 from infra.constants import CALCOM_API_BASE_URL
 from infra.constructs.api import WebhookApi
 from infra.constructs.archive import AuditArchiveBucket
+from infra.constructs.availability import Availability
 from infra.constructs.backup import Backups
+from infra.constructs.console import ConsoleWidgets
 from infra.constructs.functions import Functions
 from infra.constructs.keys import Keys
 from infra.constructs.monitoring import MonitoredResources, Monitoring
@@ -55,6 +57,15 @@ class BridgeStack(cdk.Stack):
         self.api = WebhookApi(
             self, "WebhookApi", config=config, handler=self.functions.ingest, telemetry_key=self.keys.telemetry_key
         )
+        self.availability = Availability(
+            self,
+            "Availability",
+            config=config,
+            key=self.keys.data_key,
+            functions=self.functions,
+            secrets=self.secrets,
+            api=self.api.api,
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -70,6 +81,8 @@ class BridgeStack(cdk.Stack):
                 dead_letter_queue=self.queues.dead_letter_queue,
                 function_failures=self.queues.function_failures,
                 web_acl=self.api.web_acl,
+                availability=self.availability.sync,
+                feed=self.availability.feed,
             ),
         )
         self.operators = OperatorRoles(
@@ -89,7 +102,16 @@ class BridgeStack(cdk.Stack):
         self.tables.protect_audit_trail(
             [self.functions.roles["sync"].role_arn, self.operators.admin.role_arn, *config.operator_role_arns],
         )
-        self.backups = Backups(self, "Backups", config=config, key=self.keys.data_key, tables=self.tables.all)
+        self.console = ConsoleWidgets(
+            self,
+            "OperationsConsole",
+            functions=self.functions,
+            tables=self.tables,
+            dashboard=self.monitoring.dashboard,
+        )
+        self.backups = Backups(
+            self, "Backups", config=config, key=self.keys.data_key, tables=(*self.tables.all, self.availability.table)
+        )
         self.keys.allow_backup(self.backups.selection.grant_principal)
 
         cdk.Tags.of(self).add("Project", "CalEhrBridge")
@@ -143,6 +165,20 @@ class BridgeStack(cdk.Stack):
                 self.functions.reconcile_schedule.rule_name,
                 "EventBridge rule that runs reconcile (disable it to pause reconciliation)",
             ),
+            "AvailabilityTableName": (self.availability.table.table_name, "Busy feeds and their URL tokens"),
+            "AvailabilityFunctionName": (
+                self.availability.sync.function_name,
+                "Scheduled availability Lambda (EHR-first appointments -> busy feeds; roster check)",
+            ),
+            "FeedFunctionName": (self.availability.feed.function_name, "Busy feed Lambda (GET /feeds/{token})"),
+            "FeedBaseUrl": (
+                self.availability.feed_base_url,
+                "Base of every busy feed URL (calehr availability feed-url prints the full URL)",
+            ),
+            "AvailabilityScheduleName": (
+                self.availability.schedule.rule_name,
+                "EventBridge rule that runs availability (disable it to freeze the feeds)",
+            ),
             "BackupVaultName": (self.backups.vault.backup_vault_name, "AWS Backup vault (retained on delete)"),
             "AlarmTopicArn": (self.monitoring.topic.topic_arn, "On-call SNS topic (subscribe more endpoints here)"),
             "OnCallCheckAlarmName": (
@@ -157,6 +193,10 @@ class BridgeStack(cdk.Stack):
             "OperatorAdminRoleArn": (
                 self.operators.admin.role_arn,
                 "Operator role for calehr changes (retry, discard, redrive, pause/resume, --with-body, mapping)",
+            ),
+            "ConsoleFunctionArn": (
+                self.console.function.function_arn,
+                "Operations console widgets: viewers need lambda:InvokeFunction on it",
             ),
             # What `calehr doctor --stack` and `calehr reconcile --stack` need besides the resources above.
             "EhrBaseUrl": (self.config.ehr_base_url, "FHIR R4 base URL of the default EHR"),

@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from shared.domain.identifiers import IdentifierSystems
 from shared.domain.projection import (
     CONTENT_META,
-    IdentifierSystems,
     marker_of,
     merge_into_existing,
     owned_digest,

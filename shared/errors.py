@@ -6,6 +6,19 @@ birth dates or free text can reach a log line or an error body through these cla
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEvent:
+    """What a review listing may show of a message parked for review: PHI-free identifiers only."""
+
+    lineage: str = ""
+    booking_uid: str = ""
+    trigger: str = ""
+    event_type: str = ""
+    start: str = ""
+
 
 class IntakeError(Exception):
     """A webhook the bridge refuses. `status` and `code` are stable; `detail` carries no PHI."""
@@ -47,6 +60,8 @@ class EhrError(Exception):
     """Base of the EHR adapter's errors. `reason` is a machine-readable code; no PHI in messages."""
 
     reason: str = "ehr_error"
+    #: Set by the sync when the message is parked: which booking it was about (PHI-free).
+    parked: ParkedEvent | None = None
 
     def __init__(self, detail: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(detail)
@@ -69,6 +84,9 @@ class PermanentEhrError(EhrError):
 
 class ReviewRequired(Exception):  # noqa: N818 - it is an outcome, not a failure of the bridge
     """A message a human must look at: ambiguous patient, unmapped host or event type, EHR rejection."""
+
+    #: Set by the sync: which booking the parked message was about (PHI-free).
+    parked: ParkedEvent | None = None
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")

@@ -33,6 +33,7 @@ from shared.calcom.models import Trigger
 from shared.calcom.parse import parse_webhook
 from shared.domain.decide import AppointmentStatus, appointment_view, derive_status
 from shared.domain.state import BookingDetails, LineageState
+from shared.drift_check import verify_message
 from shared.intake import MESSAGE_SCHEMA
 from shared.observability import count, logger
 from shared.stores.queue import OutgoingMessage
@@ -43,6 +44,13 @@ if TYPE_CHECKING:
 #: Value of the `source` message attribute on every message the reconciler sends.
 RECONCILE_SOURCE = "reconcile"
 CURSOR_PK = "cursor#reconcile"
+
+
+def host_cursor_pk(user_id: int) -> str:
+    """The cursor of one organization host (`CALCOM_ORG_ID` mode): every host is paged on its own."""
+    return f"{CURSOR_PK}#user#{user_id}"
+
+
 #: Cal.com starts a host "request reschedule" reason with this (and sends its cancel without status).
 REQUEST_RESCHEDULE_PREFIX = "Please reschedule."
 
@@ -67,6 +75,11 @@ class ReconcileOptions:
     own_metadata_value: str = "cal-ehr-bridge"
     #: `updatedAt` is the cursor; `createdAt` also catches new bookings whose `updatedAt` is still null.
     passes: tuple[ChangeField, ...] = ("updatedAt", "createdAt")
+    #: Queue a drift check (shared/drift_check.py) for every listed booking the bridge has in sync: the
+    #: sync compares its lineage with the EHR copy and repairs what the bridge itself left stale.
+    drift_checks: bool = True
+    #: Drift checks of one lineage are deduplicated within this window.
+    drift_window: timedelta = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +88,8 @@ class Assessment:
     reason: str
     #: Synthetic webhook documents to enqueue, in order (empty unless missing or stale).
     documents: tuple[dict[str, Any], ...] = ()
+    #: A drift check of the lineage was queued.
+    drift_check: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +98,8 @@ class Cursor:
 
     after: dict[str, datetime]
     version: int = 0
+    #: When a run last stored it (read back for the operations console; a save sets it anew).
+    saved_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -95,8 +112,16 @@ class ReconcileReport:
     diverged: int = 0
     unsupported: int = 0
     invalid: int = 0
+    drift_checks: int = 0
     complete: bool = True
     cursor: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: ReconcileReport) -> None:
+        """Fold one host's run into the organization's report (counts add up; complete only if all were)."""
+        for name in ("checked", "enqueued", "stale_bookings", "skipped_own", "in_sync", "diverged", "unsupported"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.invalid += other.invalid
+        self.complete = self.complete and other.complete
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +133,7 @@ class ReconcileReport:
             "diverged": self.diverged,
             "unsupported": self.unsupported,
             "invalid": self.invalid,
+            "drift_checks": self.drift_checks,
             "complete": self.complete,
             "cursor": dict(self.cursor),
         }
@@ -156,7 +182,10 @@ class DynamoCursorStore:
         if not item:
             return None
         after = {name: datetime.fromisoformat(value["S"]) for name, value in item.get("after", {}).get("M", {}).items()}
-        return Cursor(after=after, version=int(item["version"]["N"]))
+        saved = item.get("savedAt", {}).get("S")
+        return Cursor(
+            after=after, version=int(item["version"]["N"]), saved_at=datetime.fromisoformat(saved) if saved else None
+        )
 
     def save(self, cursor: Cursor) -> Cursor:
         new_version = cursor.version + 1
@@ -391,6 +420,18 @@ def outgoing_message(document: dict[str, Any]) -> OutgoingMessage:
 
 
 # -- the run ------------------------------------------------------------------------------------
+def emit_report(report: ReconcileReport, metric: Callable[[str, int], None]) -> None:
+    """The metrics of one run (or of an organization's runs, added up)."""
+    metric("ReconcileChecked", report.checked)
+    metric("ReconcileEnqueued", report.enqueued)
+    metric("ReconcileSkippedOwn", report.skipped_own)
+    metric("ReconcileDriftChecks", report.drift_checks)
+    if report.diverged:
+        metric("ReconcileDiverged", report.diverged)
+    if report.invalid:
+        metric("ReconcileInvalidBooking", report.invalid)
+
+
 class Reconciler:
     """One scheduled run: page each change field after the cursor, assess, enqueue, advance."""
 
@@ -420,16 +461,23 @@ class Reconciler:
         return self._state.load(lineage or lineage_key_of(booking))
 
     def check(self, booking: ApiBooking) -> Assessment:
-        """Assess one booking against the stored state and enqueue what it needs."""
+        """Assess one booking against the stored state and enqueue what it needs (and a drift check)."""
         if is_own_booking(booking, self._options):
             return Assessment("own", "bridge_created")
-        assessment = assess(booking, self._lineage_state(booking), self._options)
+        state = self._lineage_state(booking)
+        assessment = assess(booking, state, self._options)
         for document in assessment.documents:
             self._send(outgoing_message(document))
+        if self._options.drift_checks and assessment.verdict == "in_sync" and state.appointment_id:
+            # Events that were enqueued are checked against the EHR when applied; one in sync is checked here.
+            window = self._now().timestamp() // self._options.drift_window.total_seconds()
+            self._send(verify_message(state.lineage, window=str(int(window))))
+            return replace(assessment, drift_check=True)
         return assessment
 
     def _tally(self, report: ReconcileReport, booking: ApiBooking, assessment: Assessment) -> None:
         report.checked += 1
+        report.drift_checks += assessment.drift_check
         if assessment.documents:
             report.enqueued += len(assessment.documents)
             report.stale_bookings += 1
@@ -484,13 +532,7 @@ class Reconciler:
         return report
 
     def _emit(self, report: ReconcileReport) -> None:
-        self._metric("ReconcileChecked", report.checked)
-        self._metric("ReconcileEnqueued", report.enqueued)
-        self._metric("ReconcileSkippedOwn", report.skipped_own)
-        if report.diverged:
-            self._metric("ReconcileDiverged", report.diverged)
-        if report.invalid:
-            self._metric("ReconcileInvalidBooking", report.invalid)
+        emit_report(report, self._metric)
 
     def _advance(
         self, cursor: Cursor, name: ChangeField, high_water: datetime | None, report: ReconcileReport

@@ -121,6 +121,15 @@ class ArchiveSettings(_Settings):
     retention_days: int = Field(alias="AUDIT_ARCHIVE_RETENTION_DAYS", ge=1, le=36_500)
 
 
+class ConsoleSettings(_Settings):
+    """The console widget function: the tables it reads (nothing else) and how much of the trail a search reads."""
+
+    audit_table: str = Field(alias="AUDIT_TABLE", min_length=1)
+    state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    review_table: str = Field(alias="REVIEW_TABLE", min_length=1)
+    scan_limit: int = Field(default=20_000, alias="CONSOLE_SCAN_LIMIT", ge=100, le=1_000_000)
+
+
 class IngestSettings(_Settings):
     queue_url: str = Field(alias="QUEUE_URL", min_length=1)
     webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
@@ -206,3 +215,65 @@ def review_settings() -> ReviewSettings:
 @cache
 def archive_settings() -> ArchiveSettings:
     return _load(ArchiveSettings)
+
+
+@cache
+def console_settings() -> ConsoleSettings:
+    return _load(ConsoleSettings)
+
+
+class FeedSettings(_Settings):
+    """The feed function (`GET /feeds/<token>.ics`): only the availability table."""
+
+    availability_table: str = Field(alias="AVAILABILITY_TABLE", min_length=1)
+
+
+class AvailabilitySettings(_Settings):
+    """The scheduled availability function: EHR-first appointments → busy feeds, and the roster check."""
+
+    availability_table: str = Field(alias="AVAILABILITY_TABLE", min_length=1)
+    ehr_base_url: str = Field(alias="EHR_BASE_URL", pattern=_BASE_URL_PATTERN)
+    ehr_profile: EhrProfileName = Field(default="generic", alias="EHR_PROFILE")
+    ehr_auth_secret_arn: str = Field(default="", alias="EHR_AUTH_SECRET_ARN")
+    ehr_region: str = Field(default="", alias="EHR_REGION")
+    ehr_routes: dict[str, EhrRoute] = Field(default_factory=dict, alias="EHR_ROUTES")
+    ehr_timeout_seconds: float = Field(default=10.0, alias="EHR_TIMEOUT_SECONDS", gt=0, le=60)
+    clinic_config_source: str = Field(alias="CLINIC_CONFIG_SOURCE", pattern=CLINIC_CONFIG_SOURCE_PATTERN)
+    identifier_system_base: str = Field(
+        default="https://cal-ehr-bridge.dev/fhir/sid", alias="IDENTIFIER_SYSTEM_BASE", pattern=r"^https?://"
+    )
+    #: How far ahead the feeds reach, and how often a full sweep (which finds EHR deletions) runs.
+    horizon_days: int = Field(default=90, alias="AVAILABILITY_HORIZON_DAYS", ge=1, le=400)
+    full_sweep_minutes: int = Field(default=60, alias="AVAILABILITY_FULL_SWEEP_MINUTES", ge=1, le=7 * 24 * 60)
+    #: The roster check (`RosterDrift`): Cal.com API key secret `{"api_key"}`; empty = no roster check.
+    calcom_api_secret_arn: str = Field(default="", alias="CALCOM_API_SECRET_ARN")
+    calcom_api_base_url: str = Field(
+        default="https://api.cal.com/v2", alias="CALCOM_API_BASE_URL", pattern=r"^https?://"
+    )
+    #: The Cal.com organization (org users are the hosts) and/or teams (their members are).
+    calcom_org_id: int | None = Field(default=None, alias="CALCOM_ORG_ID", ge=1)
+    calcom_team_ids: str = Field(default="", alias="CALCOM_TEAM_IDS", pattern=r"^(\d+(,\d+)*)?$")
+
+    @field_validator("ehr_routes", mode="before")
+    @classmethod
+    def _parse_routes(cls, raw: Any) -> Any:
+        return _routes_document(raw)
+
+    @field_validator("calcom_org_id", mode="before")
+    @classmethod
+    def _blank_org(cls, raw: Any) -> Any:
+        return None if raw == "" else raw
+
+    @property
+    def team_ids(self) -> tuple[int, ...]:
+        return tuple(int(t) for t in self.calcom_team_ids.split(",") if t)
+
+
+@cache
+def feed_settings() -> FeedSettings:
+    return _load(FeedSettings)
+
+
+@cache
+def availability_settings() -> AvailabilitySettings:
+    return _load(AvailabilitySettings)

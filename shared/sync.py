@@ -37,10 +37,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from shared.appointments import AppointmentWriter, Drift
-from shared.calcom.lineage import lineage_key
+from shared.availability.slot_guard import SlotGuard, needs_check
+from shared.calcom.lineage import lineage_hash, lineage_key
 from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, EventTypeMapping, PractitionerMapping
+from shared.domain.availability import ConflictFlag, Slot
 from shared.domain.decide import (
     AppointmentView,
     NoShowMark,
@@ -52,19 +54,20 @@ from shared.domain.decide import (
     no_show_marks,
     person_key,
 )
+from shared.domain.identifiers import IdentifierSystems
 from shared.domain.intake import form_fact, union_forms
 from shared.domain.projection import (
     FreeText,
-    IdentifierSystems,
     projection_hash,
     render_appointment,
 )
 from shared.domain.rules import Verdict, judge, patient_state, supplies_details
 from shared.domain.state import FormFact, LineageState
+from shared.drift_check import lineage_to_verify
 from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.patients import PatientFacts, PatientMatch, birth_date_from, match_patient
 from shared.ehr.port import EhrClient, Resource, StoredResource
-from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
+from shared.errors import IntakeError, LineageNotYetKnown, ParkedEvent, PermanentEhrError, ReviewRequired
 from shared.stores.audit import AuditRecord, AuditTrail
 from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.state import Lease, LineageBusyError, LineageStateStore, StateConflictError, TransactPut
@@ -77,8 +80,6 @@ MAX_FREE_TEXT = 1000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 SyncOutcome = Literal["applied", "duplicate", "stale", "recorded", "deferred", "verified"]
-#: The body of a queued drift check (the reconciler sends them; Cal.com bodies never have this key).
-VERIFY_COMMAND = "bridgeVerify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,26 +132,15 @@ def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def lineage_hash(lineage: str) -> str:
-    return hashlib.sha256(lineage.encode("utf-8")).hexdigest()
-
-
-def verify_command(lineage: str) -> str:
-    """The queue body asking the sync to check (and repair) one lineage's EHR copy."""
-    return json.dumps({VERIFY_COMMAND: {"lineage": lineage}}, separators=(",", ":"))
-
-
-def _verify_command(raw: bytes) -> str | None:
-    """The lineage of a drift-check body, or None for anything else (a webhook)."""
-    if not raw.startswith(b'{"' + VERIFY_COMMAND.encode()):
-        return None
-    try:
-        lineage = json.loads(raw)[VERIFY_COMMAND]["lineage"]
-    except (ValueError, KeyError, TypeError):
-        raise ReviewRequired("invalid_message", "a drift check without a lineage") from None
-    if not isinstance(lineage, str) or not 0 < len(lineage) <= 512:
-        raise ReviewRequired("invalid_message", "a drift check with an invalid lineage")
-    return lineage
+def parked_event(event: BookingEvent, lineage: str) -> ParkedEvent:
+    """The PHI-free identifiers a review listing shows of a parked event."""
+    return ParkedEvent(
+        lineage=lineage,
+        booking_uid=event.uid if event.kind != "form" else "",
+        trigger=event.trigger.value,
+        event_type=str(event.event_type_id or event.event_type_slug or ""),
+        start=event.start.isoformat().replace("+00:00", "Z") if event.start else "",
+    )
 
 
 class SyncService:
@@ -181,13 +171,14 @@ class SyncService:
         self._key = pseudonym_key
         self._practitioners: dict[tuple[str, str], str] = {}
         self._writer = AppointmentWriter(ehrs=self._ehrs, systems=systems, fences=store)
+        self._slot_guard = SlotGuard(systems)
 
     # -- entry point -------------------------------------------------------------------------
     def process(self, body: str, delivery: Delivery | None = None) -> SyncResult:
         delivery = replace(delivery or Delivery(), attempt=uuid.uuid4().hex[:12])
         raw = body.encode("utf-8")
         body_sha256 = hashlib.sha256(raw).hexdigest()
-        if (lineage := _verify_command(raw)) is not None:
+        if (lineage := lineage_to_verify(raw)) is not None:
             return self.verify(lineage, repair=True, source=delivery)
         try:
             parsed = parse_webhook(raw)
@@ -212,10 +203,12 @@ class SyncService:
                 "conflicting_duplicate", "an event with the same trigger, uid and createdAt had other content"
             ) from None
         except IdempotencyAlreadyInProgressError:
-            raise StateConflictError("another worker is processing this event") from None
+            # Another worker has this very event in hand (or died with it: its record expires with its time).
+            raise LineageBusyError("another worker is processing this event", retry_after=1.0) from None
         except (ReviewRequired, PermanentEhrError) as exc:
-            reason = exc.reason
-            self._record(event, self._lineage_or_blank(event), body_sha256, delivery, "review", reason=reason)
+            lineage = self._lineage_or_blank(event)
+            self._record(event, lineage, body_sha256, delivery, "review", reason=exc.reason)
+            exc.parked = parked_event(event, lineage)
             raise
         return SyncResult(**outcome)
 
@@ -226,14 +219,18 @@ class SyncService:
         try:
             lineage = self._resolve_lineage(event)
         except LineageNotYetKnown:
-            # A no-show before its booking: keep the PHI-free marks; the booking's lineage absorbs them.
+            # A no-show before its booking: keep the PHI-free marks (write first), then look for the lineage
+            # again (read after). The booking's worker links the uid before it reads the marks, so at least
+            # one of two racing workers sees the other: the marks are never lost between them.
             marks = [
-                json.dumps({"person_key": m.person_key, "no_show": m.no_show, "at": m.at.isoformat()})
+                json.dumps({"person_key": m.person_key, "no_show": m.no_show, "at": m.at.isoformat(), "uid": m.uid})
                 for m in no_show_marks(event, self._key)
             ]
             self._store.add_pending_marks(event.uid, marks)
-            self._record(event, "", body_sha256, source, "deferred")
-            return asdict(SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash=""))
+            lineage = self._store.lineage_of(event.uid) or ""
+            if not lineage:
+                self._record(event, "", body_sha256, source, "deferred")
+                return asdict(SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash=""))
         return asdict(self._apply_with_retries(lineage, event, body_sha256, source))
 
     def _apply_with_retries(
@@ -414,11 +411,15 @@ class SyncService:
         view = appointment_view(new_state)
         wrote = False
         verdict = Verdict()
+        flag: ConflictFlag | None = None
         if view is not None:
             # Every outcome, `duplicate` included, is checked against the EHR copy: an earlier attempt may
             # have written an older projection and lost its commit (docs/sync-semantics.md, "Write protocol").
             event_type = self._event_type(view)
             route = self._route(new_state, event_type)
+            # The double-booking check (docs/availability.md), before any EHR write (patients included):
+            # parks the message (ReviewRequired) or flags the write.
+            flag = self._slot_check(state, view, event, outcome, event_type=event_type, route=route)
             if event.kind == "booking" and outcome != "duplicate" and route not in self._siu:
                 # (HL7 v2 routes: the interface engine matches patients)
                 new_state = self._with_patients(new_state, event, route, {} if matches is None else matches)
@@ -441,6 +442,8 @@ class SyncService:
             note = "ehr_corrected" if wrote else ""
         else:
             outcome = "applied" if wrote else "stale"
+        if flag is not None:
+            note = flag.reason
         reason = ";".join(part for part in (note, verdict.audit_reason) if part)
         record = self._audit_record(
             event, new_state.lineage, body_sha256, source, outcome, state=new_state, reason=reason
@@ -459,11 +462,20 @@ class SyncService:
         return (self._audit.put_request(record),) if self._audit is not None else ()
 
     def _absorb_pending_marks(self, before: LineageState, after: LineageState) -> LineageState:
+        """Uids new to the lineage: link them (write first), then read no-show marks kept for them."""
         marks: list[NoShowMark] = []
         for uid in sorted(set(after.uids) - set(before.uids)):
+            self._store.link_uid(uid, after.lineage)
             for raw in self._store.pending_marks(uid):
                 fact = json.loads(raw)
-                marks.append(NoShowMark(fact["person_key"], bool(fact["no_show"]), datetime.fromisoformat(fact["at"])))
+                marks.append(
+                    NoShowMark(
+                        fact["person_key"],
+                        bool(fact["no_show"]),
+                        datetime.fromisoformat(fact["at"]),
+                        fact.get("uid", uid),
+                    )
+                )
         if not marks:
             return after
         return after.model_copy(update={"participants": apply_no_show_marks(after.participants, marks)})
@@ -539,6 +551,33 @@ class SyncService:
                 update={"patient_ref": match.reference, "patient_origin": match.origin}
             )
         return state.model_copy(update={"participants": participants})
+
+    def _slot_check(
+        self,
+        before: LineageState,
+        view: AppointmentView,
+        event: BookingEvent,
+        outcome: Outcome,
+        *,
+        event_type: EventTypeMapping,
+        route: str,
+    ) -> ConflictFlag | None:
+        """Whether the slot is taken in the EHR by an appointment the bridge did not write; checked only
+        when a booking event puts an active booking into a slot the EHR copy does not hold yet."""
+        if event.kind != "booking" or outcome == "duplicate" or route in self._siu:
+            return None
+        if not needs_check(appointment_view(before), view, written=before.appointment_id is not None):
+            return None
+        details = view.details
+        host = self._config.practitioner(details.host_user_id, details.host_email)
+        if host is None:
+            return None  # parked as unmapped_host when the Appointment is rendered
+        booked_at = self._config.location(details.location_key, self._key)
+        room = (booked_at.reference if booked_at else None) or (
+            event_type.location_reference if not event_type.telehealth and booked_at is None else None
+        )
+        slot = Slot(details.start, details.end, self._practitioner_ref(host, route), room)
+        return self._slot_guard.check(self._ehrs[route], slot, event_type.on_conflict)
 
     def _practitioner_ref(self, mapping: PractitionerMapping, route: str) -> str:
         if mapping.reference:

@@ -13,4 +13,6 @@ COMMAND_MODULES = (
     "cli.commands.ehr",
     "cli.commands.hl7",
     "cli.commands.operations",
+    "cli.commands.console",
+    "cli.commands.availability",
 )

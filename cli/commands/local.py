@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from cli.output import JsonOpt, Output
 from cli.target import STACK_FILE, LocalOpt, StackFileOpt, local_target
 
 _STACK = "Local stack"
+DEV_AVAILABILITY_SECONDS = 30.0
 ConfigOpt = Annotated[
     Path,
     typer.Option("--config", help="The clinic mapping to run (default: the demo clinic).", rich_help_panel=_STACK),
@@ -63,6 +65,22 @@ CaptureOpt = Annotated[
     ),
 ]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=1, max=8, help="Sync pollers.", rich_help_panel=_STACK)]
+ChaosOpt = Annotated[
+    bool,
+    typer.Option(
+        "--chaos",
+        help="Deliver each batch to several workers at once, shuffled, with duplicates, delays and killed "
+        "workers (docs/sync-semantics.md, 'Write protocol'): the bridge must still converge.",
+        rich_help_panel=_STACK,
+    ),
+]
+ChaosSeedOpt = Annotated[
+    int | None, typer.Option("--chaos-seed", help="Seed of the chaos (repeatable runs).", rich_help_panel=_STACK)
+]
+ChaosKillOpt = Annotated[
+    float,
+    typer.Option("--chaos-kill", min=0.0, max=1.0, help="Chance that an invocation is killed.", rich_help_panel=_STACK),
+]
 EhrOpt = Annotated[
     str,
     typer.Option(
@@ -86,6 +104,9 @@ def _options(
     fhir_port: int = 0,
     secret: str | None = None,
     ehr: str = "fhir",
+    chaos: bool = False,
+    chaos_seed: int | None = None,
+    chaos_kill: float = 0.1,
 ) -> local.StackOptions:
     if ehr_profile not in ("generic", "healthlake", "oracle"):
         raise UsageError("--ehr-profile must be generic, healthlake or oracle")
@@ -106,7 +127,16 @@ def _options(
         fhir_port=fhir_port,
         secret=secret,
         ehr=ehr,
+        chaos=_chaos(chaos, workers, chaos_seed, chaos_kill),
     )
+
+
+def _chaos(enabled: bool, workers: int, seed: int | None, kill: float) -> object:
+    if not enabled:
+        return None
+    from devstack.chaos import ChaosSettings  # noqa: PLC0415 - the local stack only when asked
+
+    return ChaosSettings(workers=max(workers, 3), seed=seed, kill=kill)
 
 
 def dev(
@@ -119,6 +149,9 @@ def dev(
     capture: CaptureOpt = None,
     workers: WorkersOpt = 1,
     ehr: EhrOpt = "fhir",
+    chaos: ChaosOpt = False,
+    chaos_seed: ChaosSeedOpt = None,
+    chaos_kill: ChaosKillOpt = 0.1,
     api_port: Annotated[int, typer.Option("--api-port", help="Local API port.", rich_help_panel=_STACK)] = 8787,
     fhir_port: Annotated[
         int, typer.Option("--fhir-port", help="Local FHIR server port.", rich_help_panel=_STACK)
@@ -139,8 +172,23 @@ def dev(
     webhook bodies (`calehr send`), or point it at a sandbox EHR (--fhir, --fhir-auth).
     """
     options = _options(
-        config, seed, fhir, fhir_auth, ehr_profile, state_dir, capture, workers, api_port, fhir_port, ehr=ehr
+        config,
+        seed,
+        fhir,
+        fhir_auth,
+        ehr_profile,
+        state_dir,
+        capture,
+        workers,
+        api_port,
+        fhir_port,
+        ehr=ehr,
+        chaos=chaos,
+        chaos_seed=chaos_seed,
+        chaos_kill=chaos_kill,
     )
+    # Busy feeds are rebuilt from the EHR every half minute while the demo runs (a deployment: 5 min).
+    options = dataclasses.replace(options, availability_interval=DEV_AVAILABILITY_SECONDS)
     return local.dev(options, demo=not no_demo, log_file=log_file, stack_file=stack_file, as_json=as_json)
 
 
@@ -153,6 +201,9 @@ def serve(
     state_dir: StateDirOpt = None,
     capture: CaptureOpt = None,
     workers: WorkersOpt = 1,
+    chaos: ChaosOpt = False,
+    chaos_seed: ChaosSeedOpt = None,
+    chaos_kill: ChaosKillOpt = 0.1,
     api_port: Annotated[int, typer.Option("--api-port", help="Local API port (0: any free port).")] = 0,
     secret: Annotated[str | None, typer.Option("--secret", help="The webhook secret (default: random).")] = None,
     stack_file: Annotated[
@@ -162,7 +213,22 @@ def serve(
 ) -> int:
     """Run the local stack and print its endpoints as one JSON line (for tests and scripts), until SIGTERM."""
     del as_json  # always one JSON line
-    options = _options(config, seed, fhir, fhir_auth, ehr_profile, state_dir, capture, workers, api_port, 0, secret)
+    options = _options(
+        config,
+        seed,
+        fhir,
+        fhir_auth,
+        ehr_profile,
+        state_dir,
+        capture,
+        workers,
+        api_port,
+        0,
+        secret,
+        chaos=chaos,
+        chaos_seed=chaos_seed,
+        chaos_kill=chaos_kill,
+    )
     return local.serve(options, stack_file=stack_file)
 
 

@@ -1,4 +1,4 @@
-"""Operator commands: `review`, `dlq`, `sync`, `audit`, `reconcile` (the README runbook)."""
+"""Operator commands: `review`, `dlq`, `sync`, `audit`, `reconcile`, `verify` (the README runbook)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 
 from cli import ops
 from cli import reconcile as reconcile_run
+from cli import verify as drift
 from cli.errors import UsageError
 from cli.output import JsonOpt, Output
 from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt, Target, resolve
@@ -298,6 +299,41 @@ def reconcile(
     )
 
 
+# -- verify (drift) ----------------------------------------------------------------------------------
+def verify(
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only lineages changed in this window: 30m, 24h, 7d or a UTC time.")
+    ] = None,
+    lineage: Annotated[str | None, typer.Option("--lineage", help="One lineage key (an iCalUID).")] = None,
+    booking: Annotated[str | None, typer.Option("--booking", help="The lineage of this Cal.com booking uid.")] = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rewrite what the bridge itself left stale (audited); never staff edits.")
+    ] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="Clinic mapping (default: the target's).")] = None,
+    local: LocalOpt = False,
+    stack: StackOpt = None,
+    stack_file: StackFileOpt = None,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> int:
+    """Compare each lineage's projection with the EHR's copy (drift); exit 1 while drift is left.
+
+    Verdicts: in_sync, bridge_stale (repaired with --repair), ehr_changed (someone changed bridge-owned
+    fields in the EHR: reported only), unmarked, missing, cannot_read_back (HL7 v2), busy.
+    """
+    if sum(x is not None for x in (since, lineage, booking)) > 1:
+        raise UsageError("give at most one of --since, --lineage, --booking")
+    target = _target(local, stack, stack_file, region, endpoint_url)
+    window = reconcile_run.parse_since(since, datetime.now(UTC)) if since else None
+    keys = drift.lineages(target, lineage=lineage, booking=booking, since=window)
+    service = drift.build_service(target, drift.config_of(target, config))
+    out = Output(as_json=as_json)
+    with out.progress("verifying lineages", total=len(keys)) as ticker:
+        verdicts = drift.check(service, keys, repair=repair, progress=ticker.advance)
+    return drift.report(out, verdicts)
+
+
 def _api_key(target: Target, api_key_file: Path | None) -> str:
     if api_key_file is not None:
         try:
@@ -336,3 +372,10 @@ def register(app: typer.Typer) -> None:
             "  CALCOM_API_KEY=cal_test_… calehr reconcile --local --api-url http://127.0.0.1:8790/v2"
         )
     )(reconcile)
+    app.command(
+        epilog=(
+            "Examples:\n\n"
+            "  calehr verify --since 24h --local\n\n"
+            "  calehr verify --booking Hq2WnX6tYc9RkP4vJm7sEa --repair --stack CalEhrBridge-prod --json"
+        )
+    )(verify)

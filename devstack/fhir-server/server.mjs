@@ -145,6 +145,20 @@ function parseFault(spec) {
   return { status, count, retryAfter, delayMs, paths: paths === undefined ? undefined : [paths].flat(), drop: !!drop };
 }
 
+// The in-memory router pages with _count/_offset but writes no `link`s; real servers do (`self`, `next`).
+function addPagingLinks(bundle, url, req) {
+  if (bundle.link?.length || typeof bundle.total !== 'number') return;
+  const offset = Number(url.searchParams.get('_offset') ?? 0) || 0;
+  const base = `http://${req.headers.host ?? '127.0.0.1'}`;
+  bundle.link = [{ relation: 'self', url: `${base}${url.pathname}${url.search}` }];
+  const shown = bundle.entry?.length ?? 0;
+  if (shown > 0 && offset + shown < bundle.total) {
+    const following = new URL(url.toString());
+    following.searchParams.set('_offset', String(offset + shown));
+    bundle.link.push({ relation: 'next', url: `${base}${following.pathname}${following.search}` });
+  }
+}
+
 async function handle(req, res) {
   const url = new URL(req.url ?? '/', 'http://127.0.0.1');
   let path;
@@ -192,6 +206,7 @@ async function handle(req, res) {
   const status = getStatus(result);
   if (req.method !== 'GET' && status < 400) saveSnapshotSoon();
   const out = isOk(result) ? (resource ?? result) : result;
+  if (req.method === 'GET' && out?.resourceType === 'Bundle' && out.type === 'searchset') addPagingLinks(out, url, req);
   const headers = {};
   if (isOk(result) && resource?.meta?.versionId && resource.resourceType !== 'Bundle') {
     headers.ETag = `W/"${resource.meta.versionId}"`;

@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.calcom.api import DEFAULT_BASE_URL, CalcomApiClient, CalcomApiError
+from shared.availability.roster import calcom_hosts
+from shared.calcom.api import DEFAULT_BASE_URL, CalcomApiClient, CalcomApiError, HostBookings
 from shared.observability import MetricUnit, count, gauge, logger, metrics
 from shared.reconcile import (
     CursorConflictError,
@@ -29,6 +30,9 @@ from shared.reconcile import (
     DynamoCursorStore,
     ReconcileOptions,
     Reconciler,
+    ReconcileReport,
+    emit_report,
+    host_cursor_pk,
 )
 from shared.settings import SettingsError
 from shared.stores.queue import EventQueue, QueueUnavailableError
@@ -62,6 +66,14 @@ class ReconcileSettings(BaseModel):
     own_metadata_value: str = Field(default="cal-ehr-bridge", alias="RECONCILE_OWN_METADATA_VALUE", min_length=1)
     api_timeout_seconds: float = Field(default=10.0, alias="CALCOM_API_TIMEOUT_SECONDS", gt=0, le=60)
     secret_cache_seconds: int = Field(default=300, alias="SECRET_CACHE_SECONDS", ge=0)
+    #: A Cal.com organization: every host's bookings are listed (org admin key), each host with its own
+    #: cursor. Empty: the key's own user's bookings only (`GET /v2/bookings`).
+    calcom_org_id: int | None = Field(default=None, alias="CALCOM_ORG_ID", ge=1)
+
+    @field_validator("calcom_org_id", mode="before")
+    @classmethod
+    def _blank_org(cls, raw: Any) -> Any:
+        return None if raw == "" else raw
 
     def options(self) -> ReconcileOptions:
         return ReconcileOptions(
@@ -147,17 +159,40 @@ def run(context: Any = None) -> dict[str, Any]:
         max_rps=settings.max_rps,
         timeout=httpx.Timeout(settings.api_timeout_seconds, connect=min(5.0, settings.api_timeout_seconds)),
     ) as client:
-        reconciler = Reconciler(
-            source=client,
-            state=_state(),
-            cursors=_cursors(),
-            send=_queue().send,
-            options=settings.options(),
-        )
-        report = reconciler.run(should_stop=lambda: _remaining_ms(context) < SAFETY_MARGIN_MS)
+        should_stop = lambda: _remaining_ms(context) < SAFETY_MARGIN_MS  # noqa: E731
+        if settings.calcom_org_id is None:
+            reconciler = Reconciler(
+                source=client, state=_state(), cursors=_cursors(), send=_queue().send, options=settings.options()
+            )
+            report = reconciler.run(should_stop=should_stop)
+        else:
+            report = run_organization(client, settings, should_stop)
         result = report.as_dict()
         result["api_requests"] = client.requests_sent
     return result
+
+
+def run_organization(client: CalcomApiClient, settings: ReconcileSettings, should_stop: Any) -> ReconcileReport:
+    """Every host of the organization, one after the other, each with its own cursor; the run's metrics
+    are the organization's totals."""
+    assert settings.calcom_org_id is not None
+    org_id = settings.calcom_org_id
+    total = ReconcileReport()
+    for host in calcom_hosts(client, org_id=org_id):
+        if should_stop():
+            total.complete = False
+            break
+        reconciler = Reconciler(
+            source=HostBookings(client, org_id, host.user_id),
+            state=_state(),
+            cursors=DynamoCursorStore(settings.state_table, pk=host_cursor_pk(host.user_id)),
+            send=_queue().send,
+            options=settings.options(),
+            metric=lambda name, value: None,
+        )
+        total.add(reconciler.run(should_stop=should_stop))
+    emit_report(total, count)
+    return total
 
 
 @metrics.log_metrics

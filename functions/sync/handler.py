@@ -15,7 +15,7 @@ batch is reported as batch item failures and comes back (`shared/time_budget.py`
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Protocol
@@ -29,14 +29,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.config.clinic import ClinicConfig
 from shared.config.rules import RULE_NAMES
 from shared.config.source import ClinicConfigSource
-from shared.domain.projection import IdentifierSystems
+from shared.domain.availability import EHR_CONFLICT
+from shared.domain.identifiers import IdentifierSystems
 from shared.domain.rules import RuleViolated
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
 from shared.ehr.hl7v2.endpoint import siu_writer
 from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.oracle import DynamoIdMap
 from shared.ehr.profiles import build_ehr_client, profile_auth
-from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
+from shared.errors import EhrError, LineageNotYetKnown, ParkedEvent, PermanentEhrError, ReviewRequired
 from shared.observability import count, count_by, logger, metrics
 from shared.settings import DEFAULT_ROUTE, SyncSettings, sync_settings
 from shared.stores.audit import AuditTrail, AuditUnavailableError
@@ -176,6 +177,17 @@ class _Runtime:
         self._service: SyncService | None = None
         self._service_config: ClinicConfig | None = None
 
+    def wrap_ports(self, wrap: Callable[[str, Any], Any]) -> None:
+        """Put `wrap(name, port)` around every port the service uses (dev tooling: the chaos poller's kill
+        switch); the next message gets a service built over the wrapped ports."""
+        with self._lock:
+            self.store = wrap("store", self.store)
+            self.ehr = wrap("ehr", self.ehr) if self.ehr is not None else None
+            self.ehr_routes = {name: wrap(f"ehr:{name}", client) for name, client in self.ehr_routes.items()}
+            self.siu_writers = {name: wrap(f"siu:{name}", writer) for name, writer in self.siu_writers.items()}
+            self.audit = wrap("audit", self.audit) if self.audit is not None else None
+            self._service = None
+
     def service(self) -> SyncService:
         config = self.config.get()
         with self._lock:
@@ -275,20 +287,30 @@ def _retry_later(
     return RetryLater(reason)
 
 
-def _park(record: SQSRecord, reason: str, detail: str) -> None:
+def _park(record: SQSRecord, exc: ReviewRequired | PermanentEhrError) -> None:
+    reason, detail, parked = exc.reason, exc.detail, exc.parked
     trigger_attribute = record.raw_event.get("messageAttributes", {}).get("trigger") or {}
-    trigger = trigger_attribute.get("stringValue") or "unknown"
+    parked = parked or ParkedEvent()
     review_id = _review_store().park(
         ReviewItem(
             reason=reason,
             detail=detail,
-            trigger=str(trigger),
+            # The event's own trigger when it parsed; else what ingest put on the message.
+            trigger=parked.trigger or str(trigger_attribute.get("stringValue") or "unknown"),
             lineage_hash=record.attributes.message_group_id or "",
             body=record.body,
             message_id=record.message_id,
+            lineage=parked.lineage,
+            booking_uid=parked.booking_uid,
+            event_type=parked.event_type,
+            start=parked.start,
         )
     )
     count("ReviewParked")
+    if reason == EHR_CONFLICT:
+        count("EhrConflict")  # the slot is taken in the EHR (docs/availability.md)
+    if isinstance(exc, RuleViolated):
+        _count_rule_violations(exc.rules)
     logger.warning("parked for review", extra={"reason": reason, "review_id": review_id})
 
 
@@ -315,13 +337,11 @@ def _handle(record: SQSRecord) -> None:
     try:
         result = _service().process(record.body, _delivery(record))
     except ReviewRequired as exc:
-        _park(record, exc.reason, exc.detail)
-        if isinstance(exc, RuleViolated):
-            _count_rule_violations(exc.rules)
+        _park(record, exc)
         return
     except PermanentEhrError as exc:
         count("EhrPermanentError")
-        _park(record, exc.reason, exc.detail)
+        _park(record, exc)
         return
     except EhrError as exc:
         count("EhrRetryableError")
@@ -341,6 +361,8 @@ def _handle(record: SQSRecord) -> None:
         count(metric)
     if result.note == "ehr_corrected":
         count("DriftRepaired")  # an earlier attempt had left an older projection in the EHR
+    if result.note.startswith(EHR_CONFLICT):
+        count("EhrConflict")  # written although the slot is taken in the EHR (on_conflict: write_and_flag)
     if result.note == "no_booking":
         count("FormWithoutBooking")  # a routing form Cal.com saw no booking follow: a lead to call back
     if result.outcome != "duplicate":  # a replay served from the idempotency record was counted the first time
@@ -359,6 +381,7 @@ def _handle(record: SQSRecord) -> None:
 
 def _count_drift(note: str) -> None:
     """Metrics of a drift check (`note` = kind[:fields]); names only, never values."""
+    count("DriftChecked")
     kind = note.split(":", 1)[0]
     if kind == "repaired":
         count("DriftRepaired")

@@ -226,7 +226,9 @@ class WebhookApi(Construct):
                 )
             ],
             redacted_fields=[
-                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": SIGNATURE_HEADER.lower()})
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": SIGNATURE_HEADER.lower()}),
+                # A busy feed's URL path is its credential (`/feeds/<token>.ics`): never in the WAF logs.
+                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(uri_path={}),
             ],
         )
 

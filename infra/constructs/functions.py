@@ -139,6 +139,14 @@ class FunctionSpec:
     data_key_uses: Sequence[tuple[str, Sequence[str], Sequence[str]]] = ()
 
 
+@dataclass(frozen=True)
+class BuiltFunction:
+    function: lambda_.Function
+    role: iam.Role
+    policy: iam.ManagedPolicy
+    log_group: logs.LogGroup
+
+
 class Functions(Construct):
     def __init__(
         self,
@@ -169,6 +177,8 @@ class Functions(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
+        #: Functions other capabilities build with the same conventions (`add_function`).
+        self.extra: list[lambda_.Function] = []
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.roles: dict[str, iam.Role] = {}
         self.policies: dict[str, iam.ManagedPolicy] = {}
@@ -209,7 +219,27 @@ class Functions(Construct):
 
     @property
     def all(self) -> tuple[lambda_.Function, ...]:
-        return (self.ingest, self.sync, self.reconcile, self.archive)
+        return (self.ingest, self.sync, self.reconcile, self.archive, *self.extra)
+
+    def add_function(self, spec: FunctionSpec, scope: Construct) -> lambda_.Function:
+        """A function of another capability's construct (`scope`), built like these: the shared layer, its
+        own log group, role and customer-managed policy, the data key named in the key policy."""
+        built = self.build_function(spec, scope=scope)
+        self.log_groups[spec.name] = built.log_group
+        self.roles[spec.name] = built.role
+        self.policies[spec.name] = built.policy
+        self.extra.append(built.function)
+        return built.function
+
+    def clinic_config_source(self, secrets: Secrets) -> str:
+        """CLINIC_CONFIG_SOURCE, the same for every function that reads the mapping."""
+        return self._clinic_config_source(secrets)
+
+    def clinic_config_statement(self, secrets: Secrets) -> iam.PolicyStatement:
+        return self._clinic_config_statement(secrets)
+
+    def healthlake_arn(self, store: HealthLakeDatastore) -> str:
+        return self._healthlake_arn(store)
 
     # --- specs ---------------------------------------------------------------------------------
 
@@ -385,6 +415,7 @@ class Functions(Construct):
                 "RECONCILE_LOOKBACK_HOURS": str(RECONCILE_LOOKBACK_HOURS),
                 "RECONCILE_MAX_RPS": str(RECONCILE_MAX_RPS),
                 "REVIEW_TABLE": tables.review.table_name,
+                **({"CALCOM_ORG_ID": str(self._config.calcom_org_id)} if self._config.calcom_org_id else {}),
             },
             statements=[
                 iam.PolicyStatement(
@@ -400,7 +431,10 @@ class Functions(Construct):
                     actions=list(RECONCILE_CURSOR_WRITE_ACTIONS),
                     resources=[tables.state.table_arn],
                     conditions={
-                        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [RECONCILE_CURSOR_PK]},
+                        # its cursor, and with CALCOM_ORG_ID one per host (`cursor#reconcile#user#<id>`)
+                        "ForAllValues:StringLike": {
+                            "dynamodb:LeadingKeys": [RECONCILE_CURSOR_PK, f"{RECONCILE_CURSOR_PK}#user#*"]
+                        },
                         # ForAllValues alone would also match a request without the key.
                         "Null": {"dynamodb:LeadingKeys": "false"},
                     },
@@ -484,9 +518,19 @@ class Functions(Construct):
         return groups
 
     def _build_function(self, spec: FunctionSpec) -> lambda_.Function:
+        built = self.build_function(spec, scope=self)
+        self.log_groups[spec.name] = built.log_group
+        self.roles[spec.name] = built.role
+        self.policies[spec.name] = built.policy
+        return built.function
+
+    def build_function(self, spec: FunctionSpec, *, scope: Construct) -> BuiltFunction:
+        """A function as every function here is built (its own log group, role and customer-managed policy,
+        the shared layer, the async-failure queue, VPC mode, the data key's policy naming the role), with its
+        resources in `scope`: another capability's construct can own a function of its own."""
         title = spec.name.capitalize()
         log_group = logs.LogGroup(
-            self,
+            scope,
             f"{title}Logs",
             encryption_key=self._telemetry_key,
             retention=self._config.log_retention,
@@ -520,20 +564,20 @@ class Functions(Construct):
                 iam.PolicyStatement(sid="ManageVpcNetworkInterfaces", actions=list(VPC_ENI_ACTIONS), resources=["*"])
             )
         role = iam.Role(
-            self,
+            scope,
             f"{title}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Execution role of the {spec.name} function",
         )
         policy = iam.ManagedPolicy(
-            self,
+            scope,
             f"{title}Policy",
             description=f"Least privilege for the {spec.name} function",
             statements=statements,
             roles=[role],
         )
         function = lambda_.Function(
-            self,
+            scope,
             title,
             description=spec.description,
             runtime=RUNTIME,
@@ -570,7 +614,4 @@ class Functions(Construct):
         # The key policy names the role too: IAM alone no longer grants use of the data key.
         for sid, actions, via in spec.data_key_uses:
             self._keys.allow_data_key_use(f"{title}{sid}", [role], actions=actions, services=via)
-        self.log_groups[spec.name] = log_group
-        self.roles[spec.name] = role
-        self.policies[spec.name] = policy
-        return function
+        return BuiltFunction(function=function, role=role, policy=policy, log_group=log_group)

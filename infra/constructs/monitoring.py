@@ -40,11 +40,16 @@ from infra.constants import (
     ARCHIVE_METRICS,
     ARCHIVE_SERVICE,
     AUDIT_ARCHIVE_MAX_LAG_SECONDS,
+    AVAILABILITY_ALARM_METRICS,
+    AVAILABILITY_METRICS,
+    AVAILABILITY_SERVICE,
     EHR_PERMANENT_ERROR_RATE_PERCENT,
     EHR_PERMANENT_MIN_ERRORS,
     EHR_RETRYABLE_ERROR_RATE_PERCENT,
     EHR_RETRYABLE_EVALUATION_PERIODS,
     EHR_RETRYABLE_MIN_ERRORS,
+    FEED_METRICS,
+    FEED_SERVICE,
     INGEST_METRICS,
     INGEST_SERVICE,
     OLDEST_MESSAGE_AGE_ALARM_SECONDS,
@@ -78,6 +83,16 @@ _RECONCILE_ALARM_TEXT = {
 }
 
 
+#: What each availability metric alarm (> 0) tells on-call.
+_AVAILABILITY_ALARM_TEXT = {
+    "AvailabilityFailed": "A busy feed could not be brought up to date from the EHR (EHR error, a mapped "
+    "practitioner the EHR does not have); Cal.com keeps the last busy times it read.",
+    "RosterDrift": "Cal.com's hosts, the clinic mapping and the EHR's Practitioners disagree (an unmapped host, "
+    "a practitioner missing or inactive in the EHR, an NPI mismatch): bookings of that host will be parked.",
+    "RosterCheckFailed": "The provider roster check could not ask Cal.com or the EHR (key, permission, outage).",
+}
+
+
 @dataclass(frozen=True)
 class MonitoredResources:
     api: apigw.RestApi
@@ -90,6 +105,9 @@ class MonitoredResources:
     function_failures: sqs.Queue
     #: None with `-c waf=false`.
     web_acl: wafv2.CfnWebACL | None = None
+    #: The scheduled availability function and the feed function (infra/constructs/availability.py).
+    availability: lambda_.Function | None = None
+    feed: lambda_.Function | None = None
 
 
 def app_metric(
@@ -301,7 +319,16 @@ class Monitoring(Construct):
             description="A changed clinic mapping was rejected (invalid or unreadable); sync keeps using the "
             "last good one until it is fixed.",
         )
+        self._alarm(
+            "DriftFound",
+            metric=self._metric(SYNC_SERVICE, "DriftFound"),
+            threshold=0,
+            comparison=_GT,
+            description="An EHR Appointment no longer says what the bridge projects and the bridge did not write "
+            "that: someone changed or deleted it in the EHR. Run `calehr verify` to see which.",
+        )
         self._build_ehr_alarms()
+        self._build_availability_alarms()
         self._build_backlog_alarm()
         self._build_archive_alarms()
         if r.web_acl is not None:
@@ -346,6 +373,33 @@ class Monitoring(Construct):
             description="A sync container opened its EHR circuit breaker (consecutive EHR failures) and stopped "
             "calling the EHR for the cooldown; it stays firing while trials keep failing.",
         )
+
+    def _build_availability_alarms(self) -> None:
+        r = self._resources
+        self._alarm(
+            "EhrConflict",
+            metric=self._metric(SYNC_SERVICE, "EhrConflict"),
+            threshold=0,
+            comparison=_GT,
+            description="A Cal.com booking overlapped an appointment made first in the EHR (same practitioner or "
+            "room): parked as ehr_conflict, or written and flagged (on_conflict: write_and_flag).",
+        )
+        if r.availability is None:
+            return
+        self._alarm(
+            "AvailabilityErrors",
+            metric=r.availability.metric_errors(period=_PERIOD, statistic="Sum"),
+            threshold=1,
+            description="The availability function failed or timed out: busy feeds are not being refreshed.",
+        )
+        for name in AVAILABILITY_ALARM_METRICS:
+            self._alarm(
+                name,
+                metric=self._metric(AVAILABILITY_SERVICE, name),
+                threshold=0,
+                comparison=_GT,
+                description=_AVAILABILITY_ALARM_TEXT[name],
+            )
 
     def _build_backlog_alarm(self) -> None:
         period = self._backlog_period
@@ -493,6 +547,13 @@ class Monitoring(Construct):
                 [self._metric(ARCHIVE_SERVICE, name) for name in ARCHIVE_METRICS],
                 right=[r.archive.metric("IteratorAge", period=_PERIOD, statistic="Maximum")],
             ),
+        )
+        dashboard.add_widgets(
+            _graph(
+                "Availability: busy feeds and roster",
+                [self._metric(AVAILABILITY_SERVICE, name) for name in AVAILABILITY_METRICS],
+            ),
+            _graph("Busy feed requests", [self._metric(FEED_SERVICE, name) for name in FEED_METRICS]),
         )
         if r.web_acl is not None:
             dashboard.add_widgets(_graph("WAF blocked requests", [waf_blocked_requests(r.web_acl)]))

@@ -54,6 +54,11 @@ REVIEW_ITEM_ATTRIBUTES = (
     "closed_note",
     "closed_by",
     "closed_at",
+    # which booking, on items parked by newer versions (PHI-free: the lineage key, a uid, an event type, a time)
+    "lineage",
+    "booking_uid",
+    "event_type",
+    "start",
 )
 #: What closing a review item writes (shared.stores.review `ReviewStore.close`), with its key.
 REVIEW_CLOSE_ATTRIBUTES = ("pk", "status", "closed_note", "closed_by", "closed_at")

@@ -217,6 +217,25 @@ def api_timestamp(value: datetime) -> str:
 
 
 # -- client --------------------------------------------------------------------------------------
+def host_bookings_path(org_id: int, user_id: int) -> str:
+    """`GET /v2/organizations/{orgId}/users/{userId}/bookings`: one organization host's bookings, with the
+    parameters and answer of `GET /v2/bookings` (2024-08-13; org admin key)."""
+    return f"/organizations/{org_id}/users/{user_id}/bookings"
+
+
+class HostBookings:
+    """The reconciler's booking source for one organization host (`Reconciler(source=...)`)."""
+
+    def __init__(self, client: CalcomApiClient, org_id: int, user_id: int) -> None:
+        self._client = client
+        self._path = host_bookings_path(org_id, user_id)
+
+    def iter_pages(
+        self, *, after: datetime, field: ChangeField = "updatedAt", take: int = 100
+    ) -> Iterator[BookingsPage]:
+        return self._client.iter_pages(after=after, field=field, take=take, path=self._path)
+
+
 class CalcomApiClient:
     """`GET /v2/bookings` with paging, a token-bucket rate limit, bounded retries and timeouts."""
 
@@ -266,21 +285,29 @@ class CalcomApiClient:
 
     # -- paging ------------------------------------------------------------------------------
     def iter_pages(
-        self, *, after: datetime, field: ChangeField = "updatedAt", take: int = 100
+        self, *, after: datetime, field: ChangeField = "updatedAt", take: int = 100, path: str = "/bookings"
     ) -> Iterator[BookingsPage]:
-        """Pages of bookings changed after `after`, oldest change first, until `hasNextPage` is false."""
+        """Pages of bookings changed after `after`, oldest change first, until `hasNextPage` is false.
+
+        `path`: `/bookings` (the key's own user) or `/organizations/{orgId}/users/{userId}/bookings`
+        (one host of an organization: same parameters and answer, org admin key)."""
         take = max(1, min(MAX_TAKE, take))
         after_param, sort_param = _QUERY[field]
         skip = 0
         for _ in range(MAX_PAGES):
             params = {after_param: api_timestamp(after), sort_param: "asc", "take": str(take), "skip": str(skip)}
-            page = self._page(self._get("/bookings", params))
+            page = self._page(self._get(path, params))
             yield page
             received = len(page.bookings) + page.invalid
             if not page.has_next_page or received == 0:
                 return
             skip += received
         raise CalcomRetryableError(f"paging stopped after {MAX_PAGES} pages; the next run continues")
+
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """One GET below the base URL (`/me`, `/organizations/{id}/users`…) with the client's rate limit,
+        retries and error classes; the JSON answer."""
+        return self._get(path, params or {})
 
     def list_bookings(
         self, *, after: datetime, field: ChangeField = "updatedAt", take: int = 100

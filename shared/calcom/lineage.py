@@ -26,5 +26,11 @@ def lineage_key(event: BookingEvent) -> str:
     return event.ical_uid or f"{event.uid}{CALCOM_ICAL_SUFFIX}"
 
 
+def lineage_hash(lineage: str) -> str:
+    """The SHA-256 of a lineage key: its FIFO message group, and how logs, review items and drift checks
+    name the lineage without its key."""
+    return hashlib.sha256(lineage.encode("utf-8")).hexdigest()
+
+
 def message_group_id(event: BookingEvent) -> str:
-    return hashlib.sha256(lineage_key(event).encode("utf-8")).hexdigest()
+    return lineage_hash(lineage_key(event))

@@ -77,6 +77,11 @@ class EventTypeMapping(_Config):
     practitioners: list[int | str] | None = Field(default=None, max_length=500)
     #: Rule `event_type_locations`: the EHR Locations an in-person visit of this type may be at.
     locations: list[Annotated[str, Field(pattern=_LOCATION_REF)]] | None = Field(default=None, max_length=500)
+    #: A booking whose slot overlaps an appointment made in the EHR (same practitioner, or same room in
+    #: person) that the bridge did not write: `review` parks it (`ehr_conflict`), `write_and_flag` writes
+    #: it and flags it (audit, `EhrConflict` metric), `ignore` does not search (EHRs that refuse
+    #: Appointment searches). HL7 v2 routes cannot search and are never checked.
+    on_conflict: Literal["review", "write_and_flag", "ignore"] = "review"
 
     @model_validator(mode="after")
     def _needs_a_key(self) -> EventTypeMapping:

@@ -119,9 +119,12 @@ def _merge_uid(facts: UidFacts, event: BookingEvent, key: bytes) -> UidFacts:
     candidate = details_of(event, key)
     if candidate and (facts.details is None or candidate.source_rank > facts.details.source_rank):
         updates["details"] = candidate
-    if event.trigger is not Trigger.BOOKING_CANCELLED and event.ical_sequence is not None:
-        # Cal.com bumps iCalSequence on cancel too; only booking versions order the chain.
-        updates["sequence"] = max(facts.sequence if facts.sequence is not None else -1, event.ical_sequence)
+    whole_booking_cancel = event.trigger is Trigger.BOOKING_CANCELLED and not event.seated
+    if event.ical_sequence is not None:
+        # Cal.com bumps iCalSequence when it cancels a booking: that booking's own version is one less. (A
+        # cancel of a booking whose reschedule never arrived still ranks it above the booking it replaced.)
+        own = event.ical_sequence - 1 if whole_booking_cancel else event.ical_sequence
+        updates["sequence"] = max(facts.sequence if facts.sequence is not None else -1, own)
     if event.seated:
         updates["seated"] = True
     trigger = event.trigger
@@ -131,7 +134,6 @@ def _merge_uid(facts: UidFacts, event: BookingEvent, key: bytes) -> UidFacts:
         updates["accepted_at"] = _max_dt(facts.accepted_at, event.occurred_at)
     if trigger is Trigger.MEETING_ENDED:
         updates["ended_at"] = _max_dt(facts.ended_at, event.occurred_at)
-    whole_booking_cancel = trigger is Trigger.BOOKING_CANCELLED and not event.seated
     if trigger is Trigger.BOOKING_REJECTED or whole_booking_cancel:
         kind = _cancel_kind(event)
         # Ties on createdAt are broken by the kind's name so the result never depends on order.
@@ -143,15 +145,18 @@ def _merge_uid(facts: UidFacts, event: BookingEvent, key: bytes) -> UidFacts:
 
 @dataclass(frozen=True, slots=True)
 class NoShowMark:
-    """A PHI-free no-show fact: who (keyed hash), marked or unmarked, and when."""
+    """A PHI-free no-show fact: who (keyed hash), marked or unmarked, on which booking uid, and when."""
 
     person_key: str
     no_show: bool
     at: datetime
+    uid: str | None = None
 
 
 def no_show_marks(event: BookingEvent, key: bytes) -> list[NoShowMark]:
-    return [NoShowMark(person_key(a.email, key), bool(a.no_show), event.occurred_at) for a in event.attendees]
+    return [
+        NoShowMark(person_key(a.email, key), bool(a.no_show), event.occurred_at, event.uid) for a in event.attendees
+    ]
 
 
 def apply_no_show_marks(participants: dict[str, Participant], marks: list[NoShowMark]) -> dict[str, Participant]:
@@ -160,7 +165,9 @@ def apply_no_show_marks(participants: dict[str, Participant], marks: list[NoShow
     for mark in marks:
         current = merged.get(mark.person_key, Participant(person_key=mark.person_key))
         if current.no_show_at is None or (mark.at, mark.no_show) > (current.no_show_at, current.no_show):
-            merged[mark.person_key] = current.model_copy(update={"no_show": mark.no_show, "no_show_at": mark.at})
+            merged[mark.person_key] = current.model_copy(
+                update={"no_show": mark.no_show, "no_show_at": mark.at, "no_show_uid": mark.uid}
+            )
     return merged
 
 
@@ -255,7 +262,8 @@ def derive_status(head: UidFacts, patients: list[Participant]) -> AppointmentSta
         # Every seat holder left (or the host cancelled the whole seated slot, which Cal.com sends as a
         # seated BOOKING_CANCELLED listing every attendee): nobody is coming.
         return "cancelled"
-    if patients and all(p.no_show for p in patients):
+    # A mark counts for the booking it was made on (rule 5): a rebooking is not a no-show of the old slot.
+    if patients and all(p.no_show and p.no_show_uid in (None, head.uid) for p in patients):
         return "noshow"
     if head.ended_at is not None:
         return "fulfilled"
@@ -280,7 +288,9 @@ def appointment_view(state: LineageState) -> AppointmentView | None:
         if head.cancelled_at is not None
         else ("cancelled" if status == "cancelled" else None),
         details=head.details,
-        patients=tuple(sorted((p.person_key, p.patient_ref, p.no_show) for p in present)),
+        patients=tuple(
+            sorted((p.person_key, p.patient_ref, p.no_show and p.no_show_uid in (None, head.uid)) for p in present)
+        ),
         intake=form,
         visit_kind=visit_kind_of(form, present),
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.config.clinic import BY_VISIT_KIND, EventTypeMapping, LocationMapping, VisitKinds
 from shared.domain.decide import AppointmentView
-from shared.ehr.port import Identifier, Resource
+from shared.domain.identifiers import IdentifierSystems, Resource
 
 V2_0276 = "http://terminology.hl7.org/CodeSystem/v2-0276"
 CANCEL_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason"
@@ -40,40 +40,6 @@ class FreeText:
 
     comment: str | None = None
     reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IdentifierSystems:
-    base: str
-
-    @property
-    def lineage(self) -> str:
-        return f"{self.base}/calcom-ical-uid"
-
-    @property
-    def booking(self) -> str:
-        return f"{self.base}/calcom-booking-uid"
-
-    @property
-    def person(self) -> str:
-        return f"{self.base}/calcom-person"
-
-    @property
-    def first_lineage(self) -> str:
-        """On a Patient the bridge created: (a hash of) the lineage it was created for."""
-        return f"{self.base}/calcom-first-lineage"
-
-    @property
-    def tag(self) -> str:
-        return f"{self.base}/tags"
-
-    @property
-    def write_marker(self) -> str:
-        """URL of the extension by which the bridge signs each Appointment version it writes."""
-        return f"{self.base}/bridge-write"
-
-    def lineage_identifier(self, lineage: str) -> Identifier:
-        return Identifier(self.lineage, lineage)
 
 
 def _iso(moment: Any) -> str:

@@ -68,6 +68,9 @@ class Participant(_State):
     patient_origin: PatientOrigin | None = None
     no_show: bool = False
     no_show_at: datetime | None = None
+    #: The booking uid the latest no-show mark was made on: a mark on a booking the chain moved away from
+    #: (rescheduled since) does not make the new booking a no-show (None: a mark stored before this was kept).
+    no_show_uid: str | None = None
 
     @property
     def present(self) -> bool:

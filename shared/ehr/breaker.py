@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
-from shared.ehr.port import EhrClient, Identifier, Resource, StoredResource
+from shared.ehr.port import EhrClient, Identifier, Resource, SearchParams, StoredResource
 from shared.errors import RetryableEhrError
 from shared.observability import count, logger
 
@@ -130,7 +130,7 @@ class BreakerEhrClient:
         self._inner = inner
         self.breaker = breaker
 
-    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
+    def search(self, resource_type: str, params: SearchParams) -> list[StoredResource]:
         return self.breaker.call(lambda: self._inner.search(resource_type, params))
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None:

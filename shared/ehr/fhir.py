@@ -10,17 +10,26 @@ OperationOutcome issue codes only - never diagnostics text, which may echo resou
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from shared.ehr.port import Identifier, Resource, StoredResource
+from shared.ehr.port import Identifier, Resource, SearchParams, StoredResource
 from shared.errors import PermanentEhrError, RetryableEhrError
 
 FHIR_JSON = "application/fhir+json"
 _RETRYABLE_STATUS = frozenset({401, 408, 409, 412, 423, 425, 429})
 MAX_RETRY_AFTER_SECONDS = 900.0
+#: `search_pages` follows at most this many `next` links (a broken server cannot loop forever).
+MAX_SEARCH_PAGES = 100
+
+
+def search_query(params: SearchParams) -> str:
+    """`name=value&…`, each part percent-encoded; pairs keep their order and may repeat a name."""
+    pairs = params.items() if isinstance(params, Mapping) else params
+    return "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in pairs)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -156,22 +165,37 @@ class FhirR4Client:
             raise RetryableEhrError("EHR answered with a non-object JSON body")
         return body
 
-    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
-        response = (
-            self._send("GET", resource_type, headers=None)
-            if not params
-            else self._send(
-                "GET", f"{resource_type}?" + "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in params.items())
+    def search(self, resource_type: str, params: SearchParams) -> list[StoredResource]:
+        """The first page of a search (matches only: `include`/`outcome` entries are skipped)."""
+        query = search_query(params)
+        response = self._send("GET", f"{resource_type}?{query}" if query else resource_type, headers=None)
+        return _matches(self._body(response), resource_type)
+
+    def search_pages(
+        self, resource_type: str, params: SearchParams, *, max_pages: int = MAX_SEARCH_PAGES
+    ) -> Iterator[list[StoredResource]]:
+        """Every page of a search, following the Bundle's `next` links. A link to another origin is not
+        followed (the client's credentials go only to the EHR); more than `max_pages` is a retryable error."""
+        query = search_query(params)
+        url = f"{resource_type}?{query}" if query else resource_type
+        origin = urlsplit(self.base_url)[:2]
+        for _ in range(max_pages):
+            bundle = self._body(self._send("GET", url))
+            yield _matches(bundle, resource_type)
+            following = next(
+                (
+                    link.get("url")
+                    for link in bundle.get("link") or []
+                    if isinstance(link, dict) and link.get("relation") == "next"
+                ),
+                None,
             )
-        )
-        bundle = self._body(response)
-        found = []
-        for entry in bundle.get("entry") or []:
-            resource = entry.get("resource") if isinstance(entry, dict) else None
-            if isinstance(resource, dict) and resource.get("resourceType") == resource_type and "id" in resource:
-                version = (resource.get("meta") or {}).get("versionId")
-                found.append(StoredResource(id=str(resource["id"]), version=version, resource=resource))
-        return found
+            if not isinstance(following, str) or not following:
+                return
+            if urlsplit(following)[:2] != origin:
+                raise PermanentEhrError(f"GET {resource_type} paging links to another origin")
+            url = following
+        raise RetryableEhrError(f"GET {resource_type} has more than {max_pages} pages")
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None:
         try:
@@ -212,6 +236,16 @@ class FhirR4Client:
         return StoredResource(id=str(stored["id"]), version=_version(response, stored), resource=stored)
 
 
+def _matches(bundle: Resource, resource_type: str) -> list[StoredResource]:
+    found = []
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == resource_type and "id" in resource:
+            version = (resource.get("meta") or {}).get("versionId")
+            found.append(StoredResource(id=str(resource["id"]), version=version, resource=resource))
+    return found
+
+
 class FhirProfileBase:
     """What every vendor profile shares: it owns a `FhirR4Client` and reads/searches through it unchanged.
 
@@ -228,7 +262,7 @@ class FhirProfileBase:
     def close(self) -> None:
         self._fhir.close()
 
-    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]:
+    def search(self, resource_type: str, params: SearchParams) -> list[StoredResource]:
         return self._fhir.search(resource_type, params)
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.port import EhrClient, Identifier, Resource, StoredResource
 from shared.errors import ReviewRequired
 

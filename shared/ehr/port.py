@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-Resource = dict[str, Any]
+from shared.domain.identifiers import Identifier, Resource
+
+__all__ = ["EhrClient", "Identifier", "Resource", "SearchParams", "StoredResource"]
+
+#: Search parameters: a mapping, or (name, value) pairs when a name repeats (`date=ge…&date=lt…`).
+SearchParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,20 +22,10 @@ class StoredResource:
     created: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Identifier:
-    system: str
-    value: str
-
-    @property
-    def token(self) -> str:
-        return f"{self.system}|{self.value}"
-
-
 class EhrClient(Protocol):
     """One adapter per EHR protocol. Raises `RetryableEhrError` / `PermanentEhrError` only."""
 
-    def search(self, resource_type: str, params: dict[str, str]) -> list[StoredResource]: ...
+    def search(self, resource_type: str, params: SearchParams) -> list[StoredResource]: ...
 
     def read(self, resource_type: str, resource_id: str) -> StoredResource | None: ...
 

@@ -17,7 +17,9 @@ lineage state (`put_request`): the trail holds it exactly when the change was co
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -27,6 +29,19 @@ from shared.stores.state import TransactPut
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+#: The partitions operators' actions are recorded in (the only ones an operator role may write).
+OPERATOR_PREFIX = "operator#"
+
+
+def acted_at(record: Mapping[str, str]) -> datetime:
+    """When a record was written, as an instant: records stamped to the second and to the millisecond
+    must not be ordered by their text."""
+    try:
+        return datetime.fromisoformat(record.get("applied_at", ""))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 class AuditUnavailableError(Exception):
@@ -94,29 +109,51 @@ class AuditTrail:
             raise AuditUnavailableError(type(exc).__name__) from exc
         return True
 
-    def record_operator_action(self, *, subject: str, action: str, note: str, operator: str, at: str) -> None:
+    def record_operator_action(
+        self,
+        *,
+        subject: str,
+        action: str,
+        note: str,
+        operator: str,
+        at: str,
+        lineage: str = "",
+        booking_uid: str = "",
+        trigger: str = "",
+    ) -> None:
         """An operator's action on a review item, the DLQ or sync (`subject`), e.g. retried or discarded.
 
         `operator` is the caller's AWS identity (`cli.identity`); each action gets a record of its own,
-        two in the same second included.
+        two in the same millisecond included. With the `lineage` of the booking it concerns, the record goes
+        to that booking's operator partition (`operator#lineage#<lineage>`), which `booking_timeline` merges
+        with the bridge's own records (`audit <uid>` shows parked → retried by operator → applied); else it
+        stays under `operator#<subject>`. Operators write only `operator#` partitions: the bridge's records
+        of what it did cannot be forged by an operator role (infra/constructs/operators.py).
         """
+        item = {
+            "pk": {"S": f"{OPERATOR_PREFIX}lineage#{lineage}" if lineage else f"{OPERATOR_PREFIX}{subject}"},
+            "sk": {"S": f"{at}#{action}#{uuid.uuid4().hex[:8]}"},
+            "subject": {"S": subject},
+            "outcome": {"S": action},
+            "actor_role": {"S": "operator"},
+            "actor_ref": {"S": operator},
+            "reason": {"S": note},
+            "applied_at": {"S": at},
+            "source_system": {"S": "operator-cli"},
+            **({"booking_uid": {"S": booking_uid}} if booking_uid else {}),
+            **({"trigger": {"S": trigger}} if trigger else {}),
+            **({"lineage": {"S": lineage}} if lineage else {}),
+        }
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": f"operator#{subject}"},
-                    "sk": {"S": f"{at}#{action}#{uuid.uuid4().hex[:8]}"},
-                    "outcome": {"S": action},
-                    "actor_role": {"S": "operator"},
-                    "actor_ref": {"S": operator},
-                    "reason": {"S": note},
-                    "applied_at": {"S": at},
-                    "source_system": {"S": "operator-cli"},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         except (ClientError, BotoCoreError) as exc:
             raise AuditUnavailableError(type(exc).__name__) from exc
+
+    def booking_timeline(self, lineage: str) -> list[dict[str, str]]:
+        """Everything recorded about a booking lineage, in the order it happened: the bridge's records and
+        operators' actions on it (retries, discards, body reads, reveals)."""
+        records = [*self.timeline(lineage), *self.timeline("", partition=f"{OPERATOR_PREFIX}lineage#{lineage}")]
+        return sorted(records, key=acted_at)
 
     def timeline(self, lineage: str, *, partition: str | None = None) -> list[dict[str, str]]:
         """Records of a lineage (or of another partition, e.g. `form#<form id>`), oldest first."""
@@ -132,3 +169,18 @@ class AuditTrail:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def scan(self, *, limit: int) -> tuple[list[dict[str, str]], bool]:
+        """Records of every partition, in no particular order, until `limit` were read: (records, whether
+        the whole table was read). A full-table scan for the operations console only."""
+        items: list[dict[str, str]] = []
+        kwargs: dict[str, Any] = {"TableName": self._table, "Limit": min(limit, 1000)}
+        while True:
+            page = self._client.scan(**kwargs)
+            items.extend({k: v["S"] for k, v in item.items() if "S" in v} for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items, True
+            if len(items) >= limit:
+                return items, False
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs["Limit"] = min(limit - len(items), 1000)

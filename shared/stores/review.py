@@ -51,6 +51,11 @@ REVIEW_ITEM_ATTRIBUTES = (
     "closed_note",
     "closed_by",
     "closed_at",
+    # which booking, on items parked by newer versions (PHI-free: the lineage key, a uid, an event type, a time)
+    "lineage",
+    "booking_uid",
+    "event_type",
+    "start",
 )
 
 
@@ -77,6 +82,11 @@ class ReviewItem:
     body: str
     message_id: str
     parked_at: str = ""
+    #: Which booking (PHI-free): shown by `review list`, and how `audit <uid>` finds a parked booking.
+    lineage: str = ""
+    booking_uid: str = ""
+    event_type: str = ""
+    start: str = ""
 
     @property
     def review_id(self) -> str:
@@ -148,6 +158,16 @@ class ReviewStore:
                     "lineage_hash": {"S": item.lineage_hash},
                     "message_id": {"S": item.message_id},
                     "parked_at": {"S": parked_at},
+                    **{
+                        name: {"S": value}
+                        for name, value in (
+                            ("lineage", item.lineage),
+                            ("booking_uid", item.booking_uid),
+                            ("event_type", item.event_type),
+                            ("start", item.start),
+                        )
+                        if value
+                    },
                 },
             )
         except (ClientError, BotoCoreError) as exc:

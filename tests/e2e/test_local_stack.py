@@ -399,6 +399,7 @@ def test_every_runbook_command_runs_against_the_local_stack(
         assert time.monotonic() < deadline
         time.sleep(0.25)
     [again] = parked()
+    assert (again["trigger"], again["booking_uid"]) == ("BOOKING_CREATED", "RunbookUnmapped0000001")  # kept on re-park
     assert json.loads(ok("review", "discard", again["pk"], "--reason", "runbook smoke test", "--json")) == {
         "discarded": again["pk"]
     }
@@ -426,6 +427,7 @@ def test_every_runbook_command_runs_against_the_local_stack(
         )
     assert (summary["checked"], summary["dry_run"]) == (1, True)
     assert json.loads(ok("doctor", "--json"))["ready"] is True
+    assert json.loads(ok("verify", "--since", "24h", "--json"))["checked"] >= 1  # every lineage in sync: exit 0
     assert isinstance(json.loads(ok("appointments", "--json")), list)
     code, out, err = _cli(capsys, stack, "config", "validate", str(DEMO_DIR / "clinic.yaml"))
     assert code == 2 and "No such option: --local" in err  # config validate needs no target

@@ -45,7 +45,8 @@ def test_given_the_webhook_route_then_post_requires_the_signature_header_and_a_j
     template.has_resource_properties(
         "AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True, "ValidateRequestParameters": True}
     )
-    assert len(staging.resources("AWS::ApiGateway::Method")) == 1
+    methods = sorted(m["Properties"]["HttpMethod"] for m in staging.resources("AWS::ApiGateway::Method").values())
+    assert methods == ["GET", "POST"]  # the webhook, and the busy feeds (test_infra_availability.py)
 
 
 def test_given_the_stage_then_throttled_logged_without_request_data(staging: Synth) -> None:
@@ -90,7 +91,11 @@ def test_given_default_context_then_waf_protects_the_stage_and_logs_redacted(sta
     (association,) = staging.resources("AWS::WAFv2::WebACLAssociation").values()
     assert staging.logical_id(staging.stack.api.api.deployment_stage) in str(association["Properties"]["ResourceArn"])
     (logging,) = staging.resources("AWS::WAFv2::LoggingConfiguration").values()
-    assert logging["Properties"]["RedactedFields"] == [{"SingleHeader": {"Name": "x-cal-signature-256"}}]
+    # the signature, and the URI path (a busy feed's path is its credential)
+    assert logging["Properties"]["RedactedFields"] == [
+        {"SingleHeader": {"Name": "x-cal-signature-256"}},
+        {"UriPath": {}},
+    ]
     waf_logs = staging.resources("AWS::Logs::LogGroup")[staging.logical_id(staging.stack.api.waf_logs)]
     assert waf_logs["Properties"]["LogGroupName"].startswith("aws-waf-logs-")
 

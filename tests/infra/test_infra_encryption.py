@@ -43,7 +43,7 @@ def test_given_any_stage_then_every_queue_uses_the_data_key(synth: Synth) -> Non
 def test_given_any_stage_then_every_table_uses_the_data_key(synth: Synth) -> None:
     data_key = synth.logical_id(synth.stack.keys.data_key)
     tables = synth.resources("AWS::DynamoDB::Table")
-    assert len(tables) == 4
+    assert len(tables) == 5  # state, idempotency, review, audit, availability
     for table in tables.values():
         sse = table["Properties"]["SSESpecification"]
         assert sse["SSEEnabled"] is True
@@ -169,7 +169,7 @@ def test_given_the_data_key_then_every_use_names_its_principal_and_its_services(
         for statement in statements.values()
         if statement["Principal"] == {"AWS": {"Fn::GetAtt": [role_id, "Arn"]}}
     }
-    assert named == {"ingest", "sync", "reconcile", "archive"}
+    assert named == {"ingest", "sync", "reconcile", "archive", "availability", "feed"}
     deployer = statements["DeploymentUseViaServices"]["Principal"]["AWS"]
     assert deployer == {
         "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-hnb659fds-cfn-exec-role-"

@@ -98,7 +98,7 @@ def test_given_the_functions_then_each_has_its_own_role_with_one_customer_manage
     all_functions = synth.resources("AWS::Lambda::Function")
     functions = [all_functions[synth.logical_id(f)] for f in synth.stack.functions.all]
     roles = {str(f["Properties"]["Role"]["Fn::GetAtt"][0]) for f in functions}
-    assert len(roles) == len(functions) == 4
+    assert len(roles) == len(functions) == 6
     all_roles = synth.resources("AWS::IAM::Role")
     for role_id in roles:
         assert "ManagedPolicyArns" not in all_roles[role_id]["Properties"]
@@ -254,7 +254,7 @@ def test_given_the_state_table_then_reconcile_reads_it_and_writes_only_its_curso
     (put,) = [s for s in state if "dynamodb:PutItem" in _as_list(s["Action"])]
     assert _as_list(put["Action"]) == ["dynamodb:PutItem"]
     assert put["Condition"] == {
-        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["cursor#reconcile"]},
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["cursor#reconcile", "cursor#reconcile#user#*"]},
         "Null": {"dynamodb:LeadingKeys": "false"},
     }
 
@@ -264,3 +264,4 @@ def test_given_the_reconcile_cursor_then_the_condition_names_the_key_the_code_wr
     from infra.constructs.functions import RECONCILE_CURSOR_PK
 
     assert reconcile.CURSOR_PK == RECONCILE_CURSOR_PK
+    assert reconcile.host_cursor_pk(3107).startswith(f"{RECONCILE_CURSOR_PK}#user#")

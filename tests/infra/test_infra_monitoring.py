@@ -38,6 +38,7 @@ ALARMS = {
     "ReconcileDiverged",
     "ReviewParked",
     "ClinicConfigRejected",
+    "DriftFound",
     "EhrRetryableErrorRate",
     "EhrPermanentErrorRate",
     "EhrCircuitOpen",
@@ -46,6 +47,11 @@ ALARMS = {
     "ArchiveErrors",
     "AuditArchiveLag",
     "WafBlockedSpike",
+    "EhrConflict",
+    "AvailabilityErrors",
+    "AvailabilityFailed",
+    "RosterDrift",
+    "RosterCheckFailed",
 }
 #: Where each service's metrics are emitted (the test below reads these files).
 EMITTERS = {
@@ -53,6 +59,7 @@ EMITTERS = {
     c.SYNC_SERVICE: ("functions/sync/handler.py", "shared/ehr/breaker.py", "shared/config/source.py"),
     c.RECONCILE_SERVICE: ("functions/reconcile/handler.py", "shared/reconcile.py"),
     c.ARCHIVE_SERVICE: ("functions/archive/handler.py", "shared/audit_archive.py"),
+    c.AVAILABILITY_SERVICE: ("functions/availability/handler.py", "shared/availability/run.py"),
 }
 
 
@@ -214,7 +221,13 @@ def test_given_two_stages_then_their_metrics_and_alarms_never_share_a_namespace(
         for function in synth.stack.functions.all:
             env = synth.resources("AWS::Lambda::Function")[synth.logical_id(function)]["Properties"]["Environment"]
             assert env["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == namespace
-        assert set(_app_metrics(synth)) == {c.INGEST_SERVICE, c.SYNC_SERVICE, c.RECONCILE_SERVICE, c.ARCHIVE_SERVICE}
+        assert set(_app_metrics(synth)) == {
+            c.INGEST_SERVICE,
+            c.SYNC_SERVICE,
+            c.RECONCILE_SERVICE,
+            c.ARCHIVE_SERVICE,
+            c.AVAILABILITY_SERVICE,
+        }
 
 
 def test_given_each_service_then_the_emf_it_writes_is_what_its_alarms_read(staging: Synth) -> None:
@@ -267,7 +280,7 @@ def test_given_the_alarms_then_each_app_metric_they_read_is_emitted_by_its_servi
 
 def test_given_the_sync_outcomes_then_the_error_rate_denominator_is_every_outcome_the_handler_counts() -> None:
     handler = (REPO_ROOT / "functions/sync/handler.py").read_text(encoding="utf-8")
-    counted = set(re.findall(r"""["'](Event[A-Za-z]+|ReviewParked|SyncRetried)["']""", handler))
+    counted = set(re.findall(r"""["'](Event[A-Za-z]+|ReviewParked|SyncRetried|DriftChecked)["']""", handler))
     assert counted == set(c.SYNC_OUTCOME_METRICS)
 
 
@@ -373,7 +386,15 @@ def test_given_the_clinic_config_metrics_then_the_config_source_emits_exactly_th
 def test_given_the_dashboard_then_it_shows_every_app_metric(staging: Synth) -> None:
     (dashboard,) = staging.resources("AWS::CloudWatch::Dashboard").values()
     body = str(dashboard["Properties"]["DashboardBody"])
-    names = (*c.INGEST_METRICS, *c.SYNC_METRICS, *c.RECONCILE_METRICS, *c.REVIEW_BACKLOG_METRICS, *c.ARCHIVE_METRICS)
+    names = (
+        *c.INGEST_METRICS,
+        *c.SYNC_METRICS,
+        *c.RECONCILE_METRICS,
+        *c.REVIEW_BACKLOG_METRICS,
+        *c.ARCHIVE_METRICS,
+        *c.AVAILABILITY_METRICS,
+        *c.FEED_METRICS,
+    )
     for name in names:
         assert f'\\"{name}\\"' in body or f'"{name}"' in body, name
     assert "CalEhrBridge/staging" in body
@@ -396,7 +417,7 @@ def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(s
     ("path", "names"),
     [
         ("shared/reconcile.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn", "ReconcileDiverged",
-                                 "ReconcileInvalidBooking"}),
+                                 "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
         ("functions/reconcile/handler.py", {"ReconcileApiError", "ReconcileCursorConflict", "ReconcileFailed"}),
     ],
 )  # fmt: skip

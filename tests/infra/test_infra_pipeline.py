@@ -157,8 +157,8 @@ def test_given_the_tables_then_keys_ttl_and_on_demand_billing_match_the_contract
 def test_given_the_tables_then_all_are_in_the_backup_plan(staging: Synth) -> None:
     (selection,) = staging.resources("AWS::Backup::BackupSelection").values()
     resources = selection["Properties"]["BackupSelection"]["Resources"]
-    assert len(resources) == 4
-    for table in staging.stack.tables.all:
+    assert len(resources) == 5
+    for table in (*staging.stack.tables.all, staging.stack.availability.table):
         assert staging.logical_id(table) in str(resources)
 
 
@@ -177,7 +177,7 @@ def test_given_the_reconcile_function_then_a_schedule_drives_it_one_run_at_a_tim
     assert function["ReservedConcurrentExecutions"] == c.RECONCILE_RESERVED_CONCURRENCY == 1
     assert function["Timeout"] == c.RECONCILE_TIMEOUT_SECONDS == 300
     reconcile = staging.logical_id(staging.stack.functions.reconcile)
-    (rule,) = staging.resources("AWS::Events::Rule").values()
+    rule = staging.resources("AWS::Events::Rule")[staging.logical_id(staging.stack.functions.reconcile_schedule)]
     assert rule["Properties"]["ScheduleExpression"] == c.DEFAULT_RECONCILE_RATE == "rate(15 minutes)"
     assert rule["Properties"]["State"] == "ENABLED"
     assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [{"Fn::GetAtt": [reconcile, "Arn"]}]
@@ -185,8 +185,11 @@ def test_given_the_reconcile_function_then_a_schedule_drives_it_one_run_at_a_tim
         "AWS::Lambda::Permission",
         {"Principal": "events.amazonaws.com", "FunctionName": {"Fn::GetAtt": [reconcile, "Arn"]}},
     )
-    (invoke_config,) = staging.resources("AWS::Lambda::EventInvokeConfig").values()
-    assert invoke_config["Properties"]["FunctionName"] == {"Ref": reconcile}
+    (invoke_config,) = [
+        config
+        for config in staging.resources("AWS::Lambda::EventInvokeConfig").values()
+        if config["Properties"]["FunctionName"] == {"Ref": reconcile}
+    ]
     assert 0 <= invoke_config["Properties"]["MaximumRetryAttempts"] <= 2
     assert invoke_config["Properties"]["MaximumEventAgeInSeconds"] == 15 * 60
     # runs never overlap: one at a time, and each ends before the next is due
@@ -195,9 +198,14 @@ def test_given_the_reconcile_function_then_a_schedule_drives_it_one_run_at_a_tim
 
 def test_given_a_reconcile_rate_in_context_then_the_schedule_uses_it(synth_config: Any) -> None:
     synth: Synth = synth_config(stage="staging", reconcileRate="rate(1 hour)")
-    (rule,) = synth.resources("AWS::Events::Rule").values()
+    rule = synth.resources("AWS::Events::Rule")[synth.logical_id(synth.stack.functions.reconcile_schedule)]
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
-    (invoke_config,) = synth.resources("AWS::Lambda::EventInvokeConfig").values()
+    reconcile = {"Ref": synth.logical_id(synth.stack.functions.reconcile)}
+    (invoke_config,) = [
+        config
+        for config in synth.resources("AWS::Lambda::EventInvokeConfig").values()
+        if config["Properties"]["FunctionName"] == reconcile
+    ]
     assert invoke_config["Properties"]["MaximumEventAgeInSeconds"] == 3600
 
 

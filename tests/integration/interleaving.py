@@ -24,6 +24,7 @@ as SQS would; then the caller checks the EHR.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -285,14 +286,19 @@ def explore(
     run_once: Callable[[Sequence[Choice], frozenset[int]], tuple[Trace, str | None]],
     *,
     limit: int = 100_000,
+    stop_after_failures: int | None = None,
+    sample: random.Random | None = None,
 ) -> Exploration:
     """Depth-first over every class of equivalent schedules: `run_once(prefix, sleep)` executes one run
     that follows `prefix` (then the first worker not asleep), and returns its trace and a failure
-    description (or None). Stops after `limit` runs."""
+    description (or None). Stops after `limit` runs, or once `stop_after_failures` schedules failed.
+
+    With `sample`, the next schedule is drawn at random from those not run yet (a sample of `limit`
+    schedules across the whole tree) instead of depth first."""
     result = Exploration()
     pending: list[tuple[list[Choice], frozenset[int]]] = [([], frozenset())]
-    while pending and result.runs < limit:
-        prefix, sleep = pending.pop()
+    while pending and result.runs < limit and len(result.failures) < (stop_after_failures or limit + 1):
+        prefix, sleep = pending.pop(sample.randrange(len(pending)) if sample else -1)
         trace, failure = run_once(prefix, sleep)
         result.runs += 1
         result.faults += any(c.kind != "step" for c in trace.choices)

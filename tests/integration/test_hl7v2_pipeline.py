@@ -137,9 +137,9 @@ def test_given_a_transient_engine_fault_then_the_same_message_is_retried_and_app
     ids=["ae-review", "ar"],
 )
 def test_given_an_engine_error_for_review_then_the_message_is_parked_and_a_retry_applies_it(
-    v2: Any, engine: Any, clean_bridge: Any, fault: str, reason: str
+    v2: Any, engine: Any, clean_bridge: Any, fault: str, reason: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from devstack import ops
+    from cli.app import main
 
     engine.answer_next(fault)
     v2.send(fixture_document("booking_created.json"))
@@ -147,16 +147,18 @@ def test_given_an_engine_error_for_review_then_the_message_is_parked_and_a_retry
     [item] = v2.review_items()
     assert item["reason"]["S"] == reason
     assert PLACER not in engine.appointments
-    # Nothing is lost: after the interface is fixed, the operator retries and the same message goes.
-    target = ops.OpsTarget(
-        queue_url=clean_bridge.queue_url,
-        dlq_url=clean_bridge.dlq_url,
-        review_table=clean_bridge.review_table,
-        state_table=clean_bridge.state_table,
-        audit_table=clean_bridge.audit_table,
-        endpoint=clean_bridge.endpoint,
-    )
-    assert ops.review_retry(target, [item["pk"]["S"]], retry_all=False) == 0
+    # Nothing is lost: after the interface is fixed, the operator retries (`calehr review retry`, its
+    # resources named by environment variables) and the same message goes.
+    for variable, value in {
+        "CALEHR_QUEUE_URL": clean_bridge.queue_url,
+        "CALEHR_DLQ_URL": clean_bridge.dlq_url,
+        "CALEHR_REVIEW_TABLE": clean_bridge.review_table,
+        "CALEHR_STATE_TABLE": clean_bridge.state_table,
+        "CALEHR_AUDIT_TABLE": clean_bridge.audit_table,
+    }.items():
+        monkeypatch.setenv(variable, value)
+    retry = ["review", "retry", item["pk"]["S"], "--endpoint-url", clean_bridge.endpoint, "--region", "us-east-1"]
+    assert main(retry) == 0
     v2.drain(timeout=60)
     assert engine.appointments[PLACER].events == ["S12"]
 

@@ -108,8 +108,10 @@ def test_given_a_review_item_then_discard_needs_a_reason_and_is_audited(
     assert main(["review", "discard", review_id, "--reason", "test booking by staff", *_target(clean_bridge)]) == 0
     assert main(["review", "discard", review_id, "--reason", "test booking by staff", *_target(clean_bridge)]) == 1
     audit = clean_bridge.client("dynamodb").scan(TableName=clean_bridge.audit_table)["Items"]
-    actions = [a for a in audit if a["pk"]["S"] == f"operator#review#{review_id}"]
+    # In the booking's own timeline (the review item knows its lineage).
+    actions = [a for a in audit if a.get("subject", {}).get("S") == f"review#{review_id}"]
     assert [a["outcome"]["S"] for a in actions] == ["review_discarded"]
+    assert actions[0]["pk"]["S"] == "lineage#k3F9pQ2mXvT7LbN4sW8aRz@Cal.com"
     assert actions[0]["reason"]["S"] == "test booking by staff"
 
 
@@ -132,7 +134,7 @@ def test_given_an_expired_body_then_show_and_retry_say_body_expired_and_the_item
         ddb.put_item(TableName=clean_bridge.review_table, Item={**body_item, "expires_at": {"N": "1"}})
     capsys.readouterr()
 
-    assert main(["review", "show", review_id, "--with-body", *_target(clean_bridge)]) == 1
+    assert main(["review", "show", review_id, "--with-body", "--json", *_target(clean_bridge)]) == 1
     shown = capsys.readouterr()
     assert json.loads(shown.out)["reason"] == "ambiguous_patient"  # the PHI-free item is still shown
     assert "body expired" in shown.err
@@ -251,3 +253,61 @@ def test_given_a_stack_without_the_output_a_command_needs_then_the_error_names_t
     clean_bridge.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
     assert main(["review", "list", "--stack", name, "--endpoint-url", clean_bridge.endpoint]) == 1
     assert f"stack {name} has no output ReviewTableName" in capsys.readouterr().err
+
+
+def test_given_a_parked_booking_fixed_and_retried_then_its_audit_tells_parked_retried_by_operator_applied(
+    pipeline: Any,
+    fhir_server: Any,
+    clean_bridge: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    """The audit trail when an operator touches it: one record per attempt, all in the booking's timeline."""
+    from devstack.stack import DEMO_CONFIG
+    from functions.sync import handler as sync
+    from shared.settings import sync_settings
+
+    full = DEMO_CONFIG.read_text(encoding="utf-8")
+    start = full.index("  - id: 1207")
+    without_1207 = full[:start] + full[full.index("  - id: 1210") :]
+    mapping = tmp_path / "clinic.yaml"
+    mapping.write_text(without_1207.replace("revision: demo-2026-11-27", "revision: before-fix"))
+    monkeypatch.setenv("CLINIC_CONFIG_SOURCE", f"file:{mapping}")
+    monkeypatch.setenv("CLINIC_CONFIG_MAX_AGE_SECONDS", "0")
+    sync_settings.cache_clear()
+    sync._service.cache_clear()
+
+    pipeline.send(fixture_document("booking_created.json"))
+    pipeline.drain()
+    capsys.readouterr()
+    assert main(["review", "list", "--json", *_target(clean_bridge)]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    assert (item["reason"], item["trigger"], item["booking_uid"], item["event_type"], item["start"]) == (
+        "unmapped_event_type",
+        "BOOKING_CREATED",
+        "k3F9pQ2mXvT7LbN4sW8aRz",
+        "1207",
+        "2025-06-10T15:00:00Z",
+    )
+    assert main(["audit", "k3F9pQ2mXvT7LbN4sW8aRz", "--json", *_target(clean_bridge)]) == 0  # only parked: found
+    assert [r["outcome"] for r in json.loads(capsys.readouterr().out)["records"]] == ["review"]
+
+    mapping.write_text(full.replace("revision: demo-2026-11-27", "revision: after-fix"))  # the fix
+    assert main(["review", "retry", item["pk"], "--json", *_target(clean_bridge)]) == 0
+    pipeline.drain()
+    capsys.readouterr()
+    assert main(["audit", "k3F9pQ2mXvT7LbN4sW8aRz", "--json", *_target(clean_bridge)]) == 0
+    records = json.loads(capsys.readouterr().out)["records"]
+    assert [r["outcome"] for r in records] == ["review", "review_retried", "applied"]
+    parked, retried, applied = records
+    assert (parked["reason"], parked["config_revision"]) == ("unmapped_event_type", "before-fix")
+    assert (retried["actor_role"], retried["source_system"], retried["reason"]) == (
+        "operator",
+        "operator-cli",
+        "unmapped_event_type",
+    )
+    assert applied["ehr_resource"].startswith("Appointment/") and applied["ehr_version"]
+    assert (applied["config_revision"], applied["source_system"]) == ("after-fix", "operator-retry")
+    [appointment] = httpx.get(f"{fhir_server.base_url}/Appointment", trust_env=False).json()["entry"]
+    assert applied["ehr_resource"] == f"Appointment/{appointment['resource']['id']}"

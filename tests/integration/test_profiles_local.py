@@ -25,7 +25,7 @@ from botocore.credentials import Credentials
 
 from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
 from shared.config.clinic import load_config
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.healthlake import HealthLakeClient, deterministic_id
 from shared.ehr.oracle import InMemoryIdMap, OracleHealthClient

@@ -156,7 +156,7 @@ def test_given_a_cancellation_missed_by_webhook_then_a_cancel_is_enqueued_and_th
     assert len(search(fhir_server, "Appointment")) == 1
 
 
-def test_given_a_booking_in_sync_then_nothing_is_enqueued(
+def test_given_a_booking_in_sync_then_only_a_drift_check_is_enqueued_and_it_finds_none(
     clean_bridge: Any, pipeline: Any, calcom_api: CalcomApiStub
 ) -> None:
     pipeline.send(fixture_document("booking_created.json"))
@@ -164,7 +164,14 @@ def test_given_a_booking_in_sync_then_nothing_is_enqueued(
     calcom_api.set_bookings(fixtures=["bookings_in_sync.json", "bookings_own.json"])
     report = run_reconciler(clean_bridge, calcom_api)
     assert (report.checked, report.in_sync, report.skipped_own, report.enqueued) == (2, 1, 1, 0)
-    assert pipeline.queue_depth() == 0
+    assert report.drift_checks == 1
+    [message] = clean_bridge.client("sqs").receive_message(
+        QueueUrl=clean_bridge.queue_url, MessageAttributeNames=["All"], VisibilityTimeout=0
+    )["Messages"]
+    assert message["Body"] == '{"bridgeVerify":{"lineage":"k3F9pQ2mXvT7LbN4sW8aRz@Cal.com"}}'
+    assert message["MessageAttributes"]["source"]["StringValue"] == "drift-check"
+    pipeline.drain()  # the sync compares the lineage with the EHR: in sync, nothing written, nothing parked
+    assert pipeline.queue_depth() == 0 and pipeline.review_items() == []
 
 
 def test_given_a_scheduled_run_then_the_cursor_advances_and_a_second_run_enqueues_nothing(
@@ -199,7 +206,9 @@ def test_given_a_scheduled_run_then_the_cursor_advances_and_a_second_run_enqueue
     requests_before = calcom_api.request_count
     second = handler({"id": "sched-2", "source": "aws.scheduler"}, context_for("reconcile"))
     assert (second["checked"], second["in_sync"], second["enqueued"]) == (1, 1, 0)  # the overlap window only
+    assert second["drift_checks"] == 1
     assert calcom_api.requests[requests_before + 1]["afterCreatedAt"] == "2025-06-04T16:15:05.311Z"
+    pipeline.drain()
     assert pipeline.queue_depth() == 0
     item = bridge.client("dynamodb").get_item(TableName=bridge.state_table, Key={"pk": {"S": CURSOR_PK}})["Item"]
     assert item["version"]["N"] == "2"  # nothing newer: not rewritten

@@ -21,7 +21,7 @@ from devstack.fhir_server import LocalFhirServer
 from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
 from devstack.token_server import TokenServer
 from shared.config.clinic import load_config
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.port import Identifier
 from shared.ehr.smart import SmartBackendAuth, clear_discovery_cache, credentials_from_secret

@@ -93,6 +93,7 @@ def vocabulary() -> dict[str, dict[str, Any]]:
         "requested": fixture_document("booking_requested.json"),
         "confirmed": fixture_document("booking_created_after_confirmation.json"),
         "rejected": fixture_document("booking_rejected.json"),
+        "general_visit": _demo("intake_booking_created.json"),
         "seat_1": _seat([SAMUEL], "2025-06-06T10:15:42.310Z"),
         "seat_2": _seat([SAMUEL, NOOR], "2025-06-06T11:02:10.000Z"),
         "form": _demo("intake_form_submitted.json"),
@@ -127,6 +128,25 @@ def catalogue() -> list[Case]:
     start = vocabulary()["_start"]
     a, b, c = start["a"], start["b"], start["c"]
     return [
+        Case(
+            "routing form x its first booking",
+            (),
+            ("general_visit", "form"),
+            Expected(
+                "booked",
+                "2025-06-19T14:00:00Z",
+                frozenset({SEATED}),
+                frozenset({SAMUEL}),
+                "FOLLOWUP",
+                reason="25064002",
+            ),
+        ),
+        Case(
+            "request x confirm",
+            (),
+            ("requested", "confirmed"),
+            Expected("booked", "2025-06-17T13:00:00Z", frozenset({T}), frozenset({PRIYA}), "ROUTINE"),
+        ),
         Case(
             "seat add x routing form",
             ("seat_1",),
@@ -189,13 +209,15 @@ def catalogue() -> list[Case]:
 
 # -- one run ------------------------------------------------------------------------------------------
 class LeaseClock:
-    """The lease store's clock: real time plus the stalls a schedule injected."""
+    """The lease store's clock: frozen at the run's start, moved only by the stalls a schedule injects (so a
+    slow machine cannot expire a lease and make two runs of one schedule take different paths)."""
 
     def __init__(self) -> None:
+        self.start = time.time()
         self.offset = 0.0
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self.start + self.offset
 
     def expire_leases(self) -> None:
         self.offset += LEASE_SECONDS + 1
@@ -224,7 +246,7 @@ class Harness:
     def __post_init__(self) -> None:
         from devstack.stack import DEMO_CONFIG
         from shared.config.clinic import load_config
-        from shared.domain.projection import IdentifierSystems
+        from shared.domain.identifiers import IdentifierSystems
         from shared.ehr.fhir import FhirR4Client
         from shared.stores.audit import AuditTrail
         from shared.stores.state import LineageStateStore
@@ -232,7 +254,7 @@ class Harness:
 
         config = load_config(f"file:{DEMO_CONFIG}")
         ddb = self.resources.client("dynamodb")
-        ehr = FhirR4Client(self.fhir_base_url, timeout_seconds=10)
+        ehr = FhirR4Client(self.fhir_base_url, timeout_seconds=60)  # a slow machine must not change the path
         state_table, audit_table = self.resources.state_table, self.resources.audit_table
 
         def make_service(clock: LeaseClock) -> Any:

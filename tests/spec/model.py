@@ -35,7 +35,7 @@ Decisions and the rule behind each (rule numbers of docs/sync-semantics.md, "Pre
   marked (a lineage with nobody present is not a no-show). A mark belongs to the booking it names
   (Cal.com keeps `noShow` on that booking's attendee row): a rebooking after a no-show "books the
   appointment again" (rule 3) and is not a no-show until marked itself. The spec does not say this
-  outright (see DEVIATIONS).
+  outright.
 * appointmentType: the clinic mapping's v2-0276 code of the event type; `by-visit-kind` event types
   (rule 8) are out of this model's scope and come back as the literal ``by-visit-kind``.
 * cancelationReason: ``oth`` for a cancel, ``prov`` for a host's reject, ``prov-resched`` for a host's
@@ -59,10 +59,6 @@ Status = Literal["pending", "booked", "fulfilled", "noshow", "cancelled"]
 DEMO_CLINIC = "file:devstack/demo/clinic.yaml"
 CANCEL_CODES = {"cancelled": "oth", "rejected": "prov", "reschedule_requested": "prov-resched"}
 _BOOKING_MOMENTS = {"BOOKING_CREATED", "BOOKING_REQUESTED", "BOOKING_RESCHEDULED"}
-#: Known departures of the bridge from the spec as this model reads it (each pinned by an xfail example).
-CANCEL_SEQUENCE_UNUSED = "a cancel's iCalSequence does not rank its uid at all"
-NO_SHOW_LINEAGE_WIDE = "a no-show mark outlives the booking it names (carried onto the rebooked uid)"
-DEVIATIONS = frozenset({CANCEL_SEQUENCE_UNUSED, NO_SHOW_LINEAGE_WIDE})
 _APPLIED = _BOOKING_MOMENTS | {"BOOKING_CANCELLED", "BOOKING_REJECTED", "BOOKING_NO_SHOW_UPDATED", "MEETING_ENDED"}
 
 
@@ -138,7 +134,7 @@ def _cancel_kind(trigger: str, body: Mapping[str, Any]) -> str:
     )
 
 
-def _merge(lineage: _Lineage, trigger: str, at: datetime, body: Mapping[str, Any], deviations: frozenset[str]) -> None:
+def _merge(lineage: _Lineage, trigger: str, at: datetime, body: Mapping[str, Any]) -> None:
     """Fold one booking event (not a no-show) into its lineage."""
     row = lineage.booking(body["uid"])
     seated = body.get("seatsPerTimeSlot") is not None
@@ -155,8 +151,6 @@ def _merge(lineage: _Lineage, trigger: str, at: datetime, body: Mapping[str, Any
     if cancel_like and not seat_cancel and (row.cancel is None or at >= row.cancel[0]):
         row.cancel = (at, _cancel_kind(trigger, body))
     sequence = body.get("iCalSequence")
-    if cancel_like and not seat_cancel and CANCEL_SEQUENCE_UNUSED in deviations:
-        sequence = None
     if sequence is not None:  # rule 1: a cancel's own +1 bump does not rank its uid higher
         sequence -= 1 if cancel_like and not seat_cancel else 0
         row.sequence = sequence if row.sequence is None else max(row.sequence, sequence)
@@ -206,14 +200,14 @@ def _status(head: _Booking, lineage: _Lineage, present: frozenset[str], scope: s
     return "pending" if head.requested else "booked"
 
 
-def _expected(lineage: _Lineage, clinic: ClinicConfig, deviations: frozenset[str]) -> Expected | None:
+def _expected(lineage: _Lineage, clinic: ClinicConfig) -> Expected | None:
     head = _head(lineage)
     if head is None or head.details is None:
         return None
     present = frozenset(p for p, at in lineage.added.items() if p not in lineage.removed or at > lineage.removed[p])
     start, end, type_id, slug, host_id, host_email = head.details
     event_type = clinic.event_type(type_id, slug)
-    status = _status(head, lineage, present, "" if NO_SHOW_LINEAGE_WIDE in deviations else head.uid)
+    status = _status(head, lineage, present, head.uid)
     reason = CANCEL_CODES[head.cancel[1] if head.cancel else "cancelled"] if status == "cancelled" else None
     return Expected(
         status=status,
@@ -228,13 +222,9 @@ def _expected(lineage: _Lineage, clinic: ClinicConfig, deviations: frozenset[str
 
 
 def expected_appointments(
-    history: Iterable[Mapping[str, Any]], clinic: ClinicConfig | None = None, deviations: frozenset[str] = frozenset()
+    history: Iterable[Mapping[str, Any]], clinic: ClinicConfig | None = None
 ) -> dict[str, Expected | None]:
-    """Lineage key -> what its Appointment must say, from webhook documents in Cal.com's chronological order.
-
-    `deviations` names known departures of the bridge from this model (see `DEVIATIONS`): with them the
-    model predicts the bridge's current behaviour, so a property can tell a known disagreement from a new one.
-    """
+    """Lineage key -> what its Appointment must say, from webhook documents in Cal.com's chronological order."""
     clinic = clinic or load_config(DEMO_CLINIC)
     lineages: dict[str, _Lineage] = {}
     alias: dict[str, str] = {}  # uid -> lineage, as the sync's alias index
@@ -258,15 +248,15 @@ def expected_appointments(
             or f"{body['uid']}@Cal.com"
         )
         lineage = lineages.setdefault(key, _Lineage())
-        _merge(lineage, trigger, at, body, deviations)
+        _merge(lineage, trigger, at, body)
         for uid in lineage.bookings:
             alias.setdefault(uid, key)
     for at, body in no_shows:  # rule 5; a no-show for a uid nobody knows stays deferred
         if (key := alias.get(body["bookingUid"])) is None:
             continue
-        marks, scope = lineages[key].no_show, "" if NO_SHOW_LINEAGE_WIDE in deviations else body["bookingUid"]
+        marks, scope = lineages[key].no_show, body["bookingUid"]
         for attendee in body.get("attendees") or []:
             person = str(attendee["email"]).strip().lower()
             if (scope, person) not in marks or at >= marks[scope, person][0]:
                 marks[scope, person] = (at, bool(attendee.get("noShow")))
-    return {key: _expected(lineage, clinic, deviations) for key, lineage in lineages.items()}
+    return {key: _expected(lineage, clinic) for key, lineage in lineages.items()}

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK_COMMANDS = {
     "dev", "serve", "send", "appointments", "doctor", "jwks", "audit", "reconcile",
     "config validate", "config schema", "review list", "review show", "review retry", "review discard",
-    "dlq redrive", "sync pause", "sync resume", "sync status", "hl7 render",
+    "dlq redrive", "sync pause", "sync resume", "sync status", "hl7 render", "verify", "console",
+    "availability sync", "availability feed-url", "availability rotate", "providers check",
 }  # fmt: skip
 
 
@@ -131,3 +132,23 @@ def test_the_cli_packages_are_not_in_the_lambda_layer() -> None:
     assert not any(line.startswith(("typer==", "rich==")) for line in lock.splitlines())
     bundling = (ROOT / "infra" / "constructs" / "bundling.py").read_text(encoding="utf-8")
     assert '"cli"' not in bundling and '"devstack"' not in bundling
+
+
+def test_a_piped_table_keeps_each_row_on_one_line_however_many_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.output import Output
+
+    columns = [f"column_{n}" for n in range(12)]
+    Output().table([{c: f"{c}-value-{'x' * 30}" for c in columns}], columns)
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == columns and row.split() == [f"{c}-value-{'x' * 30}" for c in columns]
+
+
+def test_audit_records_sort_by_instant_whatever_their_precision() -> None:
+    from shared.stores.audit import acted_at
+
+    rows = [
+        {"outcome": "review_retried", "applied_at": "2026-11-30T13:32:11+00:00"},
+        {"outcome": "review", "applied_at": "2026-11-30T13:32:10.950+00:00"},
+        {"outcome": "applied", "applied_at": "2026-11-30T13:32:11.454+00:00"},
+    ]
+    assert [r["outcome"] for r in sorted(rows, key=acted_at)] == ["review", "review_retried", "applied"]

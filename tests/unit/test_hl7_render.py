@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,16 +10,25 @@ from hl7v2_support import FIXTURES, ROOT, validate
 
 from cli.app import main
 
-BODIES = [
-    str(FIXTURES / n) for n in ("booking_created.json", "booking_rescheduled.json", "booking_no_show_updated.json")
-]
+BODIES = [str(FIXTURES / n) for n in ("booking_created.json", "booking_rescheduled.json")]
+
+
+def _no_show_of_the_rescheduled_booking(folder: Path) -> str:
+    """The no-show fixture names the first uid; a no-show counts for the booking it names (rule 5)."""
+    document = json.loads((FIXTURES / "booking_no_show_updated.json").read_text())
+    rescheduled = json.loads((FIXTURES / "booking_rescheduled.json").read_text())
+    document["payload"]["bookingUid"] = rescheduled["payload"]["uid"]
+    path = folder / "booking_no_show_updated.json"
+    path.write_text(json.dumps(document))
+    return str(path)
 
 
 @pytest.mark.parametrize("version", ["2.5.1", "2.3.1"])
 def test_given_bodies_then_one_valid_message_group_per_body_in_order(
-    version: str, capsys: pytest.CaptureFixture[str]
+    version: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["hl7", "render", *BODIES, "--version", version]) == 0
+    bodies = [*BODIES, _no_show_of_the_rescheduled_booking(tmp_path)]
+    assert main(["hl7", "render", *bodies, "--version", version]) == 0
     out = capsys.readouterr().out
     headers = [line for line in out.splitlines() if line.startswith("#")]
     assert headers == [

@@ -12,7 +12,8 @@ import pytest
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, ConfigError, parse_config
 from shared.domain.decide import appointment_view, decide
-from shared.domain.projection import IdentifierSystems, render_appointment
+from shared.domain.identifiers import IdentifierSystems
+from shared.domain.projection import render_appointment
 from shared.domain.state import LineageState
 
 ROOT = Path(__file__).resolve().parents[2]

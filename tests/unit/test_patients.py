@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.domain.projection import IdentifierSystems
+from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.patients import PatientFacts, birth_date_from, minimal_patient, resolve_patient
 from shared.ehr.port import Identifier, Resource, StoredResource
 from shared.errors import ReviewRequired

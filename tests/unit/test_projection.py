@@ -14,10 +14,10 @@ import pytest
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, EventTypeMapping, parse_config
 from shared.domain.decide import AppointmentView, appointment_view, decide, person_key
+from shared.domain.identifiers import IdentifierSystems
 from shared.domain.projection import (
     CANCEL_REASON_SYSTEM,
     V2_0276,
-    IdentifierSystems,
     merge_into_existing,
     projection_hash,
     render_appointment,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from shared.domain.projection import IdentifierSystems, merge_into_existing
+from shared.domain.identifiers import IdentifierSystems
+from shared.domain.projection import merge_into_existing
 
 SYSTEMS = IdentifierSystems("https://bridge.example/fhir/sid")
 DESIRED = {

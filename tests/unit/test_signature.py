@@ -95,3 +95,13 @@ def test_given_any_single_byte_change_of_the_body_when_verifying_then_it_is_refu
     tampered = BODY[:index] + bytes([replacement]) + BODY[index + 1 :]
     with pytest.raises(SignatureError):
         verify_signature(tampered, EXPECTED, [SECRET, PREVIOUS_SECRET])
+
+
+@pytest.mark.parametrize("position", [0, 31, 63])
+def test_given_a_signature_that_differs_in_one_hex_digit_when_verifying_then_it_is_refused(position: int) -> None:
+    """A comparison that stops early, or one of a prefix only, would let these through: the last digit too."""
+    digit = EXPECTED[position]
+    forged = EXPECTED[:position] + ("0" if digit != "0" else "1") + EXPECTED[position + 1 :]
+    assert forged != EXPECTED and len(forged) == len(EXPECTED)
+    with pytest.raises(SignatureError):
+        verify_signature(BODY, forged, [SECRET, PREVIOUS_SECRET])

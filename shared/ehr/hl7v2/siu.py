@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from shared.calcom.lineage import lineage_hash
 from shared.config.clinic import Hl7v2Options
 from shared.ehr.hl7v2.escape import ENCODING_CHARACTERS, REPETITION, components, escape, segment
 
@@ -151,7 +152,7 @@ def placer_id(lineage: str) -> str:
     EI-1 (a calendar provider's iCalUID) is replaced by a SHA-256 that stays the same for the lineage."""
     if len(lineage) <= MAX_ID_LENGTH:
         return lineage
-    return "sha256:" + hashlib.sha256(lineage.encode("utf-8")).hexdigest()
+    return "sha256:" + lineage_hash(lineage)
 
 
 def _ts(moment: datetime, zone: ZoneInfo) -> str:

@@ -1,0 +1,57 @@
+"""Feed Lambda: `GET /feeds/{token}` (API Gateway proxy) → one practitioner's busy feed as iCalendar.
+
+Thin edge: the token from the path, the store built once per container, `shared.availability.feed`
+decides. Cal.com's ICS Feed app fetches the URL without credentials; the token is the secret, so it is
+never logged. A DynamoDB outage answers 503 with `Retry-After` (Cal.com keeps the last busy times it
+read); anything else unexpected is a 500 without detail.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.availability.feed import FeedResponse, serve
+from shared.observability import count, logger, metrics
+from shared.settings import feed_settings
+from shared.stores.availability import AvailabilityStoreUnavailableError, FeedStore
+
+
+@cache
+def _store() -> FeedStore:
+    return FeedStore(feed_settings().availability_table)
+
+
+def _proxy(response: FeedResponse) -> dict[str, Any]:
+    return {"statusCode": response.status, "headers": response.headers, "body": response.body}
+
+
+def respond(event: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The proxy response for one request (no metrics/log decorators: the local API calls this too)."""
+    if not isinstance(event, dict) or event.get("httpMethod") not in ("GET", "HEAD"):
+        return {"statusCode": 405, "headers": {"Content-Type": "application/json"}, "body": '{"error":"method"}'}
+    token = (event.get("pathParameters") or {}).get("token")
+    headers = event.get("headers") or {}
+    try:
+        response = serve(_store(), token if isinstance(token, str) else None, headers, now=now or datetime.now(UTC))
+    except AvailabilityStoreUnavailableError as exc:
+        count("FeedUnavailable")
+        logger.error("feed store unavailable", extra={"error": str(exc)})
+        return {
+            "statusCode": 503,
+            "headers": {"Content-Type": "application/json", "Retry-After": "60", "Cache-Control": "no-store"},
+            "body": '{"error":"unavailable"}',
+        }
+    count("FeedServed" if response.status in (200, 304) else "FeedNotFound")
+    if event.get("httpMethod") == "HEAD":
+        response = FeedResponse(response.status, response.headers, "")
+    return _proxy(response)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return respond(event)
