@@ -30,8 +30,15 @@ _NEEDS: dict[tuple[str, str | None], str] = {
     ("audit", None): READ_ONLY,
     ("reconcile", None): ADMIN,
     ("doctor", None): ADMIN,
-    # the drift check reads the pseudonymisation key and may repair the EHR
+    # against a stack the drift check is queued for the sync function (`verify --queue`)
     ("verify", None): ADMIN,
+    # a feed URL is a credential; a sync or a roster check uses the EHR's and Cal.com's secrets
+    ("availability", "feed-url"): ADMIN,
+    ("availability", "rotate"): ADMIN,
+    ("availability", "sync"): ADMIN,
+    ("providers", "check"): ADMIN,
+    # the console reads the EHR (participants only after an audited reveal)
+    ("console", None): ADMIN,
 }
 #: Options that make a read-only command an admin one (they read patient data).
 _ADMIN_FLAGS: dict[tuple[str, str | None], str] = {("review", "show"): "--with-body"}

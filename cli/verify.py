@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,23 @@ def check(service: Any, keys: Iterable[str], *, repair: bool, progress: Any = No
         if progress is not None:
             progress()
     return verdicts
+
+
+def queue_checks(target: Target, out: Output, keys: list[str]) -> int:
+    """Send one drift check per lineage to the events queue, in the lineage's FIFO group (behind its events):
+    the sync function checks and repairs with its own role and records each verdict in the audit trail."""
+    from shared.drift_check import verify_message  # noqa: PLC0415
+    from shared.stores.queue import EventQueue  # noqa: PLC0415
+
+    queue = EventQueue(target.queue_url, target.client("sqs"))
+    window = f"operator:{datetime.now(UTC).isoformat(timespec='seconds')}"
+    for key in keys:
+        queue.send(verify_message(key, window=window))
+    out.result(
+        {"queued": len(keys)},
+        text=f"{len(keys)} drift check(s) queued; verdicts: `calehr audit <booking uid>`, the DriftFound metric",
+    )
+    return EXIT_OK
 
 
 def report(out: Output, verdicts: list[Verdict]) -> int:

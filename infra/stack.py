@@ -96,6 +96,7 @@ class BridgeStack(cdk.Stack):
             functions=self.functions,
             monitoring=self.monitoring,
             api=self.api,
+            availability=self.availability,
         )
         # Only the sync function (audit records of events) and the operators who change things (records
         # of their actions) may append to the audit trail; nobody may rewrite it. On-call may not append.

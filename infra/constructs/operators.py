@@ -34,6 +34,7 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.constructs.api import WebhookApi
+from infra.constructs.availability import Availability
 from infra.constructs.functions import Functions
 from infra.constructs.keys import OPERATOR_KEY_ACTIONS, OPERATOR_SERVICES, Keys, via_services
 from infra.constructs.monitoring import Monitoring
@@ -60,6 +61,8 @@ REVIEW_ITEM_ATTRIBUTES = (
     "event_type",
     "start",
 )
+#: What listing lineages for drift checks reads of the state table (shared.stores.state `lineages`).
+LINEAGE_LISTING_ATTRIBUTES = ("pk", "updated_at")
 #: What closing a review item writes (shared.stores.review `ReviewStore.close`), with its key.
 REVIEW_CLOSE_ATTRIBUTES = ("pk", "status", "closed_note", "closed_by", "closed_at")
 #: The only audit records an operator writes (shared.stores.audit `record_operator_action`).
@@ -90,6 +93,7 @@ class OperatorRoles(Construct):
         functions: Functions,
         monitoring: Monitoring,
         api: WebhookApi,
+        availability: Availability,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
@@ -99,6 +103,7 @@ class OperatorRoles(Construct):
         self._queues = queues
         self._functions = functions
         self._monitoring = monitoring
+        self._availability = availability
         self._log_groups: list[logs.LogGroup] = [
             *functions.log_groups.values(),
             api.access_logs,
@@ -288,6 +293,28 @@ class OperatorRoles(Construct):
             # reconcile and audit read lineage state and uid aliases (keyed hashes, no PHI)
             iam.PolicyStatement(
                 sid="ReadLineageState", actions=["dynamodb:GetItem"], resources=[tables.state.table_arn]
+            ),
+            iam.PolicyStatement(
+                sid="ListLineagesToVerify",  # `verify --queue`: lineage keys and commit times, nothing else
+                actions=["dynamodb:Scan"],
+                resources=[tables.state.table_arn],
+                conditions={
+                    "ForAllValues:StringEquals": {"dynamodb:Attributes": list(LINEAGE_LISTING_ATTRIBUTES)},
+                    "StringEquals": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
+                },
+            ),
+            iam.PolicyStatement(  # the console's search (audit records are PHI-free)
+                sid="SearchAuditTrail", actions=["dynamodb:Scan"], resources=[tables.audit.table_arn]
+            ),
+            iam.PolicyStatement(
+                sid="ManageBusyFeeds",  # `availability feed-url|rotate`
+                actions=["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[self._availability.table.table_arn],
+            ),
+            iam.PolicyStatement(
+                sid="RunAvailabilitySync",  # `availability sync`
+                actions=["lambda:InvokeFunction"],
+                resources=[self._availability.sync.function_arn],
             ),
             iam.PolicyStatement(
                 sid="RequeueMessages", actions=["sqs:SendMessage"], resources=[queues.events.queue_arn]

@@ -127,6 +127,7 @@ class LineageStateStore:
             "FilterExpression": "begins_with(pk, :prefix)",
             "ExpressionAttributeValues": {":prefix": {"S": "lineage#"}},
             "ProjectionExpression": "pk, updated_at",
+            "Select": "SPECIFIC_ATTRIBUTES",  # all an operator role may read this way (infra/constructs/operators.py)
         }
         if changed_since is not None:
             kwargs["FilterExpression"] += " AND updated_at >= :since"
