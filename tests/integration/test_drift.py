@@ -114,3 +114,47 @@ def test_given_a_stale_bridge_write_and_a_staff_edit_then_verify_reports_both_an
     outcomes = [(r["outcome"], r.get("reason", "")) for r in timeline if r["trigger"] == "verify"]
     assert ("drift_found", "bridge_stale:start,end") in outcomes
     assert ("drift_repaired", "bridge_stale:start,end") in outcomes
+
+
+def test_given_queue_then_the_sync_function_checks_and_repairs_and_the_audit_tells_the_verdict(
+    pipeline: Any,
+    fhir_server: Any,
+    clean_bridge: Any,
+    verify: Callable[..., tuple[int, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Against a deployed stack the operator's role does not write the EHR: `verify --queue` sends drift checks
+    that the sync worker runs under its own lease, and its audit records carry each verdict."""
+    from shared.domain.identifiers import IdentifierSystems
+    from shared.domain.projection import marker_of, with_marker, without_marker
+    from shared.stores.audit import AuditTrail
+
+    pipeline.send(_booking(A))
+    pipeline.drain()
+    fhir = fhir_server.base_url
+    systems = IdentifierSystems("https://cal-ehr-bridge.dev/fhir/sid")
+    stale = _appointment(fhir, A)
+    marker = marker_of(stale, systems)
+    assert marker is not None
+    stale.update(start="2025-06-10T09:00:00Z", end="2025-06-10T09:30:00Z")
+    _put(fhir, with_marker(without_marker(stale, systems), systems, fence=marker.fence, status=marker.status))
+
+    monkeypatch.setenv("CALEHR_QUEUE_URL", clean_bridge.queue_url)
+    code, queued = verify("--queue", "--booking", A)
+    assert (code, queued) == (0, {"queued": 1})
+    assert _appointment(fhir, A)["start"] == "2025-06-10T09:00:00Z"  # the CLI itself wrote nothing
+    pipeline.drain()
+    assert _appointment(fhir, A)["start"] == "2025-06-10T15:00:00Z"  # the worker repaired its own stale write
+    timeline = AuditTrail(clean_bridge.audit_table, clean_bridge.client("dynamodb")).timeline(f"{A}@Cal.com")
+    assert [(r["outcome"], r["source_system"]) for r in timeline if r["trigger"] == "verify"] == [
+        ("drift_repaired", "drift-check")
+    ]
+
+
+def test_given_a_deployed_stack_without_queue_then_verify_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.app import main
+
+    assert main(["verify", "--stack", "CalEhrBridge-prod", "--region", "us-east-1"]) == 2
+    assert "add --queue" in capsys.readouterr().err
