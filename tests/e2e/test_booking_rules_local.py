@@ -153,7 +153,11 @@ def test_given_rules_in_the_local_stack_then_enforce_parks_and_warn_writes_audit
         code, out, err = cli("audit", SKIN_CHECK_UID, "--json")
         assert code == 0, err
         outcomes = [(r["outcome"], r.get("reason", "")) for r in json.loads(out)["records"]]
-        assert outcomes == [("review", "rule:min_duration"), ("applied", "rule_accepted:min_duration")]
+        assert outcomes == [
+            ("review", "rule:min_duration"),
+            ("review_retried", "rule:min_duration;accepted rules: min_duration"),
+            ("applied", "rule_accepted:min_duration"),
+        ]
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C; the bridge's log is complete once it has stopped
         assert process.wait(timeout=60) == 0, out_file.read_text()[-3000:]

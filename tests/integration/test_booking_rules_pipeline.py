@@ -226,8 +226,13 @@ def test_given_a_reschedule_that_breaks_a_rule_then_it_is_parked_not_lost_and_ca
         ("BOOKING_RESCHEDULED", "applied", "rule_accepted:min_duration"),
     ]
     assert _rule_metrics(capsys.readouterr().out) == ["min_duration"]
-    actions = [a for a in _audit(clean_bridge, f"operator#review#{review_id}") if a["outcome"] == "review_retried"]
-    assert sorted(a["reason"] for a in actions) == ["", "accepted rules: min_duration"]
+    # the operator's retries, in the booking's operator partition: why it was parked, and what was accepted
+    actions = [a for a in _audit(clean_bridge, f"operator#lineage#{LINEAGE}") if a["outcome"] == "review_retried"]
+    assert sorted(a["reason"] for a in actions) == [
+        "rule:min_duration",
+        "rule:min_duration;accepted rules: min_duration",
+    ]
+    assert {a["subject"] for a in actions} == {f"review#{review_id}"}
     # who: the caller's AWS identity (moto's STS), its user name hashed
     assert {a["actor_ref"] for a in actions} == {"arn:aws:sts::123456789012:user/sha256:" + _sha16("moto")}
     assert pipeline.review_items()[0]["status"]["S"] == "retried"

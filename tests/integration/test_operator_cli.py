@@ -108,10 +108,10 @@ def test_given_a_review_item_then_discard_needs_a_reason_and_is_audited(
     assert main(["review", "discard", review_id, "--reason", "test booking by staff", *_target(clean_bridge)]) == 0
     assert main(["review", "discard", review_id, "--reason", "test booking by staff", *_target(clean_bridge)]) == 1
     audit = clean_bridge.client("dynamodb").scan(TableName=clean_bridge.audit_table)["Items"]
-    # In the booking's own timeline (the review item knows its lineage).
+    # In the booking's operator partition, which its timeline merges (the review item knows its lineage).
     actions = [a for a in audit if a.get("subject", {}).get("S") == f"review#{review_id}"]
     assert [a["outcome"]["S"] for a in actions] == ["review_discarded"]
-    assert actions[0]["pk"]["S"] == "lineage#k3F9pQ2mXvT7LbN4sW8aRz@Cal.com"
+    assert actions[0]["pk"]["S"] == "operator#lineage#k3F9pQ2mXvT7LbN4sW8aRz@Cal.com"
     assert actions[0]["reason"]["S"] == "test booking by staff"
 
 
