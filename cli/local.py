@@ -242,11 +242,15 @@ def build_stack(options: StackOptions) -> Any:
     )
 
 
-def wait_for_signal() -> None:
+def wait_for_signal(*, poll_seconds: float = 0.2) -> None:
+    """Block until SIGINT or SIGTERM. A timed wait: Python runs a signal's handler only in the main thread,
+    between bytecodes, and a signal the kernel hands to another thread does not wake a main thread blocked
+    in an untimed wait, so `Event.wait()` alone can sleep through Ctrl-C forever."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    while not stop.wait(poll_seconds):
+        pass
 
 
 @contextmanager

@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"secret:   {args.secret_name}")
     print(f"Cal.com API v2 stub: {url}  (bookings: {len(stub._bookings)}; Ctrl-C stops)")
     try:
-        threading.Event().wait()
+        while not threading.Event().wait(0.5):  # timed: an untimed wait can sleep through Ctrl-C
+            pass
     except KeyboardInterrupt:
         pass
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,3 +154,23 @@ def test_audit_records_sort_by_instant_whatever_their_precision() -> None:
         {"outcome": "applied", "applied_at": "2026-11-30T13:32:11.454+00:00"},
     ]
     assert [r["outcome"] for r in sorted(rows, key=acted_at)] == ["review", "review_retried", "applied"]
+
+
+def test_given_ctrl_c_delivered_to_another_thread_then_the_local_stack_still_stops() -> None:
+    """The kernel may hand SIGINT to any thread of `calehr dev` (moto, pollers, servers); Python runs the handler
+    only in the main thread, so an untimed wait there would sleep through it and the process never stop."""
+    script = (
+        "import signal, threading, time\n"
+        "from cli.local import wait_for_signal\n"
+        "def deliver():\n"
+        "    time.sleep(0.5)\n"
+        "    signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this worker thread, not main\n"
+        "    time.sleep(60)\n"
+        "threading.Thread(target=deliver, daemon=True).start()\n"
+        "wait_for_signal()\n"
+        "print('stopped')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "stopped"), result.stderr[-2000:]
