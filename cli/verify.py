@@ -61,10 +61,10 @@ def build_service(target: Target, config: ClinicConfig) -> Any:
     """A `SyncService` over the target's resources (the same wiring as the sync function's)."""
     from cli.doctor import endpoint_auth  # noqa: PLC0415
     from shared.domain.identifiers import IdentifierSystems  # noqa: PLC0415
-    from shared.ehr.oracle import DynamoIdMap  # noqa: PLC0415
     from shared.ehr.profiles import build_ehr_client  # noqa: PLC0415
     from shared.settings import SyncSettings  # noqa: PLC0415
     from shared.stores.audit import AuditTrail  # noqa: PLC0415
+    from shared.stores.id_map import DynamoIdMap  # noqa: PLC0415
     from shared.stores.state import LineageStateStore  # noqa: PLC0415
     from shared.sync import SyncService  # noqa: PLC0415
 

@@ -22,10 +22,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any, Literal, Protocol
 
 from shared.calcom.api import ApiBooking, BookingsPage, ChangeField, api_timestamp
 from shared.calcom.lineage import CALCOM_ICAL_SUFFIX, message_group_id
@@ -36,21 +33,11 @@ from shared.domain.state import BookingDetails, LineageState
 from shared.drift_check import verify_message
 from shared.intake import MESSAGE_SCHEMA
 from shared.observability import count, logger
+from shared.stores.cursors import Cursor, CursorConflictError, CursorStore, CursorStoreUnavailableError
 from shared.stores.queue import OutgoingMessage
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 #: Value of the `source` message attribute on every message the reconciler sends.
 RECONCILE_SOURCE = "reconcile"
-CURSOR_PK = "cursor#reconcile"
-
-
-def host_cursor_pk(user_id: int) -> str:
-    """The cursor of one organization host (`CALCOM_ORG_ID` mode): every host is paged on its own."""
-    return f"{CURSOR_PK}#user#{user_id}"
-
-
 #: Cal.com starts a host "request reschedule" reason with this (and sends its cancel without status).
 REQUEST_RESCHEDULE_PREFIX = "Please reschedule."
 
@@ -92,16 +79,6 @@ class Assessment:
     drift_check: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """Per change field, the time after which the next run lists bookings. `version` 0 = never stored."""
-
-    after: dict[str, datetime]
-    version: int = 0
-    #: When a run last stored it (read back for the operations console; a save sets it anew).
-    saved_at: datetime | None = None
-
-
 @dataclass(slots=True)
 class ReconcileReport:
     checked: int = 0
@@ -139,14 +116,6 @@ class ReconcileReport:
         }
 
 
-class CursorConflictError(Exception):
-    """Another run stored the cursor since this one loaded it (overlapping runs): this run stops."""
-
-
-class CursorStoreUnavailableError(Exception):
-    """DynamoDB failed or throttled while reading or writing the cursor."""
-
-
 # -- ports -------------------------------------------------------------------------------------
 class BookingSource(Protocol):
     def iter_pages(self, *, after: datetime, field: ChangeField = ..., take: int = ...) -> Iterator[BookingsPage]: ...
@@ -156,62 +125,6 @@ class StateReader(Protocol):
     def load(self, lineage: str) -> LineageState: ...
 
     def lineage_of(self, uid: str) -> str | None: ...
-
-
-class CursorStore(Protocol):
-    def load(self) -> Cursor | None: ...
-
-    def save(self, cursor: Cursor) -> Cursor: ...
-
-
-class DynamoCursorStore:
-    """The cursor item `cursor#reconcile` in the state table, written conditionally on its version."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None, pk: str = CURSOR_PK) -> None:
-        self._table = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb")
-        self._pk = pk
-
-    def load(self) -> Cursor | None:
-        try:
-            item = self._client.get_item(TableName=self._table, Key={"pk": {"S": self._pk}}, ConsistentRead=True).get(
-                "Item"
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise CursorStoreUnavailableError(type(exc).__name__) from exc
-        if not item:
-            return None
-        after = {name: datetime.fromisoformat(value["S"]) for name, value in item.get("after", {}).get("M", {}).items()}
-        saved = item.get("savedAt", {}).get("S")
-        return Cursor(
-            after=after, version=int(item["version"]["N"]), saved_at=datetime.fromisoformat(saved) if saved else None
-        )
-
-    def save(self, cursor: Cursor) -> Cursor:
-        new_version = cursor.version + 1
-        item: dict[str, Any] = {
-            "pk": {"S": self._pk},
-            "version": {"N": str(new_version)},
-            "after": {"M": {name: {"S": value.isoformat()} for name, value in sorted(cursor.after.items())}},
-            "savedAt": {"S": datetime.now(UTC).isoformat()},
-        }
-        try:
-            if cursor.version == 0:
-                self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-            else:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=item,
-                    ConditionExpression="version = :expected",
-                    ExpressionAttributeValues={":expected": {"N": str(cursor.version)}},
-                )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise CursorConflictError("the reconcile cursor was stored by another run") from exc
-            raise CursorStoreUnavailableError(type(exc).__name__) from exc
-        except BotoCoreError as exc:
-            raise CursorStoreUnavailableError(type(exc).__name__) from exc
-        return replace(cursor, version=new_version)
 
 
 # -- the pure part: staleness and synthetic webhooks --------------------------------------------

@@ -24,17 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.availability.roster import calcom_hosts
 from shared.calcom.api import DEFAULT_BASE_URL, CalcomApiClient, CalcomApiError, HostBookings
 from shared.observability import MetricUnit, count, gauge, logger, metrics
-from shared.reconcile import (
-    CursorConflictError,
-    CursorStoreUnavailableError,
-    DynamoCursorStore,
-    ReconcileOptions,
-    Reconciler,
-    ReconcileReport,
-    emit_report,
-    host_cursor_pk,
-)
+from shared.reconcile import ReconcileOptions, Reconciler, ReconcileReport, emit_report
 from shared.settings import SettingsError
+from shared.stores.cursors import CursorConflictError, CursorStoreUnavailableError, DynamoCursorStore, host_cursor_pk
 from shared.stores.queue import EventQueue, QueueUnavailableError
 from shared.stores.review import ReviewStore, ReviewStoreUnavailableError
 from shared.stores.secrets import SecretReader, SecretUnavailableError

@@ -35,12 +35,12 @@ from shared.domain.rules import RuleViolated
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreaker
 from shared.ehr.hl7v2.endpoint import siu_writer
 from shared.ehr.hl7v2.writer import SiuWriter
-from shared.ehr.oracle import DynamoIdMap
 from shared.ehr.profiles import build_ehr_client, profile_auth
 from shared.errors import EhrError, LineageNotYetKnown, ParkedEvent, PermanentEhrError, ReviewRequired
 from shared.observability import count, count_by, logger, metrics
 from shared.settings import DEFAULT_ROUTE, SyncSettings, sync_settings
 from shared.stores.audit import AuditTrail, AuditUnavailableError
+from shared.stores.id_map import DynamoIdMap
 from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.review import ReviewItem, ReviewStore
 from shared.stores.secrets import SecretReader

@@ -17,11 +17,12 @@ from functions.sync import handler as sync
 from shared.ehr.breaker import CircuitBreaker
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.healthlake import HealthLakeClient
-from shared.ehr.oracle import DynamoIdMap, OracleHealthClient
+from shared.ehr.oracle import OracleHealthClient
 from shared.ehr.profiles import StaticBearerAuth, profile_auth
 from shared.ehr.sigv4 import SigV4Auth
 from shared.errors import RetryableEhrError
 from shared.settings import SettingsError, SyncSettings, sync_settings
+from shared.stores.id_map import DynamoIdMap
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}"
 BASE_ENV = {
