@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.settings import DEFAULT_ROUTE
 from shared.stores.state import StateStoreUnavailableError
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ class DynamoIdMap:
         self._table = table_name
         self._client: DynamoDBClient = client or boto3.client("dynamodb")
         self._prefix = f"ehrmap@{namespace}#" if namespace else "ehrmap#"
+
+    @classmethod
+    def for_route(cls, table_name: str, route: str, client: DynamoDBClient | None = None) -> DynamoIdMap:
+        """The map of one EHR route: the default endpoint keeps the un-namespaced keys it always had."""
+        return cls(table_name, client, namespace="" if route == DEFAULT_ROUTE else route)
 
     def key(self, token: str) -> str:
         """The partition key of a token's item."""
