@@ -111,8 +111,8 @@ def lineages(target: Target, *, lineage: str | None, booking: str | None, since:
 
 
 def check(service: Any, keys: Iterable[str], *, repair: bool, progress: Any = None) -> list[Verdict]:
+    from shared.delivery import Delivery  # noqa: PLC0415
     from shared.stores.state import LineageBusyError  # noqa: PLC0415
-    from shared.sync import Delivery  # noqa: PLC0415
 
     verdicts = []
     for key in keys:

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.config.rules import RULE_NAMES
+from shared.delivery import Delivery, SyncResult
 from shared.domain.availability import EHR_CONFLICT
 from shared.domain.rules import RuleViolated
 from shared.errors import ParkedEvent, PermanentEhrError, ReviewRequired
 from shared.observability import count, count_by
 from shared.stores.review import ReviewItem
-from shared.sync import Delivery, SyncResult
 
 BASE_BACKOFF_SECONDS = 10
 MAX_BACKOFF_SECONDS = 900

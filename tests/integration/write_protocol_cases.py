@@ -307,8 +307,8 @@ RETRYABLE = (
 
 
 def _deliver(service: Any, message: Delivered) -> None:
+    from shared.delivery import Delivery
     from shared.errors import ReviewRequired
-    from shared.sync import Delivery
 
     source = "reconcile" if message.name in RECONCILER_EVENTS else "calcom-webhook"
     try:
