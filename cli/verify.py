@@ -160,7 +160,7 @@ def report(out: Output, verdicts: list[Verdict]) -> int:
 
 
 def config_of(target: Target, config_file: Path | None) -> ClinicConfig:
-    from shared.config.clinic import load_config  # noqa: PLC0415
+    from shared.config.source import load_config  # noqa: PLC0415
 
     if config_file is not None:
         return load_config(f"file:{config_file}")

@@ -245,7 +245,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         from devstack.stack import DEMO_CONFIG
-        from shared.config.clinic import load_config
+        from shared.config.source import load_config
         from shared.domain.identifiers import IdentifierSystems
         from shared.ehr.fhir import FhirR4Client
         from shared.stores.audit import AuditTrail

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config.clinic import ConfigError, parse_config
+from shared.config.clinic import ConfigError
+from shared.config.parse import parse_config
 from shared.domain.answers import PatientFacts
 from shared.ehr.patients import resolve_patient
 from shared.errors import ReviewRequired

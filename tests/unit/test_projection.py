@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, EventTypeMapping, parse_config
+from shared.config.clinic import ClinicConfig, EventTypeMapping
+from shared.config.parse import parse_config
 from shared.domain.decide import AppointmentView, appointment_view, decide, person_key
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.projection import (

@@ -13,7 +13,8 @@ import pytest
 
 from shared.calcom.models import BookingEvent
 from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, ConfigError, RoutingFormMapping, parse_config
+from shared.config.clinic import ClinicConfig, ConfigError, RoutingFormMapping
+from shared.config.parse import parse_config
 from shared.domain.decide import appointment_view, decide, person_key, visit_kind_of
 from shared.domain.forms import form_fact, joined_form, union_forms
 from shared.domain.identifiers import IdentifierSystems
