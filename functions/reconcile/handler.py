@@ -12,17 +12,16 @@ the `ReviewBacklog` alarm watches them, whether or not the run itself succeeds.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.availability.roster import calcom_hosts
-from shared.calcom.api import CalcomApiClient, CalcomApiError, HostBookings
+from shared.calcom.api import CalcomApiClient, CalcomApiError
 from shared.observability import MetricUnit, count, gauge, logger, metrics
-from shared.reconcile import ReconcileOptions, Reconciler, ReconcileReport, emit_report
+from shared.reconcile import ReconcileOptions, Reconciler, reconcile_organization
 from shared.settings import ReconcileSettings, reconcile_settings
 from shared.stores.cursors import CursorConflictError, CursorStoreUnavailableError, DynamoCursorStore, host_cursor_pk
 from shared.stores.queue import EventQueue, QueueUnavailableError
@@ -32,17 +31,6 @@ from shared.stores.state import LineageStateStore, StateStoreUnavailableError
 
 #: Stop taking new bookings when less than this is left of the invocation.
 SAFETY_MARGIN_MS = 20_000
-
-
-def _options(settings: ReconcileSettings) -> ReconcileOptions:
-    return ReconcileOptions(
-        lookback=timedelta(hours=settings.lookback_hours),
-        overlap=timedelta(seconds=settings.overlap_seconds),
-        page_size=settings.page_size,
-        max_bookings=settings.max_bookings,
-        own_metadata_key=settings.own_metadata_key,
-        own_metadata_value=settings.own_metadata_value,
-    )
 
 
 @cache
@@ -107,39 +95,25 @@ def run(context: Any = None) -> dict[str, Any]:
         timeout=httpx.Timeout(settings.api_timeout_seconds, connect=min(5.0, settings.api_timeout_seconds)),
     ) as client:
         should_stop = lambda: _remaining_ms(context) < SAFETY_MARGIN_MS  # noqa: E731
+        options = ReconcileOptions.from_settings(settings)
         if settings.calcom_org_id is None:
             reconciler = Reconciler(
-                source=client, state=_state(), cursors=_cursors(), send=_queue().send, options=_options(settings)
+                source=client, state=_state(), cursors=_cursors(), send=_queue().send, options=options
             )
             report = reconciler.run(should_stop=should_stop)
         else:
-            report = run_organization(client, settings, should_stop)
+            report = reconcile_organization(
+                client,
+                settings.calcom_org_id,
+                state=_state(),
+                cursors=lambda user_id: DynamoCursorStore(settings.state_table, pk=host_cursor_pk(user_id)),
+                send=_queue().send,
+                options=options,
+                should_stop=should_stop,
+            )
         result = report.as_dict()
         result["api_requests"] = client.requests_sent
     return result
-
-
-def run_organization(client: CalcomApiClient, settings: ReconcileSettings, should_stop: Any) -> ReconcileReport:
-    """Every host of the organization, one after the other, each with its own cursor; the run's metrics
-    are the organization's totals."""
-    assert settings.calcom_org_id is not None
-    org_id = settings.calcom_org_id
-    total = ReconcileReport()
-    for host in calcom_hosts(client, org_id=org_id):
-        if should_stop():
-            total.complete = False
-            break
-        reconciler = Reconciler(
-            source=HostBookings(client, org_id, host.user_id),
-            state=_state(),
-            cursors=DynamoCursorStore(settings.state_table, pk=host_cursor_pk(host.user_id)),
-            send=_queue().send,
-            options=_options(settings),
-            metric=lambda name, value: None,
-        )
-        total.add(reconciler.run(should_stop=should_stop))
-    emit_report(total, count)
-    return total
 
 
 @metrics.log_metrics

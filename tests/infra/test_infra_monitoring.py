@@ -62,7 +62,7 @@ EMITTERS = {
         "shared/ehr/breaker.py",
         "shared/config/source.py",
     ),
-    c.RECONCILE_SERVICE: ("functions/reconcile/handler.py", "shared/reconcile.py"),
+    c.RECONCILE_SERVICE: ("functions/reconcile/handler.py", "shared/reconcile/model.py", "shared/reconcile/run.py"),
     c.ARCHIVE_SERVICE: ("functions/archive/handler.py", "shared/audit_archive.py"),
     c.AVAILABILITY_SERVICE: ("functions/availability/handler.py", "shared/availability/run.py"),
 }
@@ -424,8 +424,8 @@ def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(s
 @pytest.mark.parametrize(
     ("path", "names"),
     [
-        ("shared/reconcile.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn", "ReconcileDiverged",
-                                 "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
+        ("shared/reconcile/model.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn",
+                                       "ReconcileDiverged", "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
         ("functions/reconcile/handler.py", {"ReconcileApiError", "ReconcileCursorConflict", "ReconcileFailed"}),
     ],
 )  # fmt: skip
