@@ -11,8 +11,8 @@ What differs from generic FHIR R4 there:
   change outside them (e.g. a reschedule, which on Millennium means a new slot) is a
   `PermanentEhrError` naming the fields, so it is parked for review instead of being half applied.
 * **No identifier search** on Appointment: the bridge keeps its own map identifier token → resource
-  id (`IdMapStore`: in memory for tests, `shared.stores.id_map.DynamoIdMap` in the state table as `ehrmap#<token>`, or
-  `ehrmap@<route>#<token>` for an extra EHR endpoint, so two EHRs' ids never collide).
+  id (`IdMapStore`: in memory for tests, `shared.stores.id_map.DynamoIdMap` in the state table as
+  `ehrmap#<token>`, or `ehrmap@<route>#<token>` for an extra EHR endpoint, so two EHRs' ids never collide).
 
 Residual risk: if the process dies between the POST and the map write, a retry creates a second
 resource (the server offers no way to find the first by our identifier). It takes a crash in that
