@@ -215,7 +215,7 @@ def build_stack(options: StackOptions) -> Any:
     """A `LocalStack` for these options, after checking the files it needs (one-line errors)."""
     from cli.doctor import secret_document_file  # noqa: PLC0415
     from devstack.stack import LocalStack, read_seed  # noqa: PLC0415 - heavy imports only when a stack runs
-    from shared.config.clinic import load_config  # noqa: PLC0415
+    from shared.config.source import load_config  # noqa: PLC0415
 
     load_config(f"file:{options.config}")  # ConfigError lists every problem before anything starts
     for path in options.seed or []:

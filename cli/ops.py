@@ -26,6 +26,7 @@ from cli.target import Target
 from shared.config.rules import RULE_NAMES
 from shared.stores.audit import AuditTrail
 from shared.stores.review import BODY_EXPIRED, ReviewStore
+from shared.sync_messages import ACCEPTED_RULES_ATTRIBUTE  # the attribute naming rules accepted on a retry
 
 #: The old name of the refusal error; `CliError` is the CLI's one error type.
 OpsError = CliError
@@ -42,11 +43,6 @@ _BODY_EXPIRED_HELP = (
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")  # as the sync worker stamps its records
-
-
-#: The message attribute that names the booking rules an operator accepted on a retry (read by the sync
-#: handler, functions/sync/handler.py `ACCEPTED_RULES_ATTRIBUTE`).
-ACCEPTED_RULES_ATTRIBUTE = "acceptedRules"
 
 
 # -- review items ---------------------------------------------------------------------------------

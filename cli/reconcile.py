@@ -19,7 +19,8 @@ from cli.errors import UsageError
 from cli.output import Output, ProgressTicker
 from shared.calcom.api import BookingsPage, CalcomApiClient, ChangeField
 from shared.observability import logger
-from shared.reconcile import Cursor, ReconcileOptions, Reconciler
+from shared.reconcile import ReconcileOptions, Reconciler
+from shared.stores.cursors import Cursor
 from shared.stores.queue import EventQueue, OutgoingMessage
 from shared.stores.state import LineageStateStore
 

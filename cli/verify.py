@@ -61,10 +61,10 @@ def build_service(target: Target, config: ClinicConfig) -> Any:
     """A `SyncService` over the target's resources (the same wiring as the sync function's)."""
     from cli.doctor import endpoint_auth  # noqa: PLC0415
     from shared.domain.identifiers import IdentifierSystems  # noqa: PLC0415
-    from shared.ehr.oracle import DynamoIdMap  # noqa: PLC0415
     from shared.ehr.profiles import build_ehr_client  # noqa: PLC0415
     from shared.settings import SyncSettings  # noqa: PLC0415
     from shared.stores.audit import AuditTrail  # noqa: PLC0415
+    from shared.stores.id_map import DynamoIdMap  # noqa: PLC0415
     from shared.stores.state import LineageStateStore  # noqa: PLC0415
     from shared.sync import SyncService  # noqa: PLC0415
 
@@ -111,8 +111,8 @@ def lineages(target: Target, *, lineage: str | None, booking: str | None, since:
 
 
 def check(service: Any, keys: Iterable[str], *, repair: bool, progress: Any = None) -> list[Verdict]:
+    from shared.delivery import Delivery  # noqa: PLC0415
     from shared.stores.state import LineageBusyError  # noqa: PLC0415
-    from shared.sync import Delivery  # noqa: PLC0415
 
     verdicts = []
     for key in keys:
@@ -160,7 +160,7 @@ def report(out: Output, verdicts: list[Verdict]) -> int:
 
 
 def config_of(target: Target, config_file: Path | None) -> ClinicConfig:
-    from shared.config.clinic import load_config  # noqa: PLC0415
+    from shared.config.source import load_config  # noqa: PLC0415
 
     if config_file is not None:
         return load_config(f"file:{config_file}")

@@ -291,8 +291,8 @@ class LocalStack:
         ApproximateAgeOfOldestMessage counts it: received but not yet deleted messages included)."""
         sync = importlib.import_module("functions.sync.handler")
         settings = importlib.import_module("shared.settings").sync_settings()
-        circuits = {"default": sync._breaker().state}  # the container's breakers (module-level, like Lambda's)
-        circuits.update({name: sync._route_breaker(name).state for name in settings.ehr_routes})
+        circuits = {"default": sync._breakers().default.state}  # the container's breakers (module-level, like Lambda's)
+        circuits.update({name: sync._breakers().route(name).state for name in settings.ehr_routes})
         return {
             "sync": self.status(),
             "circuits": circuits,

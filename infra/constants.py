@@ -92,7 +92,7 @@ RULE_DIMENSION: Final = "rule"
 REVIEW_BACKLOG_METRICS: Final = ("ReviewOpenItems", "ReviewOldestOpenAgeSeconds")
 #: shared/audit_archive.py and functions/archive/handler.py.
 ARCHIVE_METRICS: Final = ("AuditArchived", "AuditRecordChanged")
-# Emitted by shared/reconcile.py (per run) and functions/reconcile/handler.py (per failure); a test
+# Emitted by shared/reconcile/ (per run) and functions/reconcile/handler.py (per failure); a test
 # checks that each name is in that code.
 RECONCILE_METRICS: Final = (
     "ReconcileChecked",

@@ -152,3 +152,16 @@ class AppointmentWriter:
             return Drift("unmarked", fields), current
         ours = marker.digest == owned_digest(without_marker(current.resource, self._systems), self._systems)
         return Drift("bridge_stale" if ours else "ehr_changed", fields), current
+
+
+def written_state(state: LineageState, stored: StoredResource, digest: str, route: str) -> LineageState:
+    """The lineage state after its Appointment was written as `stored` (what was projected: `digest`)."""
+    return state.model_copy(
+        update={
+            "appointment_id": stored.id,
+            "appointment_version": stored.version,
+            "projection_hash": digest,
+            "written_status": stored.resource.get("status"),
+            "ehr_route": route,
+        }
+    )

@@ -22,15 +22,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
-
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any, Literal, Protocol
 
 from shared.observability import count, logger
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
 
 ChangeKind = Literal["INSERT", "MODIFY", "REMOVE"]
 #: Object Lock mode of every archived object: not even the account root can shorten or remove it.
@@ -42,10 +36,6 @@ _KINDS: tuple[ChangeKind, ...] = ("INSERT", "MODIFY", "REMOVE")
 
 class InvalidStreamRecordError(ValueError):
     """A stream record without the fields every DynamoDB stream record has."""
-
-
-class ArchiveUnavailableError(Exception):
-    """S3 refused or failed the write; the stream record is retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,38 +107,17 @@ def archive_object(change: AuditChange, retention: timedelta) -> ArchiveObject:
     return ArchiveObject(key=key, body=body, retain_until=change.changed_at + retention)
 
 
-class AuditArchive:
-    """The archive bucket (S3 Object Lock, COMPLIANCE) and how long each object is locked."""
+class ArchiveStore(Protocol):
+    """Where archive objects go (`shared.stores.archive.AuditArchive`: the Object Lock bucket)."""
 
-    def __init__(self, bucket: str, *, retention_days: int, client: S3Client | None = None) -> None:
-        self._bucket = bucket
-        self.retention = timedelta(days=retention_days)
-        self._client: S3Client = client or boto3.client("s3")
+    retention: timedelta
 
     def store(self, item: ArchiveObject) -> bool:
         """Write `item` once; False when it is already there (a redelivered stream record)."""
-        try:
-            self._client.put_object(
-                Bucket=self._bucket,
-                Key=item.key,
-                Body=item.body,
-                ContentType="application/json",
-                ObjectLockMode=LOCK_MODE,
-                ObjectLockRetainUntilDate=item.retain_until,
-                # Object Lock requires an integrity checksum on the request.
-                ChecksumAlgorithm="SHA256",
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
-                return False
-            raise ArchiveUnavailableError(type(exc).__name__) from exc
-        except BotoCoreError as exc:
-            raise ArchiveUnavailableError(type(exc).__name__) from exc
-        return True
+        ...
 
 
-def archive_stream_record(record: Mapping[str, Any], archive: AuditArchive) -> bool:
+def archive_stream_record(record: Mapping[str, Any], archive: ArchiveStore) -> bool:
     """Archive one stream record; True if it was written now, False if it already was.
 
     A change other than INSERT means someone rewrote or deleted an audit record: it is archived

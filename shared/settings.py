@@ -269,6 +269,44 @@ class AvailabilitySettings(_Settings):
         return tuple(int(t) for t in self.calcom_team_ids.split(",") if t)
 
 
+#: Cal.com API v2 (shared.calcom.api's default; a stack may point at another, e.g. a self-hosted Cal.com).
+CALCOM_API_BASE_URL = "https://api.cal.com/v2"
+
+
+class ReconcileSettings(_Settings):
+    """The reconcile function's environment (validated once per container)."""
+
+    queue_url: str = Field(alias="QUEUE_URL", min_length=1)
+    state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    #: The review table whose open items are counted each run (empty: no backlog gauges).
+    review_table: str = Field(default="", alias="REVIEW_TABLE")
+    #: Secret `{"api_key": "cal_live_..."}`.
+    calcom_api_secret_arn: str = Field(alias="CALCOM_API_SECRET_ARN", min_length=1)
+    calcom_api_base_url: str = Field(default=CALCOM_API_BASE_URL, alias="CALCOM_API_BASE_URL", pattern=r"^https?://")
+    lookback_hours: float = Field(default=24.0, alias="RECONCILE_LOOKBACK_HOURS", gt=0, le=24 * 90)
+    max_rps: float = Field(default=2.0, alias="RECONCILE_MAX_RPS", gt=0, le=50)
+    overlap_seconds: int = Field(default=300, alias="RECONCILE_OVERLAP_SECONDS", ge=0, le=24 * 3600)
+    page_size: int = Field(default=100, alias="RECONCILE_PAGE_SIZE", ge=1, le=250)
+    max_bookings: int = Field(default=5000, alias="RECONCILE_MAX_BOOKINGS", ge=1)
+    own_metadata_key: str = Field(default="source", alias="RECONCILE_OWN_METADATA_KEY", min_length=1)
+    own_metadata_value: str = Field(default="cal-ehr-bridge", alias="RECONCILE_OWN_METADATA_VALUE", min_length=1)
+    api_timeout_seconds: float = Field(default=10.0, alias="CALCOM_API_TIMEOUT_SECONDS", gt=0, le=60)
+    secret_cache_seconds: int = Field(default=300, alias="SECRET_CACHE_SECONDS", ge=0)
+    #: A Cal.com organization: every host's bookings are listed (org admin key), each host with its own
+    #: cursor. Empty: the key's own user's bookings only (`GET /v2/bookings`).
+    calcom_org_id: int | None = Field(default=None, alias="CALCOM_ORG_ID", ge=1)
+
+    @field_validator("calcom_org_id", mode="before")
+    @classmethod
+    def _blank_org(cls, raw: Any) -> Any:
+        return None if raw == "" else raw
+
+
+@cache
+def reconcile_settings() -> ReconcileSettings:
+    return _load(ReconcileSettings)
+
+
 @cache
 def feed_settings() -> FeedSettings:
     return _load(FeedSettings)

@@ -144,7 +144,7 @@ def sync(
 
 def _local_run(target: Target) -> Any:
     from shared.availability.run import AvailabilityRun  # noqa: PLC0415
-    from shared.config.clinic import load_config  # noqa: PLC0415
+    from shared.config.source import load_config  # noqa: PLC0415
     from shared.ehr.fhir import FhirR4Client  # noqa: PLC0415
     from shared.settings import AvailabilitySettings  # noqa: PLC0415
 
@@ -223,7 +223,7 @@ def _calcom_key(target: Target) -> str:
 def _stack_run(target: Target) -> Any:
     from cli.doctor import endpoint_auth  # noqa: PLC0415
     from shared.availability.run import AvailabilityRun  # noqa: PLC0415
-    from shared.config.clinic import parse_config  # noqa: PLC0415
+    from shared.config.parse import parse_config  # noqa: PLC0415
     from shared.ehr.fhir import FhirR4Client  # noqa: PLC0415
     from shared.settings import AvailabilitySettings  # noqa: PLC0415
 

@@ -20,7 +20,7 @@ from cli.errors import describe
 from cli.target import Target
 from shared.console.model import Health, HealthRow, Tone
 from shared.console.views import age_text
-from shared.reconcile import DynamoCursorStore
+from shared.stores.cursors import DynamoCursorStore
 
 #: An alarm's description ends with `(<construct id>).` (infra/constructs/monitoring.py): its short name.
 _ALARM_NAME = re.compile(r"\(([A-Za-z0-9]+)\)\.?$")

@@ -14,9 +14,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.audit_archive import AuditArchive, archive_stream_record
+from shared.audit_archive import archive_stream_record
 from shared.observability import count, logger, metrics
 from shared.settings import archive_settings
+from shared.stores.archive import AuditArchive
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 

@@ -12,29 +12,18 @@ the `ReviewBacklog` alarm watches them, whether or not the run itself succeeds.
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.availability.roster import calcom_hosts
-from shared.calcom.api import DEFAULT_BASE_URL, CalcomApiClient, CalcomApiError, HostBookings
+from shared.calcom.api import CalcomApiClient, CalcomApiError
 from shared.observability import MetricUnit, count, gauge, logger, metrics
-from shared.reconcile import (
-    CursorConflictError,
-    CursorStoreUnavailableError,
-    DynamoCursorStore,
-    ReconcileOptions,
-    Reconciler,
-    ReconcileReport,
-    emit_report,
-    host_cursor_pk,
-)
-from shared.settings import SettingsError
+from shared.reconcile import ReconcileOptions, Reconciler, reconcile_organization
+from shared.settings import ReconcileSettings, reconcile_settings
+from shared.stores.cursors import CursorConflictError, CursorStoreUnavailableError, DynamoCursorStore, host_cursor_pk
 from shared.stores.queue import EventQueue, QueueUnavailableError
 from shared.stores.review import ReviewStore, ReviewStoreUnavailableError
 from shared.stores.secrets import SecretReader, SecretUnavailableError
@@ -42,60 +31,6 @@ from shared.stores.state import LineageStateStore, StateStoreUnavailableError
 
 #: Stop taking new bookings when less than this is left of the invocation.
 SAFETY_MARGIN_MS = 20_000
-
-
-class ReconcileSettings(BaseModel):
-    """The reconcile function's environment (validated once per container)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    stage: str = Field(default="local", alias="STAGE")
-    queue_url: str = Field(alias="QUEUE_URL", min_length=1)
-    state_table: str = Field(alias="STATE_TABLE", min_length=1)
-    #: The review table whose open items are counted each run (empty: no backlog gauges).
-    review_table: str = Field(default="", alias="REVIEW_TABLE")
-    #: Secret `{"api_key": "cal_live_..."}`.
-    calcom_api_secret_arn: str = Field(alias="CALCOM_API_SECRET_ARN", min_length=1)
-    calcom_api_base_url: str = Field(default=DEFAULT_BASE_URL, alias="CALCOM_API_BASE_URL", pattern=r"^https?://")
-    lookback_hours: float = Field(default=24.0, alias="RECONCILE_LOOKBACK_HOURS", gt=0, le=24 * 90)
-    max_rps: float = Field(default=2.0, alias="RECONCILE_MAX_RPS", gt=0, le=50)
-    overlap_seconds: int = Field(default=300, alias="RECONCILE_OVERLAP_SECONDS", ge=0, le=24 * 3600)
-    page_size: int = Field(default=100, alias="RECONCILE_PAGE_SIZE", ge=1, le=250)
-    max_bookings: int = Field(default=5000, alias="RECONCILE_MAX_BOOKINGS", ge=1)
-    own_metadata_key: str = Field(default="source", alias="RECONCILE_OWN_METADATA_KEY", min_length=1)
-    own_metadata_value: str = Field(default="cal-ehr-bridge", alias="RECONCILE_OWN_METADATA_VALUE", min_length=1)
-    api_timeout_seconds: float = Field(default=10.0, alias="CALCOM_API_TIMEOUT_SECONDS", gt=0, le=60)
-    secret_cache_seconds: int = Field(default=300, alias="SECRET_CACHE_SECONDS", ge=0)
-    #: A Cal.com organization: every host's bookings are listed (org admin key), each host with its own
-    #: cursor. Empty: the key's own user's bookings only (`GET /v2/bookings`).
-    calcom_org_id: int | None = Field(default=None, alias="CALCOM_ORG_ID", ge=1)
-
-    @field_validator("calcom_org_id", mode="before")
-    @classmethod
-    def _blank_org(cls, raw: Any) -> Any:
-        return None if raw == "" else raw
-
-    def options(self) -> ReconcileOptions:
-        return ReconcileOptions(
-            lookback=timedelta(hours=self.lookback_hours),
-            overlap=timedelta(seconds=self.overlap_seconds),
-            page_size=self.page_size,
-            max_bookings=self.max_bookings,
-            own_metadata_key=self.own_metadata_key,
-            own_metadata_value=self.own_metadata_value,
-        )
-
-
-@cache
-def reconcile_settings() -> ReconcileSettings:
-    try:
-        return ReconcileSettings.model_validate(dict(os.environ))
-    except ValidationError as exc:
-        problems = ", ".join(
-            f"{'.'.join(str(p) for p in err['loc'])} ({err['type']})"
-            for err in exc.errors(include_url=False, include_input=False)
-        )
-        raise SettingsError(f"invalid function environment: {problems}") from None
 
 
 @cache
@@ -160,39 +95,25 @@ def run(context: Any = None) -> dict[str, Any]:
         timeout=httpx.Timeout(settings.api_timeout_seconds, connect=min(5.0, settings.api_timeout_seconds)),
     ) as client:
         should_stop = lambda: _remaining_ms(context) < SAFETY_MARGIN_MS  # noqa: E731
+        options = ReconcileOptions.from_settings(settings)
         if settings.calcom_org_id is None:
             reconciler = Reconciler(
-                source=client, state=_state(), cursors=_cursors(), send=_queue().send, options=settings.options()
+                source=client, state=_state(), cursors=_cursors(), send=_queue().send, options=options
             )
             report = reconciler.run(should_stop=should_stop)
         else:
-            report = run_organization(client, settings, should_stop)
+            report = reconcile_organization(
+                client,
+                settings.calcom_org_id,
+                state=_state(),
+                cursors=lambda user_id: DynamoCursorStore(settings.state_table, pk=host_cursor_pk(user_id)),
+                send=_queue().send,
+                options=options,
+                should_stop=should_stop,
+            )
         result = report.as_dict()
         result["api_requests"] = client.requests_sent
     return result
-
-
-def run_organization(client: CalcomApiClient, settings: ReconcileSettings, should_stop: Any) -> ReconcileReport:
-    """Every host of the organization, one after the other, each with its own cursor; the run's metrics
-    are the organization's totals."""
-    assert settings.calcom_org_id is not None
-    org_id = settings.calcom_org_id
-    total = ReconcileReport()
-    for host in calcom_hosts(client, org_id=org_id):
-        if should_stop():
-            total.complete = False
-            break
-        reconciler = Reconciler(
-            source=HostBookings(client, org_id, host.user_id),
-            state=_state(),
-            cursors=DynamoCursorStore(settings.state_table, pk=host_cursor_pk(host.user_id)),
-            send=_queue().send,
-            options=settings.options(),
-            metric=lambda name, value: None,
-        )
-        total.add(reconciler.run(should_stop=should_stop))
-    emit_report(total, count)
-    return total
 
 
 @metrics.log_metrics

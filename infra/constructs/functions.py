@@ -83,10 +83,10 @@ IDEMPOTENCY_TABLE_ACTIONS = (
 REVIEW_TABLE_ACTIONS = ("dynamodb:PutItem",)
 AUDIT_TABLE_ACTIONS = ("dynamodb:PutItem",)
 #: Reconcile reads lineage state and uid aliases, and writes one item: its cursor
-#: (shared/reconcile.py, `DynamoCursorStore`, conditional PutItem on `version`).
+#: (shared/stores/cursors.py, `DynamoCursorStore`, conditional PutItem on `version`).
 RECONCILE_STATE_READ_ACTIONS = ("dynamodb:GetItem",)
 RECONCILE_CURSOR_WRITE_ACTIONS = ("dynamodb:PutItem",)
-RECONCILE_CURSOR_PK = "cursor#reconcile"  # = shared.reconcile.CURSOR_PK (a test compares them)
+RECONCILE_CURSOR_PK = "cursor#reconcile"  # = shared.stores.cursors.CURSOR_PK (a test compares them)
 #: Reconcile counts open review items (shared/stores/review.py `ReviewStore.backlog`): a Scan that may
 #: return only these attributes, so it can never read a parked body.
 RECONCILE_REVIEW_ACTIONS = ("dynamodb:Scan",)

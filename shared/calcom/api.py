@@ -28,8 +28,10 @@ from typing import Any, Literal
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.settings import CALCOM_API_BASE_URL
+
 CAL_API_VERSION = "2024-08-13"
-DEFAULT_BASE_URL = "https://api.cal.com/v2"
+DEFAULT_BASE_URL = CALCOM_API_BASE_URL
 MAX_TAKE = 250
 #: A sane bound on one run's paging (250 x 400 = 100k bookings) so a broken `hasNextPage` cannot loop.
 MAX_PAGES = 400

@@ -7,23 +7,18 @@ whole with every problem and its path, never half applied.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from functools import cache
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.config.rules import STATE_CODE, BookingRules, rule_problems
+from shared.config.checks import semantic_problems
+from shared.config.rules import STATE_CODE, BookingRules
 
 APPOINTMENT_TYPES = ("CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN")
 AppointmentTypeCode = Literal["CHECKUP", "EMERGENCY", "FOLLOWUP", "ROUTINE", "WALKIN"]
 #: An event type whose appointmentType follows the visit kind (new vs follow-up), see `VisitKinds`.
 BY_VISIT_KIND = "by-visit-kind"
-MAX_CONFIG_BYTES = 256 * 1024
 _SLUG = r"^[A-Za-z0-9_\-.]{1,64}$"
 _ROUTE = r"^[a-z][a-z0-9-]{0,31}$"
 #: An HL7 v2 code or namespace (HD-1, IS/ID values): no delimiters, no spaces at the ends.
@@ -355,193 +350,3 @@ class ClinicConfig(_Config):
             if wanted and mapping.email and mapping.email.strip().lower() == wanted:
                 return mapping
         return None
-
-
-def parse_config(text: str, *, origin: str = "config") -> ClinicConfig:
-    """Validate a YAML or JSON document; raise `ConfigError` listing every problem with its path.
-
-    One pass reports everything: duplicate keys (which plain YAML/JSON loaders silently resolve to the
-    last value), field errors, and the checks across sections (duplicate ids, slugs, hosts, forms;
-    contradictions such as a telehealth event type with an in-person Location).
-    """
-    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
-        raise ConfigError([f"{origin}: larger than {MAX_CONFIG_BYTES} bytes"])
-    try:
-        document, problems = _load_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"{origin}: not valid YAML/JSON{where}"]) from None
-    if not isinstance(document, dict):
-        raise ConfigError([f"{origin}: the document must be a mapping"])
-    try:
-        config = ClinicConfig.model_validate(document)
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            if not error["loc"]:
-                continue  # the whole-mapping check: `semantic_problems` below reports it with paths
-            path = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{path}: {error['msg']}")
-        problems += semantic_problems(document)
-        raise ConfigError(problems) from None
-    if problems:
-        raise ConfigError(problems)
-    return config
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader; `_load_yaml` walks its node tree for duplicate keys before constructing."""
-
-
-def _load_yaml(text: str) -> tuple[Any, list[str]]:
-    """The document, and one problem per duplicate mapping key (`path: duplicate key (lines a and b)`)."""
-    loader = _UniqueKeyLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, []
-        problems = _duplicate_keys(node, ())
-        return loader.construct_document(node), problems
-    finally:
-        loader.dispose()
-
-
-def _duplicate_keys(node: yaml.Node, path: tuple[str, ...]) -> list[str]:
-    problems: list[str] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
-            line = key_node.start_mark.line + 1
-            if key in seen and key != "<<":
-                where = ".".join((*path, key))
-                problems.append(f"{where}: duplicate key (lines {seen[key]} and {line}); only one is allowed")
-            seen.setdefault(key, line)
-            problems += _duplicate_keys(value_node, (*path, key))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            problems += _duplicate_keys(item, (*path, str(index)))
-    return problems
-
-
-def _entries(document: Mapping[str, Any], section: str) -> list[tuple[int, Mapping[str, Any]]]:
-    items = document.get(section)
-    if not isinstance(items, list):
-        return []
-    return [(index, item) for index, item in enumerate(items) if isinstance(item, Mapping)]
-
-
-def _duplicates(
-    entries: list[tuple[str, object]], what: str, normalise: Callable[[object], object] = lambda v: v
-) -> list[str]:
-    """`entries` are (path, value); every value after its first occurrence is a problem."""
-    first: dict[object, str] = {}
-    problems = []
-    for path, value in entries:
-        if value is None or value == "":
-            continue
-        key = normalise(value)
-        try:
-            hash(key)
-        except TypeError:
-            continue  # not a scalar: the field check already reports it
-        if key in first:
-            problems.append(f"{path}: {what} {value!r} is already used by {first[key]}")
-        else:
-            first[key] = path.rsplit(".", 1)[0]
-    return problems
-
-
-def _lower(value: object) -> object:
-    return " ".join(value.lower().split()) if isinstance(value, str) else value
-
-
-def semantic_problems(document: Mapping[str, Any]) -> list[str]:
-    """Checks across entries and sections, on the raw document (so they run even when fields are invalid).
-
-    Duplicate event type ids and slugs, duplicate hosts (Cal.com user id, e-mail), duplicate Cal.com
-    location values and routing forms, contradictory fields, and references between sections.
-    """
-    problems: list[str] = []
-    event_types = _entries(document, "event_types")
-    problems += _duplicates([(f"event_types.{i}.id", e.get("id")) for i, e in event_types], "event type id")
-    problems += _duplicates([(f"event_types.{i}.slug", e.get("slug")) for i, e in event_types], "event type slug")
-    default = document.get("default_event_type")
-    for path, entry in [*((f"event_types.{i}", e) for i, e in event_types), ("default_event_type", default)]:
-        if isinstance(entry, Mapping) and entry.get("telehealth") is True and entry.get("location_reference"):
-            problems.append(
-                f"{path}: telehealth: true contradicts location_reference (a telehealth visit has no in-person "
-                "Location); remove one of them"
-            )
-    practitioners = _entries(document, "practitioners")
-    problems += _duplicates(
-        [(f"practitioners.{i}.calcom_user_id", p.get("calcom_user_id")) for i, p in practitioners], "Cal.com user id"
-    )
-    problems += _duplicates(
-        [(f"practitioners.{i}.email", p.get("email")) for i, p in practitioners], "host e-mail", _lower
-    )
-    locations = _entries(document, "locations")
-    problems += _duplicates(
-        [(f"locations.{i}.calcom", loc.get("calcom")) for i, loc in locations], "Cal.com location", _lower
-    )
-    forms = _entries(document, "routing_forms")
-    problems += _duplicates([(f"routing_forms.{i}.form_id", f.get("form_id")) for i, f in forms], "routing form")
-    hosts = {p.get("calcom_user_id") for _, p in practitioners if isinstance(p.get("calcom_user_id"), int)}
-    for index, form in forms:
-        provider = form.get("preferred_provider")
-        options = provider.get("options") if isinstance(provider, Mapping) else None
-        if isinstance(options, Mapping):
-            unknown = sorted({v for v in options.values() if isinstance(v, int)} - hosts)
-            if unknown:
-                problems.append(
-                    f"routing_forms.{index}.preferred_provider.options: names Cal.com users {unknown} "
-                    "that are not in practitioners"
-                )
-    fields = document.get("patient_fields")
-    matching = document.get("patient_matching")
-    has_system = isinstance(matching, Mapping) and matching.get("mrn_system")
-    if isinstance(fields, Mapping) and fields.get("mrn") and not has_system:
-        problems.append("patient_matching.mrn_system: required because patient_fields.mrn is set")
-    return problems + rule_problems(document)
-
-
-def clinic_json_schema() -> dict[str, Any]:
-    """The JSON Schema of the clinic mapping (`docs/clinic.schema.json`; editors validate YAML with it)."""
-    schema = ClinicConfig.model_json_schema()
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://cal-ehr-bridge.dev/schemas/clinic.schema.json",
-        **schema,
-        "title": "Cal EHR Bridge clinic mapping",
-        "description": (
-            "Cal.com event types, hosts and routing forms mapped to FHIR codes, Practitioners, Locations and EHRs. "
-            "`calehr config validate` checks more than this schema (duplicates across entries, contradictions)."
-        ),
-    }
-
-
-def load_config(source: str) -> ClinicConfig:
-    """`file:<path>` or `ssm:<parameter name>` → a validated `ClinicConfig`."""
-    scheme, _, location = source.partition(":")
-    if scheme == "file":
-        path = Path(location)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError([f"{location}: cannot be read ({exc.strerror})"]) from None
-        return parse_config(text, origin=location)
-    if scheme == "ssm":
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only needed in AWS
-
-        return parse_config(str(parameters.get_parameter(location, max_age=300)), origin=location)
-    raise ConfigError([f"{source}: source must start with 'file:' or 'ssm:'"])
-
-
-@cache
-def cached_config(source: str) -> ClinicConfig:
-    return load_config(source)
-
-
-def schema_text() -> str:
-    """`clinic_json_schema()` as the text checked in as docs/clinic.schema.json."""
-    return json.dumps(clinic_json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -4,7 +4,7 @@
     config = source.get()          # cheap: re-reads the document only every `max_age_seconds`
 
 Sources: `file:<path>` (local runs), `ssm:<parameter name>`, `appconfig:<application>/<environment>/<profile>`
-(Powertools `parameters.get_app_config`). Every document goes through `shared.config.clinic.parse_config`.
+(Powertools `parameters.get_app_config`). Every document goes through `shared.config.parse.parse_config`.
 
 * The **first** load must succeed: an invalid or unreadable document raises `ConfigError` (the sync
   function then fails closed and messages wait in the queue).
@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from shared.config.clinic import ClinicConfig, ConfigError, parse_config
+from shared.config.clinic import ClinicConfig, ConfigError
+from shared.config.parse import parse_config
 from shared.observability import count, logger
 
 Kind = Literal["file", "ssm", "appconfig"]
@@ -103,6 +104,13 @@ def fetch_document(location: ConfigLocation) -> str:
     if not isinstance(value, str):
         raise ConfigError([f"{location.origin}: not a text document"])
     return value
+
+
+def load_config(uri: str) -> ClinicConfig:
+    """One read of a clinic mapping (`file:`, `ssm:` or `appconfig:`), validated (the CLI's; the sync keeps a
+    `ClinicConfigSource`, which refreshes)."""
+    location = ConfigLocation.parse(uri)
+    return parse_config(fetch_document(location), origin=location.origin)
 
 
 class ClinicConfigSource:

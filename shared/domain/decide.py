@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Literal
 
 from shared.calcom.models import BookingEvent, Trigger
-from shared.domain.intake import joined_form
+from shared.domain.forms import joined_form
 from shared.domain.people import location_key, person_key
 from shared.domain.state import (
     SEEN_LIMIT,
@@ -238,7 +238,7 @@ class AppointmentView:
     details: BookingDetails
     #: (person_key, patient_ref, no_show) of every present patient, sorted.
     patients: tuple[tuple[str, str | None, bool], ...]
-    #: The routing-form submission that led to the booking, if one joined (see shared.domain.intake).
+    #: The routing-form submission that led to the booking, if one joined (see shared.domain.forms).
     intake: FormFact | None = None
     #: New vs follow-up: the joined form's answer, else patient matching; None when nothing tells.
     visit_kind: VisitKind | None = None

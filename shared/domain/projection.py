@@ -268,9 +268,13 @@ def merge_into_existing(
     if existing.get("status") in EHR_OWNED_STATUSES and ehr_set_it and status in ("booked", "pending"):
         status = existing["status"]
     merged["status"] = status
+    # cancelationReason goes with the status: the bridge's when the status is the bridge's, the EHR's when
+    # the EHR set it (a status kept above, or the EHR's own no-show with its reason). A reason the bridge
+    # wrote with an earlier `cancelled` never outlives that status (e.g. a seated slot emptied, then refilled).
+    ehr_reason = status != desired["status"] or (ehr_set_it and existing.get("status") == status)
     if "cancelationReason" in desired and status in ("cancelled", "noshow"):
         merged["cancelationReason"] = desired["cancelationReason"]
-    elif status not in ("cancelled", "noshow"):
+    elif status not in ("cancelled", "noshow") or not ehr_reason:
         merged.pop("cancelationReason", None)
     ours = {systems.lineage, systems.booking}
     foreign_ids = [i for i in existing.get("identifier", []) if i.get("system") not in ours]

@@ -144,3 +144,27 @@ class BreakerEhrClient:
 
     def create(self, resource: Resource) -> StoredResource:
         return self.breaker.call(lambda: self._inner.create(resource))
+
+
+class CircuitBreakers:
+    """A container's breakers: the default EHR endpoint's and one per `EHR_ROUTES` endpoint (by name), so one
+    EHR's outage never stops the messages bound for another. They live as long as the container."""
+
+    def __init__(self, *, failure_threshold: int, cooldown_seconds: float) -> None:
+        self._threshold = failure_threshold
+        self._cooldown = cooldown_seconds
+        self._lock = threading.Lock()
+        self._routes: dict[str, CircuitBreaker] = {}
+        self.default = self._new()
+
+    def _new(self) -> CircuitBreaker:
+        return CircuitBreaker(failure_threshold=self._threshold, cooldown_seconds=self._cooldown)
+
+    def route(self, name: str) -> CircuitBreaker:
+        with self._lock:
+            if name not in self._routes:
+                self._routes[name] = self._new()
+            return self._routes[name]
+
+    def of(self, route: str, *, default_route: str) -> CircuitBreaker:
+        return self.default if route == default_route else self.route(route)

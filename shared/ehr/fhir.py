@@ -133,11 +133,6 @@ class FhirR4Client:
         raise PermanentEhrError(detail, status=status)
 
     @staticmethod
-    def body(response: httpx.Response) -> Resource:
-        """The JSON object of a response (a non-object or non-JSON body is a retryable EHR error)."""
-        return FhirR4Client._body(response)
-
-    @staticmethod
     def stored(response: httpx.Response, *, created: bool = False) -> StoredResource:
         resource = FhirR4Client._body(response)
         return StoredResource(

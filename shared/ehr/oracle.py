@@ -11,8 +11,8 @@ What differs from generic FHIR R4 there:
   change outside them (e.g. a reschedule, which on Millennium means a new slot) is a
   `PermanentEhrError` naming the fields, so it is parked for review instead of being half applied.
 * **No identifier search** on Appointment: the bridge keeps its own map identifier token → resource
-  id (`IdMapStore`: in memory for tests, DynamoDB in the state table as `ehrmap#<token>`, or
-  `ehrmap@<route>#<token>` for an extra EHR endpoint, so two EHRs' ids never collide).
+  id (`IdMapStore`: in memory for tests, `shared.stores.id_map.DynamoIdMap` in the state table as
+  `ehrmap#<token>`, or `ehrmap@<route>#<token>` for an extra EHR endpoint, so two EHRs' ids never collide).
 
 Residual risk: if the process dies between the POST and the map write, a retry creates a second
 resource (the server offers no way to find the first by our identifier). It takes a crash in that
@@ -22,22 +22,15 @@ window; nothing detects the duplicate automatically yet.
 from __future__ import annotations
 
 import json
-import re
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
-import boto3
 import httpx
-from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.ehr.fhir import FhirProfileBase, FhirR4Client
 from shared.ehr.port import Identifier, Resource, StoredResource
 from shared.errors import PermanentEhrError, RetryableEhrError
-from shared.stores.state import StateStoreUnavailableError
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 JSON_PATCH = "application/json-patch+json"
 #: JSON Patch paths the profile may send (`*` = any array index). Millennium documents status,
@@ -72,56 +65,6 @@ class InMemoryIdMap:
     def put_if_absent(self, token: str, resource_id: str) -> str:
         with self._lock:
             return self._items.setdefault(token, resource_id)
-
-
-#: A namespace is an EHR route name (`shared.settings.ROUTE_NAME_PATTERN`): it can hold neither `#` nor `@`.
-_NAMESPACE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-
-
-class DynamoIdMap:
-    """Items `ehrmap#<token>` → `resource_id` in the bridge's state table (conditional put).
-
-    `namespace` (an EHR route name) keys the items `ehrmap@<namespace>#<token>` instead: the same
-    booking written to two EHRs gets two entries. The default endpoint keeps the un-namespaced keys
-    it has always used; `@` never starts a token, so the two forms cannot collide.
-    """
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None, *, namespace: str = "") -> None:
-        if namespace and not _NAMESPACE.match(namespace):
-            raise ValueError("id map namespace must be a route name ([a-z][a-z0-9-]{0,31})")
-        self._table = table_name
-        self._client: DynamoDBClient = client or boto3.client("dynamodb")
-        self._prefix = f"ehrmap@{namespace}#" if namespace else "ehrmap#"
-
-    def key(self, token: str) -> str:
-        """The partition key of a token's item."""
-        return f"{self._prefix}{token}"
-
-    def get(self, token: str) -> str | None:
-        try:
-            item = self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": self.key(token)}}, ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise StateStoreUnavailableError(type(exc).__name__) from exc
-        return item["resource_id"]["S"] if item else None
-
-    def put_if_absent(self, token: str, resource_id: str) -> str:
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={"pk": {"S": self.key(token)}, "resource_id": {"S": resource_id}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                existing = self.get(token)
-                if existing is not None:
-                    return existing
-            raise StateStoreUnavailableError(type(exc).__name__) from exc
-        except BotoCoreError as exc:
-            raise StateStoreUnavailableError(type(exc).__name__) from exc
-        return resource_id
 
 
 def _pointer(key: str) -> str:

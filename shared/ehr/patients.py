@@ -17,40 +17,13 @@ retry of the same booking (after an EHR error or a lost commit) still calls it `
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shared.domain.answers import PatientFacts
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.port import EhrClient, Identifier, Resource, StoredResource
 from shared.errors import ReviewRequired
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-@dataclass(frozen=True, slots=True)
-class PatientFacts:
-    """Demographics of one attendee, held only in memory while a message is processed."""
-
-    person_key: str
-    email: str
-    name: str | None
-    birth_date: str | None
-    phone: str | None = None
-    mrn: str | None = None
-    sex: str | None = None
-    #: Hash of the lineage being synced (written on a Patient the bridge creates, see the module doc).
-    lineage_ref: str | None = None
-
-    @property
-    def family(self) -> str | None:
-        parts = (self.name or "").split()
-        return parts[-1] if parts else None
-
-    @property
-    def given(self) -> list[str]:
-        parts = (self.name or "").split()
-        return parts[:-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +43,6 @@ def gender_from(value: Any) -> str:
     if text in _GENDERS:
         return _GENDERS[text]
     return "other" if text in ("other", "non-binary", "nonbinary", "x") else "unknown"
-
-
-def birth_date_from(responses: dict[str, Any], field: str | None) -> str | None:
-    value = responses.get(field) if field else None
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    return value if _DATE.match(value) else None
 
 
 def _compatible(candidate: Resource, facts: PatientFacts) -> bool:

@@ -49,7 +49,7 @@ class IdempotencyGuard:
 
     def wrap(self, func: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         wrapped: Callable[..., dict[str, Any]] = idempotent_function(
-            func, data_keyword_argument="delivery", persistence_store=self.persistence, config=self.config
+            func, data_keyword_argument="event_key", persistence_store=self.persistence, config=self.config
         )
         return wrapped
 

@@ -46,3 +46,12 @@ class EventQueue:
         except (ClientError, BotoCoreError) as exc:
             raise QueueUnavailableError(type(exc).__name__) from exc
         return response["MessageId"]
+
+    def come_back_in(self, receipt_handle: str, seconds: int) -> None:
+        """Make a received message visible again after `seconds` (a retry's backoff)."""
+        try:
+            self._client.change_message_visibility(
+                QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueUnavailableError(type(exc).__name__) from exc

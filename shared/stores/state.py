@@ -34,6 +34,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.domain.state import LineageState
+from shared.stores.versioned import versioned
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -238,17 +239,15 @@ class LineageStateStore:
         """
         new_version = state.version + 1
         stored = state.model_copy(update={"version": new_version})
-        condition = "lease_owner = :owner AND " + (
-            "attribute_not_exists(version)" if state.version == 0 else "version = :expected"
-        )
+        version = versioned(state.version)  # and only while this worker still holds the lease
+        condition = "lease_owner = :owner AND " + version["ConditionExpression"]
         values: dict[str, Any] = {
             ":owner": {"S": lease.owner},
             ":version": {"N": str(new_version)},
             ":state": {"S": stored.model_dump_json(exclude={"version"})},
             ":at": {"S": datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")},
+            **version.get("ExpressionAttributeValues", {}),
         }
-        if state.version:
-            values[":expected"] = {"N": str(state.version)}
         items: list[dict[str, Any]] = [
             {
                 "Update": {

@@ -260,8 +260,8 @@ def test_given_the_state_table_then_reconcile_reads_it_and_writes_only_its_curso
 
 
 def test_given_the_reconcile_cursor_then_the_condition_names_the_key_the_code_writes() -> None:
-    reconcile = pytest.importorskip("shared.reconcile")
     from infra.constructs.functions import RECONCILE_CURSOR_PK
+    from shared.stores import cursors as reconcile
 
     assert reconcile.CURSOR_PK == RECONCILE_CURSOR_PK
     assert reconcile.host_cursor_pk(3107).startswith(f"{RECONCILE_CURSOR_PK}#user#")

@@ -56,8 +56,13 @@ ALARMS = {
 #: Where each service's metrics are emitted (the test below reads these files).
 EMITTERS = {
     c.INGEST_SERVICE: ("functions/ingest/handler.py",),
-    c.SYNC_SERVICE: ("functions/sync/handler.py", "shared/ehr/breaker.py", "shared/config/source.py"),
-    c.RECONCILE_SERVICE: ("functions/reconcile/handler.py", "shared/reconcile.py"),
+    c.SYNC_SERVICE: (
+        "functions/sync/handler.py",
+        "shared/sync_messages.py",
+        "shared/ehr/breaker.py",
+        "shared/config/source.py",
+    ),
+    c.RECONCILE_SERVICE: ("functions/reconcile/handler.py", "shared/reconcile/model.py", "shared/reconcile/run.py"),
     c.ARCHIVE_SERVICE: ("functions/archive/handler.py", "shared/audit_archive.py"),
     c.AVAILABILITY_SERVICE: ("functions/availability/handler.py", "shared/availability/run.py"),
 }
@@ -279,7 +284,10 @@ def test_given_the_alarms_then_each_app_metric_they_read_is_emitted_by_its_servi
 
 
 def test_given_the_sync_outcomes_then_the_error_rate_denominator_is_every_outcome_the_handler_counts() -> None:
-    handler = (REPO_ROOT / "functions/sync/handler.py").read_text(encoding="utf-8")
+    handler = "\n".join(
+        (REPO_ROOT / path).read_text(encoding="utf-8")
+        for path in ("functions/sync/handler.py", "shared/sync_messages.py")
+    )
     counted = set(re.findall(r"""["'](Event[A-Za-z]+|ReviewParked|SyncRetried|DriftChecked)["']""", handler))
     assert counted == set(c.SYNC_OUTCOME_METRICS)
 
@@ -416,8 +424,8 @@ def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(s
 @pytest.mark.parametrize(
     ("path", "names"),
     [
-        ("shared/reconcile.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn", "ReconcileDiverged",
-                                 "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
+        ("shared/reconcile/model.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn",
+                                       "ReconcileDiverged", "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
         ("functions/reconcile/handler.py", {"ReconcileApiError", "ReconcileCursorConflict", "ReconcileFailed"}),
     ],
 )  # fmt: skip

@@ -47,9 +47,7 @@ def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
         ingest._queue,
         ingest._secret_reader,
         sync._service,
-        sync._review_store,
-        sync._sqs,
-        sync._breaker,
+        sync._breakers,
     ):
         cached.cache_clear()
     yield bridge

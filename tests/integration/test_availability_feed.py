@@ -41,7 +41,7 @@ def feeds(bridge: Any, fhir_server: Any) -> Iterator[dict[str, Any]]:
     from devstack.stack import seed_demo_practitioners
     from functions.feed import handler as feed
     from shared.availability.run import AvailabilityRun
-    from shared.config.clinic import load_config
+    from shared.config.source import load_config
     from shared.ehr.fhir import FhirR4Client
     from shared.settings import AvailabilitySettings, feed_settings
     from shared.stores.availability import FeedStore

@@ -9,7 +9,7 @@ import pytest
 
 from cli.app import main
 from devstack.calcom_api_stub import CalcomApiStub
-from shared.reconcile import CURSOR_PK
+from shared.stores.cursors import CURSOR_PK
 
 pytestmark = pytest.mark.integration
 

@@ -63,9 +63,8 @@ def _deliver(pipeline: Any, documents: list[dict[str, Any]], workers: int) -> No
 
 @pytest.fixture
 def in_order(pipeline: Any, fhir_server: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    from functions.sync import handler as sync
 
-    monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
     for name in HISTORY:
         _deliver(pipeline, [fixture_document(name)], workers=1)
     return _summary(fhir_server)

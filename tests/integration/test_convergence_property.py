@@ -196,12 +196,11 @@ def test_given_any_history_delivered_any_way_then_the_ehr_is_what_the_reference_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from devstack.stack import read_seed, seed_resources
-    from functions.sync import handler as sync
     from shared.settings import sync_settings
     from tests.spec.histories import clinic, delivered_in_order, describe
     from tests.spec.model import expected_appointments
 
-    monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
     monkeypatch.setenv("CLINIC_CONFIG_SOURCE", f"file:{TWO_HOSTS}")  # the generator's clinic: a second host
     sync_settings.cache_clear()
     processor_per_worker(monkeypatch)
@@ -319,9 +318,8 @@ def test_given_a_lineage_and_its_routing_forms_in_any_order_then_the_ehr_converg
     clean_bridge: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from functions.sync import handler as sync
 
-    monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
     processor_per_worker(monkeypatch)
     in_order, _, _ = case
     vocabulary = _form_vocabulary(in_order)

@@ -38,7 +38,7 @@ def _search(base_url: str, resource_type: str, **params: str) -> list[dict[str, 
 
 
 def _service(clean_bridge: Any, main_url: str, west_url: str, *, routes: dict[str, str] | None = None) -> Any:
-    from shared.config.clinic import parse_config
+    from shared.config.parse import parse_config
     from shared.domain.identifiers import IdentifierSystems
     from shared.ehr.fhir import FhirR4Client
     from shared.stores.state import LineageStateStore

@@ -19,10 +19,9 @@ HISTORY = ("booking_created.json", "booking_rescheduled.json", "booking_requeste
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    from functions.sync import handler as sync
 
-    monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
-    monkeypatch.setattr(sync, "MAX_BACKOFF_SECONDS", 1)
+    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync_messages.MAX_BACKOFF_SECONDS", 1)
 
 
 def _count(fhir_server: Any, resource_type: str) -> int:
@@ -78,11 +77,11 @@ def test_given_an_ehr_outage_then_the_circuit_opens_and_the_backlog_drains_after
     pipeline.send(*(fixture_document(name) for name in HISTORY))
     for _ in range(6):  # the outage: workers keep polling, nothing is applied, nothing is lost
         pipeline.poller.poll_once(wait_seconds=0)
-    assert "open" in sync._breaker().transitions
+    assert "open" in sync._breakers().default.transitions
     assert pipeline.queue_depth() == 3
     pipeline.drain(timeout=90)
     _assert_converged(pipeline, fhir_server, clean_bridge)
-    assert sync._breaker().state == "closed"
+    assert sync._breakers().default.state == "closed"
 
 
 def test_given_a_worker_that_dies_mid_batch_then_another_worker_finishes_without_duplicates(

@@ -30,10 +30,9 @@ def engine() -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    from functions.sync import handler as sync
 
-    monkeypatch.setattr(sync, "BASE_BACKOFF_SECONDS", 0)
-    monkeypatch.setattr(sync, "MAX_BACKOFF_SECONDS", 1)
+    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync_messages.MAX_BACKOFF_SECONDS", 1)
 
 
 @pytest.fixture
@@ -46,10 +45,10 @@ def v2(pipeline: Any, engine: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("EHR_PROFILE", "hl7v2")
     monkeypatch.setenv("EHR_BASE_URL", engine.url)
     monkeypatch.setenv("EHR_MLLP_PLAINTEXT", "true")
-    for cached in (sync_settings, sync._service, sync._breaker):
+    for cached in (sync_settings, sync._service, sync._breakers):
         cached.cache_clear()
     yield pipeline
-    for cached in (sync_settings, sync._service, sync._breaker):
+    for cached in (sync_settings, sync._service, sync._breakers):
         cached.cache_clear()
 
 
@@ -172,14 +171,16 @@ def test_given_the_engine_is_down_then_the_circuit_opens_and_the_backlog_drains_
         engine.answer_next("drop")
     v2.send(fixture_document("booking_created.json"))
     # The outage: workers keep polling, every attempt fails without an ACK, nothing is lost.
-    assert wait_until(lambda: v2.poller.poll_once(wait_seconds=0) >= 0 and "open" in sync._breaker().transitions, 30)
+    assert wait_until(
+        lambda: v2.poller.poll_once(wait_seconds=0) >= 0 and "open" in sync._breakers().default.transitions, 30
+    )
     assert v2.queue_depth() == 1 and PLACER not in engine.appointments
     v2.drain(timeout=60)
     v2.send(*(fixture_document(name) for name in LIFECYCLE[1:]))
     v2.drain(timeout=60)
     assert _accepted(engine) == ["S12", "S13", "S15"]
     assert v2.review_items() == [] and v2.queue_depth() == 0
-    assert sync._breaker().state == "closed"
+    assert sync._breakers().default.state == "closed"
 
 
 def test_given_planted_phi_then_it_reaches_the_engine_and_nowhere_else(

@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
-from shared.config.clinic import load_config
+from shared.config.source import load_config
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.healthlake import HealthLakeClient, deterministic_id

@@ -15,7 +15,7 @@ import pytest
 
 from devstack.calcom_api_stub import FIXTURES_DIR, CalcomApiStub
 from devstack.lambda_runtime import context_for
-from shared.reconcile import CURSOR_PK, Cursor, DynamoCursorStore, host_cursor_pk
+from shared.stores.cursors import CURSOR_PK, Cursor, DynamoCursorStore, host_cursor_pk
 from tests.integration.test_reconcile_stub import calcom_api, queued, reconcile_env  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration

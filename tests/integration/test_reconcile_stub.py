@@ -18,7 +18,8 @@ import pytest
 from devstack.calcom_api_stub import CalcomApiStub
 from devstack.lambda_runtime import context_for
 from shared.calcom.api import CalcomApiClient, CalcomPermanentError
-from shared.reconcile import CURSOR_PK, Cursor, DynamoCursorStore, ReconcileOptions, Reconciler, ReconcileReport
+from shared.reconcile import ReconcileOptions, Reconciler, ReconcileReport
+from shared.stores.cursors import CURSOR_PK, Cursor, DynamoCursorStore
 from shared.stores.queue import EventQueue
 from shared.stores.state import LineageStateStore
 from tests.conftest import fixture_document

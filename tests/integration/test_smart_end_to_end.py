@@ -20,7 +20,7 @@ from cli.doctor import print_report, run_doctor
 from devstack.fhir_server import LocalFhirServer
 from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
 from devstack.token_server import TokenServer
-from shared.config.clinic import load_config
+from shared.config.source import load_config
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.port import Identifier

@@ -245,7 +245,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         from devstack.stack import DEMO_CONFIG
-        from shared.config.clinic import load_config
+        from shared.config.source import load_config
         from shared.domain.identifiers import IdentifierSystems
         from shared.ehr.fhir import FhirR4Client
         from shared.stores.audit import AuditTrail
@@ -307,8 +307,8 @@ RETRYABLE = (
 
 
 def _deliver(service: Any, message: Delivered) -> None:
+    from shared.delivery import Delivery
     from shared.errors import ReviewRequired
-    from shared.sync import Delivery
 
     source = "reconcile" if message.name in RECONCILER_EVENTS else "calcom-webhook"
     try:

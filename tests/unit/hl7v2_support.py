@@ -18,7 +18,8 @@ from hl7apy.parser import parse_message
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent
 from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, parse_config
+from shared.config.clinic import ClinicConfig
+from shared.config.parse import parse_config
 from shared.domain.decide import appointment_view, decide
 from shared.domain.state import LineageState
 from shared.ehr.hl7v2.writer import SiuWriter

@@ -11,13 +11,12 @@ from botocore.exceptions import ClientError
 
 from shared import audit_archive
 from shared.audit_archive import (
-    ArchiveUnavailableError,
-    AuditArchive,
     InvalidStreamRecordError,
     archive_object,
     archive_stream_record,
     change_from_stream_record,
 )
+from shared.stores.archive import ArchiveUnavailableError, AuditArchive
 
 CHANGED_AT = 1_748_772_000  # 2025-06-01T10:00:00Z
 KEYS = {"pk": {"S": "lineage#k3F9pQ2mXvT7LbN4sW8aRz@Cal.com"}, "sk": {"S": "2025-06-01T09:59:00.000Z#0123456789abcdef"}}

@@ -13,7 +13,7 @@ from shared.availability.roster import Host, PractitionerFacts, calcom_hosts, co
 from shared.availability.service import FeedSubject, feed_subjects
 from shared.availability.slot_guard import needs_check
 from shared.calcom.api import CalcomPermanentError
-from shared.config.clinic import parse_config
+from shared.config.parse import parse_config
 from shared.domain.availability import (
     BusyInterval,
     Slot,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.sync.handler import BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, backoff_seconds
+from shared.sync_messages import BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, backoff_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,11 @@ def test_given_no_aws_environment_when_importing_the_sync_handler_then_it_import
     # A fresh interpreter without any AWS or bridge settings: importing must not read settings or call AWS.
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "HOME": os.environ.get("HOME", "/tmp")}
     result = subprocess.run(
-        [sys.executable, "-c", "import functions.sync.handler as h; print(h.backoff_seconds(2, None))"],
+        [
+            sys.executable,
+            "-c",
+            "import functions.sync.handler, shared.sync_messages as h; print(h.backoff_seconds(2, None))",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

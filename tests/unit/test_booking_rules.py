@@ -12,7 +12,8 @@ import pytest
 
 from shared.calcom.models import BookingEvent
 from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, ConfigError, parse_config
+from shared.config.clinic import ClinicConfig, ConfigError
+from shared.config.parse import parse_config
 from shared.config.rules import RULE_NAMES
 from shared.domain.decide import AppointmentView, appointment_view, decide
 from shared.domain.projection import IdentifierSystems, render_appointment

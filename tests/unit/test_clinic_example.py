@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.config.clinic import load_config
+from shared.config.source import load_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "clinic.yaml"
 

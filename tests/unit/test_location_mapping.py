@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, ConfigError, parse_config
+from shared.config.clinic import ClinicConfig, ConfigError
+from shared.config.parse import parse_config
 from shared.domain.decide import appointment_view, decide
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.projection import render_appointment

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config.clinic import ConfigError, parse_config
-from shared.ehr.patients import PatientFacts, resolve_patient
+from shared.config.clinic import ConfigError
+from shared.config.parse import parse_config
+from shared.domain.answers import PatientFacts
+from shared.ehr.patients import resolve_patient
 from shared.errors import ReviewRequired
 from tests.unit.test_patients import EMAIL, PERSON_KEY, SYSTEMS, FakeEhr, patient
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from shared.domain.answers import PatientFacts, birth_date_from
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.patients import PatientFacts, birth_date_from, minimal_patient, resolve_patient
+from shared.ehr.patients import minimal_patient, resolve_patient
 from shared.ehr.port import Identifier, Resource, StoredResource
 from shared.errors import ReviewRequired
 
@@ -242,7 +243,7 @@ def test_given_a_birth_date_answer_with_surrounding_spaces_when_reading_then_it_
 
 
 def test_given_a_retry_of_the_booking_that_created_the_patient_then_the_origin_stays_created() -> None:
-    from shared.ehr.patients import PatientFacts as Facts
+    from shared.domain.answers import PatientFacts as Facts
     from shared.ehr.patients import match_patient
 
     ehr = FakeEhr()

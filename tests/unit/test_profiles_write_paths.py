@@ -13,11 +13,12 @@ from moto import mock_aws
 
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.healthlake import HealthLakeClient, deterministic_id
-from shared.ehr.oracle import DynamoIdMap, InMemoryIdMap, OracleHealthClient, json_patch, patch_scope
+from shared.ehr.oracle import InMemoryIdMap, OracleHealthClient, json_patch, patch_scope
 from shared.ehr.port import Identifier
 from shared.ehr.profiles import ProfileError, StaticBearerAuth, auth_from_secret, build_ehr_client
 from shared.ehr.sigv4 import SigV4Auth
 from shared.errors import PermanentEhrError, RetryableEhrError
+from shared.stores.id_map import DynamoIdMap
 
 BASE = "https://ehr.example/r4"
 LINEAGE = Identifier("https://cal-ehr-bridge.dev/fhir/sid/calcom-ical-uid", "Hq2WnX6tYc9RkP4vJm7sEa@Cal.com")

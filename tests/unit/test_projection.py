@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, EventTypeMapping, parse_config
+from shared.config.clinic import ClinicConfig, EventTypeMapping
+from shared.config.parse import parse_config
 from shared.domain.decide import AppointmentView, appointment_view, decide, person_key
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.projection import (
@@ -355,3 +356,19 @@ def test_given_an_ehr_copy_when_merging_then_the_patient_key_and_email_never_app
     dumped = json.dumps(merged)
     assert person_key("jordan.reyes@example.com", KEY) not in dumped
     assert "jordan" not in dumped.lower()
+
+
+def test_given_the_bridges_own_cancel_reason_when_its_status_becomes_noshow_then_the_reason_goes() -> None:
+    """A seated slot emptied (cancelled, `oth`), refilled, and its patient marked no-show: the reason the
+    bridge wrote with `cancelled` must not stay on the no-show (found by the convergence property)."""
+    existing = {**ehr_copy("cancelled"), "cancelationReason": {"coding": [{"code": "oth"}]}}
+    want = {**desired("booking_created.json"), "status": "noshow"}
+    merged = merge_into_existing(existing, want, SYSTEMS, bridge_status="cancelled")
+    assert merged["status"] == "noshow" and "cancelationReason" not in merged
+
+
+def test_given_a_no_show_the_ehr_recorded_with_its_reason_then_the_bridge_keeps_the_reason() -> None:
+    existing = {**ehr_copy("noshow"), "cancelationReason": {"coding": [{"code": "pat"}]}}
+    want = {**desired("booking_created.json"), "status": "noshow"}
+    merged = merge_into_existing(existing, want, SYSTEMS, bridge_status="booked")
+    assert merged["cancelationReason"] == {"coding": [{"code": "pat"}]}

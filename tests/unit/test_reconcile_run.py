@@ -19,12 +19,8 @@ from shared.calcom.api import CalcomApiClient, CalcomRetryableError
 from shared.calcom.parse import parse_webhook
 from shared.domain.decide import decide
 from shared.domain.state import LineageState
-from shared.reconcile import (
-    Cursor,
-    CursorConflictError,
-    ReconcileOptions,
-    Reconciler,
-)
+from shared.reconcile import ReconcileOptions, Reconciler
+from shared.stores.cursors import Cursor, CursorConflictError
 from shared.stores.queue import OutgoingMessage, QueueUnavailableError
 
 NOW = datetime(2025, 6, 6, 0, 0, tzinfo=UTC)

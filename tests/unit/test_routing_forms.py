@@ -13,10 +13,11 @@ import pytest
 
 from shared.calcom.models import BookingEvent
 from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, ConfigError, RoutingFormMapping, parse_config
+from shared.config.clinic import ClinicConfig, ConfigError, RoutingFormMapping
+from shared.config.parse import parse_config
 from shared.domain.decide import appointment_view, decide, person_key, visit_kind_of
+from shared.domain.forms import form_fact, joined_form, union_forms
 from shared.domain.identifiers import IdentifierSystems
-from shared.domain.intake import form_fact, joined_form, union_forms
 from shared.domain.projection import FreeText, merge_into_existing, render_appointment
 from shared.domain.state import FormFact, LineageState, Participant
 

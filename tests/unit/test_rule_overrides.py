@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from cli.errors import CliError
 from cli.ops import ACCEPTED_RULES_ATTRIBUTE, _accepted
-from functions.sync import handler as sync
+from shared import sync_messages
 
 
 def _record(attributes: dict[str, Any]) -> SQSRecord:
@@ -25,8 +25,8 @@ def _record(attributes: dict[str, Any]) -> SQSRecord:
 
 
 def test_given_the_attribute_the_cli_sets_then_the_sync_accepts_only_rule_names() -> None:
-    assert ACCEPTED_RULES_ATTRIBUTE == sync.ACCEPTED_RULES_ATTRIBUTE
-    delivery = sync._delivery(
+    assert ACCEPTED_RULES_ATTRIBUTE == sync_messages.ACCEPTED_RULES_ATTRIBUTE
+    delivery = sync_messages.delivery_of(
         _record(
             {
                 "source": {"stringValue": "operator-retry", "dataType": "String"},
@@ -36,7 +36,7 @@ def test_given_the_attribute_the_cli_sets_then_the_sync_accepts_only_rule_names(
     )
     assert delivery.accepted_rules == frozenset({"min_duration", "lead_time"})
     assert delivery.source_system == "operator-retry"
-    assert sync._delivery(_record({})).accepted_rules == frozenset()  # a webhook accepts nothing
+    assert sync_messages.delivery_of(_record({})).accepted_rules == frozenset()  # a webhook accepts nothing
 
 
 def test_given_a_retry_with_accepted_rules_then_only_an_item_a_rule_parked_takes_them() -> None:

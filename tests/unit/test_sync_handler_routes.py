@@ -15,13 +15,15 @@ from moto import mock_aws
 
 from functions.sync import handler as sync
 from shared.ehr.breaker import CircuitBreaker
+from shared.ehr.endpoints import build_ehr_clients
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.healthlake import HealthLakeClient
-from shared.ehr.oracle import DynamoIdMap, OracleHealthClient
+from shared.ehr.oracle import OracleHealthClient
 from shared.ehr.profiles import StaticBearerAuth, profile_auth
 from shared.ehr.sigv4 import SigV4Auth
 from shared.errors import RetryableEhrError
 from shared.settings import SettingsError, SyncSettings, sync_settings
+from shared.stores.id_map import DynamoIdMap
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}"
 BASE_ENV = {
@@ -61,7 +63,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
 
 def _clear() -> None:
-    for cached in (sync_settings, sync._breaker, sync._route_breaker, sync._service):
+    for cached in (sync_settings, sync._breakers, sync._service):
         cached.cache_clear()
 
 
@@ -161,7 +163,7 @@ def test_given_credentials_in_the_default_url_then_refused(
 # -- one client and one breaker per route -------------------------------------------------------------
 
 
-def _build(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, dict[str, Any], FakeSecrets]:
+def _build(monkeypatch: pytest.MonkeyPatch, id_maps: Any = None) -> tuple[Any, dict[str, Any], FakeSecrets]:
     settings = _settings(monkeypatch, ROUTES)
     secrets = FakeSecrets(
         {
@@ -169,7 +171,8 @@ def _build(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, dict[str, Any], FakeSe
             SECRET_ARN.format("cardio"): {"type": "bearer", "token": "cardio-token"},
         }
     )
-    default, routes = sync.build_ehr_clients(settings, secrets)
+    maps = id_maps or (lambda route: DynamoIdMap.for_route("state", route))
+    default, routes = build_ehr_clients(settings, secrets, sync._breakers(), maps)
     return default, routes, secrets
 
 
@@ -180,8 +183,8 @@ def test_given_routes_then_each_endpoint_gets_its_own_client_and_breaker(
     assert set(routes) == {"cardiology", "derm-north", "lake"}
     breakers = [default.breaker, *(client.breaker for client in routes.values())]
     assert len({id(b) for b in breakers}) == 4
-    assert default.breaker is sync._breaker()  # the container-wide default breaker, as before
-    assert routes["cardiology"].breaker is sync._route_breaker("cardiology")
+    assert default.breaker is sync._breakers().default  # the container-wide default breaker
+    assert routes["cardiology"].breaker is sync._breakers().route("cardiology")
     # each endpoint reads its own auth secret; the healthlake route has none (SigV4)
     assert secrets.read == [SECRET_ARN.format("main"), SECRET_ARN.format("cardio")]
     assert isinstance(routes["derm-north"]._inner, OracleHealthClient)
@@ -213,17 +216,17 @@ def test_given_one_ehr_fails_until_its_circuit_opens_then_the_others_stay_closed
 def test_given_an_oracle_route_then_its_id_map_is_namespaced_and_the_default_one_is_not(
     environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made: list[tuple[str, str]] = []
-    real = DynamoIdMap
+    made: list[str] = []
 
-    def recording(table_name: str, *, namespace: str = "") -> DynamoIdMap:
-        made.append((table_name, namespace))
-        return real(table_name, namespace=namespace)
+    def recording(route: str) -> DynamoIdMap:
+        made.append(route)
+        return DynamoIdMap.for_route("state", route)
 
-    monkeypatch.setattr(sync, "DynamoIdMap", recording)
     monkeypatch.setenv("EHR_PROFILE", "oracle")
-    _build(monkeypatch)
-    assert made == [("state", ""), ("state", "derm-north")]
+    _build(monkeypatch, recording)
+    assert made == ["default", "derm-north"]  # only the Oracle endpoints, each asking for its own map
+    assert DynamoIdMap.for_route("state", "default").key("t") == "ehrmap#t"
+    assert DynamoIdMap.for_route("state", "derm-north").key("t") == "ehrmap@derm-north#t"
 
 
 def test_given_a_healthlake_route_without_secret_then_it_signs_with_sigv4_in_its_region(

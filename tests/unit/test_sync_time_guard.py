@@ -44,16 +44,24 @@ class InvocationClock:
 
 
 @dataclass
-class FakeSqs:
+class FakeQueue:
+    """The event queue's visibility port (`EventQueue.come_back_in`)."""
+
     visibility: dict[str, int] = field(default_factory=dict)
 
-    def change_message_visibility(self, *, QueueUrl: str, ReceiptHandle: str, VisibilityTimeout: int) -> None:  # noqa: N803
-        self.visibility[ReceiptHandle] = VisibilityTimeout
+    def come_back_in(self, receipt_handle: str, seconds: int) -> None:
+        self.visibility[receipt_handle] = seconds
+
+
+class NoIdempotency:
+    def register_lambda_context(self, context: Any) -> None:
+        pass
 
 
 @dataclass
-class NoIdempotency:
-    idempotency: None = None
+class FakeRuntime:
+    queue: FakeQueue
+    idempotency: NoIdempotency = field(default_factory=NoIdempotency)
 
 
 def _record(index: int, group: str) -> dict[str, Any]:
@@ -79,27 +87,27 @@ def _record(index: int, group: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sync_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeSqs, list[str], InvocationClock]]:
+def sync_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeQueue, list[str], InvocationClock]]:
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     sync_settings.cache_clear()
     clock = InvocationClock(budget_ms=60_000)
     taken: list[str] = []
-    sqs = FakeSqs()
+    sqs = FakeQueue()
+    runtime = FakeRuntime(sqs)
 
     def handle(record: Any) -> None:
         taken.append(record.message_id)
         clock.spent_ms += 20_000  # each record takes 20 s of the invocation
 
-    monkeypatch.setattr(sync, "_runtime", NoIdempotency)
+    monkeypatch.setattr(sync, "_runtime", lambda: runtime)
     monkeypatch.setattr(sync, "_handle", handle)
-    monkeypatch.setattr(sync, "_sqs", lambda: sqs)
     yield sqs, taken, clock
     sync_settings.cache_clear()
 
 
 def test_given_the_invocation_runs_out_of_time_then_untaken_records_are_batch_item_failures(
-    sync_handler: tuple[FakeSqs, list[str], InvocationClock],
+    sync_handler: tuple[FakeQueue, list[str], InvocationClock],
 ) -> None:
     sqs, taken, clock = sync_handler
     # m4 and m5 are in groups of their own; m6 follows m4 in its group.
@@ -116,7 +124,9 @@ def test_given_the_invocation_runs_out_of_time_then_untaken_records_are_batch_it
     assert sqs.visibility == {"r4": 10, "r5": 10}
 
 
-def test_given_enough_time_then_every_record_is_taken(sync_handler: tuple[FakeSqs, list[str], InvocationClock]) -> None:
+def test_given_enough_time_then_every_record_is_taken(
+    sync_handler: tuple[FakeQueue, list[str], InvocationClock],
+) -> None:
     sqs, taken, clock = sync_handler
     clock.budget_ms = 1_000_000
     response = sync.handler({"Records": [_record(i, f"g{i}") for i in range(1, 6)]}, clock)

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from shared.calcom.models import BookingEvent
 from shared.config.clinic import ClinicConfig, EventTypeMapping, Hl7v2Options
+from shared.domain.answers import birth_date_from
 from shared.domain.decide import AppointmentView
 from shared.domain.people import person_key
 from shared.domain.projection import FreeText, appointment_type
@@ -36,7 +37,7 @@ from shared.ehr.hl7v2.siu import (
     placer_id,
     render_siu,
 )
-from shared.ehr.patients import birth_date_from, gender_from
+from shared.ehr.patients import gender_from
 from shared.errors import ReviewRequired
 from shared.observability import logger
 

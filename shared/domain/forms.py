@@ -111,3 +111,8 @@ def joined_form(state: LineageState) -> FormFact | None:
         and booked - form.submitted_at <= timedelta(minutes=form.window_minutes)
     ]
     return max(candidates, key=lambda f: f.sort_key, default=None)
+
+
+def preferred_host_missed(form: FormFact | None, host: int | None) -> bool:
+    """The joined form asked for a provider the booking does not have (audited, never enforced)."""
+    return form is not None and form.preferred_host is not None and form.preferred_host != host
