@@ -63,7 +63,13 @@ from infra.constants import (
     SYNC_TIMEOUT_SECONDS,
 )
 from infra.constructs.archive import AuditArchiveBucket
-from infra.constructs.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
+from infra.constructs.bundling import (
+    ARCHITECTURE,
+    RUNTIME,
+    dependencies_layer_code,
+    function_code,
+    smart_layer_code,
+)
 from infra.constructs.keys import Keys, via_services
 from infra.constructs.network import Network
 from infra.constructs.queue import Queues
@@ -177,6 +183,19 @@ class Functions(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
+        #: `cryptography` for SMART Backend Services, only when an EHR uses it (`-c ehrSmartAuth=true`).
+        self.smart_layer = (
+            lambda_.LayerVersion(
+                self,
+                "SmartAuthLayer",
+                description="Cal EHR Bridge: cryptography for SMART Backend Services client assertions",
+                code=smart_layer_code(),
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[ARCHITECTURE],
+            )
+            if config.ehr_smart_auth
+            else None
+        )
         #: Functions other capabilities build with the same conventions (`add_function`).
         self.extra: list[lambda_.Function] = []
         self.log_groups: dict[str, logs.LogGroup] = {}
@@ -216,6 +235,11 @@ class Functions(Construct):
                 on_failure=event_sources.SqsDlq(queues.function_failures),
             )
         )
+
+    def _smart_layers(self, spec: FunctionSpec) -> list[lambda_.ILayerVersion]:
+        """The SMART layer for a function that authenticates to an EHR, when the deployment uses SMART."""
+        talks_to_ehr = "EHR_AUTH_SECRET_ARN" in spec.environment or "EHR_ROUTES" in spec.environment
+        return [self.smart_layer] if self.smart_layer is not None and talks_to_ehr else []
 
     @property
     def all(self) -> tuple[lambda_.Function, ...]:
@@ -584,7 +608,7 @@ class Functions(Construct):
             architecture=ARCHITECTURE,
             handler=f"functions.{spec.name}.handler.handler",
             code=function_code(spec.name),
-            layers=[self.layer],
+            layers=[self.layer, *self._smart_layers(spec)],
             memory_size=spec.memory_mb,
             timeout=cdk.Duration.seconds(spec.timeout_seconds),
             reserved_concurrent_executions=spec.reserved_concurrency,
