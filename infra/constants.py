@@ -124,6 +124,13 @@ AVAILABILITY_ALARM_METRICS: Final = ("AvailabilityFailed", "RosterDrift", "Roste
 #: Reconcile metrics that page on-call whenever they are above zero.
 RECONCILE_ALARM_METRICS: Final = ("ReconcileFailed", "ReconcileApiError", "ReconcileDiverged")
 
+# --- SnapStart -----------------------------------------------------------------------------------
+# Ingest and sync run with SnapStart: each deploy publishes a version, snapshotted after INIT (the
+# imports: ~250-400 ms of boto3, pydantic and Powertools), and this alias points at it; the API and
+# the queue's event source invoke the alias, never $LATEST (which SnapStart does not cover).
+LIVE_ALIAS: Final = "live"
+SNAPSTART_FUNCTIONS: Final = ("ingest", "sync")
+
 # --- Tracing -------------------------------------------------------------------------------------
 # The API stage is traced for timing and status only. X-Ray's default rule (the first request each
 # second, then 5 %) traces nearly every webhook at clinic volumes; this rule traces 1 % and no

@@ -40,6 +40,7 @@ from shared.ehr.profiles import build_ehr_client, profile_auth
 from shared.errors import EhrError, LineageNotYetKnown, ParkedEvent, PermanentEhrError, ReviewRequired
 from shared.observability import count, count_by, logger, metrics
 from shared.settings import DEFAULT_ROUTE, SyncSettings, sync_settings
+from shared.snapstart import forget_after_restore
 from shared.stores.audit import AuditTrail, AuditUnavailableError
 from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.review import ReviewItem, ReviewStore
@@ -257,6 +258,9 @@ def _review_store() -> ReviewStore:
 @cache
 def _sqs() -> Any:
     return boto3.client("sqs")
+
+
+forget_after_restore(_service, _breaker, _route_breaker, _review_store, _sqs, sync_settings)  # SnapStart restores
 
 
 #: A lineage another worker is applying: come back soon, not on the exponential schedule.
