@@ -42,6 +42,10 @@ PRICE = {
     "kms_per_10k_requests": 0.03,
     "secretsmanager_per_10k_calls": 0.05,
     "logs_ingest_per_gb": 0.50,  # CloudWatch Logs standard ingestion (and vended WAF logs, first 10 TB)
+    # SnapStart for Python: restoring a snapshot, per GB of memory restored; caching, per GB-second that a
+    # published version stays active (minimum 3 hours) - a fixed monthly cost per function.
+    "snapstart_restore_per_gb": 0.0001397998,
+    "snapstart_cache_per_gb_second": 0.0000015046,
     # fixed monthly
     "kms_key_month": 1.00,
     "secret_month": 0.40,
@@ -169,23 +173,28 @@ def _measured_inputs(inputs: Inputs) -> None:
 
 
 def _write_units(calls: dict[str, Any], item_bytes: dict[str, dict[str, float]]) -> float:
-    """WRU per event: each PutItem/UpdateItem costs ceil(item KB); a TransactWriteItems (the commit: state,
-    uid alias, audit record) costs twice each of its three items. Sizes from the throughput run's tables."""
+    """WRU per event. Each PutItem/UpdateItem costs ceil(KB) of the item it writes (an update: of the whole
+    item), sized from the throughput run's tables by the call's table and key prefix; a TransactWriteItems
+    (the commit: lineage state, uid alias, audit record) costs twice each of its items."""
+    sizes = {(role, prefix): size for role, prefixes in item_bytes.items() for prefix, size in prefixes.items()}
+    fallback = max(sizes.values(), default=1024.0)
 
-    def per_event(operation: str) -> float:
-        prefix = f"sync: aws dynamodb {operation}"
-        return sum(float(c["per_event"]) for name, c in calls.items() if name.startswith(prefix))
+    def units(role: str, prefix: str) -> int:
+        return max(1, math.ceil(sizes.get((role, prefix), fallback) / 1024))
 
-    puts, updates, transactions = per_event("PutItem"), per_event("UpdateItem"), per_event("TransactWriteItems")
-    sizes = [size for prefixes in item_bytes.values() for size in prefixes.values()]
-    if not sizes:
-        return puts + updates + 2 * 3 * transactions
-    units = sorted(math.ceil(size / 1024) for size in sizes)
-    largest_units = units[-1]
-    others = units[:-1] or units
-    mean_other = sum(others) / len(others)
-    # Updates touch the lineage item (lease, release): its full size counts. Puts are the small records.
-    return updates * largest_units + puts * mean_other + transactions * 2 * (largest_units + 2 * mean_other)
+    total = 0.0
+    for name, call in calls.items():
+        if not name.startswith("sync: aws dynamodb "):
+            continue
+        operation, _, target = name.removeprefix("sync: aws dynamodb ").partition(" ")
+        per_event = float(call["per_event"])
+        if operation in ("PutItem", "UpdateItem"):
+            role, _, prefix = target.partition(" ")
+            total += per_event * units(role, prefix.rstrip("#"))
+        elif operation == "TransactWriteItems":
+            commit = units("state", "lineage") + units("state", "uid") + units("audit", "lineage")
+            total += per_event * 2 * commit
+    return total
 
 
 def _billed_ms(value: float) -> float:
@@ -241,7 +250,11 @@ def model(inputs: Inputs) -> dict[str, Any]:
         "Lambda requests (ingest + sync)": (1 + sync_invocations, PRICE["lambda_per_million_requests"]),
         "Lambda ingest duration (GB-s)": (gb_s_ingest, PRICE["lambda_arm_per_gb_second"] * million),
         "Lambda sync duration (GB-s)": (gb_s_sync, PRICE["lambda_arm_per_gb_second"] * million),
-        "Lambda INIT (cold starts, GB-s)": (gb_s_init, PRICE["lambda_arm_per_gb_second"] * million),
+        "Lambda INIT / restore duration (cold starts, GB-s)": (gb_s_init, PRICE["lambda_arm_per_gb_second"] * million),
+        "Lambda SnapStart restores (cold starts, GB)": (
+            m.cold_start_share * (m.ingest_memory_mb + m.sync_memory_mb) / 1024,
+            PRICE["snapstart_restore_per_gb"] * million,
+        ),
         "SQS FIFO requests": (sqs_requests, PRICE["sqs_fifo_per_million_requests"]),
         "DynamoDB writes (WRU)": (m.ddb_write_units_per_event, PRICE["ddb_per_million_wru"]),
         "DynamoDB reads (RRU, consistent)": (m.ddb_reads_per_event, PRICE["ddb_per_million_rru"]),
@@ -277,6 +290,11 @@ def _fixed_monthly(inputs: Inputs) -> dict[str, float]:
         "CloudWatch custom metrics (EMF, ~12) x $0.30": 12 * PRICE["custom_metric_month"],
         "CloudWatch alarms (~8) x $0.10": 8 * PRICE["alarm_month"],
     }
+    month_seconds = 30 * 24 * 3600
+    snapstart_gb = (inputs.ingest_memory_mb + inputs.sync_memory_mb) / 1024
+    fixed["SnapStart snapshot caching (ingest + sync, one active version each)"] = (
+        snapstart_gb * month_seconds * PRICE["snapstart_cache_per_gb_second"]
+    )
     if inputs.waf:
         fixed["WAF web ACL + 4 rules"] = PRICE["waf_web_acl_month"] + 4 * PRICE["waf_rule_month"]
     return fixed

@@ -115,6 +115,20 @@ class StageSink(CountingSink):
 # --- instrumentation (this script only) ---------------------------------------------------------
 
 
+def _dynamodb_target(params: dict[str, Any]) -> str:
+    """` <table role> <key prefix>` of a DynamoDB item call (e.g. ` state lineage#`); names only, no values."""
+    table = str(params.get("TableName") or "")
+    if not table:
+        items = params.get("TransactItems") or []
+        kinds = sorted({next(iter(item)) for item in items if isinstance(item, dict) and item})
+        return f" ({len(items)} items: {', '.join(kinds)})" if items else ""
+    key = params.get("Key") or params.get("Item") or {}
+    first = next(iter(key.values()), {}) if isinstance(key, dict) else {}
+    value = next(iter(first.values()), "") if isinstance(first, dict) else ""
+    prefix = value.split("#", 1)[0] + "#" if isinstance(value, str) and "#" in value else "item"
+    return f" {table.rsplit('-', 1)[-1]} {prefix}"
+
+
 @contextlib.contextmanager
 def instrumented(recorder: Recorder) -> Iterator[None]:
     ingest: Any = importlib.import_module("functions.ingest.handler")
@@ -181,7 +195,7 @@ def instrumented(recorder: Recorder) -> Iterator[None]:
             return original_api_call(self, operation_name, api_params)
         finally:
             if _stage() != "bench":  # the bench's own scans are not the bridge's
-                name = f"aws {self.meta.service_model.service_name} {operation_name}"
+                name = f"aws {self.meta.service_model.service_name} {operation_name}{_dynamodb_target(api_params)}"
                 recorder.call(_stage(), name, time.perf_counter() - start)
 
     def send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
