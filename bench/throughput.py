@@ -123,7 +123,7 @@ def _dynamodb_target(params: dict[str, Any]) -> str:
         kinds = sorted({next(iter(item)) for item in items if isinstance(item, dict) and item})
         return f" ({len(items)} items: {', '.join(kinds)})" if items else ""
     key = params.get("Key") or params.get("Item") or {}
-    first = next(iter(key.values()), {}) if isinstance(key, dict) else {}
+    first: Any = next(iter(key.values()), {}) if isinstance(key, dict) else {}
     value = next(iter(first.values()), "") if isinstance(first, dict) else ""
     prefix = value.split("#", 1)[0] + "#" if isinstance(value, str) and "#" in value else "item"
     return f" {table.rsplit('-', 1)[-1]} {prefix}"
