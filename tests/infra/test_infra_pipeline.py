@@ -278,3 +278,10 @@ def test_given_the_cli_then_it_looks_for_the_mapping_on_the_alias_infra_deploys(
     from cli.target import LIVE_ALIAS
 
     assert LIVE_ALIAS == c.LIVE_ALIAS
+
+
+def test_given_snapstart_then_a_layer_change_publishes_a_new_version() -> None:
+    """`shared/` ships in the layer: without this flag a change there would not publish a new version, and
+    the `live` alias (all the API and the queue invoke) would keep running the old code."""
+    context = json.loads((c.REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+    assert context["@aws-cdk/aws-lambda:recognizeLayerVersion"] is True
