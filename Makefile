@@ -2,7 +2,8 @@
 #   make deps   the virtualenv (hash-pinned) with the `calehr` command, and the npm packages
 #   make dev    run the bridge locally end to end (moto, Medplum FHIR engine, local API, sync worker);
 #               options go through ARGS, e.g. make dev ARGS="--ehr hl7v2"
-#   make test   lint + type-check + every test suite (unit, integration, e2e, infra)
+#   make test   lint + type-check + every test suite (unit, integration, e2e, infra, bench smoke)
+#   make bench  the benchmarks (docs/performance.md); make bench-smoke: each with a tiny N
 #   make browser  Debian's chromium for the console's browser test (installed with apt-get when missing)
 
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ FHIR_DIR := devstack/fhir-server
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: deps dev test lint unit integration e2e infra synth bench clean browser
+.PHONY: deps dev test lint unit integration e2e infra synth bench bench-smoke clean browser
 
 # The console's end-to-end test drives headless Chromium: Debian's package, installed when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -70,8 +71,14 @@ test: deps browser lint
 synth: deps
 	npx cdk synth -q
 
+# Full run (several minutes): bench/results/summary.json, then docs/performance.md and README.md from it.
 bench: deps
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.report
+
+# Each script with a tiny N (< 1 minute); `make test` runs it too (tests/integration/test_bench_smoke.py).
+bench-smoke: deps
+	$(BIN)/python -m bench --smoke
 
 clean:
 	rm -rf $(VENV) node_modules $(FHIR_DIR)/node_modules cdk.out build .devstack .mypy_cache .ruff_cache .pytest_cache

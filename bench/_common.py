@@ -47,17 +47,35 @@ def machine() -> dict[str, Any]:
     }
 
 
+_results_dir = RESULTS_DIR
+
+
+def results_dir() -> Path:
+    """Where the scripts write and read their JSON (`bench/results/` unless `use_results_dir` moved it)."""
+    return _results_dir
+
+
+def use_results_dir(path: Path) -> None:
+    """Write and read results under `path` from now on (the smoke run keeps its figures apart)."""
+    global _results_dir  # noqa: PLW0603 - one process-wide setting for every script of this run
+    _results_dir = path
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    _results_dir.mkdir(parents=True, exist_ok=True)
+    path = _results_dir / f"{name}.json"
     document = {"benchmark": name, "at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **data}
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    print(f"\nwrote {path.relative_to(REPO_ROOT)}")
+    print(f"\nwrote {_shown(path)}")
     return path
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def read_result(name: str) -> dict[str, Any] | None:
-    path = RESULTS_DIR / f"{name}.json"
+    path = _results_dir / f"{name}.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -216,6 +234,8 @@ def clear_handler_caches() -> None:
     for name in ("functions.ingest.handler", "functions.sync.handler", "shared.settings"):
         module = importlib.import_module(name)
         for value in list(vars(module).values()):
+            if isinstance(value, type):  # a class with a `cache_clear` method, not a cache
+                continue
             if callable(value) and hasattr(value, "cache_clear") and getattr(value, "__module__", "") == name:
                 value.cache_clear()
 

@@ -31,7 +31,7 @@ from typing import Any
 from bench._common import REPO_ROOT, table, verdict, write_result
 
 NAME = "coldstart"
-HANDLERS = ("functions.ingest.handler", "functions.sync.handler")
+HANDLERS = ("functions.ingest.handler", "functions.sync.handler", "functions.reconcile.handler")
 #: Imported alone in a fresh interpreter, for reference: what the handlers' dependencies cost by themselves.
 REFERENCES = ("boto3", "botocore.session", "pydantic", "aws_lambda_powertools.logging", "httpx", "yaml")
 TARGET_IMPORT_MS = 250.0
@@ -43,9 +43,11 @@ _IMPORT_PROBE = (
 _BUNDLE_SCRIPT = """
 import sys
 from pathlib import Path
+from infra.constants import SMART_LAYER_PACKAGES
 from infra.constructs.bundling import FunctionCodeBundler, LayerBundler
 out = Path(sys.argv[1])
 LayerBundler().try_bundle(str(out / "layer"))
+LayerBundler(packages=SMART_LAYER_PACKAGES).try_bundle(str(out / "smart_layer"))
 for name in sys.argv[2:]:
     FunctionCodeBundler(name).try_bundle(str(out / name))
 """
@@ -137,7 +139,7 @@ def _assets() -> dict[str, Any]:
             reason = "pip could not reach the package index" if "pip install" in text else "bundling failed"
             return {"skipped": True, "reason": reason, "detail": text}
         assets: dict[str, Any] = {}
-        for name in ("layer", "ingest", "sync"):
+        for name in ("layer", "smart_layer", "ingest", "sync"):
             zipped, unzipped, per_top = _zip_size(out / name, out / f"{name}.zip")
             largest = sorted(per_top.items(), key=lambda item: item[1], reverse=True)[:6]
             assets[name] = {
@@ -156,7 +158,7 @@ def run(runs: int = 7, assets: bool = True) -> dict[str, Any]:
         _python("-c", f"import {module}")
     baseline = _import_times("json", runs)
     imports = {module: _import_times(module, runs) for module in HANDLERS}
-    references = {module: _import_times(module, max(3, runs // 2)) for module in REFERENCES}
+    references = {module: _import_times(module, max(1, runs // 2)) for module in REFERENCES}
     contributors = {module: _importtime(module) for module in HANDLERS}
     met_imports = all(figures["median_ms"] <= TARGET_IMPORT_MS for figures in imports.values())
 
@@ -200,7 +202,7 @@ def run(runs: int = 7, assets: bool = True) -> dict[str, Any]:
         print(f"asset sizes skipped: {assets_result['reason']}")
     else:
         rows = []
-        for name in ("layer", "ingest", "sync"):
+        for name in ("layer", "smart_layer", "ingest", "sync"):
             asset = assets_result[name]
             rows.append(
                 [
@@ -211,11 +213,12 @@ def run(runs: int = 7, assets: bool = True) -> dict[str, Any]:
                 ]
             )
         table(["asset", "zipped MB", "unzipped MB", "largest parts (zipped MB)"], rows)
+        # The SMART layer is attached only with -c ehrSmartAuth=true; the target is the base layer's.
         biggest = max(assets_result[name]["zipped_bytes"] for name in ("layer", "ingest", "sync"))
-        total_zip = sum(assets_result[name]["zipped_bytes"] for name in ("layer", "ingest", "sync"))
+        total_zip = sum(assets_result[name]["zipped_bytes"] for name in ("layer", "smart_layer", "ingest", "sync"))
         met_zip = biggest <= TARGET_ZIP_MB * 1e6
         print(
-            f"largest asset {biggest / 1e6:.2f} MB zipped (all three {total_zip / 1e6:.2f} MB); "
+            f"largest asset without the SMART layer {biggest / 1e6:.2f} MB zipped (all four {total_zip / 1e6:.2f} MB); "
             f"target <= {TARGET_ZIP_MB:.0f} MB   {verdict(met_zip)}"
         )
     return {

@@ -22,7 +22,7 @@ import httpx
 from cli.errors import CliError
 from cli.identity import caller_identity
 from cli.output import Output
-from cli.target import Target
+from cli.target import Target, sync_event_source_mappings
 from shared.config.rules import RULE_NAMES
 from shared.stores.audit import AuditTrail
 from shared.stores.review import BODY_EXPIRED, ReviewStore
@@ -261,7 +261,7 @@ def _mappings(target: Target) -> tuple[Any, list[dict[str, Any]]]:
     if not target.sync_function:
         raise OpsError("pause/resume in AWS needs the sync function: use --stack NAME or set CALEHR_SYNC_FUNCTION")
     client = target.client("lambda")
-    mappings = client.list_event_source_mappings(FunctionName=target.sync_function)["EventSourceMappings"]
+    mappings = sync_event_source_mappings(target)
     if not mappings:
         raise OpsError(f"{target.sync_function} has no event source mapping")
     return client, mappings

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import typer
+from botocore.exceptions import ClientError
 
 from cli.errors import CliError, UsageError
 
@@ -249,3 +250,27 @@ EndpointOpt = Annotated[
         rich_help_panel=_PANEL,
     ),
 ]
+
+
+#: The alias the sync function's event source invokes (= infra.constants.LIVE_ALIAS; a test compares them).
+LIVE_ALIAS = "live"
+
+
+def sync_event_source_mappings(target: Target) -> list[dict[str, Any]]:
+    """The sync function's event source mappings: on its SnapStart alias (as the stack deploys it) and on
+    the unqualified function (a mapping made by hand, or a stack deployed before SnapStart)."""
+    function = target.sync_function
+    if not function:
+        return []
+    client = target.client("lambda")
+    found: dict[str, dict[str, Any]] = {}
+    for name in (f"{function}:{LIVE_ALIAS}", function):
+        try:
+            mappings = client.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                continue  # no such alias
+            raise
+        for mapping in mappings:
+            found.setdefault(str(mapping["UUID"]), mapping)
+    return list(found.values())

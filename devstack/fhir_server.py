@@ -37,6 +37,8 @@ class LocalFhirServer:
     ``bearer_token`` sets ``FHIR_REQUIRE_BEARER`` for the child: every request except ``/$reset``,
     ``/$fault`` and ``/metadata`` must then carry ``Authorization: Bearer <token>``. ``snapshot`` sets
     ``FHIR_SNAPSHOT``: the server loads its resources from that file and writes them back after changes.
+    ``latency_ms`` passes ``--latency-ms``: every FHIR request waits that long before it is answered, like a
+    cloud EHR's round trip (``set_latency`` changes it while running).
     """
 
     def __init__(
@@ -48,13 +50,17 @@ class LocalFhirServer:
         startup_timeout: float = 30.0,
         log_requests: bool = False,
         snapshot: Path | None = None,
+        latency_ms: float = 0.0,
     ) -> None:
+        if not 0 <= latency_ms <= 60_000:
+            raise ValueError("latency_ms must be between 0 and 60000")
         self._server_dir = server_dir
         self._node = node
         self._bearer_token = bearer_token
         self._startup_timeout = startup_timeout
         self._log_requests = log_requests
         self._snapshot = snapshot
+        self._latency_ms = latency_ms
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._base_url: str | None = None
@@ -71,7 +77,11 @@ class LocalFhirServer:
         if not (self._server_dir / "node_modules" / "@medplum" / "fhir-router").is_dir():
             raise RuntimeError(f"FHIR server dependencies missing in {self._server_dir}: {NPM_INSTALL_HINT}")
 
-        env = {k: v for k, v in os.environ.items() if k not in ("FHIR_REQUIRE_BEARER", "FHIR_LOG", "FHIR_SNAPSHOT")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("FHIR_REQUIRE_BEARER", "FHIR_LOG", "FHIR_SNAPSHOT", "FHIR_LATENCY_MS")
+        }
         env["PORT"] = str(port)
         if self._bearer_token:
             env["FHIR_REQUIRE_BEARER"] = self._bearer_token
@@ -82,7 +92,7 @@ class LocalFhirServer:
         # stderr goes to a file, not a pipe: an undrained pipe would eventually block the server.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
-            [node, "server.mjs"],
+            [node, "server.mjs", "--latency-ms", f"{self._latency_ms:g}"],
             cwd=self._server_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -192,6 +202,11 @@ class LocalFhirServer:
         if not body:
             raise ValueError("fault() needs a spec; use clear_faults() to remove a fault")
         self._post("/$fault", body)
+
+    def set_latency(self, latency_ms: float) -> None:
+        """Answer every FHIR request after ``latency_ms`` from now on (``POST /$latency``)."""
+        self._post("/$latency", {"ms": latency_ms})
+        self._latency_ms = latency_ms
 
     def clear_faults(self) -> None:
         self._post("/$fault", {})

@@ -133,6 +133,9 @@ class DeploymentConfig:
     alarm_https_urls: tuple[str, ...] = ()
     waf: bool = True
     vpc: bool = False
+    #: `-c ehrSmartAuth=true`: an EHR auth secret is of type `smart`, so the functions that talk to the EHR
+    #: get the SMART layer (`cryptography`); without it the base layer stays small (docs/performance.md).
+    ehr_smart_auth: bool = False
     ehr_base_url: str = PLACEHOLDER_EHR_BASE_URL
     ehr_profile: str = "generic"
     #: Extra EHR endpoints (`-c ehrRoutes=...`), in the order given.
@@ -391,6 +394,7 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
         alarm_emails=emails,
         alarm_https_urls=urls,
         waf=_flag(context.get("waf"), "waf", default=True),
+        ehr_smart_auth=_flag(context.get("ehrSmartAuth"), "ehrSmartAuth", default=False),
         vpc=vpc,
         ehr_base_url=ehr_base_url,
         ehr_profile=ehr_profile,
@@ -465,6 +469,7 @@ CONTEXT_KEYS = (
     "alarmEmail",
     "alarmHttpsUrl",
     "waf",
+    "ehrSmartAuth",
     "vpc",
     "ehrBaseUrl",
     "ehrProfile",

@@ -30,6 +30,9 @@ PYTHON_MINOR: Final = (3, 13)
 PIP_PLATFORMS: Final = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
 # Provided by the Lambda Python runtime; never shipped in the layer.
 RUNTIME_PROVIDED_PACKAGES: Final = ("boto3", "botocore", "s3transfer")
+# SMART Backend Services' signing (`shared.ehr.jws`): ~5 MB zipped, so it ships in a second layer that
+# only the functions talking to the EHR get, and only with `-c ehrSmartAuth=true`.
+SMART_LAYER_PACKAGES: Final = ("cryptography", "cffi", "pycparser")
 
 # --- Metrics (Powertools EMF) ----------------------------------------------------------------------
 # Each stage has its own namespace, `CalEhrBridge/<stage>` (DeploymentConfig.metrics_namespace): the
@@ -121,13 +124,30 @@ AVAILABILITY_ALARM_METRICS: Final = ("AvailabilityFailed", "RosterDrift", "Roste
 #: Reconcile metrics that page on-call whenever they are above zero.
 RECONCILE_ALARM_METRICS: Final = ("ReconcileFailed", "ReconcileApiError", "ReconcileDiverged")
 
+# --- SnapStart -----------------------------------------------------------------------------------
+# Ingest and sync run with SnapStart: each deploy publishes a version, snapshotted after INIT (the
+# imports: ~250-400 ms of boto3, pydantic and Powertools), and this alias points at it; the API and
+# the queue's event source invoke the alias, never $LATEST (which SnapStart does not cover).
+LIVE_ALIAS: Final = "live"
+SNAPSTART_FUNCTIONS: Final = ("ingest", "sync")
+
+# --- Tracing -------------------------------------------------------------------------------------
+# The API stage is traced for timing and status only. X-Ray's default rule (the first request each
+# second, then 5 %) traces nearly every webhook at clinic volumes; this rule traces 1 % and no
+# reservoir, which still shows latency distributions and errors (docs/performance.md, "Cost").
+XRAY_API_SAMPLING_RATE: Final = 0.01
+XRAY_API_SAMPLING_RESERVOIR: Final = 0
+XRAY_API_SAMPLING_PRIORITY: Final = 100
+
 # --- Functions -----------------------------------------------------------------------------------
 LOG_LEVEL: Final = "INFO"
 MAX_BODY_BYTES: Final = 256 * 1024
 INGEST_MEMORY_MB: Final = 512
 INGEST_TIMEOUT_SECONDS: Final = 10
 INGEST_RESERVED_CONCURRENCY: Final = 20
-SYNC_MEMORY_MB: Final = 512
+# The sync mostly waits on the EHR and DynamoDB: 256 MB (a seventh of a vCPU) keeps its own work at
+# ~70 ms per event and halves the GB-seconds of waiting (docs/performance.md, "Cost").
+SYNC_MEMORY_MB: Final = 256
 EHR_TIMEOUT_SECONDS: Final = 10
 SYNC_TIMEOUT_SECONDS: Final = 90
 # A worker's lease on a lineage outlives the function's timeout: a live worker never loses it, and a

@@ -55,7 +55,7 @@ class BridgeStack(cdk.Stack):
             network=self.network,
         )
         self.api = WebhookApi(
-            self, "WebhookApi", config=config, handler=self.functions.ingest, telemetry_key=self.keys.telemetry_key
+            self, "WebhookApi", config=config, handler=self.functions.ingest_live, telemetry_key=self.keys.telemetry_key
         )
         self.availability = Availability(
             self,

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from cli.errors import describe
-from cli.target import Target
+from cli.target import Target, sync_event_source_mappings
 from shared.console.model import Health, HealthRow, Tone
 from shared.console.views import age_text
 from shared.stores.cursors import DynamoCursorStore
@@ -90,9 +90,7 @@ class HealthProbe:
         function = self._target.sync_function
         if not function:
             return [_row("Sync", "unknown", "attention", "needs the stack's SyncFunctionName output")]
-        mappings = self._target.client("lambda").list_event_source_mappings(FunctionName=function)[
-            "EventSourceMappings"
-        ]
+        mappings = sync_event_source_mappings(self._target)
         states = {str(m.get("State", "")).lower() for m in mappings}
         running = bool(states) and states <= {"enabled", "enabling", "updating"}
         return [

@@ -4,6 +4,8 @@
 // makes every other request require "Authorization: Bearer <token>". Logs go to stderr (FHIR_LOG=1: per request).
 // FHIR_SNAPSHOT=<file>: resources (with their history) are loaded from that file at start and written back
 // after every change and at shutdown, so a local EHR survives restarts (`calehr dev --state-dir`).
+// `--latency-ms <n>` (or FHIR_LATENCY_MS=<n>): every FHIR request waits <n> ms before it is answered, like a
+// cloud EHR's round trip (test-only endpoints and /metadata do not); `POST /$latency {"ms": n}` changes it.
 import fs from 'node:fs';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,6 +28,19 @@ const router = new FhirRouter();
 const repo = new MemoryRepository();
 let fault = null; // {status?, count, retryAfter?, delayMs?, paths?, drop?}
 const SNAPSHOT = process.env.FHIR_SNAPSHOT || '';
+
+function parseLatency(value, source) {
+  const ms = Number(value);
+  if (!Number.isFinite(ms) || ms < 0 || ms > 60000) {
+    console.error(`[fhir-server] ${source} must be a number of milliseconds between 0 and 60000, got ${value}`);
+    process.exit(2);
+  }
+  return ms;
+}
+const latencyFlag = process.argv.indexOf('--latency-ms');
+let latencyMs = latencyFlag >= 0
+  ? parseLatency(process.argv[latencyFlag + 1], '--latency-ms')
+  : parseLatency(process.env.FHIR_LATENCY_MS ?? 0, 'FHIR_LATENCY_MS');
 
 // MemoryRepository keeps `resources` (type -> id -> resource) and `history` (type -> id -> versions).
 function snapshotDocument() {
@@ -174,6 +189,12 @@ async function handle(req, res) {
     repo.clear(); fault = null; saveSnapshotSoon();
     return send(res, 200, { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', details: { text: 'reset' } }] });
   }
+  if (req.method === 'POST' && path === '/$latency') {
+    const ms = Number(body?.ms);
+    if (!Number.isFinite(ms) || ms < 0 || ms > 60000) return send(res, 400, outcome('invalid', 'ms must be 0..60000'));
+    latencyMs = ms;
+    return send(res, 200, { latencyMs }, { 'Content-Type': 'application/json' });
+  }
   if (req.method === 'POST' && path === '/$fault') {
     try { fault = parseFault(body ?? {}); } catch (err) { return send(res, 400, outcome('invalid', err.message)); }
     return send(res, 200, { fault }, { 'Content-Type': 'application/json' });
@@ -188,6 +209,7 @@ async function handle(req, res) {
       return send(res, f.status, outcome(f.status === 429 ? 'throttled' : 'transient', `Injected fault ${f.status}`), headers);
     }
   }
+  if (latencyMs > 0 && path !== '/metadata') await sleep(latencyMs);
   if (BEARER && path !== '/metadata' && req.headers.authorization !== `Bearer ${BEARER}`) {
     return send(res, 401, outcome('login', 'Missing or invalid bearer token'), { 'WWW-Authenticate': 'Bearer' });
   }

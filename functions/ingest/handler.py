@@ -19,6 +19,7 @@ from shared.errors import IntakeError, InvalidJsonError
 from shared.intake import IntakeResult, WebhookRequest, accept_webhook
 from shared.observability import count, logger, metrics
 from shared.settings import ingest_settings
+from shared.snapstart import forget_after_restore
 from shared.stores.queue import EventQueue, QueueUnavailableError
 from shared.stores.secrets import SecretReader, SecretUnavailableError, webhook_secrets
 
@@ -33,6 +34,9 @@ def _queue() -> EventQueue:
 @cache
 def _secret_reader() -> SecretReader:
     return SecretReader(max_age_seconds=ingest_settings().secret_cache_seconds)
+
+
+forget_after_restore(_queue, _secret_reader, ingest_settings)  # SnapStart: nothing cached crosses a restore
 
 
 def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from shared.ehr.breaker import CircuitBreakers
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
 from shared.settings import sync_settings
+from shared.snapstart import forget_after_restore
 from shared.stores.audit import AuditUnavailableError
 from shared.stores.queue import QueueUnavailableError
 from shared.stores.state import LineageBusyError, StateConflictError, StateStoreUnavailableError
@@ -66,6 +67,7 @@ class _CurrentService:
 
 
 _service = _CurrentService()
+forget_after_restore(_runtime, _breakers, sync_settings)  # SnapStart: nothing cached crosses a restore
 
 
 def _retry_later(

@@ -18,6 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
+from aws_cdk import aws_xray as xray
 from constructs import Construct
 
 from infra.config import DeploymentConfig
@@ -28,6 +29,9 @@ from infra.constants import (
     SIGNATURE_HEADER,
     WAF_RATE_LIMIT_PER_5_MIN,
     WEBHOOK_PATH,
+    XRAY_API_SAMPLING_PRIORITY,
+    XRAY_API_SAMPLING_RATE,
+    XRAY_API_SAMPLING_RESERVOIR,
 )
 
 #: TLS 1.3 + 1.2 only (the default for a regional REST API also accepts TLS 1.0).
@@ -124,6 +128,24 @@ class WebhookApi(Construct):
                 data_trace_enabled=False,  # would log full request bodies, i.e. PHI
                 access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
                 access_log_format=apigw.AccessLogFormat.custom(json.dumps(_ACCESS_LOG_FIELDS)),
+            ),
+        )
+        # 1 % of the stage's requests, not X-Ray's default (1/s + 5 %): enough for latency and errors.
+        self.sampling_rule = xray.CfnSamplingRule(
+            self,
+            "ApiSampling",
+            sampling_rule=xray.CfnSamplingRule.SamplingRuleProperty(
+                rule_name=f"{stack.stack_name[:28]}-api",
+                priority=XRAY_API_SAMPLING_PRIORITY,
+                fixed_rate=XRAY_API_SAMPLING_RATE,
+                reservoir_size=XRAY_API_SAMPLING_RESERVOIR,
+                service_name=f"{stack.stack_name}-webhooks/{config.stage}",
+                service_type="AWS::ApiGateway::Stage",
+                host="*",
+                http_method="*",
+                url_path="*",
+                resource_arn="*",
+                version=1,
             ),
         )
         cfn_api = self.api.node.default_child
@@ -225,6 +247,21 @@ class WebhookApi(Construct):
                     arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
                 )
             ],
+            # Blocked and counted requests only: allowed webhooks are in the API access log already, and
+            # logging every request was ~1.5 KB per webhook (docs/performance.md, "Cost").
+            logging_filter={
+                "DefaultBehavior": "DROP",
+                "Filters": [
+                    {
+                        "Behavior": "KEEP",
+                        "Requirement": "MEETS_ANY",
+                        "Conditions": [
+                            {"ActionCondition": {"Action": action}}
+                            for action in ("BLOCK", "COUNT", "EXCLUDED_AS_COUNT")
+                        ],
+                    }
+                ],
+            },
             redacted_fields=[
                 wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": SIGNATURE_HEADER.lower()}),
                 # A busy feed's URL path is its credential (`/feeds/<token>.ics`): never in the WAF logs.

@@ -22,10 +22,12 @@ the built directory instead of running pip again.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from infra.constants import (
     PYTHON_MINOR,
     RUNTIME_PROVIDED_PACKAGES,
     SHARED_DIR,
+    SMART_LAYER_PACKAGES,
 )
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -114,17 +117,67 @@ def _compile(tree: Path, runtime_prefix: str) -> None:
     )
 
 
+_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_blocks(lock_file: Path) -> dict[str, str]:
+    """Each pin of a uv/pip-compile lock (canonical name → its `name==version \\` line and hash lines)."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lock_file.read_text(encoding="utf-8").splitlines():
+        match = _PIN.match(line)
+        if match:
+            current = blocks.setdefault(_canonical(match["name"]), [])
+        elif not line.startswith(" ") or line.lstrip().startswith("#"):
+            if not line.startswith(" "):
+                current = None
+            continue
+        if current is not None:
+            current.append(line.rstrip())
+    return {name: "\n".join(lines).rstrip(" \\") + "\n" for name, lines in blocks.items()}
+
+
 @jsii.implements(cdk.ILocalBundling)
 class LayerBundler:
-    """Builds the dependencies layer: locked third-party packages plus the `shared` package."""
+    """Builds a layer from the lock: the base layer (every pin but `exclude`, plus the `shared` package),
+    or, with `packages`, a layer of just those pins (the SMART layer)."""
 
-    def __init__(self, lock_file: Path = LAMBDA_LOCK, shared_dir: Path = SHARED_DIR) -> None:
+    def __init__(
+        self,
+        lock_file: Path = LAMBDA_LOCK,
+        shared_dir: Path = SHARED_DIR,
+        *,
+        exclude: Collection[str] = SMART_LAYER_PACKAGES,
+        packages: Collection[str] | None = None,
+    ) -> None:
         self._lock_file = lock_file
         self._shared_dir = shared_dir
+        self._exclude = {_canonical(name) for name in exclude}
+        self._packages = None if packages is None else {_canonical(name) for name in packages}
+
+    def requirements(self) -> str:
+        """The pins (with their hashes) this layer installs."""
+        blocks = lock_blocks(self._lock_file)
+        if self._packages is not None:
+            missing = self._packages - set(blocks)
+            if missing:
+                raise BundlingError(f"{self._lock_file.name} does not pin {', '.join(sorted(missing))}")
+            return "".join(blocks[name] for name in sorted(self._packages))
+        return "".join(block for name, block in blocks.items() if name not in self._exclude)
 
     def try_bundle(self, output_dir: str, *_options: Any, **_kw_options: Any) -> bool:
         _require_runtime_python()
-        site = Path(output_dir) / "python"
+        with tempfile.TemporaryDirectory(prefix="calehr-layer-") as scratch:
+            requirements = Path(scratch) / "requirements.txt"
+            requirements.write_text(self.requirements(), encoding="utf-8")
+            return self._bundle(Path(output_dir), requirements)
+
+    def _bundle(self, output_dir: Path, requirements: Path) -> bool:
+        site = output_dir / "python"
         platforms = [arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)]
         _run(
             "pip install (layer dependencies)",
@@ -139,6 +192,8 @@ class LayerBundler:
                 # Every wheel must match a hash in the lock (and every requirement must be pinned).
                 "--require-hashes",
                 "--only-binary=:all:",
+                # The lock is complete; a layer of a subset must not pull the rest back in.
+                "--no-deps",
                 "--implementation",
                 "cp",
                 "--python-version",
@@ -147,13 +202,14 @@ class LayerBundler:
                 "--target",
                 str(site),
                 "--requirement",
-                str(self._lock_file),
+                str(requirements),
             ],
         )
         for package in RUNTIME_PROVIDED_PACKAGES:
             shutil.rmtree(site / package, ignore_errors=True)
         shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts; nothing runs them in Lambda
-        shutil.copytree(self._shared_dir, site / "shared", ignore=_IGNORED)
+        if self._packages is None:
+            shutil.copytree(self._shared_dir, site / "shared", ignore=_IGNORED)
         _compile(site, "/opt/python")
         return True
 
@@ -188,8 +244,18 @@ def dependencies_layer_code() -> lambda_.AssetCode:
     return lambda_.Code.from_asset(
         str(SHARED_DIR),
         asset_hash_type=cdk.AssetHashType.CUSTOM,
-        asset_hash=inputs_hash(LAMBDA_LOCK, SHARED_DIR, salt="layer"),
+        asset_hash=inputs_hash(LAMBDA_LOCK, SHARED_DIR, salt=f"layer-without:{','.join(SMART_LAYER_PACKAGES)}"),
         bundling=_options(LayerBundler()),
+    )
+
+
+def smart_layer_code() -> lambda_.AssetCode:
+    """The SMART layer: `cryptography` and what it needs, nothing else."""
+    return lambda_.Code.from_asset(
+        str(SHARED_DIR),
+        asset_hash_type=cdk.AssetHashType.CUSTOM,
+        asset_hash=inputs_hash(LAMBDA_LOCK, salt=f"smart-layer:{','.join(SMART_LAYER_PACKAGES)}"),
+        bundling=_options(LayerBundler(packages=SMART_LAYER_PACKAGES)),
     )
 
 

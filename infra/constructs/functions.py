@@ -46,6 +46,7 @@ from infra.constants import (
     INGEST_SERVICE,
     INGEST_TIMEOUT_SECONDS,
     LINEAGE_LEASE_SECONDS,
+    LIVE_ALIAS,
     LOG_LEVEL,
     MAX_BODY_BYTES,
     RECONCILE_ASYNC_RETRY_ATTEMPTS,
@@ -55,6 +56,7 @@ from infra.constants import (
     RECONCILE_RESERVED_CONCURRENCY,
     RECONCILE_SERVICE,
     RECONCILE_TIMEOUT_SECONDS,
+    SNAPSTART_FUNCTIONS,
     SYNC_BATCH_SIZE,
     SYNC_MAX_CONCURRENCY,
     SYNC_MEMORY_MB,
@@ -63,7 +65,13 @@ from infra.constants import (
     SYNC_TIMEOUT_SECONDS,
 )
 from infra.constructs.archive import AuditArchiveBucket
-from infra.constructs.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code
+from infra.constructs.bundling import (
+    ARCHITECTURE,
+    RUNTIME,
+    dependencies_layer_code,
+    function_code,
+    smart_layer_code,
+)
 from infra.constructs.keys import Keys, via_services
 from infra.constructs.network import Network
 from infra.constructs.queue import Queues
@@ -145,6 +153,8 @@ class BuiltFunction:
     role: iam.Role
     policy: iam.ManagedPolicy
     log_group: logs.LogGroup
+    #: The `live` alias of the published, SnapStart-enabled version (None without SnapStart).
+    live: lambda_.Alias | None = None
 
 
 class Functions(Construct):
@@ -177,15 +187,32 @@ class Functions(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
+        #: `cryptography` for SMART Backend Services, only when an EHR uses it (`-c ehrSmartAuth=true`).
+        self.smart_layer = (
+            lambda_.LayerVersion(
+                self,
+                "SmartAuthLayer",
+                description="Cal EHR Bridge: cryptography for SMART Backend Services client assertions",
+                code=smart_layer_code(),
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[ARCHITECTURE],
+            )
+            if config.ehr_smart_auth
+            else None
+        )
         #: Functions other capabilities build with the same conventions (`add_function`).
         self.extra: list[lambda_.Function] = []
         self.log_groups: dict[str, logs.LogGroup] = {}
         self.roles: dict[str, iam.Role] = {}
         self.policies: dict[str, iam.ManagedPolicy] = {}
+        self._live: dict[str, lambda_.Alias] = {}
 
         self.ingest = self._build_function(self._ingest_spec(secrets))
         self.sync = self._build_function(self._sync_spec(tables, secrets))
-        self.sync.add_event_source(
+        #: What the API and the queue invoke: the SnapStart versions' aliases.
+        self.ingest_live = self._live[INGEST_SERVICE]
+        self.sync_live = self._live[SYNC_SERVICE]
+        self.sync_live.add_event_source(
             event_sources.SqsEventSource(
                 queues.events,
                 batch_size=SYNC_BATCH_SIZE,
@@ -216,6 +243,11 @@ class Functions(Construct):
                 on_failure=event_sources.SqsDlq(queues.function_failures),
             )
         )
+
+    def _smart_layers(self, spec: FunctionSpec) -> list[lambda_.ILayerVersion]:
+        """The SMART layer for a function that authenticates to an EHR, when the deployment uses SMART."""
+        talks_to_ehr = "EHR_AUTH_SECRET_ARN" in spec.environment or "EHR_ROUTES" in spec.environment
+        return [self.smart_layer] if self.smart_layer is not None and talks_to_ehr else []
 
     @property
     def all(self) -> tuple[lambda_.Function, ...]:
@@ -522,6 +554,8 @@ class Functions(Construct):
         self.log_groups[spec.name] = built.log_group
         self.roles[spec.name] = built.role
         self.policies[spec.name] = built.policy
+        if built.live is not None:
+            self._live[spec.name] = built.live
         return built.function
 
     def build_function(self, spec: FunctionSpec, *, scope: Construct) -> BuiltFunction:
@@ -584,7 +618,7 @@ class Functions(Construct):
             architecture=ARCHITECTURE,
             handler=f"functions.{spec.name}.handler.handler",
             code=function_code(spec.name),
-            layers=[self.layer],
+            layers=[self.layer, *self._smart_layers(spec)],
             memory_size=spec.memory_mb,
             timeout=cdk.Duration.seconds(spec.timeout_seconds),
             reserved_concurrent_executions=spec.reserved_concurrency,
@@ -608,10 +642,21 @@ class Functions(Construct):
                 ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if self._network else None
             ),
             security_groups=self._security_groups(spec.name),
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if spec.name in SNAPSTART_FUNCTIONS else None,
         )
+        live = (
+            lambda_.Alias(scope, f"{title}Live", alias_name=LIVE_ALIAS, version=function.current_version)
+            if spec.name in SNAPSTART_FUNCTIONS
+            else None
+        )
+        if live is not None:  # CDK warns whenever SnapStart is on; the alias above is the published version
+            cdk.Annotations.of(function).acknowledge_warning(
+                "@aws-cdk/aws-lambda:snapStartRequirePublish",
+                "every deploy publishes current_version and the live alias (what the API and the queue invoke)",
+            )
         # The function (and so its event source mapping) must not exist before its permissions do.
         function.node.add_dependency(policy)
         # The key policy names the role too: IAM alone no longer grants use of the data key.
         for sid, actions, via in spec.data_key_uses:
             self._keys.allow_data_key_use(f"{title}{sid}", [role], actions=actions, services=via)
-        return BuiltFunction(function=function, role=role, policy=policy, log_group=log_group)
+        return BuiltFunction(function=function, role=role, policy=policy, log_group=log_group, live=live)

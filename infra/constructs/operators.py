@@ -33,6 +33,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import DeploymentConfig
+from infra.constants import LIVE_ALIAS
 from infra.constructs.api import WebhookApi
 from infra.constructs.availability import Availability
 from infra.constructs.functions import Functions
@@ -341,7 +342,10 @@ class OperatorRoles(Construct):
                     )
                 ],
                 # the sync function's mapping only (event source mappings have generated ids)
-                conditions={"ArnEquals": {"lambda:FunctionArn": sync.function_arn}},
+                # (its mapping invokes the SnapStart alias; the unqualified ARN covers a mapping made by hand)
+                conditions={
+                    "ArnEquals": {"lambda:FunctionArn": [sync.function_arn, f"{sync.function_arn}:{LIVE_ALIAS}"]}
+                },
             ),
             iam.PolicyStatement(
                 sid="SetThirdPartySecrets",

@@ -84,8 +84,12 @@ def auth_from_secret(
                 raise ProfileError("bearer secret: token missing or empty")
             return StaticBearerAuth(token)
         if kind == "smart":
-            # Imported only when used: it pulls in `cryptography` (~15 ms at cold start).
-            from shared.ehr.smart import SmartConfigError, smart_auth_from_secret  # noqa: PLC0415
+            # Imported only when used: it pulls in `cryptography` (~15 ms at cold start), which ships in
+            # the SMART layer, attached only when the stack is deployed with `-c ehrSmartAuth=true`.
+            try:
+                from shared.ehr.smart import SmartConfigError, smart_auth_from_secret  # noqa: PLC0415
+            except ImportError:
+                raise ProfileError("smart auth needs the SMART layer: deploy with -c ehrSmartAuth=true") from None
 
             try:
                 return smart_auth_from_secret(document, base_url, timeout_seconds=timeout_seconds, transport=transport)

@@ -96,6 +96,12 @@ def test_given_default_context_then_waf_protects_the_stage_and_logs_redacted(sta
         {"SingleHeader": {"Name": "x-cal-signature-256"}},
         {"UriPath": {}},
     ]
+    # only blocked and counted requests are logged (allowed webhooks are in the access log)
+    log_filter = logging["Properties"]["LoggingFilter"]
+    assert log_filter["DefaultBehavior"] == "DROP"
+    (keep,) = log_filter["Filters"]
+    assert keep["Behavior"] == "KEEP"
+    assert {"ActionCondition": {"Action": "BLOCK"}} in keep["Conditions"]
     waf_logs = staging.resources("AWS::Logs::LogGroup")[staging.logical_id(staging.stack.api.waf_logs)]
     assert waf_logs["Properties"]["LogGroupName"].startswith("aws-waf-logs-")
 
@@ -127,3 +133,13 @@ def test_given_a_limit_then_the_content_length_regex_matches_exactly_the_larger_
 
 def test_given_the_regex_then_it_fits_waf_limits() -> None:
     assert len(integer_above_regex(c.MAX_BODY_BYTES)) <= 200
+
+
+def test_given_the_stage_then_xray_samples_one_percent_of_its_requests(staging: Synth) -> None:
+    (rule,) = staging.resources("AWS::XRay::SamplingRule").values()
+    sampling = rule["Properties"]["SamplingRule"]
+    assert sampling["FixedRate"] == c.XRAY_API_SAMPLING_RATE == 0.01
+    assert sampling["ReservoirSize"] == c.XRAY_API_SAMPLING_RESERVOIR == 0
+    assert sampling["ServiceType"] == "AWS::ApiGateway::Stage"
+    assert sampling["ServiceName"].endswith("-webhooks/staging")
+    assert len(sampling["RuleName"]) <= 32

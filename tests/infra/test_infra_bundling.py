@@ -117,4 +117,28 @@ def test_given_the_layer_bundler_then_pip_refuses_anything_without_a_matching_ha
     pip = next(command for command in commands if "pip" in command)
     assert "--require-hashes" in pip
     assert "--only-binary=:all:" in pip
-    assert pip[pip.index("--requirement") + 1] == str(LOCKS / "lambda.lock")
+    assert "--no-deps" in pip  # the lock is complete; a subset must not pull the rest back in
+
+
+def test_given_the_lock_then_the_base_layer_leaves_smart_packages_to_their_own_layer(tmp_path: Path) -> None:
+    from infra.constants import SMART_LAYER_PACKAGES
+    from infra.constructs import bundling
+
+    lock = _requirements(LOCKS / "lambda.lock")
+    layers = {}
+    for name, bundler in (
+        ("base", bundling.LayerBundler(lock_file=LOCKS / "lambda.lock")),
+        ("smart", bundling.LayerBundler(lock_file=LOCKS / "lambda.lock", packages=SMART_LAYER_PACKAGES)),
+    ):
+        path = tmp_path / f"{name}.txt"
+        path.write_text(bundler.requirements(), encoding="utf-8")
+        layers[name] = _requirements(path)
+    assert set(layers["smart"]) == set(SMART_LAYER_PACKAGES)
+    assert set(layers["base"]) | set(layers["smart"]) == set(lock)
+    assert not set(layers["base"]) & set(layers["smart"])
+    # every pin keeps its version and all its hashes: pip --require-hashes still refuses a substituted wheel
+    for pins in layers.values():
+        for name, (version, hashes) in pins.items():
+            assert (version, hashes) == lock[name], name
+    with pytest.raises(bundling.BundlingError, match="does not pin"):
+        bundling.LayerBundler(lock_file=LOCKS / "lambda.lock", packages=("left-pad",)).requirements()

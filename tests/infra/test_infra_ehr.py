@@ -310,3 +310,27 @@ def test_given_the_default_source_then_sync_reads_the_ssm_parameter_and_no_appco
     assert statement["Action"] == "ssm:GetParameter"
     assert not any(a.startswith("appconfig:") for s in _statements(staging, "sync") for a in _as_list(s["Action"]))
     assert "ClinicConfigParameterName" in staging.template_json["Outputs"]
+
+
+def _layer_refs(synth: Synth, function: Any) -> list[Any]:
+    resource = synth.resources("AWS::Lambda::Function")[synth.logical_id(function)]
+    return list(resource["Properties"]["Layers"])
+
+
+def test_given_default_context_then_no_function_carries_the_smart_layer(staging: Synth) -> None:
+    assert staging.stack.functions.smart_layer is None
+    assert len(staging.resources("AWS::Lambda::LayerVersion")) == 1
+    for function in staging.stack.functions.all:
+        assert len(_layer_refs(staging, function)) == 1
+
+
+def test_given_smart_auth_then_only_the_functions_talking_to_the_ehr_get_the_smart_layer(synth_config: Any) -> None:
+    smart = synth_config(stage="staging", ehrSmartAuth="true")
+    layer = smart.stack.functions.smart_layer
+    assert layer is not None
+    layer_ref = {"Ref": smart.logical_id(layer)}
+    functions = smart.stack.functions
+    assert layer_ref in _layer_refs(smart, functions.sync)
+    assert layer_ref in _layer_refs(smart, smart.stack.availability.sync)
+    for function in (functions.ingest, functions.archive):
+        assert layer_ref not in _layer_refs(smart, function)

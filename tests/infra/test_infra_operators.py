@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from synth_support import ADMIN_PRINCIPALS, ON_CALL_PRINCIPAL, Synth
 
+from infra import constants as c
+
 pytestmark = pytest.mark.infra
 
 WRITES = (
@@ -265,9 +267,10 @@ def test_given_the_admin_role_then_it_can_retry_discard_redrive_pause_and_update
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):
         assert _allowing(statements, action, synth.logical_id(stack.queues.dead_letter_queue))
     (pause,) = _allowing(statements, "lambda:UpdateEventSourceMapping", "event-source-mapping")
-    assert pause["Condition"] == {
-        "ArnEquals": {"lambda:FunctionArn": {"Fn::GetAtt": [synth.logical_id(stack.functions.sync), "Arn"]}}
-    }
+    sync_arn = {"Fn::GetAtt": [synth.logical_id(stack.functions.sync), "Arn"]}
+    (unqualified, alias) = pause["Condition"]["ArnEquals"]["lambda:FunctionArn"]
+    assert unqualified == sync_arn
+    assert alias == {"Fn::Join": ["", [sync_arn, f":{c.LIVE_ALIAS}"]]}
     secrets = stack.secrets
     for secret in (secrets.webhook_secret, secrets.calcom_api_secret, secrets.ehr_auth_secret):
         assert _allowing(statements, "secretsmanager:PutSecretValue", synth.logical_id(secret))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -68,7 +69,21 @@ def test_given_the_sync_event_source_then_partial_batches_and_bounded_concurrenc
         "AWS::Lambda::EventSourceMapping",
         {
             "EventSourceArn": {"Fn::GetAtt": [staging.logical_id(staging.stack.queues.events), "Arn"]},
-            "FunctionName": {"Ref": staging.logical_id(staging.stack.functions.sync)},
+            # the SnapStart alias (`<function name>:live`), never $LATEST (which SnapStart does not cover)
+            "FunctionName": {
+                "Fn::Join": [
+                    "",
+                    [
+                        {
+                            "Fn::Select": [
+                                6,
+                                {"Fn::Split": [":", {"Ref": staging.logical_id(staging.stack.functions.sync_live)}]},
+                            ]
+                        },
+                        f":{c.LIVE_ALIAS}",
+                    ],
+                ]
+            },
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "ScalingConfig": {"MaximumConcurrency": c.SYNC_MAX_CONCURRENCY},
             "BatchSize": c.SYNC_BATCH_SIZE,
@@ -238,3 +253,36 @@ def test_given_the_reconcile_function_then_its_environment_matches_its_settings(
     assert defaults["RECONCILE_MAX_RPS"] == float(env["RECONCILE_MAX_RPS"])
     # the run stops early, and saves its cursor, well before the timeout
     assert handler.SAFETY_MARGIN_MS < c.RECONCILE_TIMEOUT_SECONDS * 1000 / 4
+
+
+def test_given_the_hot_path_then_snapstart_versions_behind_a_live_alias(staging: Synth) -> None:
+    functions = staging.stack.functions
+    for name, live in (("ingest", functions.ingest_live), ("sync", functions.sync_live)):
+        assert _function(staging, name)["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+        alias = staging.resources("AWS::Lambda::Alias")[staging.logical_id(live)]["Properties"]
+        assert alias["Name"] == c.LIVE_ALIAS
+        version_id = alias["FunctionVersion"]["Fn::GetAtt"][0]
+        version = staging.resources("AWS::Lambda::Version")[version_id]["Properties"]
+        assert version["FunctionName"] == {"Ref": staging.logical_id(getattr(functions, name))}
+    for name in ("reconcile", "archive"):
+        assert "SnapStart" not in _function(staging, name)
+    # the webhook method invokes the ingest alias
+    (method,) = [
+        m["Properties"]
+        for m in staging.resources("AWS::ApiGateway::Method").values()
+        if m["Properties"]["HttpMethod"] == "POST"
+    ]
+    assert staging.logical_id(functions.ingest_live) in json.dumps(method["Integration"]["Uri"])
+
+
+def test_given_the_cli_then_it_looks_for_the_mapping_on_the_alias_infra_deploys() -> None:
+    from cli.target import LIVE_ALIAS
+
+    assert LIVE_ALIAS == c.LIVE_ALIAS
+
+
+def test_given_snapstart_then_a_layer_change_publishes_a_new_version() -> None:
+    """`shared/` ships in the layer: without this flag a change there would not publish a new version, and
+    the `live` alias (all the API and the queue invoke) would keep running the old code."""
+    context = json.loads((c.REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+    assert context["@aws-cdk/aws-lambda:recognizeLayerVersion"] is True

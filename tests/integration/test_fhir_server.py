@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,49 @@ def test_start_fails_clearly_when_port_is_taken() -> None:
         with pytest.raises(RuntimeError, match="EADDRINUSE"):
             server.start(port)
         assert not server.running
+
+
+def test_latency_option_holds_fhir_requests_but_not_test_endpoints() -> None:
+    """`--latency-ms` (and `POST /$latency`) delay FHIR requests only; margins are 10x, not a timing test."""
+    if reason := _prerequisites_missing():
+        pytest.skip(reason)
+    with (
+        LocalFhirServer(latency_ms=5000) as server,
+        httpx.Client(base_url=server.base_url, trust_env=False, timeout=0.5) as c,
+    ):
+        with pytest.raises(httpx.ReadTimeout):
+            c.get("/Patient")
+        assert c.get("/metadata").status_code == 200
+        server.set_latency(0)
+        assert c.get("/Patient").status_code == 200
+        server.set_latency(5000)
+        with pytest.raises(httpx.ReadTimeout):
+            c.get("/Patient")
+        server.set_latency(0)
+
+
+@pytest.mark.parametrize("value", [-1, "soon", 60001])
+def test_latency_outside_its_range_is_refused(fhir: LocalFhirServer, value: object) -> None:
+    with httpx.Client(trust_env=False, timeout=10.0) as c:
+        response = c.post(f"{fhir.base_url}/$latency", json={"ms": value})
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+    with pytest.raises(ValueError, match="latency_ms"):
+        LocalFhirServer(latency_ms=-5)
+
+
+def test_server_refuses_a_malformed_latency_flag() -> None:
+    if reason := _prerequisites_missing():
+        pytest.skip(reason)
+    node = shutil.which("node")
+    assert node
+    result = subprocess.run(
+        [node, "server.mjs", "--latency-ms", "fast"],
+        cwd=SERVER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--latency-ms" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
+from shared.ehr import profiles
 from shared.ehr.fhir import FhirR4Client
 from shared.ehr.healthlake import HealthLakeClient, deterministic_id
 from shared.ehr.oracle import InMemoryIdMap, OracleHealthClient, json_patch, patch_scope
@@ -300,3 +302,10 @@ def test_static_bearer_auth_sets_the_header() -> None:
 
     FhirR4Client(BASE, auth=StaticBearerAuth("abc"), transport=httpx.MockTransport(handler)).search("Patient", {})
     assert seen[0].headers["Authorization"] == "Bearer abc"
+
+
+def test_a_smart_secret_without_the_smart_layer_is_a_profile_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deployed without `-c ehrSmartAuth=true` there is no `cryptography`: a clear error, not a crash."""
+    monkeypatch.setitem(sys.modules, "shared.ehr.smart", None)  # what a missing layer looks like to import
+    with pytest.raises(profiles.ProfileError, match="ehrSmartAuth=true"):
+        profiles.auth_from_secret({"type": "smart", "client_id": "x"}, "https://ehr.example.org/fhir")

@@ -1,0 +1,54 @@
+"""`python -m bench --smoke`: every benchmark script still runs end to end (tiny N) and the summary has
+every headline key. Figures of a smoke run are not asserted: only that they exist and are sane."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.summary import HANDLER_NAMES, KINDS, LATENCIES, REQUIRED_KEYS
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke_runs_every_script_and_writes_the_summary(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results-dir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("intake", "coldstart", "throughput", "cost", "summary"):
+        assert (tmp_path / f"{name}.json").is_file(), name
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert summary["smoke"] is True
+    assert set(REQUIRED_KEYS) <= set(summary)
+    assert summary["intake_ratio"] > 0
+    assert set(summary["cold_import_ms"]) == set(HANDLER_NAMES)
+    assert all(ms > 0 for ms in summary["cold_import_ms"].values())
+    assert summary["layer_zip_mb"] is None  # the smoke run does not build the assets
+    assert set(summary["ehr_calls_per_event"]) == set(KINDS)
+    assert all(calls >= 1 for calls in summary["ehr_calls_per_event"].values())
+    assert summary["ddb_round_trips_per_event"] >= 1
+    assert set(summary["e2e_ratio_at_ehr_latency"]) == set(LATENCIES)
+    for ratios in summary["e2e_ratio_at_ehr_latency"].values():
+        assert set(ratios) == set(KINDS) and all(ratio > 0 for ratio in ratios.values())
+    assert summary["cost_per_million_usd"] >= summary["cost_structural_floor_usd"] > 0
+    # every webhook of the smoke run was applied (a phase that timed out would say finished: false)
+    throughput = json.loads((tmp_path / "throughput.json").read_text(encoding="utf-8"))
+    for figures in throughput["configs"][0]["by_latency"].values():
+        for kind in KINDS:
+            assert figures[kind]["finished"] and figures[kind]["done"] == figures[kind]["n"]
+    # the printed table is the summary's
+    assert "Summary (smoke run" in result.stdout
