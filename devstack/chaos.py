@@ -57,6 +57,10 @@ class ChaosSettings:
     remaining_ms: int = 10_000
     #: The queue's visibility timeout under chaos: how soon a killed worker's message comes back.
     visibility_seconds: int = 3
+    #: The lineage lease under chaos: how soon a killed worker's lineage is free again (in AWS it is the sync
+    #: function's timeout + 30 s, infra `LINEAGE_LEASE_SECONDS`); a live worker slower than this loses the
+    #: lease and its write is fenced off, which is part of what chaos exercises.
+    lease_seconds: int = 20
 
 
 @dataclass

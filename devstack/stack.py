@@ -187,6 +187,8 @@ class LocalStack:
             self.restored = self.state.restore(self.resources)
         environment = handler_environment(self.resources, ehr_base_url=fhir_url, clinic_config=str(self.clinic_config))
         environment["EHR_PROFILE"] = self.ehr_profile
+        if self.chaos is not None and "LINEAGE_LEASE_SECONDS" not in os.environ:
+            environment["LINEAGE_LEASE_SECONDS"] = str(self.chaos.lease_seconds)
         os.environ.update(environment)
         if self.ehr == "hl7v2":
             # Plain TCP on loopback: the explicit opt-in a deployment gives only for a VPN.
