@@ -428,6 +428,7 @@ def test_every_runbook_command_runs_against_the_local_stack(
     assert (summary["checked"], summary["dry_run"]) == (1, True)
     assert json.loads(ok("doctor", "--json"))["ready"] is True
     assert json.loads(ok("verify", "--since", "24h", "--json"))["checked"] >= 1  # every lineage in sync: exit 0
+    assert json.loads(ok("verify", "--since", "24h", "--queue", "--json"))["queued"] >= 1  # the deployed-stack way
     assert isinstance(json.loads(ok("appointments", "--json")), list)
     code, out, err = _cli(capsys, stack, "config", "validate", str(DEMO_DIR / "clinic.yaml"))
     assert code == 2 and "No such option: --local" in err  # config validate needs no target
