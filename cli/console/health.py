@@ -27,8 +27,8 @@ _ALARM_NAME = re.compile(r"\(([A-Za-z0-9]+)\)\.?$")
 #: Queue age that reads as a problem (the `OldestMessageAge` alarm's threshold is 15 minutes).
 QUEUE_AGE_ATTENTION_SECONDS = 900
 BUSY_FEED_NOTE = (
-    "The EHR-first busy feed (appointments made in the EHR blocking Cal.com time) is not part of this "
-    "version; its freshness will show here when it is."
+    "Busy feeds (appointments made in the EHR blocking Cal.com time) are not read here: the AvailabilityFailed "
+    "and AvailabilityErrors alarms watch them; `calehr availability sync` brings them up to date now."
 )
 
 
@@ -64,7 +64,7 @@ class HealthProbe:
         rows += _guarded("EHR circuit", lambda: self._circuits(control))
         rows += _guarded("Last reconcile", self._reconcile)
         rows += _guarded("Review backlog", self._review)
-        rows.append(_row("Busy feed", "not built", "ok", BUSY_FEED_NOTE))
+        rows.append(_row("Busy feeds", "see alarms", "ok", BUSY_FEED_NOTE))
         alarms: tuple[tuple[str, str], ...] = ()
         notes: list[str] = []
         if self._target.kind == "stack":
