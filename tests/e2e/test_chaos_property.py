@@ -134,6 +134,10 @@ def _fresh(documents: list[dict[str, Any]], run: str) -> list[dict[str, Any]]:
     for document in documents:
         body = document.get("payload", document)
         uids.update(str(body[k]) for k in ("uid", "rescheduleUid", "bookingUid") if body.get(k))
+        # The lineage key too: a chain whose first booking was not delivered carries that booking's uid only
+        # in its iCalUID, and two examples must never share a lineage (the stack lives for the module).
+        if body.get("iCalUID"):
+            uids.add(str(body["iCalUID"]).split("@", 1)[0])
     fresh = []
     for document in documents:
         text = json.dumps(document)
