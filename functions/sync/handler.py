@@ -62,7 +62,7 @@ class _CurrentService:
     def __call__(self) -> SyncService:
         return _runtime().service()
 
-    def cache_clear(self, *_: Any) -> None:
+    def cache_clear(self) -> None:
         _runtime.cache_clear()
 
 

@@ -139,3 +139,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def stack_target(resources: Any, prefix: str) -> list[str]:
+    """A new CloudFormation stack in moto whose outputs name these test resources, as CLI arguments
+    (`--stack NAME`): every resource is resolved from the outputs over the socket, as against a deployment."""
+    name = f"CalEhrBridge-{prefix}-{uuid.uuid4().hex[:8]}"
+    outputs = {
+        "QueueUrl": resources.queue_url,
+        "DeadLetterQueueUrl": resources.dlq_url,
+        "ReviewTableName": resources.review_table,
+        "StateTableName": resources.state_table,
+        "AuditTableName": resources.audit_table,
+    }
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-marker"}}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    resources.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    return ["--stack", name, "--endpoint-url", resources.endpoint, "--region", "us-east-1"]

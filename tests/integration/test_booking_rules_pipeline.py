@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from cli.app import main
 from tests.conftest import fixture_document
+from tests.integration.conftest import stack_target
 
 pytestmark = pytest.mark.integration
 
@@ -115,28 +115,14 @@ def _form(status: str) -> dict[str, Any]:
     return document
 
 
-_STACKS: dict[str, str] = {}
+_STACKS: dict[str, list[str]] = {}
 
 
 def _target(resources: Any) -> list[str]:
-    """A CloudFormation stack in moto whose outputs name this test's resources (as `--stack NAME`)."""
-    key = resources.queue_url
-    if key not in _STACKS:
-        name = f"CalEhrBridge-rules-{uuid.uuid4().hex[:8]}"
-        outputs = {
-            "QueueUrl": resources.queue_url,
-            "DeadLetterQueueUrl": resources.dlq_url,
-            "ReviewTableName": resources.review_table,
-            "StateTableName": resources.state_table,
-            "AuditTableName": resources.audit_table,
-        }
-        template = {
-            "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-marker"}}},
-            "Outputs": {k: {"Value": v} for k, v in outputs.items()},
-        }
-        resources.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
-        _STACKS[key] = name
-    return ["--stack", _STACKS[key], "--endpoint-url", resources.endpoint, "--region", "us-east-1"]
+    """One stack in moto per test's resources (`stack_target`), made on first use."""
+    if resources.queue_url not in _STACKS:
+        _STACKS[resources.queue_url] = stack_target(resources, "rules")
+    return _STACKS[resources.queue_url]
 
 
 # --- enforce and warn ------------------------------------------------------------------------------

@@ -15,32 +15,19 @@ import pytest
 
 from cli.app import main
 from tests.conftest import compact, fixture_document
+from tests.integration.conftest import stack_target
 
 pytestmark = pytest.mark.integration
 
 
-_STACKS: dict[str, str] = {}
+_STACKS: dict[str, list[str]] = {}
 
 
 def _target(resources: Any) -> list[str]:
-    """A CloudFormation stack in moto whose outputs name this test's resources."""
-    key = resources.queue_url
-    if key not in _STACKS:
-        name = f"CalEhrBridge-itest-{uuid.uuid4().hex[:8]}"
-        outputs = {
-            "QueueUrl": resources.queue_url,
-            "DeadLetterQueueUrl": resources.dlq_url,
-            "ReviewTableName": resources.review_table,
-            "StateTableName": resources.state_table,
-            "AuditTableName": resources.audit_table,
-        }
-        template = {
-            "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-marker"}}},
-            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-        }
-        resources.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
-        _STACKS[key] = name
-    return ["--stack", _STACKS[key], "--endpoint-url", resources.endpoint, "--region", "us-east-1"]
+    """One stack in moto per test's resources (`stack_target`), made on first use."""
+    if resources.queue_url not in _STACKS:
+        _STACKS[resources.queue_url] = stack_target(resources, "itest")
+    return _STACKS[resources.queue_url]
 
 
 def _ambiguous_patients(fhir_server: Any) -> list[str]:

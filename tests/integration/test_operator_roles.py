@@ -21,6 +21,7 @@ import pytest
 
 from cli.app import main
 from tests.conftest import fixture_document
+from tests.integration.conftest import stack_target
 
 pytestmark = pytest.mark.integration
 
@@ -38,20 +39,7 @@ ADMIN_ACTIONS = [*READ_ONLY_ACTIONS, "dynamodb:GetItem", "dynamodb:UpdateItem", 
 
 
 def _stack(resources: Any) -> list[str]:
-    name = f"CalEhrBridge-roles-{uuid.uuid4().hex[:8]}"
-    outputs = {
-        "QueueUrl": resources.queue_url,
-        "DeadLetterQueueUrl": resources.dlq_url,
-        "ReviewTableName": resources.review_table,
-        "StateTableName": resources.state_table,
-        "AuditTableName": resources.audit_table,
-    }
-    template = {
-        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-marker"}}},
-        "Outputs": {k: {"Value": v} for k, v in outputs.items()},
-    }
-    resources.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
-    return ["--stack", name, "--endpoint-url", resources.endpoint, "--region", "us-east-1"]
+    return stack_target(resources, "roles")
 
 
 def _assume(resources: Any, role: str, actions: list[str], session: str) -> dict[str, str]:
