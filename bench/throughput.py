@@ -423,7 +423,6 @@ def _item_sizes(resources: Any) -> dict[str, dict[str, float]]:
     sizes: dict[str, dict[str, list[int]]] = {}
     for role, table_name in (
         ("state", resources.state_table),
-        ("idempotency", resources.idempotency_table),
         ("audit", resources.audit_table),
         ("review", resources.review_table),
     ):

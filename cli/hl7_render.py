@@ -32,7 +32,7 @@ RENDER_KEY = b"calehr-hl7-render"
 def _memory_store() -> LineageStateStore:
     """The state store's contract in memory (lease, versions, aliases, marks, forms): nothing leaves the process."""
     from shared.domain.state import LineageState  # noqa: PLC0415
-    from shared.stores.state import Lease, LineageStateStore, TransactPut  # noqa: PLC0415
+    from shared.stores.state import Lease, LineageStateStore, TransactPut, UidClaim  # noqa: PLC0415
 
     class _MemoryStateStore(LineageStateStore):
         """One process, one thread: the lease is always free; commits keep the version and the aliases."""
@@ -77,19 +77,19 @@ def _memory_store() -> LineageStateStore:
         def lineage_of(self, uid: str) -> str | None:
             return self._aliases.get(uid)
 
-        def link_uid(self, uid: str, lineage: str) -> None:
-            self._aliases.setdefault(uid, lineage)
+        def claim_uid(self, uid: str, lineage: str) -> UidClaim:
+            owner = self._aliases.setdefault(uid, lineage)
+            return UidClaim(owner, sorted(self._sets.get(f"marks#{uid}", set())))
 
-        def add_pending_marks(self, uid: str, marks_json: list[str]) -> None:
-            self._sets.setdefault(f"pending#{uid}", set()).update(marks_json)
+        def add_pending_marks(self, uid: str, marks_json: list[str]) -> str | None:
+            self._sets.setdefault(f"marks#{uid}", set()).update(marks_json)
+            return self._aliases.get(uid)
 
-        def pending_marks(self, uid: str) -> list[str]:
-            return sorted(self._sets.get(f"pending#{uid}", set()))
-
-        def link_person(self, person: str, lineage: str) -> None:
+        def link_person(self, person: str, lineage: str) -> bool:
             self._sets.setdefault(f"person#{person}", set()).add(lineage)
+            return bool(self._sets.get(f"intake#{person}"))
 
-        def lineages_of_person(self, person: str) -> list[str]:
+        def announce_forms(self, person: str) -> list[str]:
             return sorted(self._sets.get(f"person#{person}", set()))
 
         def add_form(self, person: str, fact_json: str) -> None:

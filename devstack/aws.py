@@ -40,7 +40,6 @@ class LocalResources:
     queue_url: str
     dlq_url: str
     state_table: str
-    idempotency_table: str
     review_table: str
     audit_table: str
     webhook_secret_id: str
@@ -93,7 +92,6 @@ class LocalAws:
             queue_url="",
             dlq_url="",
             state_table=f"{prefix}-state",
-            idempotency_table=f"{prefix}-idempotency",
             review_table=f"{prefix}-review",
             audit_table=f"{prefix}-audit",
             webhook_secret_id=f"{prefix}/webhook",
@@ -122,7 +120,6 @@ class LocalAws:
         streams: dict[str, str] = {}
         for table, keys in (
             (resources.state_table, [("pk", "HASH")]),
-            (resources.idempotency_table, [("id", "HASH")]),
             (resources.review_table, [("pk", "HASH")]),
             (resources.audit_table, [("pk", "HASH"), ("sk", "RANGE")]),
         ):
@@ -199,7 +196,6 @@ def handler_environment(resources: LocalResources, *, ehr_base_url: str, clinic_
         "QUEUE_URL": resources.queue_url,
         "WEBHOOK_SECRET_ARN": resources.webhook_secret_id,
         "STATE_TABLE": resources.state_table,
-        "IDEMPOTENCY_TABLE": resources.idempotency_table,
         "REVIEW_TABLE": resources.review_table,
         "AUDIT_TABLE": resources.audit_table,
         "EHR_BASE_URL": ehr_base_url,

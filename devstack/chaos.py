@@ -52,8 +52,8 @@ class ChaosSettings:
     #: Chance that an invocation is killed, at a random one of its first `kill_within` port calls.
     kill: float = 0.1
     kill_within: int = 12
-    #: What each invocation's context says it has left (Powertools expires a killed worker's in-progress
-    #: idempotency record after this); the local stack sets it just above the sync's remaining-time guard.
+    #: What each invocation's context says it has left; the local stack sets it just above the sync's
+    #: remaining-time guard.
     remaining_ms: int = 10_000
     #: The queue's visibility timeout under chaos: how soon a killed worker's message comes back.
     visibility_seconds: int = 3

@@ -225,7 +225,7 @@ class LocalStack:
         one_processor_per_thread(sync)  # several pollers in one process are several Lambda containers
         if self.chaos is not None:
             # Killed workers come back soon: a short visibility timeout, and contexts that claim just more time
-            # than the sync's remaining-time guard needs (a killed worker's idempotency record expires then).
+            # than the sync's remaining-time guard needs.
             sqs.set_queue_attributes(
                 QueueUrl=self.resources.queue_url,
                 Attributes={"VisibilityTimeout": str(self.chaos.visibility_seconds)},

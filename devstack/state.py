@@ -92,7 +92,6 @@ class LocalState:
 def _tables(resources: LocalResources) -> dict[str, str]:
     return {
         "state": resources.state_table,
-        "idempotency": resources.idempotency_table,
         "review": resources.review_table,
         "audit": resources.audit_table,
         # Feed URLs (tokens) survive a restart, so Cal.com keeps reading the same URL.

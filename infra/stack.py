@@ -145,7 +145,6 @@ class BridgeStack(cdk.Stack):
             "DeadLetterQueueUrl": (self.queues.dead_letter_queue.queue_url, "Events that exhausted the retry budget"),
             "FunctionFailureQueueUrl": (self.queues.function_failures.queue_url, "Failed async Lambda invocations"),
             "StateTableName": (self.tables.state.table_name, "Lineage state"),
-            "IdempotencyTableName": (self.tables.idempotency.table_name, "Powertools idempotency records"),
             "ReviewTableName": (self.tables.review.table_name, "Events parked for human review"),
             "AuditTableName": (self.tables.audit.table_name, "Append-only audit trail"),
             "AuditArchiveBucketName": (

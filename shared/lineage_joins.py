@@ -1,14 +1,18 @@
 """What a lineage picks up from outside its own events: no-show marks that arrived before their booking, and
 routing-form submissions of its patients.
 
-Both follow "write our side first, then read the other's": a no-show's worker stores its marks under the
-uid and then looks for the lineage; a booking's worker links the uid and then reads the marks. Of two
-racing workers at least one sees the other, so nothing is lost between them (docs/sync-semantics.md).
+Each join is one atomic write-and-read on a shared item (shared/stores/state.py): a no-show's worker adds
+its marks to the uid's item and reads the lineage that claimed it; a booking's worker claims the uid and
+reads the marks (`SyncService` claims the event's own uid when it resolves the lineage and passes the
+marks in). A form's worker sets the person's `has_forms` flag and reads their lineages; a booking's worker
+adds the lineage and reads the flag. Of two racing workers the later sees the earlier, so nothing is lost
+between them (docs/sync-semantics.md).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from shared.calcom.models import BookingEvent
@@ -40,18 +44,22 @@ class LineageJoins:
     def keep_no_show(self, event: BookingEvent) -> str:
         """A no-show for a booking not seen yet: keep its PHI-free marks (write first), then look for the
         lineage again (read after); "" when it is still unknown (the marks wait for the booking)."""
-        self._store.add_pending_marks(event.uid, [_mark_json(m) for m in no_show_marks(event, self._key)])
-        return self._store.lineage_of(event.uid) or ""
+        return self._store.add_pending_marks(event.uid, [_mark_json(m) for m in no_show_marks(event, self._key)]) or ""
 
-    def absorb(self, before: LineageState, after: LineageState) -> LineageState:
-        """`after` with the no-show marks kept for its new uids and the forms of its new patients."""
-        return self._absorb_forms(before, self._absorb_marks(before, after))
+    def absorb(
+        self, before: LineageState, after: LineageState, claimed: Mapping[str, Sequence[str]] | None = None
+    ) -> LineageState:
+        """`after` with the no-show marks kept for its new uids and the forms of its new patients. `claimed`:
+        the marks of uids this attempt already claimed for the lineage (no second round trip for them)."""
+        return self._absorb_forms(before, self._absorb_marks(before, after, claimed or {}))
 
-    def _absorb_marks(self, before: LineageState, after: LineageState) -> LineageState:
+    def _absorb_marks(
+        self, before: LineageState, after: LineageState, claimed: Mapping[str, Sequence[str]]
+    ) -> LineageState:
         marks: list[NoShowMark] = []
         for uid in sorted(set(after.uids) - set(before.uids)):
-            self._store.link_uid(uid, after.lineage)
-            marks.extend(_mark(raw, uid) for raw in self._store.pending_marks(uid))
+            raws = claimed[uid] if uid in claimed else self._store.claim_uid(uid, after.lineage).marks
+            marks.extend(_mark(raw, uid) for raw in raws)
         if not marks:
             return after
         return after.model_copy(update={"participants": apply_no_show_marks(after.participants, marks)})
@@ -63,6 +71,6 @@ class LineageJoins:
         newcomers = sorted(pk for pk, p in after.participants.items() if p.added_at is not None and pk not in known)
         facts: list[FormFact] = []
         for pk in newcomers:
-            self._store.link_person(pk, after.lineage)
-            facts.extend(FormFact.model_validate_json(raw) for raw in self._store.forms_of(pk))
+            if self._store.link_person(pk, after.lineage):
+                facts.extend(FormFact.model_validate_json(raw) for raw in self._store.forms_of(pk))
         return union_forms(after, facts)

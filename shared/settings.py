@@ -140,7 +140,6 @@ class IngestSettings(_Settings):
 class SyncSettings(_Settings):
     queue_url: str = Field(alias="QUEUE_URL", min_length=1)
     state_table: str = Field(alias="STATE_TABLE", min_length=1)
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE", min_length=1)
     review_table: str = Field(alias="REVIEW_TABLE", min_length=1)
     audit_table: str = Field(default="", alias="AUDIT_TABLE")
     ehr_base_url: str = Field(alias="EHR_BASE_URL", pattern=_BASE_URL_PATTERN)

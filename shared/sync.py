@@ -1,7 +1,8 @@
 """Sync: one queued webhook → lineage state → EHR, using the pure core in between.
 
-    parse → idempotency guard (Cal.com key) → resolve lineage → acquire the lineage (lease + state)
-    → decide() → join routing forms → route to an EHR → resolve patients → project → read the EHR copy
+    parse → resolve the lineage (claiming the booking's uid) → acquire the lineage (lease + state)
+    → decide() (duplicates by the lineage's own record) → join no-show marks and routing forms
+    → route to an EHR → resolve patients → project → read the EHR copy
     → write it when it differs (signed with the lease's fence) → commit state + audit + aliases
     (one transaction, conditional on still holding the lease)
 
@@ -21,17 +22,10 @@ stale, recorded, deferred, verified. A human's problem raises `ReviewRequired`; 
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
-
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 
 from shared.appointments import AppointmentWriter, written_state
 from shared.calcom.lineage import lineage_hash, lineage_key
@@ -62,15 +56,10 @@ from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, Re
 from shared.lineage_joins import LineageJoins
 from shared.projector import Projector
 from shared.stores.audit import AuditRecord, AuditTrail
-from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.state import Lease, LineageBusyError, LineageStateStore, StateConflictError, TransactPut
 from shared.sync_records import AuditRecords
 
 MAX_CONFLICT_RETRIES = 5
-
-
-def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class SyncService:
@@ -85,13 +74,10 @@ class SyncService:
         systems: IdentifierSystems,
         pseudonym_key: bytes,
         audit: AuditTrail | None = None,
-        idempotency: IdempotencyGuard | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._audit = audit
-        self.idempotency = idempotency
         self._clock = clock
-        self._guarded = idempotency.wrap(self._handle_event) if idempotency else self._handle_event
         self._store = store
         self._ehrs: dict[str, EhrClient] = {**(ehr_routes or {}), **({"default": ehr} if ehr is not None else {})}
         #: Routes whose EHR takes HL7 v2 SIU over MLLP (`shared.ehr.hl7v2`) instead of FHIR.
@@ -132,51 +118,45 @@ class SyncService:
         event = parsed.event
         if event is None:
             raise ReviewRequired("not_actionable", f"trigger {parsed.trigger_name[:64]} is not synced")
-        key = {
-            "trigger": event.trigger.value,
-            # Two people can submit one routing form in the same millisecond: their answers tell them apart.
-            "uid": event.uid if event.kind != "form" else f"{event.uid}#{_digest(event.responses)}",
-            "occurred_at": event.occurred_at.isoformat(),
-            "event_sha256": hashlib.sha256(event.model_dump_json().encode()).hexdigest(),
-            "body_sha256": body_sha256,
-        }
+        # Duplicates (a redelivery, a replay) are recognised by the lineage's own record of merged bodies and
+        # event keys (`shared.domain.decide`); the same key with other content is parked there.
         try:
-            outcome = self._guarded(event_key=key, event=event, source=delivery)
-        except IdempotencyValidationError:
-            self._record(event, "", body_sha256, delivery, "review", reason="conflicting_duplicate")
-            raise ReviewRequired(
-                "conflicting_duplicate", "an event with the same trigger, uid and createdAt had other content"
-            ) from None
-        except IdempotencyAlreadyInProgressError:
-            # Another worker has this very event in hand (or died with it: its record expires with its time).
-            raise LineageBusyError("another worker is processing this event", retry_after=1.0) from None
+            return self._handle_event(event, body_sha256, delivery)
         except (ReviewRequired, PermanentEhrError) as exc:
             lineage = self._lineage_or_blank(event)
             self._record(event, lineage, body_sha256, delivery, "review", reason=exc.reason)
             exc.parked = parked_event(event, lineage)
             raise
-        return SyncResult(**outcome)
 
-    def _handle_event(self, *, event_key: dict[str, str], event: BookingEvent, source: Delivery) -> dict[str, Any]:
-        body_sha256 = event_key["body_sha256"]
+    def _handle_event(self, event: BookingEvent, body_sha256: str, source: Delivery) -> SyncResult:
         if event.kind == "form":
-            return asdict(self._intake_form(event, body_sha256, source))
+            return self._intake_form(event, body_sha256, source)
+        claimed: dict[str, list[str]] = {}
         try:
-            lineage = self._resolve_lineage(event)
+            lineage = self._resolve_lineage(event, claimed)
         except LineageNotYetKnown:
             lineage = self._joins.keep_no_show(event)  # a no-show before its booking (shared.lineage_joins)
             if not lineage:
                 self._record(event, "", body_sha256, source, "deferred")
-                return asdict(SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash=""))
-        return asdict(self._apply_with_retries(lineage, event, body_sha256, source))
+                return SyncResult(outcome="deferred", trigger=event.trigger.value, lineage_hash="")
+        return self._apply_with_retries(lineage, event, body_sha256, source, claimed=claimed)
 
     def _apply_with_retries(
-        self, lineage: str, event: BookingEvent, body_sha256: str, source: Delivery, form: FormFact | None = None
+        self,
+        lineage: str,
+        event: BookingEvent,
+        body_sha256: str,
+        source: Delivery,
+        form: FormFact | None = None,
+        *,
+        claimed: Mapping[str, list[str]] | None = None,
     ) -> SyncResult:
         matches: dict[str, PatientMatch] = {}  # patients resolved by an attempt that lost its commit
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
-                return self._apply(lineage, event, body_sha256, source, form=form, matches=matches)
+                return self._apply(
+                    lineage, event, body_sha256, source, form=form, matches=matches, claimed=claimed or {}
+                )
             except LineageBusyError:
                 raise  # another worker applies the lineage now: the message comes back after it
             except StateConflictError:
@@ -192,10 +172,10 @@ class SyncService:
             reason = "unmapped_form" if mapping is None else "no_email_answer"
             self._record_form(event, body_sha256, source, reason=reason, actor_ref="")
             return SyncResult("recorded", event.trigger.value, "", note="no_booking" if no_event else reason)
-        self._store.add_form(fact.person_key, fact.model_dump_json())  # write our side first, then read
+        self._store.add_form(fact.person_key, fact.model_dump_json())  # our side first, then flag it and read
         joined = 0
         flagged: list[str] = []  # booking rules a joined lineage now breaks (shared/domain/rules.py)
-        for lineage in self._store.lineages_of_person(fact.person_key):
+        for lineage in self._store.announce_forms(fact.person_key):
             result = self._apply_with_retries(lineage, event, body_sha256, source, fact)
             joined += result.note == "joined"
             flagged += result.rule_warnings
@@ -210,10 +190,15 @@ class SyncService:
             self._audit.record(self._records.of_form(event, body_sha256, source, reason=reason, actor_ref=actor_ref))
 
     def _lineage_or_blank(self, event: BookingEvent) -> str:
-        try:
-            return self._resolve_lineage(event)
-        except LineageNotYetKnown:
+        """The event's lineage for the record of a parked event (read only: claims nothing)."""
+        if event.kind == "form":
             return ""
+        known = self._store.lineage_of(event.uid)
+        if known:
+            return known
+        if event.reschedule_uid and (previous := self._store.lineage_of(event.reschedule_uid)):
+            return previous
+        return "" if event.kind == "no_show" else lineage_key(event)
 
     def _record(
         self,
@@ -233,12 +218,18 @@ class SyncService:
             )
 
     # -- steps -------------------------------------------------------------------------------
-    def _resolve_lineage(self, event: BookingEvent) -> str:
+    def _resolve_lineage(self, event: BookingEvent, claimed: dict[str, list[str]]) -> str:
+        """The lineage of the event. A booking event claims its uid for the lineage it names (the previous
+        uid's for a reschedule, else its own key) in the same round trip that reads the uid's no-show marks
+        (into `claimed`); the uid's earlier claim wins."""
+        if event.kind == "booking":
+            previous = self._store.lineage_of(event.reschedule_uid) if event.reschedule_uid else None
+            claim = self._store.claim_uid(event.uid, previous or lineage_key(event))
+            claimed[event.uid] = claim.marks
+            return claim.lineage
         known = self._store.lineage_of(event.uid)
         if known:
             return known
-        if event.reschedule_uid and (previous := self._store.lineage_of(event.reschedule_uid)):
-            return previous
         if event.kind == "no_show":
             # No iCalUID in a no-show: only the alias index can place it. Its booking is not here yet.
             raise LineageNotYetKnown("no-show for a booking the bridge has not seen yet")
@@ -253,11 +244,14 @@ class SyncService:
         *,
         form: FormFact | None = None,
         matches: dict[str, PatientMatch] | None = None,
+        claimed: Mapping[str, list[str]] | None = None,
     ) -> SyncResult:
         """One attempt under the lineage's lease: decide, bring the EHR copy to the projection, commit."""
         state, lease = self._store.acquire(lineage)
         try:
-            return self._apply_leased(state, lease, event, body_sha256, source, form=form, matches=matches)
+            return self._apply_leased(
+                state, lease, event, body_sha256, source, form=form, matches=matches, claimed=claimed or {}
+            )
         except Exception:
             self._store.release(lease)  # a crash skips this: the lease then simply expires
             raise
@@ -272,6 +266,7 @@ class SyncService:
         *,
         form: FormFact | None,
         matches: dict[str, PatientMatch] | None,
+        claimed: Mapping[str, list[str]],
     ) -> SyncResult:
         if form is not None:
             new_state = union_forms(state, [form])
@@ -281,7 +276,7 @@ class SyncService:
             outcome = decision.outcome
             new_state = decision.state
             if outcome != "duplicate":
-                new_state = self._joins.absorb(state, new_state)
+                new_state = self._joins.absorb(state, new_state, claimed)
         view = appointment_view(new_state)
         wrote = False
         verdict = Verdict()

@@ -102,7 +102,7 @@ def count_result(result: SyncResult) -> None:
         count("EhrConflict")  # written although the slot is taken in the EHR (on_conflict: write_and_flag)
     if result.note == "no_booking":
         count("FormWithoutBooking")  # a routing form Cal.com saw no booking follow: a lead to call back
-    if result.outcome != "duplicate":  # a replay served from the idempotency record was counted the first time
+    if result.outcome != "duplicate":  # a redelivery was counted the first time
         _count_rule_violations(result.rule_warnings)  # written although they break a rule (warn / accepted)
 
 

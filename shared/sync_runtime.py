@@ -20,7 +20,6 @@ from shared.ehr.endpoints import build_ehr_clients, build_siu_writers
 from shared.settings import SyncSettings
 from shared.stores.audit import AuditTrail
 from shared.stores.id_map import DynamoIdMap
-from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.queue import EventQueue
 from shared.stores.review import ReviewStore
 from shared.stores.secrets import SecretReader
@@ -38,7 +37,6 @@ class SyncRuntime:
         self.systems = IdentifierSystems(settings.identifier_system_base)
         self.pseudonym_key = str(secrets.json(settings.pseudonym_secret_arn)["key"]).encode("utf-8")
         self.audit = AuditTrail(settings.audit_table) if settings.audit_table else None
-        self.idempotency = IdempotencyGuard(settings.idempotency_table)
         self.review = ReviewStore(settings.review_table)
         self.queue = EventQueue(settings.queue_url)
         self.config = ClinicConfigSource.from_uri(
@@ -73,7 +71,6 @@ class SyncRuntime:
                     systems=self.systems,
                     pseudonym_key=self.pseudonym_key,
                     audit=self.audit,
-                    idempotency=self.idempotency,
                 )
                 self._service_config = config
             return self._service

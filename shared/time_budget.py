@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-#: Slack on top of one EHR call's timeout: the state, idempotency and audit writes around it.
+#: Slack on top of one EHR call's timeout: the state and audit writes around it.
 DEFAULT_MARGIN_SECONDS = 5.0
 
 

@@ -81,12 +81,6 @@ from infra.constructs.tables import Tables
 #: DynamoDB actions per table. The audit table is append-only: PutItem and nothing else.
 #: Matched to what shared/stores does today; widen here (and in the tests) when the code needs more.
 STATE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-IDEMPOTENCY_TABLE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-)
 #: Sync only parks items; operators list and resolve them with their own credentials.
 REVIEW_TABLE_ACTIONS = ("dynamodb:PutItem",)
 AUDIT_TABLE_ACTIONS = ("dynamodb:PutItem",)
@@ -307,7 +301,6 @@ class Functions(Construct):
         environment = {
             "QUEUE_URL": queue.queue_url,
             "STATE_TABLE": tables.state.table_name,
-            "IDEMPOTENCY_TABLE": tables.idempotency.table_name,
             "REVIEW_TABLE": tables.review.table_name,
             "AUDIT_TABLE": tables.audit.table_name,
             "EHR_BASE_URL": config.ehr_base_url,
@@ -348,11 +341,6 @@ class Functions(Construct):
             ),
             iam.PolicyStatement(
                 sid="LineageState", actions=list(STATE_TABLE_ACTIONS), resources=[tables.state.table_arn]
-            ),
-            iam.PolicyStatement(
-                sid="IdempotencyRecords",
-                actions=list(IDEMPOTENCY_TABLE_ACTIONS),
-                resources=[tables.idempotency.table_arn],
             ),
             iam.PolicyStatement(
                 sid="ParkForReview", actions=list(REVIEW_TABLE_ACTIONS), resources=[tables.review.table_arn]

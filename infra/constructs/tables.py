@@ -1,4 +1,4 @@
-"""DynamoDB tables: lineage state, Powertools idempotency, review queue and the append-only audit log.
+"""DynamoDB tables: lineage state (duplicates included), review queue and the append-only audit log.
 
 All are on-demand, encrypted with the data key, with point-in-time recovery. In prod they have
 deletion protection and are retained when the stack is deleted; staging tables are destroyed.
@@ -43,8 +43,6 @@ class Tables(Construct):
         #: Lineage state, uid alias, person index and routing-form intake items (conditional writes);
         #: only intake items carry `expires_at` (90 days after the person's latest form).
         self.state = self._table("State", partition_key="pk", ttl_attribute="expires_at")
-        #: Powertools idempotency records (its default attribute names: `id`, TTL on `expiration`).
-        self.idempotency = self._table("Idempotency", partition_key="id", ttl_attribute="expiration")
         #: Events parked for a human (unmapped type, ambiguous patient, EHR rejected the resource); the
         #: message bodies (`body#<id>` items) expire `expires_at` (REVIEW_BODY_RETENTION_DAYS).
         self.review = self._table("Review", partition_key="pk", ttl_attribute="expires_at")
@@ -56,7 +54,7 @@ class Tables(Construct):
 
     @property
     def all(self) -> tuple[dynamodb.Table, ...]:
-        return (self.state, self.idempotency, self.review, self.audit)
+        return (self.state, self.review, self.audit)
 
     def protect_audit_trail(self, appenders: Sequence[str]) -> None:
         """The audit table's resource policy: append-only for everyone; only `appenders` (role ARNs) may

@@ -23,6 +23,7 @@ it - does not depend on delivery order or duplication.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +42,7 @@ from shared.domain.state import (
     UidFacts,
     VisitKind,
 )
+from shared.errors import ReviewRequired
 
 __all__ = ["person_key"]  # re-exported: the keyed hash that names people everywhere
 
@@ -313,13 +315,32 @@ def _projected(view: AppointmentView | None) -> tuple[object, ...] | None:
     )
 
 
+def event_identity(event: BookingEvent) -> tuple[str, str]:
+    """(digest of the event's key - trigger, uid, createdAt -, digest of its normalised content)."""
+    key = f"{event.trigger.value}|{event.uid}|{event.occurred_at.isoformat()}"
+    return (
+        hashlib.sha256(key.encode()).hexdigest()[:16],
+        hashlib.sha256(event.model_dump_json().encode()).hexdigest()[:16],
+    )
+
+
 def decide(state: LineageState, event: BookingEvent, body_sha256: str, key: bytes) -> Decision:
-    """State x event -> new state + what to do. Pure: no I/O, no clock."""
+    """State x event -> new state + what to do. Pure: no I/O, no clock.
+
+    Raises `ReviewRequired("conflicting_duplicate")` for an event whose key (trigger, uid, createdAt) was
+    merged before with other content: a tampered replay or a sender bug, never silently merged.
+    """
     if body_sha256 in state.seen:
         return Decision(state=state, outcome="duplicate")
+    event_key, content = event_identity(event)
+    if state.event_keys.get(event_key, content) != content:
+        raise ReviewRequired(
+            "conflicting_duplicate", "an event with the same trigger, uid and createdAt had other content"
+        )
     merged = merge(state, event, key)
     seen = [*state.seen, body_sha256][-SEEN_LIMIT:]
-    new_state = merged.model_copy(update={"seen": seen})
+    keys = {**state.event_keys, event_key: content}
+    new_state = merged.model_copy(update={"seen": seen, "event_keys": dict(list(keys.items())[-SEEN_LIMIT:])})
     outcome: Outcome = (
         "applied" if _projected(appointment_view(new_state)) != _projected(appointment_view(state)) else "stale"
     )

@@ -131,6 +131,9 @@ class LineageState(_State):
     ehr_route: str | None = None
     #: Body hashes of events already merged (bounded) - a redelivery is recognised as a duplicate.
     seen: list[str] = Field(default_factory=list)
+    #: Digest of each merged event's key (trigger, uid, createdAt) → digest of its content (bounded): the
+    #: same key with other content is a conflicting duplicate, parked for review.
+    event_keys: dict[str, str] = Field(default_factory=dict)
     appointment_id: str | None = None
     appointment_version: str | None = None
     #: Hash of the Appointment last written to the EHR, so an unchanged projection is not re-sent.

@@ -3,9 +3,10 @@
 Items (one table, partition key `pk`):
 * `lineage#<key>`: `version` (number), `state` (JSON of `LineageState`, no PHI), `fence` (number, grows on
   every lease), `updated_at`, and while a worker applies the lineage `lease_owner` / `lease_until_ms`;
-* `uid#<booking uid>`: `lineage` - written once, so any later event of that uid finds its lineage;
-* `pending#<booking uid>`: PHI-free no-show marks that arrived before their booking;
-* `person#<person key>`: `lineages` - the lineages a person (keyed hash) is a patient on;
+* `uid#<booking uid>`: `lineage` - written once (the first claim wins), so any later event of that uid
+  finds its lineage; `marks` - PHI-free no-show marks that arrived before their booking;
+* `person#<person key>`: `lineages` - the lineages a person (keyed hash) is a patient on; `has_forms` -
+  set once a routing form of the person was stored (a booking reads `intake#` only then);
 * `intake#<person key>`: `forms` - that person's routing-form facts (JSON of `FormFact`, no answer
   text), expiring `INTAKE_TTL_DAYS` after the latest submission (`expires_at`, the table's TTL).
 
@@ -16,9 +17,12 @@ conditional on still holding the lease, the lease released, the audit record and
 Only one worker applies a lineage at a time; a worker whose lease expired can neither commit nor, once a
 newer holder wrote the EHR, write it (its fence is older than the marker's).
 
-A routing form and a booking can be processed at the same moment by two workers; each *writes its
-side first and reads the other's after* (booking: `person#` then `intake#`; form: `intake#` then
-`person#`), so with consistent reads at least one of them sees the other and the join is never missed.
+Joins with what arrives outside a lineage's own events are atomic on one item: a booking *claims* its
+uid and reads the no-show marks kept under it in one `UpdateItem`, a no-show adds its marks and reads
+the claim in one; a booking adds its lineage to `person#` and reads the `has_forms` flag in one, a form
+(after storing its facts in `intake#`) sets the flag and reads the lineages in one. Of two racing
+workers the later update always sees the earlier, so no join is missed (docs/sync-semantics.md), and
+the common case (no marks, no forms) costs one round trip per join, not two.
 """
 
 from __future__ import annotations
@@ -69,6 +73,14 @@ class Lease:
     owner: str
     fence: int
     until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UidClaim:
+    """The lineage that owns a booking uid, and the no-show marks that arrived for the uid before it."""
+
+    lineage: str
+    marks: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,62 +300,75 @@ class LineageStateStore:
         return stored
 
     def lineage_of(self, uid: str) -> str | None:
+        """The lineage a booking uid belongs to (None while no lineage has claimed it)."""
         try:
             item = self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": f"uid#{uid}"}}, ConsistentRead=True
+                TableName=self._table,
+                Key={"pk": {"S": f"uid#{uid}"}},
+                ConsistentRead=True,
+                ProjectionExpression="lineage",
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise StateStoreUnavailableError(type(exc).__name__) from exc
-        return item["lineage"]["S"] if item else None
+        return item["lineage"]["S"] if item and "lineage" in item else None
 
-    def link_uid(self, uid: str, lineage: str) -> None:
+    def _update_returning(self, key: str, update: str, values: dict[str, Any]) -> dict[str, Any]:
+        """One `UpdateItem` that returns the item as it is after the update (a write and a read in one
+        atomic step: what the "write our side, read the other's" joins rely on)."""
         try:
-            self._client.put_item(
+            return self._client.update_item(
                 TableName=self._table,
-                Item={"pk": {"S": f"uid#{uid}"}, "lineage": {"S": lineage}},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise StateStoreUnavailableError(type(exc).__name__) from exc
-        except BotoCoreError as exc:
+                Key={"pk": {"S": key}},
+                UpdateExpression=update,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            ).get("Attributes", {})
+        except (ClientError, BotoCoreError) as exc:
             raise StateStoreUnavailableError(type(exc).__name__) from exc
+
+    def claim_uid(self, uid: str, lineage: str) -> UidClaim:
+        """Link `uid` to `lineage` unless a lineage claimed it first, and read what waits under the uid, in
+        one round trip: the lineage that owns the uid (the earlier claim wins) and its no-show marks."""
+        item = self._update_returning(
+            f"uid#{uid}", "SET lineage = if_not_exists(lineage, :lineage)", {":lineage": {"S": lineage}}
+        )
+        return UidClaim(lineage=item["lineage"]["S"], marks=_string_set(item, "marks"))
 
     # -- no-show marks that arrived before their booking ------------------------------------
-    def add_pending_marks(self, uid: str, marks_json: list[str]) -> None:
-        """Keep PHI-free no-show marks for a uid no lineage has claimed yet (`pending#<uid>`)."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"pending#{uid}"}},
-                UpdateExpression="ADD marks :marks",
-                ExpressionAttributeValues={":marks": {"SS": marks_json}},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise StateStoreUnavailableError(type(exc).__name__) from exc
-
-    def pending_marks(self, uid: str) -> list[str]:
-        try:
-            item = self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": f"pending#{uid}"}}, ConsistentRead=True
-            ).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise StateStoreUnavailableError(type(exc).__name__) from exc
-        return sorted(item["marks"]["SS"]) if item and "marks" in item else []
+    def add_pending_marks(self, uid: str, marks_json: list[str]) -> str | None:
+        """Keep PHI-free no-show marks under a uid (on its `uid#` item) and return the lineage that has
+        claimed the uid, if any - one atomic step, so a booking claiming the uid at the same moment either
+        sees the marks or is seen here."""
+        item = self._update_returning(f"uid#{uid}", "ADD marks :marks", {":marks": {"SS": marks_json}})
+        return item["lineage"]["S"] if "lineage" in item else None
 
     # -- routing-form intake: person → lineages, person → form facts ----------------------------
-    def _add_to_set(self, pk: str, attribute: str, values: list[str], *, ttl_days: int | None = None) -> None:
-        update = f"ADD {attribute} :values"
-        values_attr: dict[str, Any] = {":values": {"SS": values}}
-        if ttl_days is not None:
-            update += " SET expires_at = :expires"
-            values_attr[":expires"] = {"N": str(int(time.time()) + ttl_days * 86400)}
+    def link_person(self, person: str, lineage: str) -> bool:
+        """Add `lineage` to the person's lineages; True when a routing form of the person was announced
+        (then `forms_of` has something to read; without the flag the read is skipped)."""
+        item = self._update_returning(f"person#{person}", "ADD lineages :lineage", {":lineage": {"SS": [lineage]}})
+        return item.get("has_forms", {}).get("BOOL") is True
+
+    def announce_forms(self, person: str) -> list[str]:
+        """Flag that the person has routing-form facts and return their lineages, in one atomic step
+        (called after `add_form`: a booking linking the person at the same moment sees the flag or is seen)."""
+        item = self._update_returning(f"person#{person}", "SET has_forms = :yes", {":yes": {"BOOL": True}})
+        return _string_set(item, "lineages")
+
+    def lineages_of_person(self, person: str) -> list[str]:
+        """The lineages a person is a patient on (read only: operators and tests)."""
+        return self._set(f"person#{person}", "lineages")
+
+    def add_form(self, person: str, fact_json: str) -> None:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": pk}},
-                UpdateExpression=update,
-                ExpressionAttributeValues=values_attr,
+                Key={"pk": {"S": f"intake#{person}"}},
+                UpdateExpression="ADD forms :values SET expires_at = :expires",
+                ExpressionAttributeValues={
+                    ":values": {"SS": [fact_json]},
+                    ":expires": {"N": str(int(time.time()) + INTAKE_TTL_DAYS * 86400)},
+                },
             )
         except (ClientError, BotoCoreError) as exc:
             raise StateStoreUnavailableError(type(exc).__name__) from exc
@@ -353,16 +378,11 @@ class LineageStateStore:
             item = self._client.get_item(TableName=self._table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise StateStoreUnavailableError(type(exc).__name__) from exc
-        return sorted(item[attribute]["SS"]) if item and attribute in item else []
-
-    def link_person(self, person: str, lineage: str) -> None:
-        self._add_to_set(f"person#{person}", "lineages", [lineage])
-
-    def lineages_of_person(self, person: str) -> list[str]:
-        return self._set(f"person#{person}", "lineages")
-
-    def add_form(self, person: str, fact_json: str) -> None:
-        self._add_to_set(f"intake#{person}", "forms", [fact_json], ttl_days=INTAKE_TTL_DAYS)
+        return _string_set(item or {}, attribute)
 
     def forms_of(self, person: str) -> list[str]:
         return self._set(f"intake#{person}", "forms")
+
+
+def _string_set(item: dict[str, Any], attribute: str) -> list[str]:
+    return sorted(item[attribute]["SS"]) if attribute in item else []

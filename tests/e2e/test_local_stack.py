@@ -3,7 +3,7 @@
 Also the PHI canary: bookings and routing-form submissions carry planted patient names, e-mails,
 phones, birth dates and free text (booking notes, a free-text form answer, legacy root answers); the
 stack's whole stdout/stderr (structured logs and EMF metrics), every error body, every item of
-the audit, state and idempotency tables and every object of the WORM audit archive (written by the
+the audit and state tables and every object of the WORM audit archive (written by the
 stack's stream poller and archive function into moto's S3) must not contain any of them, while the
 EHR holds the booking and the patient. The stack runs the demo clinic mapping, which opts no free
 text in: notes must not reach the EHR either.

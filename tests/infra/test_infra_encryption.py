@@ -43,7 +43,7 @@ def test_given_any_stage_then_every_queue_uses_the_data_key(synth: Synth) -> Non
 def test_given_any_stage_then_every_table_uses_the_data_key(synth: Synth) -> None:
     data_key = synth.logical_id(synth.stack.keys.data_key)
     tables = synth.resources("AWS::DynamoDB::Table")
-    assert len(tables) == 5  # state, idempotency, review, audit, availability
+    assert len(tables) == 4  # state, review, audit, availability
     for table in tables.values():
         sse = table["Properties"]["SSESpecification"]
         assert sse["SSEEnabled"] is True

@@ -153,12 +153,6 @@ def test_given_the_sync_function_then_it_consumes_the_queue_and_reads_its_config
         "dynamodb:UpdateItem",
     }
     assert _actions_on(statements, synth.logical_id(tables.review)) == {"dynamodb:PutItem"}
-    assert _actions_on(statements, synth.logical_id(tables.idempotency)) == {
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-    }
     assert _actions_on(statements, synth.logical_id(synth.stack.secrets.webhook_secret)) == set()
 
 
@@ -187,7 +181,7 @@ def test_given_the_reconcile_function_then_it_enqueues_and_reads_only_its_api_ke
     for other in (*others, *([secrets.clinic_config] if secrets.clinic_config is not None else [])):
         assert _actions_on(statements, synth.logical_id(other)) == set()
     tables = synth.stack.tables
-    for table in (tables.idempotency, tables.audit):
+    for table in (tables.audit,):
         assert _actions_on(statements, synth.logical_id(table)) == set()
 
 

@@ -283,7 +283,7 @@ def test_given_the_admin_role_then_it_can_retry_discard_redrive_pause_and_update
     for table in stack.tables.all:
         for action in ("dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:PartiQLDelete"):
             assert _allowing(statements, action, synth.logical_id(table)) == [], (action, table.node.id)
-    for table in (stack.tables.state, stack.tables.idempotency, stack.tables.review):
+    for table in (stack.tables.state, stack.tables.review):
         assert _allowing(statements, "dynamodb:PutItem", synth.logical_id(table)) == []
     assert _allowing(statements, "sqs:PurgeQueue", "*") == []
     (in_key,) = _data_key_statements_naming(synth, _role_id(synth, "admin"))

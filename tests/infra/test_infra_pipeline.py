@@ -127,7 +127,7 @@ def test_given_the_sync_function_then_its_environment_matches_the_contract(prod:
     env = _function(prod, "sync")["Environment"]["Variables"]
     tables = prod.stack.tables
     assert env["STATE_TABLE"] == {"Ref": prod.logical_id(tables.state)}
-    assert env["IDEMPOTENCY_TABLE"] == {"Ref": prod.logical_id(tables.idempotency)}
+    assert "IDEMPOTENCY_TABLE" not in env  # duplicates are recognised by the lineage state itself
     assert env["REVIEW_TABLE"] == {"Ref": prod.logical_id(tables.review)}
     assert env["AUDIT_TABLE"] == {"Ref": prod.logical_id(tables.audit)}
     assert env["EHR_BASE_URL"] == "https://ehr.example.org/fhir"
@@ -154,8 +154,6 @@ def test_given_the_tables_then_keys_ttl_and_on_demand_billing_match_the_contract
     t = staging.stack.tables
     assert props(t.state)["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert props(t.review)["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    assert props(t.idempotency)["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    assert props(t.idempotency)["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     # Routing-form intake items expire; lineage items carry no `expires_at` and never do.
     assert props(t.state)["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     # Review items stay; only their bodies (`body#<id>` items) carry `expires_at`.
@@ -173,7 +171,7 @@ def test_given_the_tables_then_keys_ttl_and_on_demand_billing_match_the_contract
 def test_given_the_tables_then_all_are_in_the_backup_plan(staging: Synth) -> None:
     (selection,) = staging.resources("AWS::Backup::BackupSelection").values()
     resources = selection["Properties"]["BackupSelection"]["Resources"]
-    assert len(resources) == 5
+    assert len(resources) == 4  # state, review, audit, availability
     for table in (*staging.stack.tables.all, staging.stack.availability.table):
         assert staging.logical_id(table) in str(resources)
 

@@ -58,7 +58,6 @@ def empty_tables(resources: Any) -> None:
     for table, keys in (
         (resources.state_table, ["pk"]),
         (resources.review_table, ["pk"]),
-        (resources.idempotency_table, ["id"]),
         (resources.audit_table, ["pk", "sk"]),
     ):
         for item in ddb.scan(TableName=table).get("Items", []):

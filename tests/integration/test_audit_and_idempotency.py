@@ -1,4 +1,5 @@
-"""Powertools idempotency keyed on Cal.com fields, and the append-only audit trail (moto + FHIR)."""
+"""Duplicates recognised by the lineage's own record (same body, or same Cal.com key with other content),
+and the append-only audit trail (moto + FHIR)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def test_given_a_redelivery_with_extra_unknown_keys_then_it_is_a_duplicate_not_a
     pipeline.drain()
     assert pipeline.review_items() == []
     outcomes = sorted(item["outcome"] for item in _audit_items(clean_bridge))
-    assert outcomes == ["applied"]  # the replay is answered from the idempotency record
+    # the redelivery is merged (same facts: nothing to write) and audited as what it was
+    assert outcomes == ["applied", "stale"]
 
 
 def test_given_a_booking_history_then_the_audit_trail_has_one_phi_free_record_per_event(

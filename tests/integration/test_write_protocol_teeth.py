@@ -7,8 +7,10 @@ ends wrong - the counter-examples the protocol was built against:
 * without the lineage lease, the fence check and the ownership marker, a worker whose state commit was
   lost leaves a stale MEETING_ENDED's `fulfilled` in the EHR, which the next worker then takes for a
   status the EHR's own workflow set (permanently `fulfilled`, at the rescheduled slot);
-* without "link the uid before reading no-show marks", a no-show that arrives just before its booking is
-  deferred after the booking read the marks: nobody applies it.
+* without "claim the uid in the step that reads its no-show marks", a no-show that arrives just before its
+  booking is deferred after the booking read the marks: nobody applies it;
+* without the person's `has_forms` flag read in the step that links the booking to the person, a routing
+  form stored just before its first booking is joined by nobody.
 """
 
 from __future__ import annotations
@@ -62,8 +64,28 @@ def test_without_lease_fence_and_marker_a_stale_meeting_ended_survives_a_resched
 def test_without_linking_the_uid_first_a_no_show_before_its_booking_is_lost(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.stores.state import LineageStateStore
+    from shared.stores.state import LineageStateStore, UidClaim
 
-    monkeypatch.setattr(LineageStateStore, "link_uid", lambda self, uid, lineage: None)
+    def read_without_claiming(self: LineageStateStore, uid: str, lineage: str) -> UidClaim:
+        # reads the marks but links the uid only at the commit (the mutation)
+        return UidClaim(self.lineage_of(uid) or lineage, self._set(f"uid#{uid}", "marks"))
+
+    monkeypatch.setattr(LineageStateStore, "claim_uid", read_without_claiming)
     failures = _failures(harness, _case("no-show x create"))
     assert failures and "status: 'booked' != 'noshow'" in failures[0][1], failures
+
+
+def test_without_the_forms_flag_a_routing_form_just_before_its_first_booking_is_never_joined(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.stores.state import LineageStateStore
+
+    linked = LineageStateStore.link_person
+
+    def link_without_reading_the_flag(self: LineageStateStore, person: str, lineage: str) -> bool:
+        linked(self, person, lineage)
+        return False  # the mutation: the booking never learns that a form of the person is waiting
+
+    monkeypatch.setattr(LineageStateStore, "link_person", link_without_reading_the_flag)
+    failures = _failures(harness, _case("routing form x its first booking"))
+    assert failures, "the checker found no schedule that loses the form"

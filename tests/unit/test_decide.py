@@ -747,3 +747,38 @@ def test_given_a_location_that_is_the_patients_address_or_phone_when_merged_then
 ) -> None:
     dumped = _in_person_at(location).model_dump_json()
     assert location not in dumped
+
+
+def test_given_an_event_key_merged_before_with_other_content_when_deciding_then_it_is_parked_not_merged() -> None:
+    from shared.errors import ReviewRequired
+
+    original = fixture("booking_created.json")
+    event, sha = deliver(original)
+    state = decide(empty_state(lineage_key(event)), event, sha, KEY).state
+    tampered = copy.deepcopy(original)
+    tampered["payload"]["startTime"] = "2025-06-10T16:00:00Z"  # same trigger, uid and createdAt
+    tampered["payload"]["endTime"] = "2025-06-10T16:30:00Z"
+    other, other_sha = deliver(tampered)
+    with pytest.raises(ReviewRequired) as raised:
+        decide(state, other, other_sha, KEY)
+    assert raised.value.reason == "conflicting_duplicate"
+    # the same body again is a plain duplicate; the same content in another body (a key Cal.com added) merges
+    assert decide(state, event, sha, KEY).outcome == "duplicate"
+    extra = copy.deepcopy(original)
+    extra["payload"]["someNewCalField"] = {"added": "by a newer Cal.com"}
+    same, same_sha = deliver(extra)
+    assert same_sha != sha
+    assert decide(state, same, same_sha, KEY).outcome == "stale"
+
+
+def test_given_many_events_when_deciding_then_the_record_of_event_keys_stays_bounded() -> None:
+    from shared.domain.state import SEEN_LIMIT
+
+    state = empty_state("L")
+    for index in range(SEEN_LIMIT + 5):
+        document = fixture("booking_created.json")
+        document["createdAt"] = iso(at(index))
+        event, sha = deliver(document)
+        state = decide(state, event, sha, KEY).state
+    assert len(state.event_keys) == SEEN_LIMIT
+    assert len(state.seen) == SEEN_LIMIT

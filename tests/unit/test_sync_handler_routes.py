@@ -29,7 +29,6 @@ SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}"
 BASE_ENV = {
     "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo",
     "STATE_TABLE": "state",
-    "IDEMPOTENCY_TABLE": "idempotency",
     "REVIEW_TABLE": "review",
     "EHR_BASE_URL": "https://main-ehr.example/fhir",
     "EHR_AUTH_SECRET_ARN": SECRET_ARN.format("main"),
@@ -306,4 +305,3 @@ def test_given_a_changed_mapping_then_a_new_service_shares_the_container_objects
     assert first._config.revision != "r2"
     assert second._store is first._store  # clients and stores are built once per container
     assert second._ehrs["default"] is first._ehrs["default"]
-    assert second.idempotency is first.idempotency

@@ -17,7 +17,6 @@ from shared.time_budget import has_time_for_one_more
 ENV = {
     "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo",
     "STATE_TABLE": "state",
-    "IDEMPOTENCY_TABLE": "idempotency",
     "REVIEW_TABLE": "review",
     "EHR_BASE_URL": "https://ehr.example/fhir",
     "PSEUDONYM_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:pseudonym",
@@ -53,15 +52,9 @@ class FakeQueue:
         self.visibility[receipt_handle] = seconds
 
 
-class NoIdempotency:
-    def register_lambda_context(self, context: Any) -> None:
-        pass
-
-
 @dataclass
 class FakeRuntime:
     queue: FakeQueue
-    idempotency: NoIdempotency = field(default_factory=NoIdempotency)
 
 
 def _record(index: int, group: str) -> dict[str, Any]:
