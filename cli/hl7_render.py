@@ -65,13 +65,10 @@ def _memory_store() -> LineageStateStore:
             state: LineageState,
             lease: Lease,
             *,
-            new_uids: Sequence[str] = (),
             also: Sequence[TransactPut] = (),
         ) -> LineageState:
             stored = state.model_copy(update={"version": state.version + 1})
             self._states[state.lineage] = stored
-            for uid in new_uids:
-                self._aliases.setdefault(uid, state.lineage)
             return stored
 
         def lineage_of(self, uid: str) -> str | None:

@@ -320,7 +320,6 @@ class SyncService:
         stored = self._store.commit(
             new_state,
             lease,
-            new_uids=sorted(set(new_state.uids) - set(state.uids)) if event.kind == "booking" else (),
             also=self._audit_put(record),
         )
         if form is not None and view is not None and view.intake == form:

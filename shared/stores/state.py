@@ -1,8 +1,10 @@
 """Lineage state in DynamoDB: a per-lineage lease with a fencing token, plus the uid → lineage alias index.
 
 Items (one table, partition key `pk`):
-* `lineage#<key>`: `version` (number), `state` (JSON of `LineageState`, no PHI), `fence` (number, grows on
-  every lease), `updated_at`, and while a worker applies the lineage `lease_owner` / `lease_until_ms`;
+* `lineage#<key>`: `version` (number), `state_z` (JSON of `LineageState`, no PHI, zlib-compressed: every
+  write of the item - the lease too - is billed per KB of the whole item, and a typical state compresses
+  from ~2 KB to under 1), `fence` (number, grows on every lease), `updated_at`, and while a worker applies
+  the lineage `lease_owner` / `lease_until_ms`; items written before compression hold `state` (text);
 * `uid#<booking uid>`: `lineage` - written once (the first claim wins), so any later event of that uid
   finds its lineage; `marks` - PHI-free no-show marks that arrived before their booking;
 * `person#<person key>`: `lineages` - the lineages a person (keyed hash) is a patient on; `has_forms` -
@@ -13,7 +15,7 @@ Items (one table, partition key `pk`):
 **The write protocol** (docs/sync-semantics.md, "Write protocol"): a worker *acquires* the lineage (one
 conditional `UpdateItem` that takes the lease, bumps the fence and returns the state), writes the EHR with
 the fence in the Appointment's ownership marker, then *commits* (one `TransactWriteItems`: the new state,
-conditional on still holding the lease, the lease released, the audit record and the aliases of new uids).
+conditional on still holding the lease, the lease released, and the audit record).
 Only one worker applies a lineage at a time; a worker whose lease expired can neither commit nor, once a
 newer holder wrote the EHR, write it (its fence is older than the marker's).
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,9 +119,12 @@ class LineageStateStore:
 
     @staticmethod
     def _state_of(lineage: str, item: dict[str, Any] | None) -> LineageState:
-        if not item or "state" not in item:
+        if item and "state_z" in item:
+            state = LineageState.model_validate_json(zlib.decompress(item["state_z"]["B"]))
+        elif item and "state" in item:
+            state = LineageState.model_validate_json(item["state"]["S"])  # written before compression
+        else:
             return LineageState(lineage=lineage)
-        state = LineageState.model_validate_json(item["state"]["S"])
         return state.model_copy(update={"version": int(item["version"]["N"])})
 
     def _now_ms(self) -> int:
@@ -242,10 +248,10 @@ class LineageStateStore:
         state: LineageState,
         lease: Lease,
         *,
-        new_uids: Sequence[str] = (),
         also: Sequence[TransactPut] = (),
     ) -> LineageState:
-        """Store `state`, release the lease, link `new_uids` to the lineage and write `also` - all or nothing.
+        """Store `state`, release the lease and write `also` (the audit record) - all or nothing. The state's
+        uids were claimed for the lineage before (`claim_uid`), so the commit writes no alias.
 
         Raises `StateConflictError` when the lease is no longer this worker's (nothing is written then).
         """
@@ -256,7 +262,7 @@ class LineageStateStore:
         values: dict[str, Any] = {
             ":owner": {"S": lease.owner},
             ":version": {"N": str(new_version)},
-            ":state": {"S": stored.model_dump_json(exclude={"version"})},
+            ":state": {"B": encode_state(stored)},
             ":at": {"S": datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="seconds")},
             **version.get("ExpressionAttributeValues", {}),
         }
@@ -265,24 +271,13 @@ class LineageStateStore:
                 "Update": {
                     "TableName": self._table,
                     "Key": self._key(state.lineage),
-                    "UpdateExpression": "SET version = :version, #state = :state, updated_at = :at "
-                    "REMOVE lease_owner, lease_until_ms",
+                    "UpdateExpression": "SET version = :version, state_z = :state, updated_at = :at "
+                    "REMOVE lease_owner, lease_until_ms, #state",
                     "ConditionExpression": condition,
                     "ExpressionAttributeNames": {"#state": "state"},
                     "ExpressionAttributeValues": values,
                 }
             },
-            *(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": {"pk": {"S": f"uid#{uid}"}},
-                        "UpdateExpression": "SET lineage = if_not_exists(lineage, :lineage)",
-                        "ExpressionAttributeValues": {":lineage": {"S": state.lineage}},
-                    }
-                }
-                for uid in sorted(set(new_uids))
-            ),
             *(
                 {"Put": {"TableName": put.table, "Item": put.item, "ConditionExpression": put.condition}}
                 for put in also
@@ -382,6 +377,11 @@ class LineageStateStore:
 
     def forms_of(self, person: str) -> list[str]:
         return self._set(f"intake#{person}", "forms")
+
+
+def encode_state(state: LineageState) -> bytes:
+    """The stored form of a lineage state: its JSON (without the item's version), zlib-compressed."""
+    return zlib.compress(state.model_dump_json(exclude={"version"}).encode("utf-8"))
 
 
 def _string_set(item: dict[str, Any], attribute: str) -> list[str]:

@@ -26,7 +26,7 @@ import pytest
 
 from cli.app import main
 from cli.local import DEMO_DIR, DEMO_INTAKE, post_webhook
-from tests.conftest import compact, fixture_document
+from tests.conftest import compact, fixture_document, readable_items
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ def _scan(stack: dict[str, Any], table: str) -> list[dict[str, Any]]:
     client, items, kwargs = _dynamodb(stack), [], {"TableName": table, "ConsistentRead": True}
     while True:
         page = client.scan(**kwargs)
-        items.extend(page["Items"])
+        items.extend(readable_items(page["Items"]))
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -356,6 +356,7 @@ def test_given_canary_phi_when_bookings_and_forms_flow_then_no_log_metric_error_
         "audit archive": archive_text,
     }
     assert person_key in haystacks[f"table {stack['audit_table']}"]  # the table search sees what is stored
+    assert "participants" in haystacks[f"table {stack['state_table']}"]  # the lineage states, inflated
     assert person_key in haystacks["audit archive"]
     for where, text in haystacks.items():
         for field, value in CANARIES.items():

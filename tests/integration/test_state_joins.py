@@ -50,3 +50,26 @@ def test_given_a_form_and_a_booking_of_one_person_then_whoever_is_second_sees_th
     assert store.link_person("person-2", "lineage-E") is True
     assert store.forms_of("person-2") == ['{"form": 2}']
     assert store.lineages_of_person("person-2") == ["lineage-E"]
+
+
+def test_given_a_state_then_it_is_stored_compressed_and_a_text_state_of_an_older_release_still_loads(
+    store: Any, clean_bridge: Any
+) -> None:
+    from shared.domain.state import LineageState
+
+    ddb = clean_bridge.client("dynamodb")
+    state, lease = store.acquire("lineage-F")
+    store.commit(state.model_copy(update={"booked_at": None, "seen": ["a" * 64] * 3}), lease)
+    item = ddb.get_item(TableName=clean_bridge.state_table, Key={"pk": {"S": "lineage#lineage-F"}})["Item"]
+    assert "state" not in item and isinstance(item["state_z"]["B"], bytes)
+    assert store.load("lineage-F").seen == ["a" * 64] * 3
+    older = LineageState(lineage="lineage-G", seen=["b" * 64]).model_dump_json(exclude={"version"})
+    ddb.put_item(
+        TableName=clean_bridge.state_table,
+        Item={"pk": {"S": "lineage#lineage-G"}, "version": {"N": "4"}, "state": {"S": older}, "fence": {"N": "2"}},
+    )
+    loaded, lease = store.acquire("lineage-G")
+    assert (loaded.seen, loaded.version) == (["b" * 64], 4)
+    store.commit(loaded, lease)  # the first commit rewrites it compressed
+    item = ddb.get_item(TableName=clean_bridge.state_table, Key={"pk": {"S": "lineage#lineage-G"}})["Item"]
+    assert "state" not in item and store.load("lineage-G").version == 5
