@@ -175,7 +175,7 @@ def _measured_inputs(inputs: Inputs) -> None:
 def _write_units(calls: dict[str, Any], item_bytes: dict[str, dict[str, float]]) -> float:
     """WRU per event. Each PutItem/UpdateItem costs ceil(KB) of the item it writes (an update: of the whole
     item), sized from the throughput run's tables by the call's table and key prefix; a TransactWriteItems
-    (the commit: lineage state, uid alias, audit record) costs twice each of its items."""
+    (the commit: lineage state and audit record) costs twice each of its items."""
     sizes = {(role, prefix): size for role, prefixes in item_bytes.items() for prefix, size in prefixes.items()}
     fallback = max(sizes.values(), default=1024.0)
 
@@ -192,7 +192,7 @@ def _write_units(calls: dict[str, Any], item_bytes: dict[str, dict[str, float]])
             role, _, prefix = target.partition(" ")
             total += per_event * units(role, prefix.rstrip("#"))
         elif operation == "TransactWriteItems":
-            commit = units("state", "lineage") + units("state", "uid") + units("audit", "lineage")
+            commit = units("state", "lineage") + units("audit", "lineage")
             total += per_event * 2 * commit
     return total
 

@@ -313,7 +313,7 @@ def _lineage_of_booking(target: Target, booking_uid: str) -> str | None:
     ever parked has no lineage state), else the key Cal.com's first booking would have had."""
     ddb = target.client("dynamodb")
     item = ddb.get_item(TableName=target.state_table, Key={"pk": {"S": f"uid#{booking_uid}"}}, ConsistentRead=True)
-    if "Item" in item:
+    if "lineage" in item.get("Item", {}):  # a uid item holding only no-show marks names no lineage yet
         return str(item["Item"]["lineage"]["S"])
     for parked in ReviewStore(target.review_table, ddb).list_items(include_closed=True):
         if parked.get("booking_uid") == booking_uid and parked.get("lineage"):
