@@ -19,7 +19,7 @@ from shared.domain.decide import AppointmentView, Outcome, appointment_view
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.projection import render_appointment
 from shared.domain.state import LineageState
-from shared.ehr.port import EhrClient, Resource
+from shared.ehr.port import EhrClient, ReadRequest, Resource
 from shared.errors import ReviewRequired
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -105,6 +105,35 @@ class Projector:
     ) -> ConflictFlag | None:
         """Whether the slot is taken in the EHR by an appointment the bridge did not write (docs/availability.md);
         checked only when a booking event puts an active booking into a slot the EHR copy does not hold yet."""
+        slot = self._slot_to_check(before, view, event, outcome, event_type=event_type, route=route)
+        if slot is None:
+            return None
+        return self._slot_guard.check(self._ehrs[route], slot, event_type.on_conflict)
+
+    def slot_reads(
+        self,
+        before: LineageState,
+        view: AppointmentView,
+        event: BookingEvent,
+        outcome: Outcome,
+        *,
+        event_type: EventTypeMapping,
+        route: str,
+    ) -> list[ReadRequest]:
+        """The searches `slot_check` will make with the same arguments (none when it makes none)."""
+        slot = self._slot_to_check(before, view, event, outcome, event_type=event_type, route=route)
+        return [] if slot is None else self._slot_guard.queries(slot, event_type.on_conflict)
+
+    def _slot_to_check(
+        self,
+        before: LineageState,
+        view: AppointmentView,
+        event: BookingEvent,
+        outcome: Outcome,
+        *,
+        event_type: EventTypeMapping,
+        route: str,
+    ) -> Slot | None:
         if event.kind != "booking" or outcome == "duplicate" or route in self._siu:
             return None
         if not needs_check(appointment_view(before), view, written=before.appointment_id is not None):
@@ -117,5 +146,4 @@ class Projector:
         room = (booked_at.reference if booked_at else None) or (
             event_type.location_reference if not event_type.telehealth and booked_at is None else None
         )
-        slot = Slot(details.start, details.end, self.practitioner_ref(host, route), room)
-        return self._slot_guard.check(self._ehrs[route], slot, event_type.on_conflict)
+        return Slot(details.start, details.end, self.practitioner_ref(host, route), room)
