@@ -39,7 +39,7 @@ from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, EventTypeMapping
 from shared.delivery import Delivery, SyncOutcome, SyncResult, parked_event
-from shared.domain.answers import PatientFacts, free_text, patient_facts
+from shared.domain.answers import free_text
 from shared.domain.availability import ConflictFlag
 from shared.domain.decide import (
     AppointmentView,
@@ -56,12 +56,12 @@ from shared.domain.state import FormFact, LineageState
 from shared.drift import DriftCheck
 from shared.drift_check import lineage_to_verify
 from shared.ehr.hl7v2.writer import SiuWriter
-from shared.ehr.patients import PatientMatch, match_patient, match_queries
-from shared.ehr.port import EhrClient, ReadRequest
+from shared.ehr.patients import PatientMatch, match_patient
+from shared.ehr.port import EhrClient
 from shared.ehr.read_ahead import ReadAhead
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.lineage_joins import LineageJoins
-from shared.projector import Projector
+from shared.projector import Projector, patients_to_match
 from shared.stores.audit import AuditRecord, AuditTrail
 from shared.stores.idempotency import IdempotencyGuard
 from shared.stores.state import Lease, LineageBusyError, LineageStateStore, StateConflictError, TransactPut
@@ -95,8 +95,7 @@ class SyncService:
         self._guarded = idempotency.wrap(self._handle_event) if idempotency else self._handle_event
         self._store = store
         routes: dict[str, EhrClient] = {**(ehr_routes or {}), **({"default": ehr} if ehr is not None else {})}
-        #: Each FHIR route's client reads an attempt's reads ahead in one batch (`shared.ehr.read_ahead`).
-        self._reads = {name: ReadAhead(client) for name, client in routes.items()}
+        self._reads = {name: ReadAhead(client) for name, client in routes.items()}  # one batch per attempt
         self._ehrs: dict[str, EhrClient] = dict(self._reads)
         #: Routes whose EHR takes HL7 v2 SIU over MLLP (`shared.ehr.hl7v2`) instead of FHIR.
         self._siu: dict[str, SiuWriter] = dict(siu_routes or {})
@@ -298,9 +297,7 @@ class SyncService:
             # have written an older projection and lost its commit (docs/sync-semantics.md, "Write protocol").
             event_type = self._projector.event_type(view)
             route = self._projector.route(new_state, event_type)
-            self._read_ahead(
-                state, new_state, view, event, outcome, event_type=event_type, route=route, matches=matches
-            )
+            self._projector.read_ahead(state, new_state, event, outcome, route=route, matched=matches)
             # The double-booking check (docs/availability.md), before any EHR write (patients included):
             # parks the message (ReviewRequired) or flags the write.
             flag = self._projector.slot_check(state, view, event, outcome, event_type=event_type, route=route)
@@ -345,46 +342,12 @@ class SyncService:
     def _audit_put(self, record: AuditRecord) -> tuple[TransactPut, ...]:
         return (self._audit.put_request(record),) if self._audit is not None else ()
 
-    def _read_ahead(
-        self,
-        before: LineageState,
-        state: LineageState,
-        view: AppointmentView,
-        event: BookingEvent,
-        outcome: Outcome,
-        *,
-        event_type: EventTypeMapping,
-        route: str,
-        matches: dict[str, PatientMatch] | None,
-    ) -> None:
-        """Send every read this attempt makes before its first EHR write as one batch: the slot guard's
-        searches, patient matching's and the read of the Appointment's read-merge-write. Each step below
-        still makes its own call and is served the answer (`shared.ehr.read_ahead`)."""
-        if route in self._siu:
-            return
-        reads = self._projector.slot_reads(before, view, event, outcome, event_type=event_type, route=route)
-        if event.kind == "booking" and outcome != "duplicate":
-            mrn_system = self._config.patient_matching.mrn_system
-            for facts in self._patients_to_match(state, event):
-                if facts.person_key not in (matches or {}):
-                    reads += match_queries(facts, self._systems, mrn_system=mrn_system)
-        if state.appointment_id is not None:
-            reads.append(ReadRequest.read("Appointment", state.appointment_id))
-        self._reads[route].prefetch(reads)
-
-    def _patients_to_match(self, state: LineageState, event: BookingEvent) -> list[PatientFacts]:
-        unresolved = {pk for pk, p in state.participants.items() if p.present and p.patient_ref is None}
-        if not unresolved:
-            return []
-        lineage_ref = lineage_hash(state.lineage)
-        return patient_facts(event, self._config.patient_fields, self._key, wanted=unresolved, lineage_ref=lineage_ref)
-
     def _with_patients(
         self, state: LineageState, event: BookingEvent, route: str, matches: dict[str, PatientMatch]
     ) -> LineageState:
         """Resolve patients without an EHR reference. `matches` carries what an earlier attempt of this
         message resolved, so a retry after a lost commit does not call the Patient it created `matched`."""
-        to_match = self._patients_to_match(state, event)
+        to_match = patients_to_match(state, event, self._config.patient_fields, self._key)
         if not to_match:
             return state
         participants = dict(state.participants)
