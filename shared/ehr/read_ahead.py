@@ -52,6 +52,11 @@ class ReadAhead:
     def batches_reads(self) -> bool:
         return bool(getattr(self._inner, "batches_reads", False))
 
+    @property
+    def pending(self) -> int:
+        """How many answers this thread still keeps."""
+        return len(self._kept())
+
     def _kept(self) -> dict[ReadRequest, BatchAnswer]:
         kept: dict[ReadRequest, BatchAnswer] | None = getattr(self._local, "answers", None)
         if kept is None:
