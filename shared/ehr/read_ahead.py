@@ -4,7 +4,10 @@ The sync knows every read of an attempt before it writes anything (slot guard se
 matching searches, the read of its Appointment's read-merge-write); they are independent of each other.
 `ReadAhead` wraps a route's `EhrClient`: `prefetch(requests)` sends them as one `read_batch` and keeps
 the answers; a later `search`/`read` with exactly the same request is served from them **once**; any
-other call goes to the EHR. The decision logic and the write protocol run unchanged on top.
+other call goes to the EHR. The decision logic and the write protocol run unchanged on top. An entry
+the EHR answered with a transient error raises that error when it is served, as the single call would;
+one it refused for good is asked again on its own (some servers take reads but no searches in a batch),
+so a refusal is always the single call's own.
 
 Kept answers belong to one attempt of one worker: they are per thread (the sync runs records on threads
 over one service), any write drops what is left (a read after a write must see it), and the sync drops
@@ -90,6 +93,8 @@ class ReadAhead:
         if request not in kept:
             return False, None
         answer = kept.pop(request)
+        if isinstance(answer, PermanentEhrError):
+            return False, None  # refused inside a batch (some servers take no searches there): ask alone
         if isinstance(answer, EhrError):
             raise answer
         return True, answer

@@ -338,16 +338,26 @@ def test_one_read_or_an_ehr_without_batches_is_left_to_the_normal_call() -> None
     assert inner.calls == ["read Appointment"]
 
 
-def test_an_entry_error_is_raised_where_the_single_call_would_have_raised_it() -> None:
-    refused = PermanentEhrError("batch GET Patient (search) answered 403 (issues: forbidden)", status=403)
-    inner = FakeEhr({BY_EMAIL: refused, APPOINTMENT: KEPT})
+def test_a_transient_entry_error_is_raised_where_the_single_call_would_have_raised_it() -> None:
+    throttled = RetryableEhrError("batch GET Patient (search) answered 429 (issues: throttled)", status=429)
+    inner = FakeEhr({BY_EMAIL: throttled, APPOINTMENT: KEPT})
     reads = ReadAhead(inner)
     reads.prefetch([APPOINTMENT, BY_EMAIL])
     assert reads.read("Appointment", "a 1") == KEPT  # the other answer is unaffected
-    with pytest.raises(PermanentEhrError) as raised:
+    with pytest.raises(RetryableEhrError) as raised:
         reads.search("Patient", {"email": "jordan.reyes@example.com"})
-    assert raised.value is refused
+    assert raised.value is throttled
     assert reads.pending == 0
+    assert inner.calls == ["batch 2"]
+
+
+def test_an_entry_refused_for_good_is_asked_alone_so_a_refusal_is_the_single_calls_own() -> None:
+    refused = PermanentEhrError("batch GET Patient (search) answered 400 (issues: not-supported)", status=400)
+    inner = FakeEhr({BY_EMAIL: refused, APPOINTMENT: KEPT})
+    reads = ReadAhead(inner)
+    reads.prefetch([APPOINTMENT, BY_EMAIL])
+    assert reads.search("Patient", {"email": "jordan.reyes@example.com"})[0].id == "live"
+    assert inner.calls == ["batch 2", "search Patient"]
 
 
 def test_a_refused_batch_falls_back_to_one_call_per_read_and_a_transient_failure_is_raised() -> None:
