@@ -1,5 +1,6 @@
 """What one EHR route should hold for a booking lineage: its event type, its route, the practitioner, the
-rendered Appointment, and whether the slot is free in the EHR before it is written.
+rendered Appointment, whether the slot is free in the EHR before it is written, and the reads an attempt
+sends ahead as one batch (`read_ahead`).
 
 Configuration decides each step; a step the mapping cannot answer parks the message (`ReviewRequired`
 with the reason a human can act on: `unmapped_event_type`, `unmapped_host`, `ehr_route_changed`,
@@ -9,20 +10,34 @@ with the reason a human can act on: `unmapped_event_type`, `unmapped_host`, `ehr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from shared.availability.slot_guard import SlotGuard, needs_check
+from shared.calcom.lineage import lineage_hash
 from shared.calcom.models import BookingEvent
-from shared.config.clinic import ClinicConfig, EventTypeMapping, PractitionerMapping
-from shared.domain.answers import free_text
+from shared.config.clinic import ClinicConfig, EventTypeMapping, PatientFields, PractitionerMapping
+from shared.domain.answers import PatientFacts, free_text, patient_facts
 from shared.domain.availability import ConflictFlag, Slot
 from shared.domain.decide import AppointmentView, Outcome, appointment_view
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.projection import render_appointment
 from shared.domain.state import LineageState
-from shared.ehr.port import EhrClient, Resource
+from shared.ehr.patients import match_queries
+from shared.ehr.port import EhrClient, ReadRequest, Resource
+from shared.ehr.read_ahead import ReadAhead
 from shared.errors import ReviewRequired
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+
+
+def patients_to_match(
+    state: LineageState, event: BookingEvent, fields: PatientFields, key: bytes
+) -> list[PatientFacts]:
+    """The facts of the lineage's present participants without an EHR Patient reference yet."""
+    unresolved = {pk for pk, p in state.participants.items() if p.present and p.patient_ref is None}
+    if not unresolved:
+        return []
+    return patient_facts(event, fields, key, wanted=unresolved, lineage_ref=lineage_hash(state.lineage))
 
 
 class Projector:
@@ -105,6 +120,63 @@ class Projector:
     ) -> ConflictFlag | None:
         """Whether the slot is taken in the EHR by an appointment the bridge did not write (docs/availability.md);
         checked only when a booking event puts an active booking into a slot the EHR copy does not hold yet."""
+        slot = self._slot_to_check(before, view, event, outcome, event_type=event_type, route=route)
+        if slot is None:
+            return None
+        return self._slot_guard.check(self._ehrs[route], slot, event_type.on_conflict)
+
+    def read_ahead(
+        self,
+        before: LineageState,
+        state: LineageState,
+        event: BookingEvent,
+        outcome: Outcome,
+        *,
+        route: str,
+        matched: Mapping[str, Any] | None,
+    ) -> int:
+        """Send every read the attempt makes before its first EHR write as one batch on the route's
+        `ReadAhead`: the slot guard's searches, patient matching's for participants not `matched` yet, and
+        the read of the Appointment's read-merge-write. Each step still makes its own call and is served the
+        answer, so what is read cannot differ from what the step would read. Returns how many were sent."""
+        ehr = self._ehrs.get(route)
+        view = appointment_view(state)
+        if not isinstance(ehr, ReadAhead) or view is None:
+            return 0  # HL7 v2 routes never read
+        reads = self.slot_reads(before, view, event, outcome, event_type=self.event_type(view), route=route)
+        if event.kind == "booking" and outcome != "duplicate":
+            mrn_system = self._config.patient_matching.mrn_system
+            for facts in patients_to_match(state, event, self._config.patient_fields, self._key):
+                if facts.person_key not in (matched or {}):
+                    reads += match_queries(facts, self._systems, mrn_system=mrn_system)
+        if state.appointment_id is not None:
+            reads.append(ReadRequest.read("Appointment", state.appointment_id))
+        return ehr.prefetch(reads)
+
+    def slot_reads(
+        self,
+        before: LineageState,
+        view: AppointmentView,
+        event: BookingEvent,
+        outcome: Outcome,
+        *,
+        event_type: EventTypeMapping,
+        route: str,
+    ) -> list[ReadRequest]:
+        """The searches `slot_check` will make with the same arguments (none when it makes none)."""
+        slot = self._slot_to_check(before, view, event, outcome, event_type=event_type, route=route)
+        return [] if slot is None else self._slot_guard.queries(slot, event_type.on_conflict)
+
+    def _slot_to_check(
+        self,
+        before: LineageState,
+        view: AppointmentView,
+        event: BookingEvent,
+        outcome: Outcome,
+        *,
+        event_type: EventTypeMapping,
+        route: str,
+    ) -> Slot | None:
         if event.kind != "booking" or outcome == "duplicate" or route in self._siu:
             return None
         if not needs_check(appointment_view(before), view, written=before.appointment_id is not None):
@@ -117,5 +189,4 @@ class Projector:
         room = (booked_at.reference if booked_at else None) or (
             event_type.location_reference if not event_type.telehealth and booked_at is None else None
         )
-        slot = Slot(details.start, details.end, self.practitioner_ref(host, route), room)
-        return self._slot_guard.check(self._ehrs[route], slot, event_type.on_conflict)
+        return Slot(details.start, details.end, self.practitioner_ref(host, route), room)

@@ -33,7 +33,7 @@ from shared.calcom.models import BookingEvent, Trigger
 from shared.calcom.parse import parse_webhook
 from shared.config.clinic import ClinicConfig, EventTypeMapping
 from shared.delivery import Delivery, SyncOutcome, SyncResult, parked_event
-from shared.domain.answers import free_text, patient_facts
+from shared.domain.answers import free_text
 from shared.domain.availability import ConflictFlag
 from shared.domain.decide import (
     AppointmentView,
@@ -52,9 +52,10 @@ from shared.drift_check import lineage_to_verify
 from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.patients import PatientMatch, match_patient
 from shared.ehr.port import EhrClient
+from shared.ehr.read_ahead import ReadAhead
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.lineage_joins import LineageJoins
-from shared.projector import Projector
+from shared.projector import Projector, patients_to_match
 from shared.stores.audit import AuditRecord, AuditTrail
 from shared.stores.state import Lease, LineageBusyError, LineageStateStore, StateConflictError, TransactPut
 from shared.sync_records import AuditRecords
@@ -79,7 +80,9 @@ class SyncService:
         self._audit = audit
         self._clock = clock
         self._store = store
-        self._ehrs: dict[str, EhrClient] = {**(ehr_routes or {}), **({"default": ehr} if ehr is not None else {})}
+        routes: dict[str, EhrClient] = {**(ehr_routes or {}), **({"default": ehr} if ehr is not None else {})}
+        self._reads = {name: ReadAhead(client) for name, client in routes.items()}  # one batch per attempt
+        self._ehrs: dict[str, EhrClient] = dict(self._reads)
         #: Routes whose EHR takes HL7 v2 SIU over MLLP (`shared.ehr.hl7v2`) instead of FHIR.
         self._siu: dict[str, SiuWriter] = dict(siu_routes or {})
         self._config = config
@@ -255,6 +258,9 @@ class SyncService:
         except Exception:
             self._store.release(lease)  # a crash skips this: the lease then simply expires
             raise
+        finally:
+            for reads in self._reads.values():
+                reads.drop()  # answers read under this lease never serve another attempt
 
     def _apply_leased(
         self,
@@ -286,6 +292,7 @@ class SyncService:
             # have written an older projection and lost its commit (docs/sync-semantics.md, "Write protocol").
             event_type = self._projector.event_type(view)
             route = self._projector.route(new_state, event_type)
+            self._projector.read_ahead(state, new_state, event, outcome, route=route, matched=matches)
             # The double-booking check (docs/availability.md), before any EHR write (patients included):
             # parks the message (ReviewRequired) or flags the write.
             flag = self._projector.slot_check(state, view, event, outcome, event_type=event_type, route=route)
@@ -334,14 +341,11 @@ class SyncService:
     ) -> LineageState:
         """Resolve patients without an EHR reference. `matches` carries what an earlier attempt of this
         message resolved, so a retry after a lost commit does not call the Patient it created `matched`."""
-        unresolved = {pk for pk, p in state.participants.items() if p.present and p.patient_ref is None}
-        if not unresolved:
+        to_match = patients_to_match(state, event, self._config.patient_fields, self._key)
+        if not to_match:
             return state
         participants = dict(state.participants)
-        lineage_ref = lineage_hash(state.lineage)
-        for facts in patient_facts(
-            event, self._config.patient_fields, self._key, wanted=unresolved, lineage_ref=lineage_ref
-        ):
+        for facts in to_match:
             key = facts.person_key
             match = matches.get(key) or match_patient(
                 self._ehrs[route],

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from shared.domain.availability import ConflictFlag, ConflictPolicy, Slot, conflict_decision, conflicts
 from shared.domain.decide import AppointmentView
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.port import EhrClient
+from shared.ehr.port import EhrClient, ReadRequest
 
 #: An EHR-first appointment that started this long before the slot can still overlap it.
 DEFAULT_LOOKBACK = timedelta(hours=24)
@@ -43,6 +43,18 @@ def needs_check(before: AppointmentView | None, view: AppointmentView, *, writte
     )
 
 
+def slot_queries(slot: Slot, policy: ConflictPolicy, *, lookback: timedelta = DEFAULT_LOOKBACK) -> list[ReadRequest]:
+    """The searches `SlotGuard.check` makes for `slot` (none when the policy ignores conflicts): the sync
+    sends them ahead in its read batch, so the plan and the check cannot disagree."""
+    if policy == "ignore":
+        return []
+    window = [("date", f"ge{_instant(slot.start - lookback)}"), ("date", f"lt{_instant(slot.end)}")]
+    actors = [("practitioner", slot.practitioner)]
+    if slot.location is not None:
+        actors.append(("location", slot.location))
+    return [ReadRequest.search("Appointment", [(name, ref), *window, ("_count", PAGE_SIZE)]) for name, ref in actors]
+
+
 class SlotGuard:
     def __init__(self, systems: IdentifierSystems, *, lookback: timedelta = DEFAULT_LOOKBACK) -> None:
         self._systems = systems
@@ -52,13 +64,13 @@ class SlotGuard:
         """Raise `ReviewRequired("ehr_conflict")` or return a flag, per `policy`; None: the slot is free."""
         if policy == "ignore":
             return None
-        window = [("date", f"ge{_instant(slot.start - self._lookback)}"), ("date", f"lt{_instant(slot.end)}")]
-        actors = [("practitioner", slot.practitioner)]
-        if slot.location is not None:
-            actors.append(("location", slot.location))
         candidates = [
             (stored.id, stored.resource)
-            for name, reference in actors
-            for stored in ehr.search("Appointment", [(name, reference), *window, ("_count", PAGE_SIZE)])
+            for query in self.queries(slot, policy)
+            for stored in ehr.search(query.resource_type, query.params or ())
         ]
         return conflict_decision(conflicts(slot, candidates, self._systems), policy)
+
+    def queries(self, slot: Slot, policy: ConflictPolicy) -> list[ReadRequest]:
+        """The searches `check` makes (`slot_queries` with this guard's lookback)."""
+        return slot_queries(slot, policy, lookback=self._lookback)

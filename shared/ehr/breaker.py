@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar
 
-from shared.ehr.port import EhrClient, Identifier, Resource, SearchParams, StoredResource
+from shared.ehr.port import BatchAnswer, EhrClient, Identifier, ReadRequest, Resource, SearchParams, StoredResource
 from shared.errors import RetryableEhrError
 from shared.observability import count, logger
 
@@ -144,6 +144,13 @@ class BreakerEhrClient:
 
     def create(self, resource: Resource) -> StoredResource:
         return self.breaker.call(lambda: self._inner.create(resource))
+
+    @property
+    def batches_reads(self) -> bool:
+        return bool(getattr(self._inner, "batches_reads", False))
+
+    def read_batch(self, requests: Sequence[ReadRequest]) -> list[BatchAnswer]:
+        return self.breaker.call(lambda: self._inner.read_batch(requests))
 
 
 class CircuitBreakers:

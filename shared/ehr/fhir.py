@@ -10,14 +10,22 @@ OperationOutcome issue codes only - never diagnostics text, which may echo resou
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from shared.ehr.port import Identifier, Resource, SearchParams, StoredResource
-from shared.errors import PermanentEhrError, RetryableEhrError
+from shared.ehr.port import (
+    BatchAnswer,
+    Identifier,
+    ReadRequest,
+    Resource,
+    SearchParams,
+    StoredResource,
+    read_each,
+)
+from shared.errors import EhrError, PermanentEhrError, RetryableEhrError
 
 FHIR_JSON = "application/fhir+json"
 _RETRYABLE_STATUS = frozenset({401, 408, 409, 412, 423, 425, 429})
@@ -47,14 +55,29 @@ def _issue_codes(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return "no OperationOutcome"
+    return _outcome_codes(body)
+
+
+def _outcome_codes(body: Any) -> str:
+    """The OperationOutcome's issue codes only: its diagnostics text may echo resource content (PHI)."""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return "no OperationOutcome"
     codes = sorted({str(issue.get("code", "?")) for issue in body.get("issue", []) if isinstance(issue, dict)})
     return "issues: " + ",".join(codes) if codes else "empty OperationOutcome"
 
 
+def _error(detail: str, status: int, retry_after: float | None = None) -> EhrError:
+    """The error class of an HTTP status >= 400, the same for a single call and a batch entry."""
+    if status in _RETRYABLE_STATUS or status >= 500:
+        return RetryableEhrError(detail, status=status, retry_after=retry_after)
+    return PermanentEhrError(detail, status=status)
+
+
 def _version(response: httpx.Response, resource: Resource) -> str | None:
-    etag: str | None = response.headers.get("ETag")
+    return _versioned(response.headers.get("ETag"), resource)
+
+
+def _versioned(etag: str | None, resource: Resource) -> str | None:
     if etag:
         return etag.removeprefix("W/").strip('"')
     meta = resource.get("meta") or {}
@@ -128,9 +151,7 @@ class FhirR4Client:
         if status < 400:
             return response
         detail = f"{method} {url.split('?', 1)[0]} answered {status} ({_issue_codes(response)})"
-        if status in _RETRYABLE_STATUS or status >= 500:
-            raise RetryableEhrError(detail, status=status, retry_after=_retry_after(response))
-        raise PermanentEhrError(detail, status=status)
+        raise _error(detail, status, _retry_after(response))
 
     @staticmethod
     def stored(response: httpx.Response, *, created: bool = False) -> StoredResource:
@@ -202,6 +223,24 @@ class FhirR4Client:
         resource = self._body(response)
         return StoredResource(id=str(resource["id"]), version=_version(response, resource), resource=resource)
 
+    #: This server takes a FHIR `batch` Bundle (`shared.ehr.read_ahead` sends reads ahead only then).
+    batches_reads = True
+
+    def read_batch(self, requests: Sequence[ReadRequest]) -> list[BatchAnswer]:
+        """The answers of `requests` from one `POST [base]` of a FHIR `batch` Bundle (`batch_bundle`).
+        An entry's error status is returned in its place, classed like the single call's; an answer that
+        is not a `batch-response` with one entry per request raises `RetryableEhrError`."""
+        if not requests:
+            return []
+        bundle = self._body(self._send("POST", "", json=batch_bundle(requests)))
+        entries = bundle.get("entry") or []
+        if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "batch-response":
+            raise RetryableEhrError("POST batch answered without a batch-response Bundle")
+        if not isinstance(entries, list) or len(entries) != len(requests):
+            count = len(entries) if isinstance(entries, list) else 0
+            raise RetryableEhrError(f"POST batch answered {count} entries for {len(requests)} requests")
+        return [_batch_answer(request, entry) for request, entry in zip(requests, entries, strict=True)]
+
     def create_if_none_exist(self, resource: Resource, identifier: Identifier) -> StoredResource:
         response = self._send(
             "POST",
@@ -229,6 +268,55 @@ class FhirR4Client:
         )
         stored = self._body(response)
         return StoredResource(id=str(stored["id"]), version=_version(response, stored), resource=stored)
+
+
+def request_url(request: ReadRequest) -> str:
+    """The relative URL of a read (`Patient/<id>`) or a search (`Patient?email=…`), as a single call sends it."""
+    if request.resource_id is not None:
+        return f"{request.resource_type}/{quote(request.resource_id, safe='')}"
+    query = search_query(request.params or ())
+    return f"{request.resource_type}?{query}" if query else request.resource_type
+
+
+def batch_bundle(requests: Sequence[ReadRequest]) -> Resource:
+    """A FHIR R4 `batch` Bundle of GETs, one entry per request, in order."""
+    return {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": request_url(request)}} for request in requests],
+    }
+
+
+def _entry_status(response: Any) -> int:
+    """`"404 Not Found"` → 404; anything unparseable → 0."""
+    text = str(response.get("status", "")).strip() if isinstance(response, dict) else ""
+    head = text.split(" ", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _batch_answer(request: ReadRequest, entry: Any) -> BatchAnswer:  # noqa: PLR0911 - one return per entry shape
+    kind = "read" if request.resource_id is not None else "search"
+    where = f"batch GET {request.resource_type} ({kind})"
+    response = entry.get("response") if isinstance(entry, dict) else None
+    status = _entry_status(response)
+    if status >= 400:
+        if kind == "read" and status in (404, 410):
+            return None
+        outcome = response.get("outcome") if isinstance(response, dict) else None
+        return _error(f"{where} answered {status} ({_outcome_codes(outcome)})", status)
+    if not 200 <= status < 300:
+        return RetryableEhrError(f"{where} answered an entry without a valid status")
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    if kind == "search":
+        if not isinstance(resource, dict) or resource.get("resourceType") != "Bundle":
+            return RetryableEhrError(f"{where} answered without a searchset Bundle")
+        return _matches(resource, request.resource_type)
+    if not isinstance(resource, dict) or resource.get("resourceType") != request.resource_type or "id" not in resource:
+        return RetryableEhrError(f"{where} answered without the resource")
+    etag = response.get("etag") if isinstance(response, dict) else None
+    return StoredResource(
+        id=str(resource["id"]), version=_versioned(etag if isinstance(etag, str) else None, resource), resource=resource
+    )
 
 
 def _matches(bundle: Resource, resource_type: str) -> list[StoredResource]:
@@ -265,3 +353,11 @@ class FhirProfileBase:
 
     def create(self, resource: Resource) -> StoredResource:
         return self._fhir.create(resource)
+
+    #: Whether `read_batch` is one FHIR `batch` (a profile whose server takes batches says so); otherwise
+    #: it is one call per request and the sync does not read ahead (`shared.ehr.read_ahead`).
+    batches_reads = False
+
+    def read_batch(self, requests: Sequence[ReadRequest]) -> list[BatchAnswer]:
+        """One call per request (the default for EHRs whose batch support is not known)."""
+        return read_each(self, requests)

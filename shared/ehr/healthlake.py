@@ -7,16 +7,19 @@ PUTs the resource under it (a PUT to a new id creates it). Two workers racing on
 write the same id, never two resources; the lineage state's optimistic concurrency settles which
 projection wins. Updates are PUT with `If-Match`.
 
-Searches (Patient by e-mail, Practitioner by NPI) are passed through unchanged.
+Searches (Patient by e-mail, Practitioner by NPI) are passed through unchanged. HealthLake takes FHIR
+`batch` Bundles with read and search entries ("Bundling FHIR resources" in the HealthLake developer guide),
+so an attempt's reads go as one batch like on a generic server.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from shared.ehr.fhir import FhirProfileBase, FhirR4Client
-from shared.ehr.port import Identifier, Resource, StoredResource
+from shared.ehr.port import BatchAnswer, Identifier, ReadRequest, Resource, StoredResource
 
 #: Namespace of the bridge's deterministic resource ids (fixed forever: changing it re-creates everything).
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://cal-ehr-bridge.dev/fhir/resource-id")
@@ -45,3 +48,8 @@ class HealthLakeClient(FhirProfileBase):
 
     def update(self, resource: Resource, version: str | None) -> StoredResource:
         return self._fhir.update(resource, version if self._use_if_match else None)
+
+    batches_reads = True
+
+    def read_batch(self, requests: Sequence[ReadRequest]) -> list[BatchAnswer]:
+        return self._fhir.read_batch(requests)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from shared.domain.answers import PatientFacts
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.port import EhrClient, Identifier, Resource, StoredResource
+from shared.ehr.port import EhrClient, Identifier, ReadRequest, Resource, StoredResource
 from shared.errors import ReviewRequired
 
 
@@ -91,6 +91,27 @@ def resolve_patient(
     ).reference
 
 
+def _by_identifier(facts: PatientFacts, systems: IdentifierSystems) -> dict[str, str]:
+    return {"identifier": Identifier(systems.person, facts.person_key).token}
+
+
+def _by_mrn(facts: PatientFacts, mrn_system: str | None) -> dict[str, str] | None:
+    return {"identifier": Identifier(mrn_system, facts.mrn).token} if facts.mrn and mrn_system else None
+
+
+def _by_email(facts: PatientFacts) -> dict[str, str]:
+    return {"email": facts.email}
+
+
+def match_queries(
+    facts: PatientFacts, systems: IdentifierSystems, *, mrn_system: str | None = None
+) -> list[ReadRequest]:
+    """The searches `match_patient` may make for these facts (rule 1, then rule 2 or 3), in its order: the
+    sync sends them ahead in one read batch. `match_patient` builds its searches from the same helpers."""
+    second = _by_mrn(facts, mrn_system) or _by_email(facts)
+    return [ReadRequest.search("Patient", _by_identifier(facts, systems)), ReadRequest.search("Patient", second)]
+
+
 def match_patient(
     ehr: EhrClient,
     facts: PatientFacts,
@@ -101,18 +122,18 @@ def match_patient(
 ) -> PatientMatch:
     """The attendee's Patient and whether it existed or was created now (see the module rules)."""
     ours = Identifier(systems.person, facts.person_key)
-    linked = ehr.search("Patient", {"identifier": ours.token})
+    linked = ehr.search("Patient", _by_identifier(facts, systems))
     if len(linked) == 1:
         return PatientMatch(f"Patient/{linked[0].id}", _origin(linked[0].resource, facts, systems))
     if len(linked) > 1:
         raise ReviewRequired("ambiguous_patient", f"{len(linked)} Patients carry the bridge identifier")
-    if facts.mrn and mrn_system:
-        by_mrn = ehr.search("Patient", {"identifier": Identifier(mrn_system, facts.mrn).token})
+    if (mrn_query := _by_mrn(facts, mrn_system)) is not None:
+        by_mrn = ehr.search("Patient", mrn_query)
         if len(by_mrn) == 1:
             return PatientMatch(f"Patient/{by_mrn[0].id}", "matched")
         reason = "unknown_mrn" if not by_mrn else "ambiguous_patient"
         raise ReviewRequired(reason, f"{len(by_mrn)} Patients carry the MRN given in the booking")
-    candidates: list[StoredResource] = ehr.search("Patient", {"email": facts.email})
+    candidates: list[StoredResource] = ehr.search("Patient", _by_email(facts))
     compatible = [c for c in candidates if _compatible(c.resource, facts)]
     if len(compatible) == 1:
         return PatientMatch(f"Patient/{compatible[0].id}", "matched")

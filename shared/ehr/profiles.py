@@ -10,7 +10,8 @@
 | `oracle`     | POST as proposed/booked        | JSON Patch + `If-Match`   | the bridge's id map             |
 | `hl7v2`      | SIU S12 over MLLP              | S13/S14/S15/S17/S26       | deterministic MSH-10 control ids |
 
-`hl7v2` is not a FHIR client: it is built by `shared.ehr.hl7v2.endpoint.siu_writer`.
+`generic` and `healthlake` send a sync attempt's reads as one FHIR `batch` (`read_batch`); `oracle` reads
+one call at a time. `hl7v2` is not a FHIR client: it is built by `shared.ehr.hl7v2.endpoint.siu_writer`.
 
 Every profile implements `shared.ehr.port.EhrClient` and keeps the generic adapter's error classes.
 """

@@ -59,6 +59,7 @@ FOOTPRINTS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         ("store.forms_of", {"intake"}, ()),
         ("ehr.read", {"appointment"}, ()),
         ("ehr.search", {"appointment", "patient", "practitioner"}, ()),
+        ("ehr.read_batch", {"appointment", "patient", "practitioner"}, ()),
         ("ehr.create_if_none_exist", {"appointment", "patient"}, {"appointment", "patient"}),
         ("ehr.update", {"appointment"}, {"appointment"}),
         ("ehr.create", (), {"patient", "provenance"}),

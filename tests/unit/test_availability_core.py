@@ -11,7 +11,7 @@ import pytest
 from shared.availability.ics import escape_text, fold, render_feed
 from shared.availability.roster import Host, PractitionerFacts, calcom_hosts, compare
 from shared.availability.service import FeedSubject, feed_subjects
-from shared.availability.slot_guard import needs_check
+from shared.availability.slot_guard import SlotGuard, needs_check, slot_queries
 from shared.calcom.api import CalcomPermanentError
 from shared.config.parse import parse_config
 from shared.domain.availability import (
@@ -29,7 +29,7 @@ from shared.domain.availability import (
 )
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir import search_query
-from shared.ehr.port import StoredResource
+from shared.ehr.port import ReadRequest, SearchParams, StoredResource
 from shared.errors import ReviewRequired
 
 SYSTEMS = IdentifierSystems("https://cal-ehr-bridge.dev/fhir/sid")
@@ -178,6 +178,28 @@ def test_a_conflict_overlaps_the_slot_and_shares_its_practitioner_or_room(
 ) -> None:
     found = conflicts(SLOT, [("e1", appointment(start, end, actors=actors))], SYSTEMS)
     assert [c.on for c in found] == ([expected] if expected else [])
+
+
+class RecordingEhr:
+    """Records the slot guard's searches (an empty EHR)."""
+
+    def __init__(self) -> None:
+        self.searches: list[ReadRequest] = []
+
+    def search(self, resource_type: str, params: SearchParams) -> list[StoredResource]:
+        self.searches.append(ReadRequest.search(resource_type, params))
+        return []
+
+
+@pytest.mark.parametrize("policy", ["review", "write_and_flag", "ignore"])
+@pytest.mark.parametrize("room", [ROOM, None])
+def test_the_read_plan_names_exactly_the_searches_the_slot_guard_makes(policy: Any, room: str | None) -> None:
+    """The sync sends `slot_queries` ahead in one batch: the check then makes exactly those searches."""
+    slot = Slot(T0, T0 + timedelta(minutes=30), DOC, room)
+    ehr = RecordingEhr()
+    assert SlotGuard(SYSTEMS).check(ehr, slot, policy) is None  # type: ignore[arg-type]
+    assert ehr.searches == slot_queries(slot, policy)
+    assert len(ehr.searches) == (0 if policy == "ignore" else 2 if room else 1)
 
 
 def test_a_telehealth_slot_has_no_room_so_a_room_hold_is_no_conflict() -> None:

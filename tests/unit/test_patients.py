@@ -10,8 +10,8 @@ import pytest
 
 from shared.domain.answers import PatientFacts, birth_date_from
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.patients import minimal_patient, resolve_patient
-from shared.ehr.port import Identifier, Resource, StoredResource
+from shared.ehr.patients import match_queries, minimal_patient, resolve_patient
+from shared.ehr.port import Identifier, ReadRequest, Resource, StoredResource
 from shared.errors import ReviewRequired
 
 SYSTEMS = IdentifierSystems("https://bridge.example/fhir/sid")
@@ -261,3 +261,20 @@ def replace_lineage(facts: PatientFacts, lineage: str) -> PatientFacts:
     import dataclasses
 
     return dataclasses.replace(facts, lineage_ref=lineage)
+
+
+@pytest.mark.parametrize(("mrn", "mrn_system"), [(None, None), ("A-123", None), ("A-123", "urn:oid:1.2.3.mrn")])
+def test_the_read_plan_names_exactly_the_searches_matching_makes(mrn: str | None, mrn_system: str | None) -> None:
+    """The sync sends `match_queries` ahead in one batch: when no rule matches early, matching makes
+    exactly those searches, in that order (rule 1, then the MRN or the e-mail search)."""
+    ehr = FakeEhr()
+    attendee = PatientFacts(person_key=PERSON_KEY, email=EMAIL, name="Jordan Reyes", birth_date=None, mrn=mrn)
+    try:
+        resolve_patient(ehr, attendee, SYSTEMS, mrn_system=mrn_system)
+    except ReviewRequired as exc:
+        assert exc.reason == "unknown_mrn"
+    searches = [ReadRequest.search("Patient", params) for call, params in ehr.calls if call == "search"]
+    assert searches[:2] == match_queries(attendee, SYSTEMS, mrn_system=mrn_system)
+    assert len(match_queries(attendee, SYSTEMS, mrn_system=mrn_system)) == 2
+    second = match_queries(attendee, SYSTEMS, mrn_system=mrn_system)[1]
+    assert second.params == ((("identifier", f"{mrn_system}|{mrn}"),) if mrn_system else (("email", EMAIL),))

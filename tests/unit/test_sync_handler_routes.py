@@ -304,4 +304,4 @@ def test_given_a_changed_mapping_then_a_new_service_shares_the_container_objects
     assert second._config.revision == "r2"
     assert first._config.revision != "r2"
     assert second._store is first._store  # clients and stores are built once per container
-    assert second._ehrs["default"] is first._ehrs["default"]
+    assert second._reads["default"].inner is first._reads["default"].inner  # its read-ahead wrapper is per service
