@@ -172,6 +172,11 @@ def _measured_inputs(inputs: Inputs) -> None:
         inputs.source["INIT durations"] = f"bench/results/coldstart.json ({coldstart['at']}) + 100 ms runtime start"
 
 
+#: The least write units one event can cost under the write protocol: the lease acquire (1) and the commit's
+#: TransactWriteItems of the state and the audit record (2 x (1 + 1)), every item under 1 KB.
+PROTOCOL_MIN_WRU = 5
+
+
 def _write_units(calls: dict[str, Any], item_bytes: dict[str, dict[str, float]]) -> float:
     """WRU per event. Each PutItem/UpdateItem costs ceil(KB) of the item it writes (an update: of the whole
     item), sized from the throughput run's tables by the call's table and key prefix; a TransactWriteItems
@@ -311,18 +316,11 @@ def _levers(inputs: Inputs, base: dict[str, Any]) -> list[tuple[str, float]]:
 
     alt("API stage X-Ray off entirely", api_tracing=False)
     alt("sync memory → 128 MB", sync_memory_mb=128)
-    fewer_ddb: dict[str, Any] = {
-        "ddb_write_units_per_event": max(0.0, inputs.ddb_write_units_per_event - 2),
-        "ddb_calls_per_event": min(inputs.ddb_calls_per_event, 4.0),
-        "ddb_reads_per_event": min(inputs.ddb_reads_per_event, 1.0),
-    }
-    alt("DynamoDB: ≤ 4 round trips, no Powertools idempotency writes", **fewer_ddb)
-    alt("EHR: ≤ 2 calls per event (patient memo, transaction Bundle)", ehr_calls_per_event=2.0)
+    alt("EHR: 2 calls for a new patient's booking too (transaction Bundle, not built)", ehr_calls_per_event=2.0)
     alt("5 messages per sync invocation (busy hours)", sync_messages_per_invocation=float(inputs.sync_batch_size_max))
-    combined = Inputs(**{**asdict(inputs), **fewer_ddb, "ehr_calls_per_event": 2.0, "sync_memory_mb": 128})
-    levers.append(
-        ("DynamoDB + EHR + 128 MB together (REST + WAF kept)", float(model(combined)["total_per_million"]) - total)
-    )
+    combined = Inputs(**{**asdict(inputs), "ehr_calls_per_event": 2.0, "sync_memory_mb": 128})
+    together = float(model(combined)["total_per_million"]) - total
+    levers.append(("EHR 2 calls + 128 MB together (REST + WAF kept)", together))
     levers.append(
         (
             "HTTP API instead of REST (loses WAF association)",
@@ -351,6 +349,9 @@ def run(ehr_latency_ms: float | None = None, webhooks_per_month: int | None = No
         + 3 * PRICE["sqs_fifo_per_million_requests"]
         + 2 * PRICE["lambda_per_million_requests"]
     )
+    # What the write protocol itself writes at the least: the lease (1 WRU) and the commit's transaction
+    # (state + audit record, 1 KB each, billed twice) - on top of the floor, before compute and logs.
+    protocol_floor = floor + PROTOCOL_MIN_WRU * PRICE["ddb_per_million_wru"]
     sensitivity = {
         f"EHR {ms} ms/call": float(model(Inputs(**{**asdict(inputs), "ehr_call_ms": ms}))["total_per_million"])
         for ms in (25, 50, 150, 300)
@@ -378,7 +379,8 @@ def run(ehr_latency_ms: float | None = None, webhooks_per_month: int | None = No
     table(["change (alone)", "USD per 1M"], [[k, f"{v:+.2f}"] for k, v in levers], title="What would close the gap:")
     print(
         f"structural floor, before any compute, storage or logs: REST request + WAF + 3 FIFO requests + "
-        f"2 Lambda requests = ${floor:.2f} per 1M"
+        f"2 Lambda requests = ${floor:.2f} per 1M; with the write protocol's least DynamoDB writes (lease + "
+        f"transactional commit of state and audit, {PROTOCOL_MIN_WRU} WRU) = ${protocol_floor:.2f}"
     )
     table(["fixed monthly (not per webhook)", "USD/month"], [[k, f"{v:.2f}"] for k, v in fixed.items()])
     return {
@@ -393,6 +395,7 @@ def run(ehr_latency_ms: float | None = None, webhooks_per_month: int | None = No
         "sensitivity": {k: round(v, 2) for k, v in sensitivity.items()},
         "levers": {k: round(v, 2) for k, v in levers},
         "structural_floor_per_million": round(floor, 2),
+        "protocol_floor_per_million": round(protocol_floor, 2),
         "fixed_monthly": fixed,
     }
 

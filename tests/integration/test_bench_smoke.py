@@ -44,7 +44,8 @@ def test_bench_smoke_runs_every_script_and_writes_the_summary(tmp_path: Path) ->
     assert set(summary["e2e_ratio_at_ehr_latency"]) == set(LATENCIES)
     for ratios in summary["e2e_ratio_at_ehr_latency"].values():
         assert set(ratios) == set(KINDS) and all(ratio > 0 for ratio in ratios.values())
-    assert summary["cost_per_million_usd"] >= summary["cost_structural_floor_usd"] > 0
+    floors = summary["cost_protocol_floor_usd"], summary["cost_structural_floor_usd"]
+    assert summary["cost_per_million_usd"] >= floors[0] > floors[1] > 0
     # every webhook of the smoke run was applied (a phase that timed out would say finished: false)
     throughput = json.loads((tmp_path / "throughput.json").read_text(encoding="utf-8"))
     for figures in throughput["configs"][0]["by_latency"].values():
