@@ -45,6 +45,9 @@ class ReadAhead:
     def __init__(self, inner: EhrClient) -> None:
         self._inner = inner
         self._local = threading.local()
+        #: The EHR refused a batch for good (no batch support, a role without the batch permission): this
+        #: container reads one by one from then on instead of paying a refused request every attempt.
+        self._refused = False
 
     @property
     def inner(self) -> EhrClient:
@@ -53,7 +56,7 @@ class ReadAhead:
 
     @property
     def batches_reads(self) -> bool:
-        return bool(getattr(self._inner, "batches_reads", False))
+        return not self._refused and bool(getattr(self._inner, "batches_reads", False))
 
     @property
     def pending(self) -> int:
@@ -71,7 +74,8 @@ class ReadAhead:
 
         Nothing is sent for fewer than `MIN_BATCH` distinct requests or when the EHR has no batch. A
         batch the EHR refuses for good (e.g. a server without batch support) is not an error here: the
-        reads then go one by one as before. A transient failure is raised (the attempt is retried)."""
+        reads then go one by one as before, and so do every later attempt's in this container. A transient
+        failure is raised (the attempt is retried)."""
         self.drop()
         unique = list(dict.fromkeys(requests))
         if len(unique) < MIN_BATCH or not self.batches_reads:
@@ -79,7 +83,10 @@ class ReadAhead:
         try:
             answers = self._inner.read_batch(unique)
         except PermanentEhrError as exc:
-            logger.warning("the EHR refused a read batch; reading one by one", extra={"ehr_status": exc.status})
+            self._refused = True
+            logger.warning(
+                "the EHR refused a read batch; this container reads one by one", extra={"ehr_status": exc.status}
+            )
             return 0
         self._local.answers = dict(zip(unique, answers, strict=True))
         return len(unique)

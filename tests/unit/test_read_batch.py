@@ -366,10 +366,16 @@ def test_a_refused_batch_falls_back_to_one_call_per_read_and_a_transient_failure
     inner.batch_error = PermanentEhrError("POST  answered 405 (issues: not-supported)", status=405)
     assert reads.prefetch([APPOINTMENT, BY_ID]) == 0
     assert reads.read("Appointment", "a 1").version == "live"
+    # refused once, never asked again by this container: later attempts read one by one straight away
+    inner.batch_error = None
+    assert reads.prefetch([APPOINTMENT, BY_ID]) == 0
+    assert not reads.batches_reads
+    assert inner.calls == ["batch 2", "read Appointment"]
+    fresh = ReadAhead(inner)
     inner.batch_error = RetryableEhrError("POST timed out")
     with pytest.raises(RetryableEhrError):
-        reads.prefetch([APPOINTMENT, BY_ID])
-    assert reads.pending == 0
+        fresh.prefetch([APPOINTMENT, BY_ID])
+    assert fresh.pending == 0 and fresh.batches_reads  # a transient failure is no refusal
 
 
 def test_kept_answers_belong_to_the_thread_that_prefetched_them() -> None:
