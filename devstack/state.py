@@ -13,6 +13,7 @@ this machine.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -51,7 +52,7 @@ class LocalState:
     def save(self, resources: LocalResources) -> dict[str, int]:
         """Write tables, queues and secrets; returns counts per table/queue."""
         ddb = resources.client("dynamodb")
-        tables = {name: _scan(ddb, table) for name, table in _tables(resources).items()}
+        tables = {name: [as_json(item) for item in _scan(ddb, table)] for name, table in _tables(resources).items()}
         queues = {name: _messages(url) for name, url in _queues(resources).items()}
         sm = resources.client("secretsmanager")
         document = {
@@ -78,7 +79,7 @@ class LocalState:
         for name, table in _tables(resources).items():
             items = document.get("tables", {}).get(name, [])
             for item in items:
-                ddb.put_item(TableName=table, Item=item)
+                ddb.put_item(TableName=table, Item=from_json(item))
             counts[name] = len(items)
         sqs = resources.client("sqs")
         for name, url in _queues(resources).items():
@@ -87,6 +88,31 @@ class LocalState:
                 sqs.send_message(QueueUrl=url, **message)
             counts[name] = len(messages)
         return counts
+
+
+def as_json(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item with its binary values (`B`, `BS`, nested too) as base64 text, for the JSON file."""
+    return {name: _value(value, encode=True) for name, value in item.items()}
+
+
+def from_json(item: dict[str, Any]) -> dict[str, Any]:
+    """The item `as_json` wrote, binary values as bytes again."""
+    return {name: _value(value, encode=False) for name, value in item.items()}
+
+
+def _value(value: dict[str, Any], *, encode: bool) -> dict[str, Any]:
+    def binary(data: Any) -> Any:
+        return base64.b64encode(data).decode("ascii") if encode else base64.b64decode(data)
+
+    if "B" in value:
+        return {"B": binary(value["B"])}
+    if "BS" in value:
+        return {"BS": [binary(data) for data in value["BS"]]}
+    if "M" in value:
+        return {"M": {k: _value(v, encode=encode) for k, v in value["M"].items()}}
+    if "L" in value:
+        return {"L": [_value(v, encode=encode) for v in value["L"]]}
+    return value
 
 
 def _tables(resources: LocalResources) -> dict[str, str]:
