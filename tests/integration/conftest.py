@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shared.stores.state import LineageStateStore
 from tests.conftest import compact
 
 
@@ -51,6 +52,19 @@ def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
     ):
         cached.cache_clear()
     yield bridge
+
+
+def fresh_state_store(bridge: Any, prefix: str) -> LineageStateStore:
+    """A `LineageStateStore` over a new, empty state table of its own (named `<prefix>-<random>`)."""
+    ddb = bridge.client("dynamodb")
+    table = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return LineageStateStore(table, ddb)
 
 
 def empty_tables(resources: Any) -> None:

@@ -7,7 +7,6 @@ reschedule 2) and checks that the results equal those of the one-call-per-read p
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import httpx
@@ -22,6 +21,7 @@ from shared.errors import ReviewRequired
 from shared.stores.state import LineageStateStore
 from shared.sync import SyncService
 from tests.conftest import compact, fixture_document
+from tests.integration.conftest import fresh_state_store
 
 pytestmark = pytest.mark.integration
 
@@ -60,18 +60,6 @@ def fhir(fhir_server: Any) -> Any:
     fhir_server.reset()
     seed_demo_practitioners(fhir_server.base_url)
     return fhir_server
-
-
-def fresh_store(bridge: Any) -> LineageStateStore:
-    ddb = bridge.client("dynamodb")
-    table = f"itest-batch-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return LineageStateStore(table, ddb)
 
 
 def service(ehr: FhirR4Client, store: LineageStateStore) -> SyncService:
@@ -138,7 +126,7 @@ def ehr_contents(fhir: Any) -> dict[str, Any]:
 def test_given_batched_reads_then_each_event_makes_at_most_three_ehr_calls_and_the_results_equal_one_by_one(
     fhir: Any, bridge: Any
 ) -> None:
-    batched = run_events(fhir, FhirR4Client, fresh_store(bridge))
+    batched = run_events(fhir, FhirR4Client, fresh_state_store(bridge, "itest-batch"))
     assert batched["calls"] == {
         # The Practitioner lookup is cached per container after the first event.
         "new_booking": ["GET Practitioner", "POST /", "POST Patient", "POST Appointment"],
@@ -157,7 +145,7 @@ def test_given_batched_reads_then_each_event_makes_at_most_three_ehr_calls_and_t
 
     fhir.reset()  # the same events again, each read its own call
     seed_demo_practitioners(fhir.base_url)
-    one_by_one = run_events(fhir, OneByOneClient, fresh_store(bridge))
+    one_by_one = run_events(fhir, OneByOneClient, fresh_state_store(bridge, "itest-batch"))
     assert one_by_one["batches"] == []
     assert one_by_one["calls"] == {
         "new_booking": [
@@ -190,7 +178,7 @@ def test_given_a_parked_attempt_then_its_unused_batch_answers_are_dropped(fhir: 
     }
     assert httpx.post(f"{base}/Appointment", json=planted, trust_env=False).status_code == 201
     transport = CountingTransport()
-    sync = service(FhirR4Client(base, transport=transport), fresh_store(bridge))
+    sync = service(FhirR4Client(base, transport=transport), fresh_state_store(bridge, "itest-batch"))
     with pytest.raises(ReviewRequired) as parked:
         sync.process(body("booking_created.json"))
     assert parked.value.reason == "ehr_conflict"

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import re
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,6 +34,7 @@ from shared.errors import PermanentEhrError
 from shared.stores.state import LineageStateStore
 from shared.sync import SyncService
 from tests.conftest import compact, fixture_document
+from tests.integration.conftest import fresh_state_store
 
 pytestmark = pytest.mark.integration
 
@@ -142,18 +142,6 @@ def gateway(fhir: Any) -> Iterator[SigV4Gateway]:
     running.stop()
 
 
-def fresh_state(bridge: Any) -> LineageStateStore:
-    ddb = bridge.client("dynamodb")
-    table = f"itest-profiles-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return LineageStateStore(table, ddb)
-
-
 def service(ehr: EhrClient, store: LineageStateStore) -> SyncService:
     return SyncService(
         store=store,
@@ -180,7 +168,7 @@ def healthlake_client(gateway: SigV4Gateway, secret_key: str = SECRET_KEY) -> He
 
 def test_healthlake_profile_end_to_end_with_sigv4(fhir: Any, gateway: SigV4Gateway, bridge: Any) -> None:
     ehr = healthlake_client(gateway)
-    sync = service(ehr, fresh_state(bridge))
+    sync = service(ehr, fresh_state_store(bridge, "itest-profiles"))
     first = sync.process(body("booking_created.json"))
     second = sync.process(body("booking_rescheduled.json"))
     assert (first.outcome, second.outcome) == ("applied", "applied")
@@ -194,8 +182,12 @@ def test_healthlake_profile_end_to_end_with_sigv4(fhir: Any, gateway: SigV4Gatew
 
 
 def test_healthlake_dedupes_without_search_when_state_is_lost(fhir: Any, gateway: SigV4Gateway, bridge: Any) -> None:
-    service(healthlake_client(gateway), fresh_state(bridge)).process(body("booking_created.json"))
-    again = service(healthlake_client(gateway), fresh_state(bridge)).process(body("booking_created.json"))
+    service(healthlake_client(gateway), fresh_state_store(bridge, "itest-profiles")).process(
+        body("booking_created.json")
+    )
+    again = service(healthlake_client(gateway), fresh_state_store(bridge, "itest-profiles")).process(
+        body("booking_created.json")
+    )
     assert again.outcome == "applied"  # the bridge wrote its state again ...
     assert len(appointments(fhir)) == 1  # ... but found the Appointment by its id, not a second one
     patients = httpx.get(f"{fhir.base_url}/Patient", trust_env=False).json().get("entry", [])
@@ -213,7 +205,7 @@ def test_healthlake_refuses_a_bad_signature(fhir: Any, gateway: SigV4Gateway) ->
 def test_oracle_profile_end_to_end(fhir: Any, bridge: Any) -> None:
     id_map = InMemoryIdMap()
     ehr = OracleHealthClient(FhirR4Client(fhir.base_url), id_map)
-    sync = service(ehr, fresh_state(bridge))
+    sync = service(ehr, fresh_state_store(bridge, "itest-profiles"))
     requested = sync.process(body("booking_requested.json"))
     assert requested.outcome == "applied"
     (proposed,) = appointments(fhir)
@@ -225,5 +217,5 @@ def test_oracle_profile_end_to_end(fhir: Any, bridge: Any) -> None:
     lineage = SYSTEMS.lineage_identifier("Tz5bV8cN1xQw3HsK6dLr9F@Cal.com")
     assert id_map.get(lineage.token) == requested.appointment_id
     # a lost lineage state finds the Appointment through the id map, not by an identifier search
-    service(ehr, fresh_state(bridge)).process(body("booking_requested.json"))
+    service(ehr, fresh_state_store(bridge, "itest-profiles")).process(body("booking_requested.json"))
     assert len(appointments(fhir)) == 1

@@ -26,9 +26,9 @@ from shared.ehr.fhir import FhirR4Client
 from shared.ehr.port import Identifier
 from shared.ehr.smart import SmartBackendAuth, clear_discovery_cache, credentials_from_secret
 from shared.errors import PermanentEhrError
-from shared.stores.state import LineageStateStore
 from shared.sync import SyncService
 from tests.conftest import compact, fixture_document
+from tests.integration.conftest import fresh_state_store
 
 pytestmark = pytest.mark.integration
 
@@ -120,17 +120,9 @@ def test_create_and_update_an_appointment_with_smart_auth(fhir: LocalFhirServer,
 
 def test_the_sync_core_end_to_end_with_smart_auth(fhir: LocalFhirServer, tokens: TokenServer, bridge: Any) -> None:
     seed_demo_practitioner(fhir)
-    ddb = bridge.client("dynamodb")
-    table = f"itest-smart-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
     client = smart_client(fhir, tokens, secret("ES384"))
     service = SyncService(
-        store=LineageStateStore(table, ddb),
+        store=fresh_state_store(bridge, "itest-smart"),
         ehr=client,
         config=load_config(f"file:{DEMO_CONFIG}"),
         systems=SYSTEMS,
