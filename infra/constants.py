@@ -130,6 +130,20 @@ RECONCILE_ALARM_METRICS: Final = ("ReconcileFailed", "ReconcileApiError", "Recon
 # the queue's event source invoke the alias, never $LATEST (which SnapStart does not cover).
 LIVE_ALIAS: Final = "live"
 SNAPSTART_FUNCTIONS: Final = ("ingest", "sync")
+#: Regions where Lambda offers SnapStart for Python (AWS Lambda Developer Guide, "Improving startup
+#: performance with Lambda SnapStart", supported Regions; the same list cfn-lint's E2530 checks).
+#: Elsewhere (GovCloud, China, newer regions) the functions run without it: the version and the `live`
+#: alias are still published, so the API and the event source are wired the same way in every region.
+SNAPSTART_REGIONS: Final = frozenset(
+    {
+        "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1", "ap-south-1",
+        "ap-south-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1",
+        "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5", "ap-southeast-7",
+        "ca-central-1", "ca-west-1", "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2",
+        "eu-west-3", "eu-south-1", "eu-south-2", "eu-north-1", "me-south-1", "me-central-1",
+        "il-central-1", "mx-central-1", "sa-east-1",
+    }
+)  # fmt: skip
 
 # --- Tracing -------------------------------------------------------------------------------------
 # The API stage is traced for timing and status only. X-Ray's default rule (the first request each

@@ -57,6 +57,7 @@ from infra.constants import (
     RECONCILE_SERVICE,
     RECONCILE_TIMEOUT_SECONDS,
     SNAPSTART_FUNCTIONS,
+    SNAPSTART_REGIONS,
     SYNC_BATCH_SIZE,
     SYNC_MAX_CONCURRENCY,
     SYNC_MEMORY_MB,
@@ -630,7 +631,11 @@ class Functions(Construct):
                 ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if self._network else None
             ),
             security_groups=self._security_groups(spec.name),
-            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if spec.name in SNAPSTART_FUNCTIONS else None,
+            snap_start=(
+                lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS
+                if spec.name in SNAPSTART_FUNCTIONS and snap_start_available(cdk.Stack.of(scope))
+                else None
+            ),
         )
         live = (
             lambda_.Alias(scope, f"{title}Live", alias_name=LIVE_ALIAS, version=function.current_version)
@@ -648,3 +653,8 @@ class Functions(Construct):
         for sid, actions, via in spec.data_key_uses:
             self._keys.allow_data_key_use(f"{title}{sid}", [role], actions=actions, services=via)
         return BuiltFunction(function=function, role=role, policy=policy, log_group=log_group, live=live)
+
+
+def snap_start_available(stack: cdk.Stack) -> bool:
+    """SnapStart where Lambda offers it for Python; a region-agnostic synth (a token) keeps it on."""
+    return cdk.Token.is_unresolved(stack.region) or stack.region in SNAPSTART_REGIONS

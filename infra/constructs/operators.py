@@ -75,6 +75,10 @@ READ_ONLY_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
 LOG_READ_ACTIONS = ("logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams", "logs:StartLiveTail")
 METRIC_READ_ACTIONS = ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics")
 ALARM_READ_ACTIONS = ("cloudwatch:DescribeAlarms", "cloudwatch:DescribeAlarmHistory")
+# Event source mappings have generated ids; the statement's condition names the sync function's mapping.
+EVENT_SOURCE_MAPPING_ARN = (
+    f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:event-source-mapping:*"
+)
 SECRET_SET_ACTIONS = ("secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue")
 
 
@@ -333,14 +337,10 @@ class OperatorRoles(Construct):
             iam.PolicyStatement(
                 sid="PauseAndResumeSync",
                 actions=["lambda:UpdateEventSourceMapping"],
-                resources=[
-                    stack.format_arn(
-                        service="lambda",
-                        resource="event-source-mapping",
-                        resource_name="*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
+                # pseudo parameters, not stack.format_arn: with a concrete region the CLI resolves,
+                # format_arn bakes in a literal partition and region, so the template (and the
+                # acknowledgment that must name this resource) would differ per region
+                resources=[EVENT_SOURCE_MAPPING_ARN],
                 # the sync function's mapping only (event source mappings have generated ids)
                 # (its mapping invokes the SnapStart alias; the unqualified ARN covers a mapping made by hand)
                 conditions={
