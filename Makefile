@@ -5,6 +5,7 @@
 #   make test   lint + type-check + every test suite (unit, integration, e2e, infra, bench smoke)
 #   make bench  the benchmarks (docs/performance.md); make bench-smoke: each with a tiny N
 #   make browser  Debian's chromium for the console's browser test (installed with apt-get when missing)
+#   make layout  the import graph as rooms (package folders) and arrows (imports between them)
 
 SHELL := /bin/bash
 PYTHON_VERSION := $(shell cat .python-version)
@@ -16,7 +17,7 @@ FHIR_DIR := devstack/fhir-server
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: deps dev test lint unit integration e2e infra synth bench bench-smoke clean browser
+.PHONY: deps dev test lint unit integration e2e infra synth bench bench-smoke clean browser layout
 
 # The console's end-to-end test drives headless Chromium: Debian's package, installed when missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -51,7 +52,7 @@ dev: deps
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared functions devstack infra bench cli
+	$(BIN)/mypy shared functions devstack infra bench cli tools
 
 unit: deps
 	$(BIN)/pytest tests/unit -q
@@ -67,6 +68,9 @@ infra: deps
 
 test: deps browser lint
 	$(BIN)/pytest -q
+
+layout: deps
+	$(BIN)/python -m tools.layout $(ARGS)
 
 synth: deps
 	npx cdk synth -q
