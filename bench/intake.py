@@ -107,7 +107,7 @@ def _timed(call: Callable[[], object]) -> tuple[float, float]:
 
 def _stage_breakdown(events: list[tuple[bytes, dict[str, Any]]], handler: Any, context: Any) -> dict[str, float]:
     """A separate, instrumented pass: thread CPU per stage of accept_webhook (wrappers add a little)."""
-    import shared.intake as intake  # noqa: PLC0415
+    import shared.ingest.intake as intake  # noqa: PLC0415
 
     spent: dict[str, float] = {}
     originals = {name: getattr(intake, name) for name in ("verify_signature", "parse_webhook", "message_group_id")}

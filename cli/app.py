@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: Exception) -> str:
-    from shared.config.clinic import ConfigError  # noqa: PLC0415
+    from shared.clinic.mapping import ConfigError  # noqa: PLC0415
     from shared.ehr.profiles import ProfileError  # noqa: PLC0415
 
     if isinstance(exc, ConfigError):

@@ -22,13 +22,13 @@ from typing import Any, Literal, TextIO
 
 import httpx
 
-from shared.config.clinic import ClinicConfig
+from shared.clinic.mapping import ClinicConfig
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.fhir import FhirR4Client
-from shared.ehr.oracle import DEFAULT_PATCHABLE
+from shared.ehr.auth.sigv4 import SigV4Auth
+from shared.ehr.auth.smart import SmartBackendAuth
+from shared.ehr.fhir.client import FhirR4Client
+from shared.ehr.fhir.oracle import DEFAULT_PATCHABLE
 from shared.ehr.profiles import FHIR_PROFILES, ProfileError, auth_from_secret
-from shared.ehr.sigv4 import SigV4Auth
-from shared.ehr.smart import SmartBackendAuth
 from shared.errors import EhrError
 from shared.settings import DEFAULT_ROUTE
 

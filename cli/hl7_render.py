@@ -1,6 +1,6 @@
 """`calehr hl7 render FILE... [--config clinic.yaml]`: the SIU messages webhook bodies would produce.
 
-The bodies go, in order, through the real sync core (`shared.sync.SyncService`: lineages, the decision
+The bodies go, in order, through the real sync core (`shared.sync.service.SyncService`: lineages, the decision
 core, routing-form joins) with every EHR route using the `hl7v2` profile; the interface engine is a
 stand-in that accepts everything, so nothing is sent anywhere and no AWS resource is touched. Each
 message is printed one segment per line, messages separated by a blank line.
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # the sync core is imported when the command runs, not when the CLI starts
-    from shared.config.clinic import ClinicConfig
-    from shared.stores.state import LineageStateStore
+    from shared.clinic.mapping import ClinicConfig
+    from shared.stores.lineages import LineageStateStore
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "devstack" / "demo" / "clinic.yaml"
 RENDER_KEY = b"calehr-hl7-render"
@@ -31,8 +31,8 @@ RENDER_KEY = b"calehr-hl7-render"
 
 def _memory_store() -> LineageStateStore:
     """The state store's contract in memory (lease, versions, aliases, marks, forms): nothing leaves the process."""
-    from shared.domain.state import LineageState  # noqa: PLC0415
-    from shared.stores.state import Lease, LineageStateStore, TransactPut, UidClaim  # noqa: PLC0415
+    from shared.domain.lineage_state import LineageState  # noqa: PLC0415
+    from shared.stores.lineages import Lease, LineageStateStore, TransactPut, UidClaim  # noqa: PLC0415
 
     class _MemoryStateStore(LineageStateStore):
         """One process, one thread: the lease is always free; commits keep the version and the aliases."""
@@ -126,9 +126,9 @@ class Rendered:
 def render(paths: Sequence[Path], config: ClinicConfig, *, sent_at: datetime | None = None) -> list[Rendered]:
     """The SIU messages of `paths` (in order), through the real sync core with an accepting engine."""
     from shared.domain.identifiers import IdentifierSystems  # noqa: PLC0415
-    from shared.ehr.hl7v2.writer import SiuWriter  # noqa: PLC0415
     from shared.errors import EhrError, LineageNotYetKnown, ReviewRequired  # noqa: PLC0415
-    from shared.sync import SyncService  # noqa: PLC0415
+    from shared.sync.service import SyncService  # noqa: PLC0415
+    from shared.sync.siu_writer import SiuWriter  # noqa: PLC0415
 
     engine = _AcceptingEngine()
     moment = sent_at or datetime.now(UTC)

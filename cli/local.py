@@ -215,7 +215,7 @@ def build_stack(options: StackOptions) -> Any:
     """A `LocalStack` for these options, after checking the files it needs (one-line errors)."""
     from cli.doctor import secret_document_file  # noqa: PLC0415
     from devstack.stack import LocalStack, read_seed  # noqa: PLC0415 - heavy imports only when a stack runs
-    from shared.config.source import load_config  # noqa: PLC0415
+    from shared.clinic.source import load_config  # noqa: PLC0415
 
     load_config(f"file:{options.config}")  # ConfigError lists every problem before anything starts
     for path in options.seed or []:
@@ -387,7 +387,7 @@ def ehr_first_demo(stack: Any, info: dict[str, Any], *, say: Callable[..., None]
 
     from devstack.ehr_first import DEMO_NPI, overlapping_booking, plant_ehr_first  # noqa: PLC0415
     from functions.availability.handler import run as availability_run  # noqa: PLC0415
-    from shared.stores.availability import FeedStore  # noqa: PLC0415
+    from shared.stores.feeds import FeedStore  # noqa: PLC0415
     from shared.stores.review import ReviewStore  # noqa: PLC0415
 
     planted = plant_ehr_first(info["fhir_base_url"], now=datetime.now(UTC))

@@ -21,8 +21,8 @@ from shared.calcom.api import BookingsPage, CalcomApiClient, ChangeField
 from shared.observability import logger
 from shared.reconcile import ReconcileOptions, Reconciler
 from shared.stores.cursors import Cursor
+from shared.stores.lineages import LineageStateStore
 from shared.stores.queue import EventQueue, OutgoingMessage
-from shared.stores.state import LineageStateStore
 
 _DURATION = re.compile(r"^(?P<value>\d+)\s*(?P<unit>m|min|h|d)$")
 _UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days"}

@@ -1,6 +1,6 @@
 """`calehr verify`: compare each lineage's projection with the EHR copy (drift), and repair what the bridge owns.
 
-It runs the sync's own check (`shared.sync.SyncService.verify`, under the lineage's lease) from the
+It runs the sync's own check (`shared.sync.service.SyncService.verify`, under the lineage's lease) from the
 operator's machine, with the target's resources: the state and audit tables, the EHR endpoint and its
 credentials, the pseudonym key (Location mapping keys) and the clinic mapping. Verdicts (PHI-free):
 
@@ -27,7 +27,7 @@ from typing import Any
 from cli.errors import EXIT_FAILED, EXIT_OK, CliError
 from cli.output import Output
 from cli.target import Target
-from shared.config.clinic import ClinicConfig
+from shared.clinic.mapping import ClinicConfig
 
 #: Verdicts that are drift (the EHR copy does not say what the bridge projects).
 DRIFT = frozenset({"bridge_stale", "ehr_changed", "unmarked", "missing"})
@@ -65,8 +65,8 @@ def build_service(target: Target, config: ClinicConfig) -> Any:
     from shared.settings import SyncSettings  # noqa: PLC0415
     from shared.stores.audit import AuditTrail  # noqa: PLC0415
     from shared.stores.id_map import DynamoIdMap  # noqa: PLC0415
-    from shared.stores.state import LineageStateStore  # noqa: PLC0415
-    from shared.sync import SyncService  # noqa: PLC0415
+    from shared.stores.lineages import LineageStateStore  # noqa: PLC0415
+    from shared.sync.service import SyncService  # noqa: PLC0415
 
     ddb = target.client("dynamodb")
     routes: dict[str, tuple[str, str, str | None]] = {
@@ -97,7 +97,7 @@ def build_service(target: Target, config: ClinicConfig) -> Any:
 
 
 def lineages(target: Target, *, lineage: str | None, booking: str | None, since: datetime | None) -> list[str]:
-    from shared.stores.state import LineageStateStore  # noqa: PLC0415
+    from shared.stores.lineages import LineageStateStore  # noqa: PLC0415
 
     store = LineageStateStore(target.state_table, target.client("dynamodb"))
     if lineage:
@@ -111,8 +111,8 @@ def lineages(target: Target, *, lineage: str | None, booking: str | None, since:
 
 
 def check(service: Any, keys: Iterable[str], *, repair: bool, progress: Any = None) -> list[Verdict]:
-    from shared.delivery import Delivery  # noqa: PLC0415
-    from shared.stores.state import LineageBusyError  # noqa: PLC0415
+    from shared.stores.lineages import LineageBusyError  # noqa: PLC0415
+    from shared.sync.outcome import Delivery  # noqa: PLC0415
 
     verdicts = []
     for key in keys:
@@ -132,8 +132,8 @@ def check(service: Any, keys: Iterable[str], *, repair: bool, progress: Any = No
 def queue_checks(target: Target, out: Output, keys: list[str]) -> int:
     """Send one drift check per lineage to the events queue, in the lineage's FIFO group (behind its events):
     the sync function checks and repairs with its own role and records each verdict in the audit trail."""
-    from shared.drift_check import verify_message  # noqa: PLC0415
     from shared.stores.queue import EventQueue  # noqa: PLC0415
+    from shared.sync.drift_message import verify_message  # noqa: PLC0415
 
     queue = EventQueue(target.queue_url, target.client("sqs"))
     window = f"operator:{datetime.now(UTC).isoformat(timespec='seconds')}"
@@ -160,7 +160,7 @@ def report(out: Output, verdicts: list[Verdict]) -> int:
 
 
 def config_of(target: Target, config_file: Path | None) -> ClinicConfig:
-    from shared.config.source import load_config  # noqa: PLC0415
+    from shared.clinic.source import load_config  # noqa: PLC0415
 
     if config_file is not None:
         return load_config(f"file:{config_file}")

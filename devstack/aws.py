@@ -48,7 +48,7 @@ class LocalResources:
     webhook_secret: str
     audit_archive_bucket: str = ""
     audit_stream_arn: str = ""
-    #: Busy feeds and their URL tokens (shared/stores/availability.py).
+    #: Busy feeds and their URL tokens (shared/stores/feeds.py).
     availability_table: str = ""
 
     def client(self, service: str) -> Any:

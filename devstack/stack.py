@@ -7,7 +7,7 @@ once, as in Lambda.
 
 A clinic can run it with its own mapping (`clinic_config`), its own Practitioners and Locations
 (`seed`), a sandbox EHR instead of the local FHIR server (`ehr_base_url` + `ehr_auth`), state that
-survives a restart (`state_dir`, see devstack/state.py) and a capture folder that keeps every received
+survives a restart (`state_dir`, see devstack/snapshot.py) and a capture folder that keeps every received
 webhook body for replay (`capture_dir`; bodies hold PHI and stay on this machine).
 """
 
@@ -35,7 +35,7 @@ from devstack.chaos import ChaosPoller, ChaosSettings, install_kill_switch
 from devstack.fhir_server import LocalFhirServer
 from devstack.lambda_runtime import LocalApi, QueuePoller, SchedulePoller, StreamPoller, one_processor_per_thread
 from devstack.mllp_listener import MllpListener, Received
-from devstack.state import LocalState
+from devstack.snapshot import LocalState
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_CONFIG = DEMO_DIR / "clinic.yaml"

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs
 
-from shared.ehr.jws import ALGORITHMS, JwsError, PublicKey, decode_unverified, key_from_jwk, verify_signature
+from shared.ehr.auth.jws import ALGORITHMS, JwsError, PublicKey, decode_unverified, key_from_jwk, verify_signature
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 300

@@ -30,7 +30,7 @@ PYTHON_MINOR: Final = (3, 13)
 PIP_PLATFORMS: Final = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64")
 # Provided by the Lambda Python runtime; never shipped in the layer.
 RUNTIME_PROVIDED_PACKAGES: Final = ("boto3", "botocore", "s3transfer")
-# SMART Backend Services' signing (`shared.ehr.jws`): ~5 MB zipped, so it ships in a second layer that
+# SMART Backend Services' signing (`shared.ehr.auth.jws`): ~5 MB zipped, so it ships in a second layer that
 # only the functions talking to the EHR get, and only with `-c ehrSmartAuth=true`.
 SMART_LAYER_PACKAGES: Final = ("cryptography", "cffi", "pycparser")
 
@@ -65,10 +65,10 @@ SYNC_METRICS: Final = (
     # shared/ehr/breaker.py: a circuit opened (or opened again after a failed trial) / closed
     "EhrCircuitOpened",
     "EhrCircuitClosed",
-    # shared/config/source.py: a refreshed clinic mapping was taken, or rejected (the last good one stays)
+    # shared/clinic/source.py: a refreshed clinic mapping was taken, or rejected (the last good one stays)
     "ClinicConfigReloaded",
     "ClinicConfigRejected",
-    # shared/sync.py verify (a queued drift check): checked; the EHR copy differed and is left to a human;
+    # shared/sync/service.py verify (a queued drift check): checked; the EHR copy differed and is left to a human;
     # the bridge rewrote what it had itself left stale (also when an event's own check corrected the EHR)
     "DriftChecked",
     "DriftFound",
@@ -93,7 +93,7 @@ RULE_VIOLATION_METRIC: Final = "RuleViolation"
 RULE_DIMENSION: Final = "rule"
 #: Gauges the reconcile function emits on every run (functions/reconcile/handler.py).
 REVIEW_BACKLOG_METRICS: Final = ("ReviewOpenItems", "ReviewOldestOpenAgeSeconds")
-#: shared/audit_archive.py and functions/archive/handler.py.
+#: shared/archive/worm_copy.py and functions/archive/handler.py.
 ARCHIVE_METRICS: Final = ("AuditArchived", "AuditRecordChanged")
 # Emitted by shared/reconcile/ (per run) and functions/reconcile/handler.py (per failure); a test
 # checks that each name is in that code.
@@ -108,7 +108,7 @@ RECONCILE_METRICS: Final = (
     "ReconcileCursorConflict",
     "ReconcileFailed",
 )
-#: functions/availability/handler.py + shared/availability/run.py (per run) and functions/feed/handler.py.
+#: functions/availability/handler.py + shared/availability/scheduled_run.py (per run) and functions/feed/handler.py.
 AVAILABILITY_SERVICE: Final = "availability"
 FEED_SERVICE: Final = "feed"
 AVAILABILITY_METRICS: Final = (

@@ -12,7 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from shared.time_budget import DEFAULT_MARGIN_SECONDS
+#: Slack on top of one EHR call's timeout before a sync batch stops taking records: the state and audit
+#: writes around the call (shared/sync/time_budget.py).
+DEFAULT_MARGIN_SECONDS = 5.0
 
 #: Documented body limit for webhooks (Cal.com booking bodies are 3-10 KB; 256 KiB leaves room for
 #: large seated events while staying well under SQS's message limit).
@@ -153,7 +155,7 @@ class SyncSettings(_Settings):
     #: SigV4 region override for HealthLake (default: taken from the HealthLake host name).
     ehr_region: str = Field(default="", alias="EHR_REGION")
     ehr_timeout_seconds: float = Field(default=10.0, alias="EHR_TIMEOUT_SECONDS", gt=0, le=60)
-    #: A batch stops taking records when less than one EHR timeout plus this is left (shared/time_budget.py).
+    #: A batch stops taking records when less than one EHR timeout plus this is left (shared/sync/time_budget.py).
     time_margin_seconds: float = Field(default=DEFAULT_MARGIN_SECONDS, alias="SYNC_TIME_MARGIN_SECONDS", ge=0, le=60)
     breaker_failure_threshold: int = Field(default=5, alias="EHR_BREAKER_FAILURES", ge=1, le=1000)
     breaker_cooldown_seconds: float = Field(default=30.0, alias="EHR_BREAKER_COOLDOWN_SECONDS", gt=0, le=3600)

@@ -28,7 +28,7 @@ PACKAGES = ("shared", "functions", "infra", "cli", "devstack", "bench", "tools")
 
 @dataclass(frozen=True, slots=True)
 class Module:
-    name: str  # dotted, e.g. `shared.sync.service`
+    name: str  # dotted, e.g. `shared.sync.service.service`
     path: Path
     is_package: bool  # an `__init__.py`
 

@@ -12,9 +12,9 @@ import typer
 from cli.errors import CliError, UsageError
 from cli.output import JsonOpt, Output
 from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt, Target, resolve
-from shared.availability.feed import calendar_name
-from shared.availability.service import FeedSubject, subject_of
-from shared.stores.availability import FeedStore
+from shared.availability.serve_feed import calendar_name
+from shared.availability.sync_feeds import FeedSubject, subject_of
+from shared.stores.feeds import FeedStore
 
 availability_app = typer.Typer(
     help="Busy feeds: appointments made first in the EHR, as iCalendar URLs that Cal.com reads as busy time.",
@@ -143,9 +143,9 @@ def sync(
 
 
 def _local_run(target: Target) -> Any:
-    from shared.availability.run import AvailabilityRun  # noqa: PLC0415
-    from shared.config.source import load_config  # noqa: PLC0415
-    from shared.ehr.fhir import FhirR4Client  # noqa: PLC0415
+    from shared.availability.scheduled_run import AvailabilityRun  # noqa: PLC0415
+    from shared.clinic.source import load_config  # noqa: PLC0415
+    from shared.ehr.fhir.client import FhirR4Client  # noqa: PLC0415
     from shared.settings import AvailabilitySettings  # noqa: PLC0415
 
     target.ensure_running()
@@ -182,7 +182,7 @@ def check(
 
     The Cal.com API key comes from CALCOM_API_KEY, the local stack, or (with --stack) the stack's secret.
     """
-    from shared.availability.run import AvailabilityRun  # noqa: PLC0415
+    from shared.availability.scheduled_run import AvailabilityRun  # noqa: PLC0415
     from shared.calcom.api import CalcomApiClient  # noqa: PLC0415
 
     target = _target(local, stack, stack_file, region, endpoint_url)
@@ -222,9 +222,9 @@ def _calcom_key(target: Target) -> str:
 
 def _stack_run(target: Target) -> Any:
     from cli.doctor import endpoint_auth  # noqa: PLC0415
-    from shared.availability.run import AvailabilityRun  # noqa: PLC0415
-    from shared.config.parse import parse_config  # noqa: PLC0415
-    from shared.ehr.fhir import FhirR4Client  # noqa: PLC0415
+    from shared.availability.scheduled_run import AvailabilityRun  # noqa: PLC0415
+    from shared.clinic.load import parse_config  # noqa: PLC0415
+    from shared.ehr.fhir.client import FhirR4Client  # noqa: PLC0415
     from shared.settings import AvailabilitySettings  # noqa: PLC0415
 
     base_url = target.get("ehr_base_url")

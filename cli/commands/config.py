@@ -9,9 +9,9 @@ import typer
 
 from cli.errors import EXIT_FAILED
 from cli.output import JsonOpt, Output
-from shared.config.clinic import ConfigError
-from shared.config.parse import schema_text
-from shared.config.source import load_config
+from shared.clinic.load import schema_text
+from shared.clinic.mapping import ConfigError
+from shared.clinic.source import load_config
 
 config_app = typer.Typer(help="The clinic mapping: validate it, print its JSON Schema.", no_args_is_help=True)
 

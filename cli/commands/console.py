@@ -72,8 +72,8 @@ def build_server(target: Target, *, port: int, use_ehr: bool = True, region: str
     from shared.console.reader import ConsoleReader  # noqa: PLC0415
     from shared.console.render import ConsoleRenderer  # noqa: PLC0415
     from shared.stores.audit import AuditTrail  # noqa: PLC0415
+    from shared.stores.lineages import LineageStateStore  # noqa: PLC0415
     from shared.stores.review import ReviewStore  # noqa: PLC0415
-    from shared.stores.state import LineageStateStore  # noqa: PLC0415
 
     target.ensure_running()
     dynamodb = target.client("dynamodb")

@@ -14,11 +14,11 @@ from cli import doctor as checks
 from cli.errors import EXIT_FAILED, CliError, UsageError
 from cli.output import JsonOpt, Output
 from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt, Target, resolve
-from shared.config.clinic import ClinicConfig
-from shared.config.parse import parse_config
-from shared.config.source import load_config
+from shared.clinic.load import parse_config
+from shared.clinic.mapping import ClinicConfig
+from shared.clinic.source import load_config
+from shared.ehr.auth.smart import SmartConfigError, jwks_from_secret
 from shared.ehr.profiles import PROFILES, ProfileError
-from shared.ehr.smart import SmartConfigError, jwks_from_secret
 from shared.settings import DEFAULT_ROUTE, ROUTE_NAME_PATTERN
 
 _EHR = "EHR endpoints"

@@ -11,8 +11,8 @@ import typer
 from cli import hl7_render
 from cli.errors import EXIT_FAILED, EXIT_OK, CliError, UsageError
 from cli.output import JsonOpt
-from shared.config.clinic import ConfigError
-from shared.config.source import load_config
+from shared.clinic.mapping import ConfigError
+from shared.clinic.source import load_config
 
 hl7_app = typer.Typer(help="HL7 v2 (SIU over MLLP) tools.", no_args_is_help=True)
 

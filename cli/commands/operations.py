@@ -17,9 +17,9 @@ from cli import verify as drift
 from cli.errors import UsageError
 from cli.output import JsonOpt, Output
 from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt, Target, resolve
-from shared.config.rules import RULE_NAMES
+from shared.clinic.rules import RULE_NAMES
+from shared.stores.lineages import LineageStateStore
 from shared.stores.queue import EventQueue
-from shared.stores.state import LineageStateStore
 
 FORM_ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from cli.console.ehr import EhrReader, EhrUnavailableError
 from cli.console.health import HealthProbe
 from cli.errors import describe
-from shared.console.model import BookingDetail
 from shared.console.query import QueryError, parse_booking_ref, parse_query
 from shared.console.reader import ConsoleReader
 from shared.console.render import REVEAL_PURPOSES, ConsoleRenderer, stylesheet
+from shared.console.view_models import BookingDetail
 from shared.console.views import LINEAGE_PREFIX
 from shared.stores.audit import AuditTrail, AuditUnavailableError
 

@@ -16,9 +16,9 @@ from typing import Any
 from cli.doctor import endpoint_auth
 from cli.errors import describe
 from cli.target import Target
-from shared.console.model import AppointmentSummary, RevealedName, SlotSummary
+from shared.console.view_models import AppointmentSummary, RevealedName, SlotSummary
 from shared.console.views import appointment_summary
-from shared.ehr.fhir import FhirR4Client
+from shared.ehr.fhir.client import FhirR4Client
 from shared.ehr.profiles import ProfileError
 from shared.errors import EhrError
 from shared.settings import DEFAULT_ROUTE

@@ -18,7 +18,7 @@ import httpx
 
 from cli.errors import describe
 from cli.target import Target, sync_event_source_mappings
-from shared.console.model import Health, HealthRow, Tone
+from shared.console.view_models import Health, HealthRow, Tone
 from shared.console.views import age_text
 from shared.stores.cursors import DynamoCursorStore
 

@@ -1,6 +1,6 @@
 """Archive Lambda: the audit table's DynamoDB stream → one S3 Object Lock (COMPLIANCE) object per change.
 
-Thin edge: settings and the S3 client are built once per container; `shared.audit_archive` decides.
+Thin edge: settings and the S3 client are built once per container; `shared.archive.worm_copy` decides.
 Powertools reports failed records by sequence number, so Lambda retries from the first failure
 (bisecting the batch) and archived records are never lost nor written twice.
 """
@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.audit_archive import archive_stream_record
+from shared.archive.worm_copy import archive_stream_record
 from shared.observability import count, logger, metrics
 from shared.settings import archive_settings
 from shared.stores.archive import AuditArchive

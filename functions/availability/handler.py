@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.availability.run import AvailabilityRun, fhir_readers, report_metrics
+from shared.availability.scheduled_run import AvailabilityRun, fhir_readers, report_metrics
 from shared.calcom.api import CalcomApiClient, CalcomApiError
-from shared.config.source import ClinicConfigSource
+from shared.clinic.source import ClinicConfigSource
 from shared.errors import EhrError
 from shared.observability import count, logger, metrics
 from shared.settings import availability_settings
-from shared.stores.availability import FeedStore
+from shared.stores.feeds import FeedStore
 from shared.stores.secrets import SecretReader, SecretUnavailableError
 
 

@@ -20,8 +20,8 @@ from shared.console.widget import render_widget
 from shared.observability import logger
 from shared.settings import console_settings
 from shared.stores.audit import AuditTrail
+from shared.stores.lineages import LineageStateStore
 from shared.stores.review import ReviewStore
-from shared.stores.state import LineageStateStore
 
 
 @cache

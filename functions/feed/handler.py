@@ -1,6 +1,6 @@
 """Feed Lambda: `GET /feeds/{token}` (API Gateway proxy) → one practitioner's busy feed as iCalendar.
 
-Thin edge: the token from the path, the store built once per container, `shared.availability.feed`
+Thin edge: the token from the path, the store built once per container, `shared.availability.serve_feed`
 decides. Cal.com's ICS Feed app fetches the URL without credentials; the token is the secret, so it is
 never logged. A DynamoDB outage answers 503 with `Retry-After` (Cal.com keeps the last busy times it
 read); anything else unexpected is a 500 without detail.
@@ -14,10 +14,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.availability.feed import FeedResponse, serve
+from shared.availability.serve_feed import FeedResponse, serve
 from shared.observability import count, logger, metrics
 from shared.settings import feed_settings
-from shared.stores.availability import AvailabilityStoreUnavailableError, FeedStore
+from shared.stores.feeds import AvailabilityStoreUnavailableError, FeedStore
 
 
 @cache

@@ -1,6 +1,6 @@
 """Ingest Lambda: API Gateway REST proxy event → verified, validated, queued webhook (202).
 
-Thin edge: settings and adapters are built once per container; `shared.intake.accept_webhook` decides.
+Thin edge: settings and adapters are built once per container; `shared.ingest.intake.accept_webhook` decides.
 Every refusal is a JSON body `{"error": <stable code>, "detail": <text without PHI>}`.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.errors import IntakeError, InvalidJsonError
-from shared.intake import IntakeResult, WebhookRequest, accept_webhook
+from shared.ingest.intake import IntakeResult, WebhookRequest, accept_webhook
 from shared.observability import count, logger, metrics
 from shared.settings import ingest_settings
 from shared.snapstart import forget_after_restore

@@ -24,10 +24,10 @@ from shared.observability import MetricUnit, count, gauge, logger, metrics
 from shared.reconcile import ReconcileOptions, Reconciler, reconcile_organization
 from shared.settings import ReconcileSettings, reconcile_settings
 from shared.stores.cursors import CursorConflictError, CursorStoreUnavailableError, DynamoCursorStore, host_cursor_pk
+from shared.stores.lineages import LineageStateStore, StateStoreUnavailableError
 from shared.stores.queue import EventQueue, QueueUnavailableError
 from shared.stores.review import ReviewStore, ReviewStoreUnavailableError
 from shared.stores.secrets import SecretReader, SecretUnavailableError
-from shared.stores.state import LineageStateStore, StateStoreUnavailableError
 
 #: Stop taking new bookings when less than this is left of the invocation.
 SAFETY_MARGIN_MS = 20_000

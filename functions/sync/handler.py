@@ -8,8 +8,8 @@ lineages in the batch proceed. Outcomes, decided in exactly one place (`_handle`
 * retryable (EHR down, lease lost or busy, booking not seen yet, store throttled) → batch item failure,
   and the message's visibility is extended with exponential backoff (honouring `Retry-After`).
 
-Records are taken only while one EHR timeout (+ margin) is left (`shared/time_budget.py`). The container
-builds `shared.sync_runtime.SyncRuntime` once; `shared.sync_messages` says what messages and outcomes mean.
+Records are taken only while one EHR timeout (+ margin) is left (`shared/sync/time_budget.py`). The container
+builds `shared.sync.bootstrap.SyncRuntime` once; `shared.sync.message` says what messages and outcomes mean.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import sync_messages as messages
 from shared.ehr.breaker import CircuitBreakers
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
 from shared.settings import sync_settings
 from shared.snapstart import forget_after_restore
 from shared.stores.audit import AuditUnavailableError
+from shared.stores.lineages import LineageBusyError, StateConflictError, StateStoreUnavailableError
 from shared.stores.queue import QueueUnavailableError
-from shared.stores.state import LineageBusyError, StateConflictError, StateStoreUnavailableError
-from shared.sync import SyncService
-from shared.sync_runtime import SyncRuntime
-from shared.time_budget import has_time_for_one_more
+from shared.sync import message as messages
+from shared.sync.bootstrap import SyncRuntime
+from shared.sync.service import SyncService
+from shared.sync.time_budget import has_time_for_one_more
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 

@@ -45,7 +45,7 @@ from infra.constants import (
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.secrets import Secrets
 
-#: The availability function reads and writes feeds (shared/stores/availability.py: conditional puts,
+#: The availability function reads and writes feeds (shared/stores/feeds.py: conditional puts,
 #: updates, the token transaction, batch writes and deletes of intervals, queries of one feed).
 AVAILABILITY_TABLE_ACTIONS = (
     "dynamodb:GetItem",
@@ -57,7 +57,7 @@ AVAILABILITY_TABLE_ACTIONS = (
 )
 #: The feed function: a token lookup (GetItem) and one feed's items (GetItem, Query).
 FEED_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
-#: Partition keys the feed function may read (= shared.stores.availability FEED_PREFIX / TOKEN_PREFIX).
+#: Partition keys the feed function may read (= shared.stores.feeds FEED_PREFIX / TOKEN_PREFIX).
 FEED_LEADING_KEYS = ("feed#*", "token#*")
 #: HealthLake: the availability function only reads and searches (GET).
 HEALTHLAKE_READ_ACTIONS = ("healthlake:ReadResource", "healthlake:SearchWithGet")

@@ -97,9 +97,9 @@ REVIEW_BACKLOG_ATTRIBUTES = ("pk", "status", "parked_at")
 #: What Lambda's DynamoDB event source needs from the function's role on the audit stream.
 #: `ListStreams` has no resource-level permission (CDK's grantStreamRead grants it on "*" too).
 AUDIT_STREAM_ACTIONS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
-#: The archive writes each object once, with its Object Lock retention (shared/audit_archive.py).
+#: The archive writes each object once, with its Object Lock retention (shared/archive/worm_copy.py).
 ARCHIVE_OBJECT_ACTIONS = ("s3:PutObject", "s3:PutObjectRetention")
-#: What the sync function calls on a HealthLake data store (shared/ehr/healthlake.py, SigV4 with the
+#: What the sync function calls on a HealthLake data store (shared/ehr/fhir/healthlake.py, SigV4 with the
 #: function's role): reads (`GET <Type>/<id>`), searches (`GET <Type>?...`, never POST `_search`),
 #: PUT upserts (a PUT to a new, deterministic id creates the resource: `UpdateResource`) and POST
 #: creates of write-once records (FHIR Provenance through `EhrClient.create`: `CreateResource`).

@@ -62,13 +62,13 @@ REVIEW_ITEM_ATTRIBUTES = (
     "event_type",
     "start",
 )
-#: What listing lineages for drift checks reads of the state table (shared.stores.state `lineages`).
+#: What listing lineages for drift checks reads of the state table (shared.stores.lineages `lineages`).
 LINEAGE_LISTING_ATTRIBUTES = ("pk", "updated_at")
 #: What closing a review item writes (shared.stores.review `ReviewStore.close`), with its key.
 REVIEW_CLOSE_ATTRIBUTES = ("pk", "status", "closed_note", "closed_by", "closed_at")
 #: The only audit records an operator writes (shared.stores.audit `record_operator_action`).
 OPERATOR_AUDIT_KEYS = "operator#*"
-#: The state table items `audit <booking uid>` reads: the uid alias (shared.stores.state).
+#: The state table items `audit <booking uid>` reads: the uid alias (shared.stores.lineages).
 UID_ALIAS_KEYS = "uid#*"
 #: Reads of review items, audit records and the uid alias (no writes, no bodies).
 READ_ONLY_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")

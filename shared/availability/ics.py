@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from shared.domain.availability import BusyInterval
+from shared.domain.busy_time import BusyInterval
 
 PRODID = "-//Cal EHR Bridge//EHR busy feed//EN"
 UID_DOMAIN = "busy.cal-ehr-bridge"

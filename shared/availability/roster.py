@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from shared.calcom.api import CalcomPermanentError
-from shared.config.clinic import ClinicConfig, PractitionerMapping
+from shared.clinic.mapping import ClinicConfig, PractitionerMapping
 from shared.ehr.port import SearchParams, StoredResource
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"

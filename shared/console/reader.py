@@ -19,7 +19,8 @@ from typing import Protocol
 
 from shared.calcom.lineage import CALCOM_ICAL_SUFFIX
 from shared.console import views
-from shared.console.model import (
+from shared.console.query import SearchQuery
+from shared.console.view_models import (
     Backlog,
     BookingDetail,
     BookingSummary,
@@ -28,8 +29,7 @@ from shared.console.model import (
     ReviewRow,
     SearchResult,
 )
-from shared.console.query import SearchQuery
-from shared.domain.state import LineageState
+from shared.domain.lineage_state import LineageState
 
 #: Audit records one search or failure listing reads at most (a full scan beyond it would be slow and costly).
 DEFAULT_SCAN_LIMIT = 20_000

@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from shared.calcom.models import Trigger
-from shared.console.model import Backlog, BookingDetail, Failures, Health, SearchResult
+from shared.console.view_models import Backlog, BookingDetail, Failures, Health, SearchResult
 from shared.console.views import OK_OUTCOMES
 
 Mode = Literal["page", "widget"]

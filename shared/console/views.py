@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.calcom.lineage import lineage_hash
-from shared.console.model import (
+from shared.console.query import SearchQuery
+from shared.console.view_models import (
     AppointmentSummary,
     Backlog,
     BookingSummary,
@@ -21,9 +22,8 @@ from shared.console.model import (
     TimelineEntry,
     Tone,
 )
-from shared.console.query import SearchQuery
 from shared.domain.decide import appointment_view
-from shared.domain.state import LineageState
+from shared.domain.lineage_state import LineageState
 
 Record = Mapping[str, str]
 

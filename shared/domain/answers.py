@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.calcom.models import BookingEvent
-from shared.config.clinic import FreeTextFields, PatientFields
+from shared.clinic.mapping import FreeTextFields, PatientFields
 from shared.domain.decide import AppointmentView, details_of, person_key
 from shared.domain.projection import FreeText
 

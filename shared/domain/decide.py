@@ -31,8 +31,7 @@ from typing import Literal
 
 from shared.calcom.models import BookingEvent, Trigger
 from shared.domain.forms import joined_form
-from shared.domain.people import location_key, person_key
-from shared.domain.state import (
+from shared.domain.lineage_state import (
     SEEN_LIMIT,
     BookingDetails,
     CancelKind,
@@ -42,6 +41,7 @@ from shared.domain.state import (
     UidFacts,
     VisitKind,
 )
+from shared.domain.people import location_key, person_key
 from shared.errors import ReviewRequired
 
 __all__ = ["person_key"]  # re-exported: the keyed hash that names people everywhere

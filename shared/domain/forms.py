@@ -21,9 +21,9 @@ from datetime import timedelta
 from typing import Any
 
 from shared.calcom.models import BookingEvent
-from shared.config.clinic import RoutingFormMapping
+from shared.clinic.mapping import RoutingFormMapping
+from shared.domain.lineage_state import FORMS_LIMIT, FormFact, LineageState, VisitKind
 from shared.domain.people import person_key
-from shared.domain.state import FORMS_LIMIT, FormFact, LineageState, VisitKind
 
 CLOCK_TOLERANCE = timedelta(minutes=1)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.config.clinic import BY_VISIT_KIND, EventTypeMapping, LocationMapping, VisitKinds
+from shared.clinic.mapping import BY_VISIT_KIND, EventTypeMapping, LocationMapping, VisitKinds
 from shared.domain.decide import AppointmentView
 from shared.domain.identifiers import IdentifierSystems, Resource
 

@@ -12,11 +12,11 @@ from functools import partial
 from typing import Any, Protocol
 
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreakers
+from shared.ehr.fhir.oracle import IdMapStore
 from shared.ehr.hl7v2.endpoint import siu_writer
-from shared.ehr.hl7v2.writer import SiuWriter
-from shared.ehr.oracle import IdMapStore
 from shared.ehr.profiles import build_ehr_client, profile_auth
 from shared.settings import DEFAULT_ROUTE, SyncSettings
+from shared.sync.siu_writer import SiuWriter
 
 
 class SecretSource(Protocol):

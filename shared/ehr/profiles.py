@@ -23,11 +23,11 @@ from typing import Any, Literal, get_args
 
 import httpx
 
-from shared.ehr.fhir import FhirR4Client
-from shared.ehr.healthlake import HealthLakeClient
-from shared.ehr.oracle import DEFAULT_PATCHABLE, IdMapStore, OracleHealthClient
+from shared.ehr.auth.sigv4 import SigV4Auth, SigV4ConfigError, region_from_url
+from shared.ehr.fhir.client import FhirR4Client
+from shared.ehr.fhir.healthlake import HealthLakeClient
+from shared.ehr.fhir.oracle import DEFAULT_PATCHABLE, IdMapStore, OracleHealthClient
 from shared.ehr.port import EhrClient
-from shared.ehr.sigv4 import SigV4Auth, SigV4ConfigError, region_from_url
 
 Profile = Literal["generic", "healthlake", "oracle", "hl7v2"]
 PROFILES: tuple[str, ...] = get_args(Profile)
@@ -71,7 +71,7 @@ def auth_from_secret(
     """The EHR auth secret → an `httpx.Auth`.
 
     `None` or `{"type": "none"}`: no auth. `{"type": "bearer", "token"}`: static bearer.
-    `{"type": "smart", ...}`: SMART Backend Services (see `shared.ehr.smart`).
+    `{"type": "smart", ...}`: SMART Backend Services (see `shared.ehr.auth.smart`).
     `{"type": "sigv4", "region"?}`: AWS SigV4 with the function's own credentials (no secret needed).
     """
     kind = (document or {}).get("type", "none")
@@ -88,7 +88,7 @@ def auth_from_secret(
             # Imported only when used: it pulls in `cryptography` (~15 ms at cold start), which ships in
             # the SMART layer, attached only when the stack is deployed with `-c ehrSmartAuth=true`.
             try:
-                from shared.ehr.smart import SmartConfigError, smart_auth_from_secret  # noqa: PLC0415
+                from shared.ehr.auth.smart import SmartConfigError, smart_auth_from_secret  # noqa: PLC0415
             except ImportError:
                 raise ProfileError("smart auth needs the SMART layer: deploy with -c ehrSmartAuth=true") from None
 

@@ -16,7 +16,8 @@ Nothing here logs PHI: counts, verdicts and SHA-256 prefixes of booking uids onl
 """
 
 from shared.reconcile.assess import assess, is_own_booking, outgoing_message, uid_hash
-from shared.reconcile.model import (
+from shared.reconcile.reconciler import BookingSource, Reconciler, StateReader, reconcile_organization
+from shared.reconcile.report import (
     RECONCILE_SOURCE,
     Assessment,
     ReconcileOptions,
@@ -24,7 +25,6 @@ from shared.reconcile.model import (
     Verdict,
     emit_report,
 )
-from shared.reconcile.run import BookingSource, Reconciler, StateReader, reconcile_organization
 
 __all__ = [
     "RECONCILE_SOURCE",

@@ -8,12 +8,12 @@ from typing import Any
 
 from shared.calcom.api import ApiBooking
 from shared.calcom.lineage import message_group_id
-from shared.calcom.parse import parse_webhook
 from shared.calcom.synthetic import synthetic_webhooks
+from shared.calcom.webhook import parse_webhook
 from shared.domain.decide import AppointmentStatus, appointment_view, derive_status
-from shared.domain.state import BookingDetails, LineageState
-from shared.intake import MESSAGE_SCHEMA
-from shared.reconcile.model import RECONCILE_SOURCE, Assessment, ReconcileOptions
+from shared.domain.lineage_state import BookingDetails, LineageState
+from shared.ingest.intake import MESSAGE_SCHEMA
+from shared.reconcile.report import RECONCILE_SOURCE, Assessment, ReconcileOptions
 from shared.stores.queue import OutgoingMessage
 
 SUPPORTED_STATUSES = frozenset({"accepted", "pending", "cancelled", "rejected"})

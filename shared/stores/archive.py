@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.audit_archive import LOCK_MODE, ArchiveObject
+from shared.archive.worm_copy import LOCK_MODE, ArchiveObject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

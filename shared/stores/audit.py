@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.stores.state import TransactPut
+from shared.stores.lineages import TransactPut
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -1,6 +1,6 @@
 """The Oracle Health profile's identifier map in DynamoDB: identifier token → EHR resource id, written once.
 
-Millennium cannot search Appointments by identifier (`shared.ehr.oracle`), so the bridge remembers which
+Millennium cannot search Appointments by identifier (`shared.ehr.fhir.oracle`), so the bridge remembers which
 resource it created for a token, in the state table.
 """
 
@@ -13,7 +13,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.settings import DEFAULT_ROUTE
-from shared.stores.state import StateStoreUnavailableError
+from shared.stores.lineages import StateStoreUnavailableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

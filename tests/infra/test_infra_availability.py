@@ -11,7 +11,7 @@ from synth_support import Synth
 import infra.constants as c
 from infra.constructs.availability import AVAILABILITY_TABLE_ACTIONS, FEED_LEADING_KEYS, FEED_TABLE_ACTIONS
 from shared.settings import AvailabilitySettings, FeedSettings
-from shared.stores.availability import FEED_PREFIX, TOKEN_PREFIX
+from shared.stores.feeds import FEED_PREFIX, TOKEN_PREFIX
 
 pytestmark = pytest.mark.infra
 

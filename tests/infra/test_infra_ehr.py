@@ -264,8 +264,8 @@ _HEALTHLAKE_METHOD_ACTIONS = {
 def test_given_the_healthlake_actions_then_they_match_the_requests_the_profile_makes() -> None:
     from pathlib import Path
 
-    import shared.ehr.fhir as fhir
-    import shared.ehr.healthlake as healthlake
+    import shared.ehr.fhir.client as fhir
+    import shared.ehr.fhir.healthlake as healthlake
 
     code = Path(healthlake.__file__).read_text(encoding="utf-8") + Path(fhir.__file__).read_text(encoding="utf-8")
     methods = set(re.findall(r'"(GET|PUT|POST|PATCH|DELETE)"', code))

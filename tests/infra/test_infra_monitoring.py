@@ -58,13 +58,17 @@ EMITTERS = {
     c.INGEST_SERVICE: ("functions/ingest/handler.py",),
     c.SYNC_SERVICE: (
         "functions/sync/handler.py",
-        "shared/sync_messages.py",
+        "shared/sync/message.py",
         "shared/ehr/breaker.py",
-        "shared/config/source.py",
+        "shared/clinic/source.py",
     ),
-    c.RECONCILE_SERVICE: ("functions/reconcile/handler.py", "shared/reconcile/model.py", "shared/reconcile/run.py"),
-    c.ARCHIVE_SERVICE: ("functions/archive/handler.py", "shared/audit_archive.py"),
-    c.AVAILABILITY_SERVICE: ("functions/availability/handler.py", "shared/availability/run.py"),
+    c.RECONCILE_SERVICE: (
+        "functions/reconcile/handler.py",
+        "shared/reconcile/report.py",
+        "shared/reconcile/reconciler.py",
+    ),
+    c.ARCHIVE_SERVICE: ("functions/archive/handler.py", "shared/archive/worm_copy.py"),
+    c.AVAILABILITY_SERVICE: ("functions/availability/handler.py", "shared/availability/scheduled_run.py"),
 }
 
 
@@ -286,7 +290,7 @@ def test_given_the_alarms_then_each_app_metric_they_read_is_emitted_by_its_servi
 def test_given_the_sync_outcomes_then_the_error_rate_denominator_is_every_outcome_the_handler_counts() -> None:
     handler = "\n".join(
         (REPO_ROOT / path).read_text(encoding="utf-8")
-        for path in ("functions/sync/handler.py", "shared/sync_messages.py")
+        for path in ("functions/sync/handler.py", "shared/sync/message.py")
     )
     counted = set(re.findall(r"""["'](Event[A-Za-z]+|ReviewParked|SyncRetried|DriftChecked)["']""", handler))
     assert counted == set(c.SYNC_OUTCOME_METRICS)
@@ -385,7 +389,7 @@ def test_given_every_alarm_then_the_deploy_guide_explains_it_and_the_readme_name
 
 
 def test_given_the_clinic_config_metrics_then_the_config_source_emits_exactly_those_names() -> None:
-    source = (REPO_ROOT / "shared/config/source.py").read_text(encoding="utf-8")
+    source = (REPO_ROOT / "shared/clinic/source.py").read_text(encoding="utf-8")
     emitted = set(re.findall(r"""count\(["'](ClinicConfig[A-Za-z]+)["']\)""", source))
     assert emitted == {"ClinicConfigRejected", "ClinicConfigReloaded"}
     assert emitted <= set(c.SYNC_METRICS)
@@ -424,7 +428,7 @@ def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(s
 @pytest.mark.parametrize(
     ("path", "names"),
     [
-        ("shared/reconcile/model.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn",
+        ("shared/reconcile/report.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn",
                                        "ReconcileDiverged", "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
         ("functions/reconcile/handler.py", {"ReconcileApiError", "ReconcileCursorConflict", "ReconcileFailed"}),
     ],

@@ -48,7 +48,7 @@ def test_given_the_retry_budget_then_a_twelve_hour_ehr_outage_does_not_dead_lett
 
 
 def test_given_the_sync_handler_then_its_backoff_is_the_one_the_budget_assumes() -> None:
-    from shared import sync_messages
+    from shared.sync import message as sync_messages
 
     assert sync_messages.BASE_BACKOFF_SECONDS == c.RETRY_BACKOFF_BASE_SECONDS
     assert sync_messages.MAX_BACKOFF_SECONDS == c.RETRY_BACKOFF_CAP_SECONDS

@@ -26,7 +26,7 @@ def test_given_the_dashboard_then_it_searches_rule_violations_by_rule_in_the_sta
 
 
 def test_given_the_sync_handler_then_it_counts_the_metric_and_dimension_the_dashboard_reads(staging: Synth) -> None:
-    from shared.sync_messages import RULE_VIOLATION_METRIC
+    from shared.sync.message import RULE_VIOLATION_METRIC
 
     assert RULE_VIOLATION_METRIC == c.RULE_VIOLATION_METRIC
     sync = next(

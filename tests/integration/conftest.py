@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.stores.state import LineageStateStore
+from shared.stores.lineages import LineageStateStore
 from tests.conftest import compact
 
 

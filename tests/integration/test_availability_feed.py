@@ -40,11 +40,11 @@ def feeds(bridge: Any, fhir_server: Any) -> Iterator[dict[str, Any]]:
     from devstack.lambda_runtime import LocalApi
     from devstack.stack import seed_demo_practitioners
     from functions.feed import handler as feed
-    from shared.availability.run import AvailabilityRun
-    from shared.config.source import load_config
-    from shared.ehr.fhir import FhirR4Client
+    from shared.availability.scheduled_run import AvailabilityRun
+    from shared.clinic.source import load_config
+    from shared.ehr.fhir.client import FhirR4Client
     from shared.settings import AvailabilitySettings, feed_settings
-    from shared.stores.availability import FeedStore
+    from shared.stores.feeds import FeedStore
 
     fhir_server.reset()
     seed_demo_practitioners(fhir_server.base_url)

@@ -64,7 +64,7 @@ def _deliver(pipeline: Any, documents: list[dict[str, Any]], workers: int) -> No
 @pytest.fixture
 def in_order(pipeline: Any, fhir_server: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
-    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
     for name in HISTORY:
         _deliver(pipeline, [fixture_document(name)], workers=1)
     return _summary(fhir_server)

@@ -200,7 +200,7 @@ def test_given_any_history_delivered_any_way_then_the_ehr_is_what_the_reference_
     from tests.spec.histories import clinic, delivered_in_order, describe
     from tests.spec.model import expected_appointments
 
-    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
     monkeypatch.setenv("CLINIC_CONFIG_SOURCE", f"file:{TWO_HOSTS}")  # the generator's clinic: a second host
     sync_settings.cache_clear()
     processor_per_worker(monkeypatch)
@@ -319,7 +319,7 @@ def test_given_a_lineage_and_its_routing_forms_in_any_order_then_the_ehr_converg
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
 
-    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
     processor_per_worker(monkeypatch)
     in_order, _, _ = case
     vocabulary = _form_vocabulary(in_order)

@@ -12,7 +12,7 @@ import pytest
 
 from cli.app import main
 from cli.doctor import run_doctor
-from shared.config.parse import parse_config
+from shared.clinic.load import parse_config
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,12 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
-from shared.config.source import load_config
+from shared.clinic.source import load_config
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.fhir import FhirR4Client
+from shared.ehr.fhir.client import FhirR4Client
 from shared.errors import ReviewRequired
-from shared.stores.state import LineageStateStore
-from shared.sync import SyncService
+from shared.stores.lineages import LineageStateStore
+from shared.sync.service import SyncService
 from tests.conftest import compact, fixture_document
 from tests.integration.conftest import fresh_state_store
 

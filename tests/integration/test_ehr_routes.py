@@ -38,11 +38,11 @@ def _search(base_url: str, resource_type: str, **params: str) -> list[dict[str, 
 
 
 def _service(clean_bridge: Any, main_url: str, west_url: str, *, routes: dict[str, str] | None = None) -> Any:
-    from shared.config.parse import parse_config
+    from shared.clinic.load import parse_config
     from shared.domain.identifiers import IdentifierSystems
-    from shared.ehr.fhir import FhirR4Client
-    from shared.stores.state import LineageStateStore
-    from shared.sync import SyncService
+    from shared.ehr.fhir.client import FhirR4Client
+    from shared.stores.lineages import LineageStateStore
+    from shared.sync.service import SyncService
 
     text = (ROOT / "devstack" / "demo" / "clinic.yaml").read_text(encoding="utf-8")
     # The new-patient consult is seen at the west campus, whose EHR is a different system.

@@ -20,8 +20,8 @@ HISTORY = ("booking_created.json", "booking_rescheduled.json", "booking_requeste
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
-    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
-    monkeypatch.setattr("shared.sync_messages.MAX_BACKOFF_SECONDS", 1)
+    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync.message.MAX_BACKOFF_SECONDS", 1)
 
 
 def _count(fhir_server: Any, resource_type: str) -> int:

@@ -31,8 +31,8 @@ def engine() -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
-    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
-    monkeypatch.setattr("shared.sync_messages.MAX_BACKOFF_SECONDS", 1)
+    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync.message.MAX_BACKOFF_SECONDS", 1)
 
 
 @pytest.fixture

@@ -23,16 +23,16 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
-from shared.config.source import load_config
+from shared.clinic.source import load_config
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.fhir import FhirR4Client
-from shared.ehr.healthlake import HealthLakeClient, deterministic_id
-from shared.ehr.oracle import InMemoryIdMap, OracleHealthClient
+from shared.ehr.auth.sigv4 import SigV4Auth
+from shared.ehr.fhir.client import FhirR4Client
+from shared.ehr.fhir.healthlake import HealthLakeClient, deterministic_id
+from shared.ehr.fhir.oracle import InMemoryIdMap, OracleHealthClient
 from shared.ehr.port import EhrClient
-from shared.ehr.sigv4 import SigV4Auth
 from shared.errors import PermanentEhrError
-from shared.stores.state import LineageStateStore
-from shared.sync import SyncService
+from shared.stores.lineages import LineageStateStore
+from shared.sync.service import SyncService
 from tests.conftest import compact, fixture_document
 from tests.integration.conftest import fresh_state_store
 

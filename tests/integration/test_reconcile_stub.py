@@ -20,8 +20,8 @@ from devstack.lambda_runtime import context_for
 from shared.calcom.api import CalcomApiClient, CalcomPermanentError
 from shared.reconcile import ReconcileOptions, Reconciler, ReconcileReport
 from shared.stores.cursors import CURSOR_PK, Cursor, DynamoCursorStore
+from shared.stores.lineages import LineageStateStore
 from shared.stores.queue import EventQueue
-from shared.stores.state import LineageStateStore
 from tests.conftest import fixture_document
 
 pytestmark = pytest.mark.integration

@@ -20,13 +20,13 @@ from cli.doctor import print_report, run_doctor
 from devstack.fhir_server import LocalFhirServer
 from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
 from devstack.token_server import TokenServer
-from shared.config.source import load_config
+from shared.clinic.source import load_config
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.fhir import FhirR4Client
+from shared.ehr.auth.smart import SmartBackendAuth, clear_discovery_cache, credentials_from_secret
+from shared.ehr.fhir.client import FhirR4Client
 from shared.ehr.port import Identifier
-from shared.ehr.smart import SmartBackendAuth, clear_discovery_cache, credentials_from_secret
 from shared.errors import PermanentEhrError
-from shared.sync import SyncService
+from shared.sync.service import SyncService
 from tests.conftest import compact, fixture_document
 from tests.integration.conftest import fresh_state_store
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from devstack.token_server import ASSERTION_TYPE, TokenServer
-from shared.ehr import jws
+from shared.ehr.auth import jws
 
 pytestmark = pytest.mark.integration
 

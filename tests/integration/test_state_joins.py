@@ -2,7 +2,7 @@
 
 A booking claims its uid and reads the no-show marks kept under it; a no-show adds its marks and reads
 the claim; a booking links a person and reads the `has_forms` flag; a form sets the flag and reads the
-person's lineages. Whoever comes second sees the first (shared/stores/state.py).
+person's lineages. Whoever comes second sees the first (shared/stores/lineages.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def store(clean_bridge: Any) -> Any:
-    from shared.stores.state import LineageStateStore
+    from shared.stores.lineages import LineageStateStore
 
     return LineageStateStore(clean_bridge.state_table, clean_bridge.client("dynamodb"))
 
@@ -55,7 +55,7 @@ def test_given_a_form_and_a_booking_of_one_person_then_whoever_is_second_sees_th
 def test_given_a_state_then_it_is_stored_compressed_and_a_text_state_of_an_older_release_still_loads(
     store: Any, clean_bridge: Any
 ) -> None:
-    from shared.domain.state import LineageState
+    from shared.domain.lineage_state import LineageState
 
     ddb = clean_bridge.client("dynamodb")
     state, lease = store.acquire("lineage-F")

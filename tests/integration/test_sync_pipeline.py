@@ -139,7 +139,7 @@ def test_given_the_ehr_answers_503_then_the_message_is_retried_and_applied_after
     pipeline: Any, fhir_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
-    monkeypatch.setattr("shared.sync_messages.BASE_BACKOFF_SECONDS", 0)
+    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
     fhir_server.fault(status=503, count=2, retryAfter=0, paths="Patient")
     pipeline.send(fixture_document("booking_created.json"))
     pipeline.drain(max_polls=30)

@@ -45,8 +45,8 @@ def _failures(harness: Harness, case: Case) -> list[tuple[str, str]]:
 def test_without_lease_fence_and_marker_a_stale_meeting_ended_survives_a_reschedule(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.appointments import AppointmentWriter
     from shared.domain.projection import merge_into_existing
+    from shared.sync.fhir_writer import AppointmentWriter
     from tests.integration import write_protocol_cases
 
     def merged_by_state(self: Any, state: Any, current: Any, desired: Any) -> Any:
@@ -64,7 +64,7 @@ def test_without_lease_fence_and_marker_a_stale_meeting_ended_survives_a_resched
 def test_without_linking_the_uid_first_a_no_show_before_its_booking_is_lost(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.stores.state import LineageStateStore, UidClaim
+    from shared.stores.lineages import LineageStateStore, UidClaim
 
     def read_without_claiming(self: LineageStateStore, uid: str, lineage: str) -> UidClaim:
         # reads the marks but links the uid only at the commit (the mutation)
@@ -78,7 +78,7 @@ def test_without_linking_the_uid_first_a_no_show_before_its_booking_is_lost(
 def test_without_the_forms_flag_a_routing_form_just_before_its_first_booking_is_never_joined(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.stores.state import LineageStateStore
+    from shared.stores.lineages import LineageStateStore
 
     linked = LineageStateStore.link_person
 

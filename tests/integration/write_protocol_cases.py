@@ -245,12 +245,12 @@ class Harness:
 
     def __post_init__(self) -> None:
         from devstack.stack import DEMO_CONFIG
-        from shared.config.source import load_config
+        from shared.clinic.source import load_config
         from shared.domain.identifiers import IdentifierSystems
-        from shared.ehr.fhir import FhirR4Client
+        from shared.ehr.fhir.client import FhirR4Client
         from shared.stores.audit import AuditTrail
-        from shared.stores.state import LineageStateStore
-        from shared.sync import SyncService
+        from shared.stores.lineages import LineageStateStore
+        from shared.sync.service import SyncService
 
         config = load_config(f"file:{DEMO_CONFIG}")
         ddb = self.resources.client("dynamodb")
@@ -307,8 +307,8 @@ RETRYABLE = (
 
 
 def _deliver(service: Any, message: Delivered) -> None:
-    from shared.delivery import Delivery
     from shared.errors import ReviewRequired
+    from shared.sync.outcome import Delivery
 
     source = "reconcile" if message.name in RECONCILER_EVENTS else "calcom-webhook"
     try:

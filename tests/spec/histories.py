@@ -27,8 +27,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from shared.config.clinic import ClinicConfig, PractitionerMapping
-from shared.config.source import load_config
+from shared.clinic.mapping import ClinicConfig, PractitionerMapping
+from shared.clinic.source import load_config
 from tests.spec.model import DEMO_CLINIC
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "calcom"

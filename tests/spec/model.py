@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from shared.config.clinic import ClinicConfig, PractitionerMapping
-from shared.config.source import load_config
+from shared.clinic.mapping import ClinicConfig, PractitionerMapping
+from shared.clinic.source import load_config
 
 Status = Literal["pending", "booked", "fulfilled", "noshow", "cancelled"]
 DEMO_CLINIC = "file:devstack/demo/clinic.yaml"

@@ -17,12 +17,12 @@ from hl7apy.parser import parse_message
 
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent
-from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig
-from shared.config.parse import parse_config
+from shared.calcom.webhook import parse_webhook
+from shared.clinic.load import parse_config
+from shared.clinic.mapping import ClinicConfig
 from shared.domain.decide import appointment_view, decide
-from shared.domain.state import LineageState
-from shared.ehr.hl7v2.writer import SiuWriter
+from shared.domain.lineage_state import LineageState
+from shared.sync.siu_writer import SiuWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "calcom"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from shared import audit_archive
-from shared.audit_archive import (
+from shared.archive import worm_copy as audit_archive
+from shared.archive.worm_copy import (
     InvalidStreamRecordError,
     archive_object,
     archive_stream_record,

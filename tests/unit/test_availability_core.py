@@ -10,11 +10,10 @@ import pytest
 
 from shared.availability.ics import escape_text, fold, render_feed
 from shared.availability.roster import Host, PractitionerFacts, calcom_hosts, compare
-from shared.availability.service import FeedSubject, feed_subjects
-from shared.availability.slot_guard import SlotGuard, needs_check, slot_queries
+from shared.availability.sync_feeds import FeedSubject, feed_subjects
 from shared.calcom.api import CalcomPermanentError
-from shared.config.parse import parse_config
-from shared.domain.availability import (
+from shared.clinic.load import parse_config
+from shared.domain.busy_time import (
     BusyInterval,
     Slot,
     Window,
@@ -28,9 +27,10 @@ from shared.domain.availability import (
     written_by_bridge,
 )
 from shared.domain.identifiers import IdentifierSystems
-from shared.ehr.fhir import search_query
+from shared.ehr.fhir.client import search_query
 from shared.ehr.port import ReadRequest, SearchParams, StoredResource
 from shared.errors import ReviewRequired
+from shared.sync.slot_check import SlotGuard, needs_check, slot_queries
 
 SYSTEMS = IdentifierSystems("https://cal-ehr-bridge.dev/fhir/sid")
 DOC = "Practitioner/doc"
@@ -229,7 +229,7 @@ def test_the_policy_parks_flags_or_ignores() -> None:
 
 def test_a_check_is_made_only_when_an_active_booking_takes_a_slot_the_ehr_does_not_hold_yet() -> None:
     from shared.domain.decide import AppointmentView
-    from shared.domain.state import BookingDetails
+    from shared.domain.lineage_state import BookingDetails
 
     def view(status: str, start: datetime = T0, host: int = 1) -> AppointmentView:
         details = BookingDetails(

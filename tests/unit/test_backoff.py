@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.sync_messages import BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, backoff_seconds
+from shared.sync.message import BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, backoff_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def test_given_no_aws_environment_when_importing_the_sync_handler_then_it_import
         [
             sys.executable,
             "-c",
-            "import functions.sync.handler, shared.sync_messages as h; print(h.backoff_seconds(2, None))",
+            "import functions.sync.handler, shared.sync.message as h; print(h.backoff_seconds(2, None))",
         ],
         cwd=ROOT,
         env=env,

@@ -11,13 +11,11 @@ from typing import Any
 import pytest
 
 from shared.calcom.models import BookingEvent
-from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, ConfigError
-from shared.config.parse import parse_config
-from shared.config.rules import RULE_NAMES
-from shared.domain.decide import AppointmentView, appointment_view, decide
-from shared.domain.projection import IdentifierSystems, render_appointment
-from shared.domain.rules import (
+from shared.calcom.webhook import parse_webhook
+from shared.clinic.load import parse_config
+from shared.clinic.mapping import ClinicConfig, ConfigError
+from shared.clinic.rules import RULE_NAMES
+from shared.domain.booking_rules import (
     NOT_ASKED,
     RuleViolated,
     Verdict,
@@ -28,7 +26,9 @@ from shared.domain.rules import (
     supplies_details,
     violations,
 )
-from shared.domain.state import LineageState
+from shared.domain.decide import AppointmentView, appointment_view, decide
+from shared.domain.lineage_state import LineageState
+from shared.domain.projection import IdentifierSystems, render_appointment
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES_DIR = ROOT / "tests" / "fixtures" / "calcom"

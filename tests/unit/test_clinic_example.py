@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.config.source import load_config
+from shared.clinic.source import load_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "clinic.yaml"
 
@@ -36,7 +36,7 @@ def locations_of(config: object) -> set[str]:
 
 
 def test_given_the_documented_example_then_every_booking_rule_is_configured_with_its_data() -> None:
-    from shared.config.rules import RULE_NAMES
+    from shared.clinic.rules import RULE_NAMES
 
     config = load_config(f"file:{EXAMPLE}")
     assert tuple(config.rules.active()) == RULE_NAMES

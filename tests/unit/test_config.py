@@ -8,9 +8,9 @@ from textwrap import dedent
 
 import pytest
 
-from shared.config.clinic import ConfigError
-from shared.config.parse import parse_config
-from shared.config.source import load_config
+from shared.clinic.load import parse_config
+from shared.clinic.mapping import ConfigError
+from shared.clinic.source import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "devstack" / "demo" / "clinic.yaml"
@@ -319,7 +319,7 @@ def test_given_field_errors_and_cross_section_problems_then_one_pass_reports_all
 def test_given_a_mapping_built_in_code_then_the_same_checks_apply() -> None:
     from pydantic import ValidationError
 
-    from shared.config.clinic import ClinicConfig
+    from shared.clinic.mapping import ClinicConfig
 
     document = parse_config(VALID).model_dump()
     document["event_types"][1]["id"] = 1
@@ -330,7 +330,7 @@ def test_given_a_mapping_built_in_code_then_the_same_checks_apply() -> None:
 def test_the_checked_in_json_schema_is_the_models() -> None:
     """docs/clinic.schema.json is what `calehr config schema` prints; regenerate it when the model changes:
     `.venv/bin/calehr config schema > docs/clinic.schema.json`."""
-    from shared.config.parse import schema_text
+    from shared.clinic.load import schema_text
 
     assert (ROOT / "docs" / "clinic.schema.json").read_text(encoding="utf-8") == schema_text()
 
@@ -340,7 +340,7 @@ def test_the_json_schema_accepts_the_examples_and_refuses_a_wrong_field() -> Non
     import jsonschema
     import yaml
 
-    from shared.config.parse import clinic_json_schema
+    from shared.clinic.load import clinic_json_schema
 
     validator = jsonschema.Draft202012Validator(clinic_json_schema())
     for example in (DEMO, ROOT / "docs" / "examples" / "clinic.yaml"):

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.config.clinic import ConfigError
-from shared.config.source import ClinicConfigSource, ConfigLocation, fetch_document
+from shared.clinic.mapping import ConfigError
+from shared.clinic.source import ClinicConfigSource, ConfigLocation, fetch_document
 from shared.observability import metrics
 from shared.settings import CLINIC_CONFIG_SOURCE_PATTERN, SyncSettings
 

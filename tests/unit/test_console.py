@@ -12,12 +12,12 @@ import pytest
 from cli.console.app import REVEAL_ACTION, ConsoleApp
 from cli.console.ehr import EhrUnavailableError, display_name
 from shared.console import views
-from shared.console.model import AppointmentSummary, ParticipantRef, RevealedName, SlotSummary
 from shared.console.query import QueryError, SearchQuery, parse_booking_ref, parse_query
 from shared.console.reader import ConsoleReader
 from shared.console.render import ConsoleRenderer
+from shared.console.view_models import AppointmentSummary, ParticipantRef, RevealedName, SlotSummary
 from shared.console.widget import DESCRIPTION, render_widget, request_of
-from shared.domain.state import BookingDetails, LineageState, UidFacts
+from shared.domain.lineage_state import BookingDetails, LineageState, UidFacts
 from shared.stores.audit import AuditUnavailableError
 
 NOW = datetime(2025, 6, 6, 12, 0, tzinfo=UTC)

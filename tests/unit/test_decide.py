@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent
-from shared.calcom.parse import parse_webhook
+from shared.calcom.webhook import parse_webhook
 from shared.domain.decide import AppointmentView, appointment_view, decide, person_key
-from shared.domain.state import LineageState
+from shared.domain.lineage_state import LineageState
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "calcom"
 KEY = b"unit-test-pseudonym-key"
@@ -772,7 +772,7 @@ def test_given_an_event_key_merged_before_with_other_content_when_deciding_then_
 
 
 def test_given_many_events_when_deciding_then_the_record_of_event_keys_stays_bounded() -> None:
-    from shared.domain.state import SEEN_LIMIT
+    from shared.domain.lineage_state import SEEN_LIMIT
 
     state = empty_state("L")
     for index in range(SEEN_LIMIT + 5):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import zlib
 
-from devstack.state import as_json, from_json
+from devstack.snapshot import as_json, from_json
 
 
 def test_given_items_with_binary_values_then_they_survive_the_json_file_unchanged() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.config.clinic import Hl7AckPolicy
+from shared.clinic.mapping import Hl7AckPolicy
 from shared.ehr.hl7v2.ack import (
     SiuApplicationError,
     SiuNoAckError,

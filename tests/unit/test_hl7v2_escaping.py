@@ -10,7 +10,7 @@ from hl7v2_support import validate
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from shared.config.clinic import Hl7v2Options
+from shared.clinic.mapping import Hl7v2Options
 from shared.ehr.hl7v2.escape import escape
 from shared.ehr.hl7v2.siu import Code, Notes, PatientDemographics, Place, Provider, SiuProjection, render_siu
 

@@ -66,8 +66,8 @@ def test_given_a_no_show_before_anything_was_sent_then_s12_then_s26() -> None:
 
     from shared.calcom.lineage import lineage_key
     from shared.domain.decide import appointment_view, decide
-    from shared.domain.state import LineageState
-    from shared.ehr.hl7v2.writer import SiuWriter
+    from shared.domain.lineage_state import LineageState
+    from shared.sync.siu_writer import SiuWriter
 
     created, sha1 = deliver(document("booking_created.json"))
     no_show, sha2 = deliver(document("booking_no_show_updated.json"))

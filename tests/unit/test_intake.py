@@ -16,7 +16,7 @@ from shared.errors import (
     SignatureError,
     UnsupportedMediaTypeError,
 )
-from shared.intake import MESSAGE_SCHEMA, WebhookRequest, accept_webhook
+from shared.ingest.intake import MESSAGE_SCHEMA, WebhookRequest, accept_webhook
 from shared.stores.queue import OutgoingMessage, QueueUnavailableError
 
 SECRET = "whsec_unit_current"

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, ConfigError
-from shared.config.parse import parse_config
+from shared.calcom.webhook import parse_webhook
+from shared.clinic.load import parse_config
+from shared.clinic.mapping import ClinicConfig, ConfigError
 from shared.domain.decide import appointment_view, decide
 from shared.domain.identifiers import IdentifierSystems
+from shared.domain.lineage_state import LineageState
 from shared.domain.projection import render_appointment
-from shared.domain.state import LineageState
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = b"location-test-key"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from shared.calcom.models import Trigger
-from shared.calcom.parse import parse_webhook
+from shared.calcom.webhook import parse_webhook
 from shared.errors import InvalidJsonError, InvalidShapeError
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "calcom"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config.clinic import ConfigError
-from shared.config.parse import parse_config
+from shared.clinic.load import parse_config
+from shared.clinic.mapping import ConfigError
 from shared.domain.answers import PatientFacts
 from shared.ehr.patients import resolve_patient
 from shared.errors import ReviewRequired
@@ -67,10 +67,10 @@ patient_fields: {mrn: mrn}
 def test_given_an_in_person_event_type_with_a_location_then_the_appointment_has_it_as_participant() -> None:
     from datetime import UTC, datetime
 
-    from shared.config.clinic import EventTypeMapping
+    from shared.clinic.mapping import EventTypeMapping
     from shared.domain.decide import AppointmentView
+    from shared.domain.lineage_state import BookingDetails
     from shared.domain.projection import render_appointment
-    from shared.domain.state import BookingDetails
 
     start = datetime(2025, 6, 17, 13, tzinfo=UTC)
     view = AppointmentView(

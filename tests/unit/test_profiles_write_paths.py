@@ -13,12 +13,12 @@ import pytest
 from moto import mock_aws
 
 from shared.ehr import profiles
-from shared.ehr.fhir import FhirR4Client
-from shared.ehr.healthlake import HealthLakeClient, deterministic_id
-from shared.ehr.oracle import InMemoryIdMap, OracleHealthClient, json_patch, patch_scope
+from shared.ehr.auth.sigv4 import SigV4Auth
+from shared.ehr.fhir.client import FhirR4Client
+from shared.ehr.fhir.healthlake import HealthLakeClient, deterministic_id
+from shared.ehr.fhir.oracle import InMemoryIdMap, OracleHealthClient, json_patch, patch_scope
 from shared.ehr.port import Identifier
 from shared.ehr.profiles import ProfileError, StaticBearerAuth, auth_from_secret, build_ehr_client
-from shared.ehr.sigv4 import SigV4Auth
 from shared.errors import PermanentEhrError, RetryableEhrError
 from shared.stores.id_map import DynamoIdMap
 
@@ -306,6 +306,6 @@ def test_static_bearer_auth_sets_the_header() -> None:
 
 def test_a_smart_secret_without_the_smart_layer_is_a_profile_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Deployed without `-c ehrSmartAuth=true` there is no `cryptography`: a clear error, not a crash."""
-    monkeypatch.setitem(sys.modules, "shared.ehr.smart", None)  # what a missing layer looks like to import
+    monkeypatch.setitem(sys.modules, "shared.ehr.auth.smart", None)  # what a missing layer looks like to import
     with pytest.raises(profiles.ProfileError, match="ehrSmartAuth=true"):
         profiles.auth_from_secret({"type": "smart", "client_id": "x"}, "https://ehr.example.org/fhir")

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, EventTypeMapping
-from shared.config.parse import parse_config
+from shared.calcom.webhook import parse_webhook
+from shared.clinic.load import parse_config
+from shared.clinic.mapping import ClinicConfig, EventTypeMapping
 from shared.domain.decide import AppointmentView, appointment_view, decide, person_key
 from shared.domain.identifiers import IdentifierSystems
+from shared.domain.lineage_state import LineageState
 from shared.domain.projection import (
     CANCEL_REASON_SYSTEM,
     V2_0276,
@@ -23,7 +24,6 @@ from shared.domain.projection import (
     projection_hash,
     render_appointment,
 )
-from shared.domain.state import LineageState
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES_DIR = ROOT / "tests" / "fixtures" / "calcom"

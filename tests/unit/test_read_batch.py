@@ -12,9 +12,9 @@ import httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from shared.ehr.fhir import FhirR4Client
-from shared.ehr.healthlake import HealthLakeClient
-from shared.ehr.oracle import InMemoryIdMap, OracleHealthClient
+from shared.ehr.fhir.client import FhirR4Client
+from shared.ehr.fhir.healthlake import HealthLakeClient
+from shared.ehr.fhir.oracle import InMemoryIdMap, OracleHealthClient
 from shared.ehr.port import BatchAnswer, Identifier, ReadRequest, Resource, SearchParams, StoredResource
 from shared.ehr.read_ahead import ReadAhead
 from shared.errors import EhrError, PermanentEhrError, RetryableEhrError

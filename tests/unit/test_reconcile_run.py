@@ -16,9 +16,9 @@ import pytest
 
 from devstack.calcom_api_stub import CalcomApiStub
 from shared.calcom.api import CalcomApiClient, CalcomRetryableError
-from shared.calcom.parse import parse_webhook
+from shared.calcom.webhook import parse_webhook
 from shared.domain.decide import decide
-from shared.domain.state import LineageState
+from shared.domain.lineage_state import LineageState
 from shared.reconcile import ReconcileOptions, Reconciler
 from shared.stores.cursors import Cursor, CursorConflictError
 from shared.stores.queue import OutgoingMessage, QueueUnavailableError

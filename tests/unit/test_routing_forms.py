@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from shared.calcom.models import BookingEvent
-from shared.calcom.parse import parse_webhook
-from shared.config.clinic import ClinicConfig, ConfigError, RoutingFormMapping
-from shared.config.parse import parse_config
+from shared.calcom.webhook import parse_webhook
+from shared.clinic.load import parse_config
+from shared.clinic.mapping import ClinicConfig, ConfigError, RoutingFormMapping
 from shared.domain.decide import appointment_view, decide, person_key, visit_kind_of
 from shared.domain.forms import form_fact, joined_form, union_forms
 from shared.domain.identifiers import IdentifierSystems
+from shared.domain.lineage_state import FormFact, LineageState, Participant
 from shared.domain.projection import FreeText, merge_into_existing, render_appointment
-from shared.domain.state import FormFact, LineageState, Participant
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "calcom"

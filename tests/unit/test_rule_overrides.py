@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from cli.errors import CliError
 from cli.ops import ACCEPTED_RULES_ATTRIBUTE, _accepted
-from shared import sync_messages
+from shared.sync import message as sync_messages
 
 
 def _record(attributes: dict[str, Any]) -> SQSRecord:

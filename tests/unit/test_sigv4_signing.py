@@ -12,8 +12,8 @@ from botocore.auth import SigV4Auth as BotocoreSigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from shared.ehr.fhir import FhirR4Client
-from shared.ehr.sigv4 import SigV4Auth, SigV4ConfigError, region_from_url
+from shared.ehr.auth.sigv4 import SigV4Auth, SigV4ConfigError, region_from_url
+from shared.ehr.fhir.client import FhirR4Client
 
 BASE = "https://healthlake.us-east-1.amazonaws.com/datastore/0123456789abcdef0123456789abcdef/r4"
 FROZEN = dt.datetime(2025, 6, 12, 18, 30, 5, tzinfo=dt.UTC)
@@ -107,7 +107,7 @@ def test_missing_region_or_credentials_is_a_config_error() -> None:
     with pytest.raises(SigV4ConfigError, match="region"):
         SigV4Auth("", credentials=Credentials("a", "b"))
     with (
-        mock.patch("shared.ehr.sigv4.get_session") as session,
+        mock.patch("shared.ehr.auth.sigv4.get_session") as session,
         pytest.raises(SigV4ConfigError, match="credentials"),
     ):
         session.return_value.get_credentials.return_value = None

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from shared.ehr import jws
-from shared.ehr.smart import (
+from shared.ehr.auth import jws
+from shared.ehr.auth.smart import (
     SmartConfigError,
     client_assertion,
     credentials_from_secret,

@@ -14,14 +14,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from shared.ehr import jws
-from shared.ehr.fhir import FhirR4Client
-from shared.ehr.smart import (
+from shared.ehr.auth import jws
+from shared.ehr.auth.smart import (
     ASSERTION_TYPE,
     SmartBackendAuth,
     clear_discovery_cache,
     credentials_from_secret,
 )
+from shared.ehr.fhir.client import FhirR4Client
 from shared.errors import PermanentEhrError, RetryableEhrError
 
 BASE = "https://ehr.example/fhir/r4"

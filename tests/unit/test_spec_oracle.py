@@ -25,13 +25,13 @@ from hypothesis import HealthCheck, event, given, note, settings
 
 from shared.calcom.lineage import lineage_key
 from shared.calcom.models import BookingEvent, Trigger
-from shared.calcom.parse import parse_webhook
-from shared.config.clinic import PractitionerMapping
+from shared.calcom.webhook import parse_webhook
+from shared.clinic.mapping import PractitionerMapping
 from shared.domain.decide import appointment_view, decide
 from shared.domain.identifiers import IdentifierSystems
+from shared.domain.lineage_state import LineageState
 from shared.domain.people import person_key
 from shared.domain.projection import render_appointment
-from shared.domain.state import LineageState
 from tests.spec.histories import (
     GUEST,
     PATIENTS,

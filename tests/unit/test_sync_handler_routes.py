@@ -14,13 +14,13 @@ import pytest
 from moto import mock_aws
 
 from functions.sync import handler as sync
+from shared.ehr.auth.sigv4 import SigV4Auth
 from shared.ehr.breaker import CircuitBreaker
 from shared.ehr.endpoints import build_ehr_clients
-from shared.ehr.fhir import FhirR4Client
-from shared.ehr.healthlake import HealthLakeClient
-from shared.ehr.oracle import OracleHealthClient
+from shared.ehr.fhir.client import FhirR4Client
+from shared.ehr.fhir.healthlake import HealthLakeClient
+from shared.ehr.fhir.oracle import OracleHealthClient
 from shared.ehr.profiles import StaticBearerAuth, profile_auth
-from shared.ehr.sigv4 import SigV4Auth
 from shared.errors import RetryableEhrError
 from shared.settings import SettingsError, SyncSettings, sync_settings
 from shared.stores.id_map import DynamoIdMap

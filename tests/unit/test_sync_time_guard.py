@@ -12,7 +12,7 @@ import pytest
 
 from functions.sync import handler as sync
 from shared.settings import sync_settings
-from shared.time_budget import has_time_for_one_more
+from shared.sync.time_budget import has_time_for_one_more
 
 ENV = {
     "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo",

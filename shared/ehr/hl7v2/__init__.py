@@ -8,6 +8,6 @@
     writer      what the sync calls for a lineage routed to an `hl7v2` endpoint
 
 v2 has no read-back: the bridge keeps the last acknowledged projection (a digest, its status, times
-and control id) in the lineage state (`shared.domain.state.SiuAck`) and decides the next message
+and control id) in the lineage state (`shared.domain.lineage_state.SiuAck`) and decides the next message
 against it. Patients are matched by the interface engine, not by the bridge.
 """

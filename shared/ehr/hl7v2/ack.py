@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.config.clinic import Hl7AckPolicy
+from shared.clinic.mapping import Hl7AckPolicy
 from shared.errors import PermanentEhrError, RetryableEhrError
 
 _CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,20}$")

@@ -22,8 +22,8 @@ from typing import Any
 
 from shared.ehr.breaker import CircuitBreaker
 from shared.ehr.hl7v2.mllp import MllpClient, tls_context
-from shared.ehr.hl7v2.writer import SiuWriter
 from shared.ehr.profiles import ProfileError
+from shared.sync.siu_writer import SiuWriter
 
 MLLP_URL = re.compile(r"^(?P<scheme>mllps?)://(?P<host>[A-Za-z0-9.\-]{1,253}):(?P<port>\d{1,5})$")
 _PEM_KEYS = ("ca_pem", "client_cert_pem", "client_key_pem")

@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 
-from shared.domain.state import SiuAck
+from shared.domain.lineage_state import SiuAck
 from shared.ehr.hl7v2.siu import SiuEvent, SiuProjection
 
 #: MSH-10 is ST(20) in 2.3.1.

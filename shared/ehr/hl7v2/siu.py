@@ -25,7 +25,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from shared.calcom.lineage import lineage_hash
-from shared.config.clinic import Hl7v2Options
+from shared.clinic.mapping import Hl7v2Options
 from shared.ehr.hl7v2.escape import ENCODING_CHARACTERS, REPETITION, components, escape, segment
 
 SiuEvent = Literal["S12", "S13", "S14", "S15", "S17", "S26"]

@@ -1,0 +1,88 @@
+"""Drift (anti-entropy): compare a lineage's projection with the EHR copy, under the lineage's lease.
+
+`in_sync`; `bridge_stale` (a write the bridge left behind, still signed with its marker: repaired when
+asked); `ehr_changed` (someone changed bridge-owned fields in the EHR: reported, never overwritten);
+`unmarked` (no ownership marker: reported); `missing` (the Appointment is gone: reported). HL7 v2 routes
+cannot be read back (`cannot_read_back`). Drift found or repaired is audited in the lineage's timeline.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from shared.calcom.lineage import lineage_hash
+from shared.domain.decide import appointment_view
+from shared.domain.lineage_state import LineageState
+from shared.domain.projection import projection_hash
+from shared.stores.audit import AuditRecord
+from shared.stores.lineages import LineageStateStore, TransactPut
+from shared.sync.audit import AuditRecords
+from shared.sync.fhir_writer import AppointmentWriter, Drift, written_state
+from shared.sync.outcome import Delivery, SyncResult
+from shared.sync.routing import Projector
+
+
+class DriftCheck:
+    def __init__(
+        self,
+        *,
+        store: LineageStateStore,
+        writer: AppointmentWriter,
+        projector: Projector,
+        siu_routes: frozenset[str],
+        records: AuditRecords,
+        audit_put: Callable[[AuditRecord], tuple[TransactPut, ...]],
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._projector = projector
+        self._siu = siu_routes
+        self._records = records
+        self._audit_put = audit_put
+
+    def verify(self, lineage: str, *, repair: bool, source: Delivery | None = None) -> SyncResult:
+        """Compare the lineage's projection with the EHR copy; with `repair`, rewrite a copy the bridge itself
+        left stale. A change someone made in the EHR is only reported. Audited when drift is found."""
+        source = source or Delivery(source_system="verify", attempt=uuid.uuid4().hex[:12])
+        state, lease = self._store.acquire(lineage)
+        try:
+            view = appointment_view(state)
+            route = state.ehr_route
+            if view is None or state.appointment_id is None or route is None:
+                self._store.release(lease)
+                return SyncResult("verified", "verify", lineage_hash(lineage), note="no_appointment")
+            if route in self._siu:  # HL7 v2 has no read-back: say so instead of guessing
+                self._store.release(lease)
+                return SyncResult("verified", "verify", lineage_hash(lineage), note="cannot_read_back")
+            # Free text and form reasons are not kept in state (PHI): drift checks leave them to the EHR.
+            desired = dict(self._projector.desired(view, None, self._projector.event_type(view), route))
+            desired.pop("comment", None)
+            desired.pop("reasonCode", None)
+            drift, _ = self._writer.drift(state, desired, route)
+            if drift.kind == "in_sync" or (drift.kind == "missing" and not repair):
+                self._store.release(lease)
+                return _verified(state, drift, "in_sync" if drift.kind == "in_sync" else "missing")
+            note: str = drift.kind
+            if drift.kind == "bridge_stale" and repair:
+                written = self._writer.write(state, desired, view.status, route, lease)
+                state = written_state(state, written.stored, projection_hash(desired), route)
+                lease, note = written.lease, "repaired"
+            record = self._records.of_drift(state, source, note, drift)
+            state = self._store.commit(state, lease, also=self._audit_put(record))
+        except Exception:
+            self._store.release(lease)
+            raise
+        return _verified(state, drift, note)
+
+
+def _verified(state: LineageState, drift: Drift, note: str) -> SyncResult:
+    fields = ",".join(drift.fields)
+    return SyncResult(
+        outcome="verified",
+        trigger="verify",
+        lineage_hash=lineage_hash(state.lineage),
+        appointment_id=state.appointment_id,
+        appointment_version=state.appointment_version,
+        note=f"{note}:{fields}" if fields else note,
+    )
