@@ -23,14 +23,14 @@ from typing import Any, Literal, TextIO
 import httpx
 
 from shared.clinic.mapping import ClinicConfig
+from shared.contracts.deployment import DEFAULT_ROUTE, FHIR_PROFILES
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.auth.sigv4 import SigV4Auth
 from shared.ehr.auth.smart import SmartBackendAuth
 from shared.ehr.fhir.client import FhirR4Client
 from shared.ehr.fhir.oracle import DEFAULT_PATCHABLE
-from shared.ehr.profiles import FHIR_PROFILES, ProfileError, auth_from_secret
+from shared.ehr.profiles import ProfileError, auth_from_secret
 from shared.errors import EhrError
-from shared.settings import DEFAULT_ROUTE
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 DEFAULT_IDENTIFIER_BASE = "https://cal-ehr-bridge.dev/fhir/sid"

@@ -24,9 +24,9 @@ from cli.identity import caller_identity
 from cli.output import Output
 from cli.target import Target, sync_event_source_mappings
 from shared.clinic.rules import RULE_NAMES
+from shared.contracts.queue import ACCEPTED_RULES_ATTRIBUTE  # the attribute naming rules accepted on a retry
 from shared.stores.audit import AuditTrail
 from shared.stores.review import BODY_EXPIRED, ReviewStore
-from shared.sync.message import ACCEPTED_RULES_ATTRIBUTE  # the attribute naming rules accepted on a retry
 
 #: The old name of the refusal error; `CliError` is the CLI's one error type.
 OpsError = CliError

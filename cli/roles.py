@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 from botocore.exceptions import ClientError
 
+from shared.contracts.deployment import OUTPUT_OPERATOR_ADMIN_ROLE, OUTPUT_OPERATOR_READ_ONLY_ROLE
+
 READ_ONLY = "OperatorReadOnly"
 ADMIN = "OperatorAdmin"
 #: The stack output holding each role's ARN.
-ROLE_OUTPUTS = {READ_ONLY: "OperatorReadOnlyRoleArn", ADMIN: "OperatorAdminRoleArn"}
+ROLE_OUTPUTS = {READ_ONLY: OUTPUT_OPERATOR_READ_ONLY_ROLE, ADMIN: OUTPUT_OPERATOR_ADMIN_ROLE}
 
 #: (group, command) → the role it needs; `None` as the command stands for the group's only command.
 _NEEDS: dict[tuple[str, str | None], str] = {

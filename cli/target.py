@@ -24,6 +24,8 @@ import typer
 from botocore.exceptions import ClientError
 
 from cli.errors import CliError, UsageError
+from shared.contracts import deployment as out
+from shared.contracts.deployment import LIVE_ALIAS
 
 STACK_FILE = Path(".devstack/stack.json")
 LOCAL_REGION = "us-east-1"
@@ -39,42 +41,49 @@ class Resource:
     what: str
 
 
-#: Every resource the CLI resolves. The outputs are declared in infra/stack.py (a test compares them).
+#: Every resource the CLI resolves, by the stack output that names it (`shared.contracts.deployment`).
 RESOURCES: dict[str, Resource] = {
-    "queue_url": Resource("QueueUrl", "CALEHR_QUEUE_URL", "queue_url", "the events queue"),
-    "dlq_url": Resource("DeadLetterQueueUrl", "CALEHR_DLQ_URL", "dlq_url", "the dead-letter queue"),
-    "state_table": Resource("StateTableName", "CALEHR_STATE_TABLE", "state_table", "the state table"),
-    "review_table": Resource("ReviewTableName", "CALEHR_REVIEW_TABLE", "review_table", "the review table"),
-    "audit_table": Resource("AuditTableName", "CALEHR_AUDIT_TABLE", "audit_table", "the audit table"),
-    "sync_function": Resource("SyncFunctionName", "CALEHR_SYNC_FUNCTION", None, "the sync function"),
-    "webhook_url": Resource("WebhookUrl", "CALEHR_WEBHOOK_URL", "webhook_url", "the webhook URL"),
+    "queue_url": Resource(out.OUTPUT_QUEUE_URL, "CALEHR_QUEUE_URL", "queue_url", "the events queue"),
+    "dlq_url": Resource(out.OUTPUT_DLQ_URL, "CALEHR_DLQ_URL", "dlq_url", "the dead-letter queue"),
+    "state_table": Resource(out.OUTPUT_STATE_TABLE, "CALEHR_STATE_TABLE", "state_table", "the state table"),
+    "review_table": Resource(out.OUTPUT_REVIEW_TABLE, "CALEHR_REVIEW_TABLE", "review_table", "the review table"),
+    "audit_table": Resource(out.OUTPUT_AUDIT_TABLE, "CALEHR_AUDIT_TABLE", "audit_table", "the audit table"),
+    "sync_function": Resource(out.OUTPUT_SYNC_FUNCTION, "CALEHR_SYNC_FUNCTION", None, "the sync function"),
+    "webhook_url": Resource(out.OUTPUT_WEBHOOK_URL, "CALEHR_WEBHOOK_URL", "webhook_url", "the webhook URL"),
     "webhook_secret_name": Resource(
-        "WebhookSecretName", "CALEHR_WEBHOOK_SECRET_NAME", None, "the webhook secret's name"
+        out.OUTPUT_WEBHOOK_SECRET, "CALEHR_WEBHOOK_SECRET_NAME", None, "the webhook secret's name"
     ),
     "calcom_api_secret_name": Resource(
-        "CalcomApiSecretName", "CALEHR_CALCOM_API_SECRET_NAME", None, "the Cal.com API key secret"
+        out.OUTPUT_CALCOM_API_SECRET, "CALEHR_CALCOM_API_SECRET_NAME", None, "the Cal.com API key secret"
     ),
     "calcom_api_base_url": Resource(
-        "CalcomApiBaseUrl", "CALEHR_CALCOM_API_BASE_URL", "calcom_api_base_url", "the Cal.com API base URL"
+        out.OUTPUT_CALCOM_API_BASE_URL, "CALEHR_CALCOM_API_BASE_URL", "calcom_api_base_url", "the Cal.com API base URL"
     ),
-    "ehr_base_url": Resource("EhrBaseUrl", "CALEHR_EHR_BASE_URL", "fhir_base_url", "the EHR's FHIR base URL"),
-    "ehr_profile": Resource("EhrProfile", "CALEHR_EHR_PROFILE", None, "the EHR profile"),
+    "ehr_base_url": Resource(
+        out.OUTPUT_EHR_BASE_URL, "CALEHR_EHR_BASE_URL", "fhir_base_url", "the EHR's FHIR base URL"
+    ),
+    "ehr_profile": Resource(out.OUTPUT_EHR_PROFILE, "CALEHR_EHR_PROFILE", None, "the EHR profile"),
     "ehr_auth_secret_name": Resource(
-        "EhrAuthSecretName", "CALEHR_EHR_AUTH_SECRET_NAME", None, "the EHR credentials secret"
+        out.OUTPUT_EHR_AUTH_SECRET, "CALEHR_EHR_AUTH_SECRET_NAME", None, "the EHR credentials secret"
     ),
-    "ehr_routes": Resource("EhrRoutes", "CALEHR_EHR_ROUTES", None, "the extra EHR routes"),
+    "ehr_routes": Resource(out.OUTPUT_EHR_ROUTES, "CALEHR_EHR_ROUTES", None, "the extra EHR routes"),
     "pseudonym_secret_name": Resource(
-        "PseudonymSecretName", "CALEHR_PSEUDONYM_SECRET_NAME", "pseudonym_secret_name", "the pseudonym key secret"
+        out.OUTPUT_PSEUDONYM_SECRET, "CALEHR_PSEUDONYM_SECRET_NAME", "pseudonym_secret_name", "the pseudonym key secret"
     ),
     "availability_table": Resource(
-        "AvailabilityTableName", "CALEHR_AVAILABILITY_TABLE", "availability_table", "the availability table"
+        out.OUTPUT_AVAILABILITY_TABLE, "CALEHR_AVAILABILITY_TABLE", "availability_table", "the availability table"
     ),
-    "feed_base_url": Resource("FeedBaseUrl", "CALEHR_FEED_BASE_URL", "feed_base_url", "the busy feeds' base URL"),
+    "feed_base_url": Resource(
+        out.OUTPUT_FEED_BASE_URL, "CALEHR_FEED_BASE_URL", "feed_base_url", "the busy feeds' base URL"
+    ),
     "availability_function": Resource(
-        "AvailabilityFunctionName", "CALEHR_AVAILABILITY_FUNCTION", None, "the availability function"
+        out.OUTPUT_AVAILABILITY_FUNCTION, "CALEHR_AVAILABILITY_FUNCTION", None, "the availability function"
     ),
     "clinic_config_source": Resource(
-        "ClinicConfigSource", "CALEHR_CLINIC_CONFIG_SOURCE", "clinic_config_source", "the clinic mapping's source"
+        out.OUTPUT_CLINIC_CONFIG_SOURCE,
+        "CALEHR_CLINIC_CONFIG_SOURCE",
+        "clinic_config_source",
+        "the clinic mapping's source",
     ),
 }
 
@@ -250,10 +259,6 @@ EndpointOpt = Annotated[
         rich_help_panel=_PANEL,
     ),
 ]
-
-
-#: The alias the sync function's event source invokes (= infra.constants.LIVE_ALIAS; a test compares them).
-LIVE_ALIAS = "live"
 
 
 def sync_event_source_mappings(target: Target) -> list[dict[str, Any]]:

@@ -23,20 +23,20 @@ from infra.constants import (
     REVIEW_BODY_RETENTION_DAYS,
     STAGES,
 )
+from shared.contracts import deployment
 
 #: Used when no `ehrBaseUrl` is given: `.invalid` never resolves (RFC 6761), so sync fails closed
 #: and messages wait in the queue until the real URL is deployed.
 PLACEHOLDER_EHR_BASE_URL = "https://ehr.invalid/fhir"
 
-#: The sync function's EHR write dialects (= shared.ehr.profiles.PROFILES; a test compares them).
-EHR_PROFILES = ("generic", "healthlake", "oracle", "hl7v2")
+#: The sync function's EHR write dialects and route names: one definition for the stack and the functions.
+EHR_PROFILES = deployment.EHR_PROFILES
 #: An interface engine's MLLP endpoint (the `hl7v2` profile): TLS, or plain TCP over a VPN.
 _MLLP_URL = re.compile(r"^(?P<scheme>mllps?)://(?P<host>[A-Za-z0-9.\-]{1,253}):(?P<port>\d{1,5})$")
 _IPV4 = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
 _CIDR = re.compile(r"^(\d{1,3}\.){3}\d{1,3}/(\d{1,2})$")
-#: Names of extra EHR endpoints (= shared.settings.ROUTE_NAME_PATTERN; a test compares them).
-ROUTE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
-DEFAULT_ROUTE = "default"
+ROUTE_NAME_PATTERN = deployment.ROUTE_NAME_PATTERN
+DEFAULT_ROUTE = deployment.DEFAULT_ROUTE
 #: Each route adds about 200 bytes of JSON (URL, profile, secret ARN) to the sync function's
 #: environment, which Lambda caps at 4 KB in total; six routes with 200-character URLs still fit.
 MAX_EHR_ROUTES = 6

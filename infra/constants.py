@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
+from shared.contracts import deployment, metrics, queue
+
 # --- Paths ---------------------------------------------------------------------------------------
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR: Final = REPO_ROOT / "functions"
@@ -34,101 +36,18 @@ RUNTIME_PROVIDED_PACKAGES: Final = ("boto3", "botocore", "s3transfer")
 # only the functions talking to the EHR get, and only with `-c ehrSmartAuth=true`.
 SMART_LAYER_PACKAGES: Final = ("cryptography", "cffi", "pycparser")
 
-# --- Metrics (Powertools EMF) ----------------------------------------------------------------------
-# Each stage has its own namespace, `CalEhrBridge/<stage>` (DeploymentConfig.metrics_namespace): the
-# functions emit into it (POWERTOOLS_METRICS_NAMESPACE) and the alarms read it, so staging traffic can
-# never move a prod alarm. The one dimension is Powertools' `service` (the function's name).
-METRICS_NAMESPACE: Final = "CalEhrBridge"
-INGEST_SERVICE: Final = "ingest"
-SYNC_SERVICE: Final = "sync"
-RECONCILE_SERVICE: Final = "reconcile"
-ARCHIVE_SERVICE: Final = "archive"
-CONSOLE_SERVICE: Final = "console"
-INGEST_METRICS: Final = (
-    "WebhookAccepted",
-    "SignatureRejected",
-    # every accepted or ignored delivery (its signature matched); 0 next to every rejection
-    "SignatureVerified",
-    "WebhookRejected",
-    "WebhookIgnored",
-    "EnqueueFailed",
-)
-SYNC_METRICS: Final = (
-    "EventApplied",
-    "EventSkipped",
-    "EventRecorded",
-    "EventDeferred",
-    "ReviewParked",
-    "SyncRetried",
-    "EhrRetryableError",
-    "EhrPermanentError",
-    # shared/ehr/breaker.py: a circuit opened (or opened again after a failed trial) / closed
-    "EhrCircuitOpened",
-    "EhrCircuitClosed",
-    # shared/clinic/source.py: a refreshed clinic mapping was taken, or rejected (the last good one stays)
-    "ClinicConfigReloaded",
-    "ClinicConfigRejected",
-    # shared/sync/service.py verify (a queued drift check): checked; the EHR copy differed and is left to a human;
-    # the bridge rewrote what it had itself left stale (also when an event's own check corrected the EHR)
-    "DriftChecked",
-    "DriftFound",
-    "DriftRepaired",
-    # a booking overlapped an appointment made first in the EHR (parked, or written and flagged)
-    "EhrConflict",
-)
-#: Every outcome of one sync message counts exactly one of these (functions/sync/handler.py `_handle`):
-#: the denominator of the EHR error-rate alarms.
-SYNC_OUTCOME_METRICS: Final = (
-    "EventApplied",
-    "EventSkipped",
-    "EventRecorded",
-    "EventDeferred",
-    "ReviewParked",
-    "SyncRetried",
-    "DriftChecked",
-)
-#: One count per booking rule a booking broke (parked, warned or accepted; functions/sync/handler.py),
-#: with the rule's name as a second dimension next to `service`: shown on the dashboard by rule.
-RULE_VIOLATION_METRIC: Final = "RuleViolation"
-RULE_DIMENSION: Final = "rule"
-#: Gauges the reconcile function emits on every run (functions/reconcile/handler.py).
-REVIEW_BACKLOG_METRICS: Final = ("ReviewOpenItems", "ReviewOldestOpenAgeSeconds")
-#: shared/archive/worm_copy.py and functions/archive/handler.py.
-ARCHIVE_METRICS: Final = ("AuditArchived", "AuditRecordChanged")
-# Emitted by shared/reconcile/ (per run) and functions/reconcile/handler.py (per failure); a test
-# checks that each name is in that code.
-RECONCILE_METRICS: Final = (
-    "ReconcileChecked",
-    "ReconcileEnqueued",
-    "ReconcileSkippedOwn",
-    "ReconcileDiverged",
-    "ReconcileInvalidBooking",
-    "ReconcileDriftChecks",
-    "ReconcileApiError",
-    "ReconcileCursorConflict",
-    "ReconcileFailed",
-)
-#: functions/availability/handler.py + shared/availability/scheduled_run.py (per run) and functions/feed/handler.py.
-AVAILABILITY_SERVICE: Final = "availability"
-FEED_SERVICE: Final = "feed"
-AVAILABILITY_METRICS: Final = (
-    "AvailabilityFeedsSynced",
-    "AvailabilityBusyIntervals",
-    "AvailabilityFailed",
-    "RosterDrift",
-    "RosterCheckFailed",
-)
-FEED_METRICS: Final = ("FeedServed", "FeedNotFound", "FeedUnavailable")
-#: Availability metrics that page on-call whenever they are above zero.
-AVAILABILITY_ALARM_METRICS: Final = ("AvailabilityFailed", "RosterDrift", "RosterCheckFailed")
-#: Reconcile metrics that page on-call whenever they are above zero.
-RECONCILE_ALARM_METRICS: Final = ("ReconcileFailed", "ReconcileApiError", "ReconcileDiverged")
+# --- Names shared with the functions ------------------------------------------------------------
+# Metric names, services and their alarms are declared once in `shared.contracts.metrics`; table keys and
+# attributes in `shared.contracts.tables`; these deployment names in `shared.contracts.deployment` and the
+# retry backoff in `shared.contracts.queue`. They are imported here, never written a second time.
+# Each stage has its own metrics namespace, `CalEhrBridge/<stage>` (DeploymentConfig.metrics_namespace).
+METRICS_NAMESPACE: Final = metrics.NAMESPACE
 
 # --- SnapStart -----------------------------------------------------------------------------------
 # Ingest and sync run with SnapStart: each deploy publishes a version, snapshotted after INIT (the
 # imports: ~250-400 ms of boto3, pydantic and Powertools), and this alias points at it; the API and
 # the queue's event source invoke the alias, never $LATEST (which SnapStart does not cover).
-LIVE_ALIAS: Final = "live"
+LIVE_ALIAS: Final = deployment.LIVE_ALIAS
 SNAPSTART_FUNCTIONS: Final = ("ingest", "sync")
 #: Regions where Lambda offers SnapStart for Python (AWS Lambda Developer Guide, "Improving startup
 #: performance with Lambda SnapStart", supported Regions; the same list cfn-lint's E2530 checks).
@@ -184,7 +103,7 @@ RECONCILE_RESERVED_CONCURRENCY: Final = 1
 # A failed run is not retried by Lambda: the next scheduled run is the retry (it resumes from the
 # cursor). The failed event goes to the async-failure queue (FunctionFailures).
 RECONCILE_ASYNC_RETRY_ATTEMPTS: Final = 0
-CALCOM_API_BASE_URL: Final = "https://api.cal.com/v2"  # = shared.calcom.api.DEFAULT_BASE_URL
+CALCOM_API_BASE_URL: Final = deployment.CALCOM_API_BASE_URL
 RECONCILE_LOOKBACK_HOURS: Final = 24
 RECONCILE_MAX_RPS: Final = 2
 
@@ -226,8 +145,8 @@ MAX_AUDIT_ARCHIVE_RETENTION_DAYS: Final = 100 * 365
 
 # --- Review items ------------------------------------------------------------------------------------
 # Days a parked message keeps its body (PHI); context `reviewBodyRetentionDays`, sync env
-# REVIEW_BODY_RETENTION_DAYS (= shared.settings.ReviewSettings default; a test compares them).
-REVIEW_BODY_RETENTION_DAYS: Final = 30
+# REVIEW_BODY_RETENTION_DAYS (the sync's default too).
+REVIEW_BODY_RETENTION_DAYS: Final = deployment.REVIEW_BODY_RETENTION_DAYS
 MAX_REVIEW_BODY_RETENTION_DAYS: Final = 3650
 
 # --- Queue retry budget (see docs/deploy.md, "Retry budget") ---------------------------------------
@@ -236,9 +155,9 @@ QUEUE_VISIBILITY_SECONDS: Final = 6 * SYNC_TIMEOUT_SECONDS  # 540 s
 # Receives before a message is dead-lettered. With the queue's own visibility timeout alone this is
 # 100 x 540 s = 15 h; with the sync function's backoff (10 s doubling, capped at 900 s) about 23.6 h.
 MAX_RECEIVE_COUNT: Final = 100
-# Mirrors BASE_BACKOFF_SECONDS / MAX_BACKOFF_SECONDS in functions/sync/handler.py (a test compares them).
-RETRY_BACKOFF_BASE_SECONDS: Final = 10
-RETRY_BACKOFF_CAP_SECONDS: Final = 900
+# The sync function's backoff (its SYNC_BACKOFF_* settings default to these): 10 s doubling, capped at 900 s.
+RETRY_BACKOFF_BASE_SECONDS: Final = queue.BACKOFF_BASE_SECONDS
+RETRY_BACKOFF_CAP_SECONDS: Final = queue.BACKOFF_CAP_SECONDS
 QUEUE_RETENTION_DAYS: Final = 14
 MIN_RETRY_BUDGET_HOURS: Final = 12
 
@@ -250,7 +169,6 @@ WAF_RATE_LIMIT_PER_5_MIN: Final = 2000
 
 # --- Alarms --------------------------------------------------------------------------------------
 OLDEST_MESSAGE_AGE_ALARM_SECONDS: Final = 15 * 60
-SIGNATURE_REJECTED_SPIKE_PER_5_MIN: Final = 20
 ALARM_PERIOD_MINUTES: Final = 5
 # WebhookSecretMismatch: any signature rejection in a window in which no delivery was verified.
 # Cal.com does not retry, so one such window can be a lost booking (a botched secret rotation).

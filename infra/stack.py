@@ -23,6 +23,7 @@ from infra.constructs.operators import OperatorRoles
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.tables import Tables
+from shared.contracts import deployment as out
 
 
 class BridgeStack(cdk.Stack):
@@ -127,32 +128,38 @@ class BridgeStack(cdk.Stack):
 
     def _outputs(self) -> None:
         outputs = {
-            "WebhookUrl": (self.api.webhook_url, "Register this URL in Cal.com (Settings > Developer > Webhooks)"),
-            "WebhookSecretName": (
+            out.OUTPUT_WEBHOOK_URL: (
+                self.api.webhook_url,
+                "Register this URL in Cal.com (Settings > Developer > Webhooks)",
+            ),
+            out.OUTPUT_WEBHOOK_SECRET: (
                 self.secrets.webhook_secret.secret_name,
                 "Cal.com signing secrets {current, previous}",
             ),
-            "EhrAuthSecretName": (self.secrets.ehr_auth_secret.secret_name, "EHR credentials for the sync function"),
-            "CalcomApiSecretName": (
+            out.OUTPUT_EHR_AUTH_SECRET: (
+                self.secrets.ehr_auth_secret.secret_name,
+                "EHR credentials for the sync function",
+            ),
+            out.OUTPUT_CALCOM_API_SECRET: (
                 self.secrets.calcom_api_secret.secret_name,
                 'Cal.com API v2 key for the reconcile function {"api_key": "..."}',
             ),
-            "PseudonymSecretName": (
+            out.OUTPUT_PSEUDONYM_SECRET: (
                 self.secrets.pseudonym_secret.secret_name,
                 "Generated pseudonymisation key: never change or delete it",
             ),
-            "QueueUrl": (self.queues.events.queue_url, "FIFO queue of booking events"),
-            "DeadLetterQueueUrl": (self.queues.dead_letter_queue.queue_url, "Events that exhausted the retry budget"),
+            out.OUTPUT_QUEUE_URL: (self.queues.events.queue_url, "FIFO queue of booking events"),
+            out.OUTPUT_DLQ_URL: (self.queues.dead_letter_queue.queue_url, "Events that exhausted the retry budget"),
             "FunctionFailureQueueUrl": (self.queues.function_failures.queue_url, "Failed async Lambda invocations"),
-            "StateTableName": (self.tables.state.table_name, "Lineage state"),
-            "ReviewTableName": (self.tables.review.table_name, "Events parked for human review"),
-            "AuditTableName": (self.tables.audit.table_name, "Append-only audit trail"),
+            out.OUTPUT_STATE_TABLE: (self.tables.state.table_name, "Lineage state"),
+            out.OUTPUT_REVIEW_TABLE: (self.tables.review.table_name, "Events parked for human review"),
+            out.OUTPUT_AUDIT_TABLE: (self.tables.audit.table_name, "Append-only audit trail"),
             "AuditArchiveBucketName": (
                 self.archive.bucket.bucket_name,
                 "WORM copy of the audit trail (S3 Object Lock, COMPLIANCE)",
             ),
             "IngestFunctionName": (self.functions.ingest.function_name, "Ingest Lambda (logs, configuration)"),
-            "SyncFunctionName": (self.functions.sync.function_name, "Sync Lambda (logs, configuration)"),
+            out.OUTPUT_SYNC_FUNCTION: (self.functions.sync.function_name, "Sync Lambda (logs, configuration)"),
             "ReconcileFunctionName": (
                 self.functions.reconcile.function_name,
                 "Scheduled reconcile Lambda (logs, manual runs)",
@@ -165,13 +172,13 @@ class BridgeStack(cdk.Stack):
                 self.functions.reconcile_schedule.rule_name,
                 "EventBridge rule that runs reconcile (disable it to pause reconciliation)",
             ),
-            "AvailabilityTableName": (self.availability.table.table_name, "Busy feeds and their URL tokens"),
-            "AvailabilityFunctionName": (
+            out.OUTPUT_AVAILABILITY_TABLE: (self.availability.table.table_name, "Busy feeds and their URL tokens"),
+            out.OUTPUT_AVAILABILITY_FUNCTION: (
                 self.availability.sync.function_name,
                 "Scheduled availability Lambda (EHR-first appointments -> busy feeds; roster check)",
             ),
             "FeedFunctionName": (self.availability.feed.function_name, "Busy feed Lambda (GET /feeds/{token})"),
-            "FeedBaseUrl": (
+            out.OUTPUT_FEED_BASE_URL: (
                 self.availability.feed_base_url,
                 "Base of every busy feed URL (calehr availability feed-url prints the full URL)",
             ),
@@ -186,11 +193,11 @@ class BridgeStack(cdk.Stack):
                 "Alarm to set to ALARM by hand after a deploy: on-call must get its e-mail",
             ),
             "DashboardName": (self.monitoring.dashboard.dashboard_name, "CloudWatch dashboard"),
-            "OperatorReadOnlyRoleArn": (
+            out.OUTPUT_OPERATOR_READ_ONLY_ROLE: (
                 self.operators.read_only.role_arn,
                 "On-call role for calehr (review list/show without bodies, audit, queue depths, sync status)",
             ),
-            "OperatorAdminRoleArn": (
+            out.OUTPUT_OPERATOR_ADMIN_ROLE: (
                 self.operators.admin.role_arn,
                 "Operator role for calehr changes (retry, discard, redrive, pause/resume, --with-body, mapping)",
             ),
@@ -199,10 +206,16 @@ class BridgeStack(cdk.Stack):
                 "Operations console widgets: viewers need lambda:InvokeFunction on it",
             ),
             # What `calehr doctor --stack` and `calehr reconcile --stack` need besides the resources above.
-            "EhrBaseUrl": (self.config.ehr_base_url, "FHIR R4 base URL of the default EHR"),
-            "EhrProfile": (self.config.ehr_profile, "Write dialect of the default EHR (generic, healthlake, oracle)"),
-            "CalcomApiBaseUrl": (CALCOM_API_BASE_URL, "Cal.com API v2 base URL the reconcile function calls"),
-            "ClinicConfigSource": (
+            out.OUTPUT_EHR_BASE_URL: (self.config.ehr_base_url, "FHIR R4 base URL of the default EHR"),
+            out.OUTPUT_EHR_PROFILE: (
+                self.config.ehr_profile,
+                "Write dialect of the default EHR (generic, healthlake, oracle)",
+            ),
+            out.OUTPUT_CALCOM_API_BASE_URL: (
+                CALCOM_API_BASE_URL,
+                "Cal.com API v2 base URL the reconcile function calls",
+            ),
+            out.OUTPUT_CLINIC_CONFIG_SOURCE: (
                 self._clinic_config_source(),
                 "Where sync reads the clinic mapping (ssm: or appconfig:)",
             ),
@@ -219,7 +232,7 @@ class BridgeStack(cdk.Stack):
                 ),
                 "EHR credentials secret of each extra EHR route (JSON: route name -> secret name)",
             )
-            outputs["EhrRoutes"] = (
+            outputs[out.OUTPUT_EHR_ROUTES] = (
                 self.to_json_string(
                     {
                         route.name: {

@@ -7,10 +7,19 @@ import os
 import re
 from collections.abc import Mapping
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from shared.contracts.deployment import (
+    CALCOM_API_BASE_URL,
+    CLINIC_CONFIG_SOURCE_PATTERN,
+    DEFAULT_ROUTE,
+    REVIEW_BODY_RETENTION_DAYS,
+    ROUTE_NAME_PATTERN,
+    EhrProfileName,
+)
 
 #: Slack on top of one EHR call's timeout before a sync batch stops taking records: the state and audit
 #: writes around the call (shared/sync/time_budget.py).
@@ -20,14 +29,9 @@ DEFAULT_MARGIN_SECONDS = 5.0
 #: large seated events while staying well under SQS's message limit).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 
-#: Names of the extra EHR endpoints (`EHR_ROUTES`) and of the `ehr` a clinic-config event type routes to.
-ROUTE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
-#: The endpoint configured by EHR_BASE_URL / EHR_PROFILE / EHR_AUTH_SECRET_ARN; not an `EHR_ROUTES` key.
-DEFAULT_ROUTE = "default"
 #: An http(s) URL without user info: credentials never travel in (and so never get logged with) a URL;
 #: or, for the `hl7v2` profile, an interface engine's `mllps://host:port` (`mllp://` only over a VPN).
 _BASE_URL_PATTERN = r"^(https?://[^/@\s?#]+(/\S*)?|mllps?://[A-Za-z0-9.\-]{1,253}:\d{1,5})$"
-EhrProfileName = Literal["generic", "healthlake", "oracle", "hl7v2"]
 
 
 def _check_scheme(profile: str, base_url: str, plaintext: bool, names: tuple[str, str, str]) -> None:
@@ -46,10 +50,6 @@ def _check_scheme(profile: str, base_url: str, plaintext: bool, names: tuple[str
             "{url} is plain TCP (mllp://): set {flag} only when the path is a VPN",
             {"url": url_name, "flag": plaintext_name},
         )
-
-
-#: `file:<path>`, `ssm:<parameter name>` or `appconfig:<application>/<environment>/<profile>`.
-CLINIC_CONFIG_SOURCE_PATTERN = r"^(file:.+|ssm:.+|appconfig:[^/\s]+/[^/\s]+/[^/\s]+)$"
 
 
 class SettingsError(RuntimeError):
@@ -113,7 +113,9 @@ def _routes_document(raw: Any) -> Any:
 class ReviewSettings(_Settings):
     """How long a parked message keeps its body (with PHI); the item itself stays, PHI-free."""
 
-    body_retention_days: int = Field(default=30, alias="REVIEW_BODY_RETENTION_DAYS", ge=1, le=3650)
+    body_retention_days: int = Field(
+        default=REVIEW_BODY_RETENTION_DAYS, alias="REVIEW_BODY_RETENTION_DAYS", ge=1, le=3650
+    )
 
 
 class ArchiveSettings(_Settings):
@@ -248,9 +250,7 @@ class AvailabilitySettings(_Settings):
     full_sweep_minutes: int = Field(default=60, alias="AVAILABILITY_FULL_SWEEP_MINUTES", ge=1, le=7 * 24 * 60)
     #: The roster check (`RosterDrift`): Cal.com API key secret `{"api_key"}`; empty = no roster check.
     calcom_api_secret_arn: str = Field(default="", alias="CALCOM_API_SECRET_ARN")
-    calcom_api_base_url: str = Field(
-        default="https://api.cal.com/v2", alias="CALCOM_API_BASE_URL", pattern=r"^https?://"
-    )
+    calcom_api_base_url: str = Field(default=CALCOM_API_BASE_URL, alias="CALCOM_API_BASE_URL", pattern=r"^https?://")
     #: The Cal.com organization (org users are the hosts) and/or teams (their members are).
     calcom_org_id: int | None = Field(default=None, alias="CALCOM_ORG_ID", ge=1)
     calcom_team_ids: str = Field(default="", alias="CALCOM_TEAM_IDS", pattern=r"^(\d+(,\d+)*)?$")
@@ -268,10 +268,6 @@ class AvailabilitySettings(_Settings):
     @property
     def team_ids(self) -> tuple[int, ...]:
         return tuple(int(t) for t in self.calcom_team_ids.split(",") if t)
-
-
-#: Cal.com API v2 (shared.calcom.api's default; a stack may point at another, e.g. a self-hosted Cal.com).
-CALCOM_API_BASE_URL = "https://api.cal.com/v2"
 
 
 class ReconcileSettings(_Settings):

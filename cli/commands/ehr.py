@@ -17,9 +17,9 @@ from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt,
 from shared.clinic.load import parse_config
 from shared.clinic.mapping import ClinicConfig
 from shared.clinic.source import load_config
+from shared.contracts.deployment import DEFAULT_ROUTE, ROUTE_NAME_PATTERN
 from shared.ehr.auth.smart import SmartConfigError, jwks_from_secret
 from shared.ehr.profiles import PROFILES, ProfileError
-from shared.settings import DEFAULT_ROUTE, ROUTE_NAME_PATTERN
 
 _EHR = "EHR endpoints"
 

@@ -18,10 +18,10 @@ from cli.errors import describe
 from cli.target import Target
 from shared.console.view_models import AppointmentSummary, RevealedName, SlotSummary
 from shared.console.views import appointment_summary
+from shared.contracts.deployment import DEFAULT_ROUTE
 from shared.ehr.fhir.client import FhirR4Client
 from shared.ehr.profiles import ProfileError
 from shared.errors import EhrError
-from shared.settings import DEFAULT_ROUTE
 
 #: Resource types whose names a reveal reads (the participants of an Appointment).
 NAMED_TYPES = ("Patient", "Practitioner", "PractitionerRole", "Location", "RelatedPerson")

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.archive.worm_copy import archive_stream_record
+from shared.contracts import metrics as m
 from shared.observability import count, logger, metrics
 from shared.settings import archive_settings
 from shared.stores.archive import AuditArchive
@@ -30,7 +31,7 @@ def _archive() -> AuditArchive:
 
 def record_handler(record: DynamoDBRecord) -> None:
     if archive_stream_record(record.raw_event, _archive()):
-        count("AuditArchived")
+        count(m.AUDIT_ARCHIVED)
 
 
 @metrics.log_metrics

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.availability.scheduled_run import AvailabilityRun, fhir_readers, report_metrics
 from shared.calcom.api import CalcomApiClient, CalcomApiError
 from shared.clinic.source import ClinicConfigSource
+from shared.contracts import metrics as m
 from shared.errors import EhrError
 from shared.observability import count, logger, metrics
 from shared.settings import availability_settings
@@ -71,7 +72,7 @@ def run(event: dict[str, Any] | None = None) -> dict[str, Any]:
                 api.close()
         result["roster"] = roster.as_dict()
     except (CalcomApiError, EhrError, SecretUnavailableError) as exc:
-        count("RosterCheckFailed")
+        count(m.ROSTER_CHECK_FAILED)
         logger.error("roster check failed", extra={"error": type(exc).__name__})
         result["roster"] = {"error": type(exc).__name__}
     report_metrics(feeds, roster, count)

@@ -15,6 +15,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.availability.serve_feed import FeedResponse, serve
+from shared.contracts import metrics as m
 from shared.observability import count, logger, metrics
 from shared.settings import feed_settings
 from shared.stores.feeds import AvailabilityStoreUnavailableError, FeedStore
@@ -38,14 +39,14 @@ def respond(event: dict[str, Any], now: datetime | None = None) -> dict[str, Any
     try:
         response = serve(_store(), token if isinstance(token, str) else None, headers, now=now or datetime.now(UTC))
     except AvailabilityStoreUnavailableError as exc:
-        count("FeedUnavailable")
+        count(m.FEED_UNAVAILABLE)
         logger.error("feed store unavailable", extra={"error": str(exc)})
         return {
             "statusCode": 503,
             "headers": {"Content-Type": "application/json", "Retry-After": "60", "Cache-Control": "no-store"},
             "body": '{"error":"unavailable"}',
         }
-    count("FeedServed" if response.status in (200, 304) else "FeedNotFound")
+    count(m.FEED_SERVED if response.status in (200, 304) else m.FEED_NOT_FOUND)
     if event.get("httpMethod") == "HEAD":
         response = FeedResponse(response.status, response.headers, "")
     return _proxy(response)

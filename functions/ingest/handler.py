@@ -15,6 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.contracts import metrics as m
 from shared.errors import IntakeError, InvalidJsonError
 from shared.ingest.intake import IntakeResult, WebhookRequest, accept_webhook
 from shared.observability import count, logger, metrics
@@ -71,17 +72,17 @@ def _raw_body(event: dict[str, Any]) -> bytes:
 
 
 def _accepted(result: IntakeResult) -> dict[str, Any]:
-    count("SignatureVerified")
+    count(m.SIGNATURE_VERIFIED)
     if result.outcome == "ignored":
         trigger = _SAFE_TRIGGER.sub("", result.trigger)[:64]
         if result.unknown_trigger:
-            count("WebhookUnknownTrigger")
+            count(m.WEBHOOK_UNKNOWN_TRIGGER)
             logger.warning("unknown trigger ignored", extra={"trigger": trigger})
-        count("WebhookIgnored")
+        count(m.WEBHOOK_IGNORED)
         return _response(202, {"status": "ignored", "trigger": trigger})
-    count("WebhookAccepted")
+    count(m.WEBHOOK_ACCEPTED)
     if result.secret_index:
-        count("WebhookPreviousSecretUsed")
+        count(m.WEBHOOK_PREVIOUS_SECRET_USED)
     logger.info("webhook accepted", extra={"trigger": result.trigger, "delivery_id": result.delivery_id})
     return _response(202, {"status": "accepted", "delivery_id": result.delivery_id})
 
@@ -104,20 +105,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
     except IntakeError as exc:
         if exc.status == 401:
-            count("SignatureRejected")
+            count(m.SIGNATURE_REJECTED)
             # A zero next to every rejection: the WebhookSecretMismatch alarm compares both series and
             # needs a value for "nothing verified" in a window that had only rejections.
-            count("SignatureVerified", 0)
+            count(m.SIGNATURE_VERIFIED, 0)
         else:
-            count("WebhookRejected")
+            count(m.WEBHOOK_REJECTED)
         logger.warning("webhook refused", extra={"error": exc.code, "status": exc.status})
         return _response(exc.status, {"error": exc.code, "detail": exc.detail})
     except SecretUnavailableError as exc:
-        count("SecretUnavailable")
+        count(m.SECRET_UNAVAILABLE)
         logger.error("webhook secret unavailable", extra={"error": "secret_unavailable", "detail": str(exc)})
         return _response(503, {"error": "secret_unavailable", "detail": "try again later"})
     except QueueUnavailableError as exc:
-        count("EnqueueFailed")
+        count(m.ENQUEUE_FAILED)
         logger.error("queue refused the message", extra={"error": "queue_unavailable", "cause": str(exc)})
         return _response(503, {"error": "queue_unavailable", "detail": "the webhook was not stored; retry"})
     return _accepted(result)

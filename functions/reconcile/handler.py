@@ -20,7 +20,8 @@ import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.calcom.api import CalcomApiClient, CalcomApiError
-from shared.observability import MetricUnit, count, gauge, logger, metrics
+from shared.contracts import metrics as m
+from shared.observability import count, gauge, logger, metrics
 from shared.reconcile import ReconcileOptions, Reconciler, reconcile_organization
 from shared.settings import ReconcileSettings, reconcile_settings
 from shared.stores.cursors import CursorConflictError, CursorStoreUnavailableError, DynamoCursorStore, host_cursor_pk
@@ -64,8 +65,8 @@ def report_review_backlog(now: datetime | None = None) -> None:
     except ReviewStoreUnavailableError as exc:
         logger.warning("review backlog could not be counted", extra={"error": str(exc)})
         return
-    gauge("ReviewOpenItems", backlog.open_items)
-    gauge("ReviewOldestOpenAgeSeconds", backlog.oldest_age_seconds(now or datetime.now(UTC)), MetricUnit.Seconds)
+    gauge(m.REVIEW_OPEN_ITEMS, backlog.open_items)
+    gauge(m.REVIEW_OLDEST_OPEN_AGE, backlog.oldest_age_seconds(now or datetime.now(UTC)))
 
 
 @cache
@@ -124,11 +125,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         return run(context)
     except CalcomApiError as exc:
-        count("ReconcileApiError")
+        count(m.RECONCILE_API_ERROR)
         logger.error("Cal.com API failed", extra={"detail": exc.detail, "retryable": exc.retryable})
         raise
     except CursorConflictError:
-        count("ReconcileCursorConflict")
+        count(m.RECONCILE_CURSOR_CONFLICT)
         logger.warning("another reconcile run moved the cursor; this run stopped")
         return {"status": "conflict"}
     except (
@@ -137,7 +138,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         StateStoreUnavailableError,
         QueueUnavailableError,
     ) as exc:
-        count("ReconcileFailed")
+        count(m.RECONCILE_FAILED)
         logger.error("reconcile run failed", extra={"error": type(exc).__name__, "detail": str(exc)})
         raise
 

@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.contracts import metrics as m
 from shared.ehr.breaker import CircuitBreakers
 from shared.errors import EhrError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
 from shared.observability import count, logger, metrics
@@ -75,7 +76,7 @@ def _retry_later(
 ) -> RetryLater:
     receive_count = int(record.attributes.approximate_receive_count or "1")
     delay = messages.backoff_seconds(receive_count, retry_after) if delay is None else delay
-    count("SyncRetried")
+    count(m.SYNC_RETRIED)
     logger.warning("retry later", extra={"reason": reason, "attempt": receive_count, "backoff_s": delay})
     try:
         _runtime().queue.come_back_in(record.receipt_handle, delay)
@@ -97,11 +98,11 @@ def _handle(record: SQSRecord) -> None:
         _park(record, exc)
         return
     except PermanentEhrError as exc:
-        count("EhrPermanentError")
+        count(m.EHR_PERMANENT_ERROR)
         _park(record, exc)
         return
     except EhrError as exc:
-        count("EhrRetryableError")
+        count(m.EHR_RETRYABLE_ERROR)
         raise _retry_later(record, exc.reason, exc.retry_after) from None
     except LineageNotYetKnown:
         raise _retry_later(record, "lineage_not_yet_known") from None

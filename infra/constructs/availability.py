@@ -32,18 +32,18 @@ from infra.constants import (
     AVAILABILITY_MEMORY_MB,
     AVAILABILITY_RATE,
     AVAILABILITY_RESERVED_CONCURRENCY,
-    AVAILABILITY_SERVICE,
     AVAILABILITY_TIMEOUT_SECONDS,
     CALCOM_API_BASE_URL,
     EHR_TIMEOUT_SECONDS,
     FEED_MEMORY_MB,
     FEED_PATH,
     FEED_RESERVED_CONCURRENCY,
-    FEED_SERVICE,
     FEED_TIMEOUT_SECONDS,
 )
 from infra.constructs.functions import Functions, FunctionSpec
 from infra.constructs.secrets import Secrets
+from shared.contracts import metrics
+from shared.contracts.tables import FEED_PREFIX, TOKEN_PREFIX
 
 #: The availability function reads and writes feeds (shared/stores/feeds.py: conditional puts,
 #: updates, the token transaction, batch writes and deletes of intervals, queries of one feed).
@@ -57,8 +57,8 @@ AVAILABILITY_TABLE_ACTIONS = (
 )
 #: The feed function: a token lookup (GetItem) and one feed's items (GetItem, Query).
 FEED_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
-#: Partition keys the feed function may read (= shared.stores.feeds FEED_PREFIX / TOKEN_PREFIX).
-FEED_LEADING_KEYS = ("feed#*", "token#*")
+#: Partition keys the feed function may read: a feed's items and the URL tokens.
+FEED_LEADING_KEYS = (f"{FEED_PREFIX}*", f"{TOKEN_PREFIX}*")
 #: HealthLake: the availability function only reads and searches (GET).
 HEALTHLAKE_READ_ACTIONS = ("healthlake:ReadResource", "healthlake:SearchWithGet")
 
@@ -162,7 +162,7 @@ class Availability(Construct):
                 )
             )
         return FunctionSpec(
-            name=AVAILABILITY_SERVICE,
+            name=metrics.AVAILABILITY,
             description="Reads EHR-first appointments into PHI-free busy feeds; checks the provider roster (schedule)",
             memory_mb=AVAILABILITY_MEMORY_MB,
             timeout_seconds=AVAILABILITY_TIMEOUT_SECONDS,
@@ -183,7 +183,7 @@ class Availability(Construct):
 
     def _feed_spec(self) -> FunctionSpec:
         return FunctionSpec(
-            name=FEED_SERVICE,
+            name=metrics.FEED,
             description="Serves a practitioner's busy feed as iCalendar (GET /feeds/{token})",
             memory_mb=FEED_MEMORY_MB,
             timeout_seconds=FEED_TIMEOUT_SECONDS,

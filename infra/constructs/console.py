@@ -23,12 +23,12 @@ from infra.constants import (
     CONSOLE_MEMORY_MB,
     CONSOLE_RESERVED_CONCURRENCY,
     CONSOLE_SCAN_LIMIT,
-    CONSOLE_SERVICE,
     CONSOLE_TIMEOUT_SECONDS,
 )
 from infra.constructs.functions import BuiltFunction, Functions, FunctionSpec
-from infra.constructs.operators import REVIEW_ITEM_ATTRIBUTES
 from infra.constructs.tables import Tables
+from shared.contracts import metrics
+from shared.contracts.tables import REVIEW_ITEM_ATTRIBUTES
 
 AUDIT_READ_ACTIONS = ("dynamodb:Query", "dynamodb:Scan")
 STATE_READ_ACTIONS = ("dynamodb:GetItem",)
@@ -87,7 +87,7 @@ class ConsoleWidgets(Construct):
     @staticmethod
     def _spec(tables: Tables) -> FunctionSpec:
         return FunctionSpec(
-            name=CONSOLE_SERVICE,
+            name=metrics.CONSOLE,
             description="Operations console widgets for the dashboard (read-only: audit trail, state, review listing)",
             memory_mb=CONSOLE_MEMORY_MB,
             timeout_seconds=CONSOLE_TIMEOUT_SECONDS,

@@ -36,14 +36,12 @@ from infra.constants import (
     ARCHIVE_BATCH_SIZE,
     ARCHIVE_MEMORY_MB,
     ARCHIVE_RESERVED_CONCURRENCY,
-    ARCHIVE_SERVICE,
     ARCHIVE_STREAM_RETRY_ATTEMPTS,
     ARCHIVE_TIMEOUT_SECONDS,
     CALCOM_API_BASE_URL,
     EHR_TIMEOUT_SECONDS,
     INGEST_MEMORY_MB,
     INGEST_RESERVED_CONCURRENCY,
-    INGEST_SERVICE,
     INGEST_TIMEOUT_SECONDS,
     LINEAGE_LEASE_SECONDS,
     LIVE_ALIAS,
@@ -54,7 +52,6 @@ from infra.constants import (
     RECONCILE_MAX_RPS,
     RECONCILE_MEMORY_MB,
     RECONCILE_RESERVED_CONCURRENCY,
-    RECONCILE_SERVICE,
     RECONCILE_TIMEOUT_SECONDS,
     SNAPSTART_FUNCTIONS,
     SNAPSTART_REGIONS,
@@ -62,7 +59,6 @@ from infra.constants import (
     SYNC_MAX_CONCURRENCY,
     SYNC_MEMORY_MB,
     SYNC_RESERVED_CONCURRENCY,
-    SYNC_SERVICE,
     SYNC_TIMEOUT_SECONDS,
 )
 from infra.constructs.archive import AuditArchiveBucket
@@ -78,6 +74,8 @@ from infra.constructs.network import Network
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.tables import Tables
+from shared.contracts import metrics
+from shared.contracts.tables import RECONCILE_CURSOR_PK, REVIEW_BACKLOG_ATTRIBUTES
 
 #: DynamoDB actions per table. The audit table is append-only: PutItem and nothing else.
 #: Matched to what shared/stores does today; widen here (and in the tests) when the code needs more.
@@ -89,11 +87,9 @@ AUDIT_TABLE_ACTIONS = ("dynamodb:PutItem",)
 #: (shared/stores/cursors.py, `DynamoCursorStore`, conditional PutItem on `version`).
 RECONCILE_STATE_READ_ACTIONS = ("dynamodb:GetItem",)
 RECONCILE_CURSOR_WRITE_ACTIONS = ("dynamodb:PutItem",)
-RECONCILE_CURSOR_PK = "cursor#reconcile"  # = shared.stores.cursors.CURSOR_PK (a test compares them)
 #: Reconcile counts open review items (shared/stores/review.py `ReviewStore.backlog`): a Scan that may
 #: return only these attributes, so it can never read a parked body.
 RECONCILE_REVIEW_ACTIONS = ("dynamodb:Scan",)
-REVIEW_BACKLOG_ATTRIBUTES = ("pk", "status", "parked_at")
 #: What Lambda's DynamoDB event source needs from the function's role on the audit stream.
 #: `ListStreams` has no resource-level permission (CDK's grantStreamRead grants it on "*" too).
 AUDIT_STREAM_ACTIONS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
@@ -205,8 +201,8 @@ class Functions(Construct):
         self.ingest = self._build_function(self._ingest_spec(secrets))
         self.sync = self._build_function(self._sync_spec(tables, secrets))
         #: What the API and the queue invoke: the SnapStart versions' aliases.
-        self.ingest_live = self._live[INGEST_SERVICE]
-        self.sync_live = self._live[SYNC_SERVICE]
+        self.ingest_live = self._live[metrics.INGEST]
+        self.sync_live = self._live[metrics.SYNC]
         self.sync_live.add_event_source(
             event_sources.SqsEventSource(
                 queues.events,
@@ -273,7 +269,7 @@ class Functions(Construct):
     def _ingest_spec(self, secrets: Secrets) -> FunctionSpec:
         queue = self._queues.events
         return FunctionSpec(
-            name=INGEST_SERVICE,
+            name=metrics.INGEST,
             description="Verifies Cal.com webhooks and enqueues them (API Gateway -> SQS FIFO)",
             memory_mb=INGEST_MEMORY_MB,
             timeout_seconds=INGEST_TIMEOUT_SECONDS,
@@ -369,7 +365,7 @@ class Functions(Construct):
                 )
             )
         return FunctionSpec(
-            name=SYNC_SERVICE,
+            name=metrics.SYNC,
             description="Applies queued booking events to the EHR over FHIR R4 (SQS FIFO -> EHR)",
             memory_mb=SYNC_MEMORY_MB,
             timeout_seconds=SYNC_TIMEOUT_SECONDS,
@@ -423,7 +419,7 @@ class Functions(Construct):
         interval_seconds = self._config.reconcile_rate_minutes * 60
         low, high = _MAX_EVENT_AGE_BOUNDS
         return FunctionSpec(
-            name=RECONCILE_SERVICE,
+            name=metrics.RECONCILE,
             description="Lists bookings with the Cal.com API and enqueues what the webhooks missed (schedule)",
             memory_mb=RECONCILE_MEMORY_MB,
             timeout_seconds=RECONCILE_TIMEOUT_SECONDS,
@@ -494,7 +490,7 @@ class Functions(Construct):
         stream_arn = tables.audit.table_stream_arn
         assert stream_arn is not None  # the audit table streams NEW_AND_OLD_IMAGES (infra/constructs/tables.py)
         return FunctionSpec(
-            name=ARCHIVE_SERVICE,
+            name=metrics.ARCHIVE,
             description="Copies every audit table change to the WORM bucket (DynamoDB stream -> S3 Object Lock)",
             memory_mb=ARCHIVE_MEMORY_MB,
             timeout_seconds=ARCHIVE_TIMEOUT_SECONDS,
@@ -534,7 +530,7 @@ class Functions(Construct):
         if self._network is None:
             return None
         groups: list[ec2.ISecurityGroup] = [self._network.function_security_group]
-        if name == SYNC_SERVICE and self._network.mllp_security_group is not None:
+        if name == metrics.SYNC and self._network.mllp_security_group is not None:
             groups.append(self._network.mllp_security_group)
         return groups
 

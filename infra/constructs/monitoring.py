@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
@@ -37,60 +37,45 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.constants import (
     ALARM_PERIOD_MINUTES,
-    ARCHIVE_METRICS,
-    ARCHIVE_SERVICE,
     AUDIT_ARCHIVE_MAX_LAG_SECONDS,
-    AVAILABILITY_ALARM_METRICS,
-    AVAILABILITY_METRICS,
-    AVAILABILITY_SERVICE,
     EHR_PERMANENT_ERROR_RATE_PERCENT,
     EHR_PERMANENT_MIN_ERRORS,
     EHR_RETRYABLE_ERROR_RATE_PERCENT,
     EHR_RETRYABLE_EVALUATION_PERIODS,
     EHR_RETRYABLE_MIN_ERRORS,
-    FEED_METRICS,
-    FEED_SERVICE,
-    INGEST_METRICS,
-    INGEST_SERVICE,
     OLDEST_MESSAGE_AGE_ALARM_SECONDS,
-    RECONCILE_ALARM_METRICS,
-    RECONCILE_METRICS,
-    RECONCILE_SERVICE,
     REVIEW_BACKLOG_MAX_AGE_HOURS,
     REVIEW_BACKLOG_MAX_OPEN_ITEMS,
-    REVIEW_BACKLOG_METRICS,
-    RULE_DIMENSION,
-    RULE_VIOLATION_METRIC,
     SIGNATURE_MISMATCH_WINDOW_MINUTES,
-    SIGNATURE_REJECTED_SPIKE_PER_5_MIN,
-    SYNC_METRICS,
-    SYNC_OUTCOME_METRICS,
-    SYNC_SERVICE,
     WAF_BLOCKED_SPIKE_PER_5_MIN,
 )
+from shared.contracts import metrics as m
 
 _PERIOD = cdk.Duration.minutes(ALARM_PERIOD_MINUTES)
 _GTE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 _GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 
-#: What each reconcile metric alarm (> 0) tells on-call.
-_RECONCILE_ALARM_TEXT = {
-    "ReconcileFailed": "A reconcile run failed on AWS: the Cal.com API key secret is unset or invalid, "
-    "or DynamoDB/SQS failed.",
-    "ReconcileApiError": "A reconcile run failed calling the Cal.com API (wrong or revoked key, rate limit, outage).",
-    "ReconcileDiverged": "Reconcile found bookings where the bridge is past Cal.com (e.g. cancelled in the EHR "
-    "but active in Cal.com); a human must look.",
-}
-
-
-#: What each availability metric alarm (> 0) tells on-call.
-_AVAILABILITY_ALARM_TEXT = {
-    "AvailabilityFailed": "A busy feed could not be brought up to date from the EHR (EHR error, a mapped "
-    "practitioner the EHR does not have); Cal.com keeps the last busy times it read.",
-    "RosterDrift": "Cal.com's hosts, the clinic mapping and the EHR's Practitioners disagree (an unmapped host, "
-    "a practitioner missing or inactive in the EHR, an NPI mismatch): bookings of that host will be parked.",
-    "RosterCheckFailed": "The provider roster check could not ask Cal.com or the EHR (key, permission, outage).",
-}
+#: The alarms built here on AWS's own metrics or on metric math, besides one alarm per metric declared
+#: with an `alarm` in `shared.contracts.metrics`. Every alarm is explained in docs/deploy.md, "Alarms",
+#: and has a first command in the README's runbook (tests/infra check both against the template).
+INFRASTRUCTURE_ALARMS = (
+    "DeadLetterMessages",
+    "FunctionFailureMessages",
+    "OldestMessageAge",
+    "SyncErrors",
+    "Ingest5xx",
+    "WebhookSecretMismatch",
+    "IngestThrottles",
+    "SyncThrottles",
+    "ReconcileErrors",
+    "EhrRetryableErrorRate",
+    "EhrPermanentErrorRate",
+    "ReviewBacklog",
+    "ArchiveErrors",
+    "AuditArchiveLag",
+    "AvailabilityErrors",
+    "WafBlockedSpike",  # with WAF only
+)
 
 
 @dataclass(frozen=True)
@@ -117,7 +102,7 @@ def app_metric(
     return cloudwatch.Metric(
         namespace=namespace,
         metric_name=name,
-        dimensions_map={"service": service},
+        dimensions_map={m.SERVICE_DIMENSION: service},
         statistic=statistic,
         period=period,
     )
@@ -161,15 +146,22 @@ class Monitoring(Construct):
         self._allow_alarms_to_publish()
         self.dashboard = self._build_dashboard(stack.stack_name)
 
-    def _metric(self, service: str, name: str, **kwargs: Any) -> cloudwatch.Metric:
-        return app_metric(self._namespace, service, name, **kwargs)
+    def _metric(self, metric: m.Metric, **kwargs: Any) -> cloudwatch.Metric:
+        if metric.kind == "gauge":
+            kwargs.setdefault("statistic", "Maximum")
+        return app_metric(self._namespace, metric.service, metric.name, **kwargs)
+
+    def _metrics(self, service: str, *, kind: Literal["count", "gauge"] | None = None) -> list[cloudwatch.IMetric]:
+        """Every metric `service` emits (of one kind), as declared: a dashboard graph's lines."""
+        return [self._metric(metric) for metric in m.of_service(service, kind=kind)]
 
     def _rule_violations(self) -> cloudwatch.MathExpression:
         """One line per booking rule: the rule is a dimension, so a search finds every rule that occurred."""
-        schema = f"{{{self._namespace},{RULE_DIMENSION},service}}"
+        rule = m.RULE_VIOLATION
+        schema = f"{{{self._namespace},{rule.dimension},{m.SERVICE_DIMENSION}}}"
         return cloudwatch.MathExpression(
             expression=(
-                f"SEARCH('{schema} MetricName=\"{RULE_VIOLATION_METRIC}\" service=\"{SYNC_SERVICE}\"', 'Sum', "
+                f"SEARCH('{schema} MetricName=\"{rule.name}\" {m.SERVICE_DIMENSION}=\"{rule.service}\"', 'Sum', "
                 f"{int(_PERIOD.to_seconds())})"
             ),
             label="",
@@ -223,6 +215,31 @@ class Monitoring(Construct):
         return alarm
 
     def _build_alarms(self) -> None:
+        self._build_metric_alarms()
+        self._build_queue_alarms()
+        self._build_function_alarms()
+        self._build_signature_alarm()
+        self._build_ehr_alarms()
+        self._build_backlog_alarm()
+        self._build_archive_alarms()
+        if self._resources.web_acl is not None:
+            self._build_waf_alarm(self._resources.web_acl)
+
+    def _build_metric_alarms(self) -> None:
+        """One alarm per metric declared with one (`shared.contracts.metrics`): a threshold on its Sum."""
+        for metric in m.METRICS:
+            alarm = metric.alarm
+            if alarm is None or (metric.service == m.AVAILABILITY and self._resources.availability is None):
+                continue
+            self._alarm(
+                alarm.name,
+                metric=self._metric(metric),
+                threshold=alarm.threshold,
+                comparison=_GTE if alarm.at_least else _GT,
+                description=alarm.description,
+            )
+
+    def _build_queue_alarms(self) -> None:
         r = self._resources
         #: Fired by hand after a deploy to prove delivery (docs/deploy.md, "Post-deploy check").
         self.dead_letter_alarm = self._alarm(
@@ -247,6 +264,9 @@ class Monitoring(Construct):
             threshold=OLDEST_MESSAGE_AGE_ALARM_SECONDS,
             description="Booking events are waiting too long: the EHR is down or slow, or sync is failing.",
         )
+
+    def _build_function_alarms(self) -> None:
+        r = self._resources
         self._alarm(
             "SyncErrors",
             metric=r.sync.metric_errors(period=_PERIOD, statistic="Sum"),
@@ -259,31 +279,7 @@ class Monitoring(Construct):
             threshold=1,
             description="The webhook endpoint returned 5xx: Cal.com deliveries are failing.",
         )
-        self._alarm(
-            "SignatureRejectedSpike",
-            metric=self._metric(INGEST_SERVICE, "SignatureRejected"),
-            threshold=SIGNATURE_REJECTED_SPIKE_PER_5_MIN,
-            description="Many webhooks failed signature verification: a secret mismatch or probing.",
-        )
-        window = cdk.Duration.minutes(SIGNATURE_MISMATCH_WINDOW_MINUTES)
-        self._alarm(
-            "WebhookSecretMismatch",
-            # Low-volume safe: one rejected delivery in a window with no verified one is enough.
-            metric=cloudwatch.MathExpression(
-                expression="IF(FILL(rejected, 0) > 0 AND FILL(verified, 0) == 0, 1, 0)",
-                using_metrics={
-                    "rejected": self._metric(INGEST_SERVICE, "SignatureRejected", period=window),
-                    "verified": self._metric(INGEST_SERVICE, "SignatureVerified", period=window),
-                },
-                period=window,
-                label="Rejected signatures while none was verified",
-            ),
-            threshold=1,
-            description=f"Webhooks were rejected for their signature and none was verified in "
-            f"{SIGNATURE_MISMATCH_WINDOW_MINUTES} minutes: the secret in Cal.com and the stack disagree "
-            "(a botched rotation). Cal.com does not retry: those bookings are lost until re-sent.",
-        )
-        for name, function in ((INGEST_SERVICE, r.ingest), (SYNC_SERVICE, r.sync)):
+        for name, function in ((m.INGEST, r.ingest), (m.SYNC, r.sync)):
             self._alarm(
                 f"{name.capitalize()}Throttles",
                 metric=function.metric_throttles(period=_PERIOD, statistic="Sum"),
@@ -296,63 +292,53 @@ class Monitoring(Construct):
             threshold=1,
             description="The reconcile function failed or timed out; missed webhooks are not being recovered.",
         )
-        for name in RECONCILE_ALARM_METRICS:
+        if r.availability is not None:
             self._alarm(
-                name,
-                metric=self._metric(RECONCILE_SERVICE, name),
-                threshold=0,
-                comparison=_GT,
-                description=_RECONCILE_ALARM_TEXT[name],
+                "AvailabilityErrors",
+                metric=r.availability.metric_errors(period=_PERIOD, statistic="Sum"),
+                threshold=1,
+                description="The availability function failed or timed out: busy feeds are not being refreshed.",
             )
-        self._alarm(
-            "ReviewParked",
-            metric=self._metric(SYNC_SERVICE, "ReviewParked"),
-            threshold=0,
-            comparison=_GT,
-            description="Events were parked for human review (unmapped type, ambiguous patient, EHR rejection).",
-        )
-        self._alarm(
-            "ClinicConfigRejected",
-            metric=self._metric(SYNC_SERVICE, "ClinicConfigRejected"),
-            threshold=0,
-            comparison=_GT,
-            description="A changed clinic mapping was rejected (invalid or unreadable); sync keeps using the "
-            "last good one until it is fixed.",
-        )
-        self._alarm(
-            "DriftFound",
-            metric=self._metric(SYNC_SERVICE, "DriftFound"),
-            threshold=0,
-            comparison=_GT,
-            description="An EHR Appointment no longer says what the bridge projects and the bridge did not write "
-            "that: someone changed or deleted it in the EHR. Run `calehr verify` to see which.",
-        )
-        self._build_ehr_alarms()
-        self._build_availability_alarms()
-        self._build_backlog_alarm()
-        self._build_archive_alarms()
-        if r.web_acl is not None:
-            self._build_waf_alarm(r.web_acl)
 
-    def _ehr_error_rate(self, error_metric: str, *, minimum: int) -> cloudwatch.MathExpression:
-        """Percent of sync outcomes that were `error_metric`, 0 while fewer than `minimum` errors."""
-        outcomes = {f"outcome{index}": name for index, name in enumerate(SYNC_OUTCOME_METRICS)}
+    def _build_signature_alarm(self) -> None:
+        window = cdk.Duration.minutes(SIGNATURE_MISMATCH_WINDOW_MINUTES)
+        self._alarm(
+            "WebhookSecretMismatch",
+            # Low-volume safe: one rejected delivery in a window with no verified one is enough.
+            metric=cloudwatch.MathExpression(
+                expression="IF(FILL(rejected, 0) > 0 AND FILL(verified, 0) == 0, 1, 0)",
+                using_metrics={
+                    "rejected": self._metric(m.SIGNATURE_REJECTED, period=window),
+                    "verified": self._metric(m.SIGNATURE_VERIFIED, period=window),
+                },
+                period=window,
+                label="Rejected signatures while none was verified",
+            ),
+            threshold=1,
+            description=f"Webhooks were rejected for their signature and none was verified in "
+            f"{SIGNATURE_MISMATCH_WINDOW_MINUTES} minutes: the secret in Cal.com and the stack disagree "
+            "(a botched rotation). Cal.com does not retry: those bookings are lost until re-sent.",
+        )
+
+    def _ehr_error_rate(self, error: m.Metric, *, minimum: int) -> cloudwatch.MathExpression:
+        """Percent of sync outcomes that were `error`, 0 while fewer than `minimum` errors."""
+        outcomes = {f"outcome{index}": metric for index, metric in enumerate(m.SYNC_OUTCOMES)}
         return cloudwatch.MathExpression(
             expression=(
                 f"IF(FILL(errors, 0) >= {minimum}, 100 * FILL(errors, 0) / ({_filled_sum(list(outcomes))}), 0)"
             ),
             using_metrics={
-                "errors": self._metric(SYNC_SERVICE, error_metric),
-                **{metric_id: self._metric(SYNC_SERVICE, name) for metric_id, name in outcomes.items()},
+                "errors": self._metric(error),
+                **{metric_id: self._metric(metric) for metric_id, metric in outcomes.items()},
             },
             period=_PERIOD,
-            label=f"{error_metric} (% of sync outcomes)",
+            label=f"{error.name} (% of sync outcomes)",
         )
 
     def _build_ehr_alarms(self) -> None:
         self._alarm(
             "EhrRetryableErrorRate",
-            metric=self._ehr_error_rate("EhrRetryableError", minimum=EHR_RETRYABLE_MIN_ERRORS),
+            metric=self._ehr_error_rate(m.EHR_RETRYABLE_ERROR, minimum=EHR_RETRYABLE_MIN_ERRORS),
             threshold=EHR_RETRYABLE_ERROR_RATE_PERCENT,
             evaluation_periods=EHR_RETRYABLE_EVALUATION_PERIODS,
             description=f"At least {EHR_RETRYABLE_ERROR_RATE_PERCENT}% of sync messages hit an EHR timeout, "
@@ -361,57 +347,22 @@ class Monitoring(Construct):
         )
         self._alarm(
             "EhrPermanentErrorRate",
-            metric=self._ehr_error_rate("EhrPermanentError", minimum=EHR_PERMANENT_MIN_ERRORS),
+            metric=self._ehr_error_rate(m.EHR_PERMANENT_ERROR, minimum=EHR_PERMANENT_MIN_ERRORS),
             threshold=EHR_PERMANENT_ERROR_RATE_PERCENT,
             description=f"At least {EHR_PERMANENT_ERROR_RATE_PERCENT}% of sync messages were refused by the "
             "EHR (4xx) and parked for review: credentials, permissions or what the EHR accepts changed.",
         )
-        self._alarm(
-            "EhrCircuitOpen",
-            metric=self._metric(SYNC_SERVICE, "EhrCircuitOpened"),
-            threshold=1,
-            description="A sync container opened its EHR circuit breaker (consecutive EHR failures) and stopped "
-            "calling the EHR for the cooldown; it stays firing while trials keep failing.",
-        )
-
-    def _build_availability_alarms(self) -> None:
-        r = self._resources
-        self._alarm(
-            "EhrConflict",
-            metric=self._metric(SYNC_SERVICE, "EhrConflict"),
-            threshold=0,
-            comparison=_GT,
-            description="A Cal.com booking overlapped an appointment made first in the EHR (same practitioner or "
-            "room): parked as ehr_conflict, or written and flagged (on_conflict: write_and_flag).",
-        )
-        if r.availability is None:
-            return
-        self._alarm(
-            "AvailabilityErrors",
-            metric=r.availability.metric_errors(period=_PERIOD, statistic="Sum"),
-            threshold=1,
-            description="The availability function failed or timed out: busy feeds are not being refreshed.",
-        )
-        for name in AVAILABILITY_ALARM_METRICS:
-            self._alarm(
-                name,
-                metric=self._metric(AVAILABILITY_SERVICE, name),
-                threshold=0,
-                comparison=_GT,
-                description=_AVAILABILITY_ALARM_TEXT[name],
-            )
 
     def _build_backlog_alarm(self) -> None:
         period = self._backlog_period
         max_age_seconds = REVIEW_BACKLOG_MAX_AGE_HOURS * 3600
-        open_items, oldest_age = REVIEW_BACKLOG_METRICS
         self._alarm(
             "ReviewBacklog",
             metric=cloudwatch.MathExpression(
                 expression=(f"IF(open >= {REVIEW_BACKLOG_MAX_OPEN_ITEMS} OR oldest >= {max_age_seconds}, 1, 0)"),
                 using_metrics={
-                    "open": self._metric(RECONCILE_SERVICE, open_items, statistic="Maximum", period=period),
-                    "oldest": self._metric(RECONCILE_SERVICE, oldest_age, statistic="Maximum", period=period),
+                    "open": self._metric(m.REVIEW_OPEN_ITEMS, period=period),
+                    "oldest": self._metric(m.REVIEW_OLDEST_OPEN_AGE, period=period),
                 },
                 period=period,
                 label="Review backlog over its limits",
@@ -425,14 +376,6 @@ class Monitoring(Construct):
 
     def _build_archive_alarms(self) -> None:
         r = self._resources
-        self._alarm(
-            "AuditRecordChanged",
-            metric=self._metric(ARCHIVE_SERVICE, "AuditRecordChanged"),
-            threshold=0,
-            comparison=_GT,
-            description="An audit record was overwritten or deleted after it was written, which the bridge "
-            "never does. Both versions are in the WORM archive; find out who did it (CloudTrail).",
-        )
         self._alarm(
             "ArchiveErrors",
             metric=r.archive.metric_errors(period=_PERIOD, statistic="Sum"),
@@ -485,7 +428,7 @@ class Monitoring(Construct):
                 ],
                 right=[r.api.metric_latency(period=_PERIOD, statistic="p99")],
             ),
-            _graph("Ingest outcomes", [self._metric(INGEST_SERVICE, name) for name in INGEST_METRICS]),
+            _graph("Ingest outcomes", self._metrics(m.INGEST)),
         )
         dashboard.add_widgets(
             _graph(
@@ -497,13 +440,13 @@ class Monitoring(Construct):
                 ],
                 right=[r.events_queue.metric_approximate_age_of_oldest_message(period=_PERIOD, statistic="Maximum")],
             ),
-            _graph("Sync outcomes", [self._metric(SYNC_SERVICE, name) for name in SYNC_METRICS]),
+            _graph("Sync outcomes", self._metrics(m.SYNC)),
         )
         dashboard.add_widgets(
             _graph("Booking rule violations, by rule (docs/configure-clinic.md)", [self._rule_violations()])
         )
         dashboard.add_widgets(
-            _graph("Reconcile outcomes", [self._metric(RECONCILE_SERVICE, name) for name in RECONCILE_METRICS]),
+            _graph("Reconcile outcomes", self._metrics(m.RECONCILE, kind="count")),
             _graph(
                 "Reconcile runs",
                 [r.reconcile.metric_invocations(period=_PERIOD), r.reconcile.metric_errors(period=_PERIOD)],
@@ -537,23 +480,21 @@ class Monitoring(Construct):
         dashboard.add_widgets(
             _graph(
                 "Review backlog (open items; age of the oldest, s)",
-                [
-                    self._metric(RECONCILE_SERVICE, REVIEW_BACKLOG_METRICS[0], statistic="Maximum"),
-                ],
-                right=[self._metric(RECONCILE_SERVICE, REVIEW_BACKLOG_METRICS[1], statistic="Maximum")],
+                [self._metric(m.REVIEW_OPEN_ITEMS)],
+                right=[self._metric(m.REVIEW_OLDEST_OPEN_AGE)],
             ),
             _graph(
                 "Audit archive (WORM copy)",
-                [self._metric(ARCHIVE_SERVICE, name) for name in ARCHIVE_METRICS],
+                self._metrics(m.ARCHIVE),
                 right=[r.archive.metric("IteratorAge", period=_PERIOD, statistic="Maximum")],
             ),
         )
         dashboard.add_widgets(
             _graph(
                 "Availability: busy feeds and roster",
-                [self._metric(AVAILABILITY_SERVICE, name) for name in AVAILABILITY_METRICS],
+                self._metrics(m.AVAILABILITY),
             ),
-            _graph("Busy feed requests", [self._metric(FEED_SERVICE, name) for name in FEED_METRICS]),
+            _graph("Busy feed requests", self._metrics(m.FEED)),
         )
         if r.web_acl is not None:
             dashboard.add_widgets(_graph("WAF blocked requests", [waf_blocked_requests(r.web_acl)]))

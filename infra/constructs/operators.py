@@ -42,34 +42,17 @@ from infra.constructs.monitoring import Monitoring
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.tables import Tables
-
-#: What on-call reads of a review item (= shared.stores.review.REVIEW_ITEM_ATTRIBUTES; a test compares them).
-REVIEW_ITEM_ATTRIBUTES = (
-    "pk",
-    "status",
-    "reason",
-    "detail",
-    "trigger",
-    "lineage_hash",
-    "message_id",
-    "parked_at",
-    "closed_note",
-    "closed_by",
-    "closed_at",
-    # which booking, on items parked by newer versions (PHI-free: the lineage key, a uid, an event type, a time)
-    "lineage",
-    "booking_uid",
-    "event_type",
-    "start",
+from shared.contracts.tables import (
+    LINEAGE_LISTING_ATTRIBUTES,
+    OPERATOR_AUDIT_PREFIX,
+    REVIEW_CLOSE_ATTRIBUTES,
+    REVIEW_ITEM_ATTRIBUTES,
+    UID_ALIAS_PREFIX,
 )
-#: What listing lineages for drift checks reads of the state table (shared.stores.lineages `lineages`).
-LINEAGE_LISTING_ATTRIBUTES = ("pk", "updated_at")
-#: What closing a review item writes (shared.stores.review `ReviewStore.close`), with its key.
-REVIEW_CLOSE_ATTRIBUTES = ("pk", "status", "closed_note", "closed_by", "closed_at")
-#: The only audit records an operator writes (shared.stores.audit `record_operator_action`).
-OPERATOR_AUDIT_KEYS = "operator#*"
-#: The state table items `audit <booking uid>` reads: the uid alias (shared.stores.lineages).
-UID_ALIAS_KEYS = "uid#*"
+
+#: The state and audit items operators' keys may lead with (`dynamodb:LeadingKeys`).
+OPERATOR_AUDIT_KEYS = f"{OPERATOR_AUDIT_PREFIX}*"
+UID_ALIAS_KEYS = f"{UID_ALIAS_PREFIX}*"
 #: Reads of review items, audit records and the uid alias (no writes, no bodies).
 READ_ONLY_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
 LOG_READ_ACTIONS = ("logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams", "logs:StartLiveTail")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from shared.contracts import metrics as m
 from shared.observability import count, logger
 
 ChangeKind = Literal["INSERT", "MODIFY", "REMOVE"]
@@ -126,7 +127,7 @@ def archive_stream_record(record: Mapping[str, Any], archive: ArchiveStore) -> b
     change = change_from_stream_record(record)
     stored = archive.store(archive_object(change, archive.retention))
     if change.kind != "INSERT" and stored:
-        count("AuditRecordChanged")
+        count(m.AUDIT_RECORD_CHANGED)
         logger.warning(
             "audit record changed after it was written",
             extra={"change": change.kind, "sequence_number": change.sequence_number},

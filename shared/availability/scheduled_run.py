@@ -17,13 +17,15 @@ from shared.availability.roster import RosterReport, calcom_hosts, compare, prac
 from shared.availability.sync_feeds import AvailabilityOptions, AvailabilityReport, AvailabilitySync, FeedSubject
 from shared.calcom.api import CalcomApiClient
 from shared.clinic.mapping import ClinicConfig
+from shared.contracts import metrics as m
+from shared.contracts.deployment import DEFAULT_ROUTE, FHIR_PROFILES
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir.client import FhirR4Client
-from shared.ehr.profiles import FHIR_PROFILES, profile_auth
-from shared.settings import DEFAULT_ROUTE, AvailabilitySettings
+from shared.ehr.profiles import profile_auth
+from shared.settings import AvailabilitySettings
 from shared.stores.feeds import FeedStore
 
-Metric = Callable[[str, int], None]
+Emit = Callable[[m.Metric, int], None]
 
 
 def fhir_readers(settings: AvailabilitySettings, secret: Callable[[str], Mapping[str, Any]]) -> dict[str, FhirR4Client]:
@@ -88,10 +90,10 @@ class AvailabilityRun:
         return compare(self.config, hosts, facts)
 
 
-def report_metrics(feeds: AvailabilityReport | None, roster: RosterReport | None, metric: Metric) -> None:
+def report_metrics(feeds: AvailabilityReport | None, roster: RosterReport | None, metric: Emit) -> None:
     if feeds is not None:
-        metric("AvailabilityFeedsSynced", len({f.feed_id for f in feeds.feeds if not f.problem}))
-        metric("AvailabilityBusyIntervals", sum(f.busy for f in feeds.feeds))
-        metric("AvailabilityFailed", feeds.failed)
+        metric(m.AVAILABILITY_FEEDS_SYNCED, len({f.feed_id for f in feeds.feeds if not f.problem}))
+        metric(m.AVAILABILITY_BUSY_INTERVALS, sum(f.busy for f in feeds.feeds))
+        metric(m.AVAILABILITY_FAILED, feeds.failed)
     if roster is not None:
-        metric("RosterDrift", len(roster.findings))
+        metric(m.ROSTER_DRIFT, len(roster.findings))

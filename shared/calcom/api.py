@@ -28,7 +28,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.settings import CALCOM_API_BASE_URL
+from shared.contracts.deployment import CALCOM_API_BASE_URL
 
 CAL_API_VERSION = "2024-08-13"
 DEFAULT_BASE_URL = CALCOM_API_BASE_URL

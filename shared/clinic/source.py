@@ -27,6 +27,7 @@ from typing import Literal
 
 from shared.clinic.load import parse_config
 from shared.clinic.mapping import ClinicConfig, ConfigError
+from shared.contracts import metrics as m
 from shared.observability import count, logger
 
 Kind = Literal["file", "ssm", "appconfig"]
@@ -180,11 +181,11 @@ class ClinicConfigSource:
             return
         self._config, self._text = config, text
         if not first:
-            count("ClinicConfigReloaded")
+            count(m.CLINIC_CONFIG_RELOADED)
             logger.info("clinic configuration reloaded", extra={"config_source": self.location.kind})
 
     def _reject(self, why: str, exc: Exception) -> None:
-        count("ClinicConfigRejected")
+        count(m.CLINIC_CONFIG_REJECTED)
         logger.warning(
             "clinic configuration rejected; keeping the last good one",
             extra={

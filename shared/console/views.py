@@ -22,6 +22,7 @@ from shared.console.view_models import (
     TimelineEntry,
     Tone,
 )
+from shared.contracts.tables import OPERATOR_AUDIT_PREFIX as OPERATOR_PREFIX
 from shared.domain.decide import appointment_view
 from shared.domain.lineage_state import LineageState
 
@@ -53,7 +54,6 @@ _SHOWN = frozenset(
     }
 )
 LINEAGE_PREFIX = "lineage#"
-OPERATOR_PREFIX = "operator#"
 #: Audit partitions that belong to a booking (routing forms and DLQ actions have their own views).
 BOOKING_PREFIXES = (LINEAGE_PREFIX, "unresolved#")
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar
 
+from shared.contracts import metrics as m
 from shared.ehr.port import BatchAnswer, EhrClient, Identifier, ReadRequest, Resource, SearchParams, StoredResource
 from shared.errors import RetryableEhrError
 from shared.observability import count, logger
@@ -35,10 +36,10 @@ class CircuitOpenError(RetryableEhrError):
 def report_transition(state: CircuitState) -> None:
     """The default `on_change`: one count per change (`EhrCircuitOpened` / `EhrCircuitClosed`) and a log line."""
     if state == "open":
-        count("EhrCircuitOpened")
+        count(m.EHR_CIRCUIT_OPENED)
         logger.warning("EHR circuit opened: not calling the EHR until the cooldown has passed")
     else:
-        count("EhrCircuitClosed")
+        count(m.EHR_CIRCUIT_CLOSED)
         logger.info("EHR circuit closed: the EHR answered again")
 
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
+from shared.contracts.deployment import DEFAULT_ROUTE
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreakers
 from shared.ehr.fhir.oracle import IdMapStore
 from shared.ehr.hl7v2.endpoint import siu_writer
 from shared.ehr.profiles import build_ehr_client, profile_auth
-from shared.settings import DEFAULT_ROUTE, SyncSettings
+from shared.settings import SyncSettings
 from shared.sync.siu_writer import SiuWriter
 
 

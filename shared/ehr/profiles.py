@@ -19,20 +19,19 @@ Every profile implements `shared.ehr.port.EhrClient` and keeps the generic adapt
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from typing import Any, Literal, get_args
+from typing import Any
 
 import httpx
 
+from shared.contracts.deployment import EHR_PROFILES, FHIR_PROFILES
 from shared.ehr.auth.sigv4 import SigV4Auth, SigV4ConfigError, region_from_url
 from shared.ehr.fhir.client import FhirR4Client
 from shared.ehr.fhir.healthlake import HealthLakeClient
 from shared.ehr.fhir.oracle import DEFAULT_PATCHABLE, IdMapStore, OracleHealthClient
 from shared.ehr.port import EhrClient
 
-Profile = Literal["generic", "healthlake", "oracle", "hl7v2"]
-PROFILES: tuple[str, ...] = get_args(Profile)
-#: The profiles that speak FHIR; `hl7v2` sends SIU messages over MLLP instead (`shared.ehr.hl7v2`).
-FHIR_PROFILES: tuple[str, ...] = ("generic", "healthlake", "oracle")
+#: Every profile (`hl7v2` sends SIU messages over MLLP instead of FHIR: `shared.ehr.hl7v2`).
+PROFILES: tuple[str, ...] = EHR_PROFILES
 
 
 class ProfileError(ValueError):

@@ -10,6 +10,7 @@ from typing import Protocol
 from shared.availability.roster import calcom_hosts
 from shared.calcom.api import ApiBooking, BookingsPage, CalcomApiClient, ChangeField, HostBookings, api_timestamp
 from shared.calcom.synthetic import lineage_key_of
+from shared.contracts.metrics import Metric
 from shared.domain.lineage_state import LineageState
 from shared.observability import count, logger
 from shared.reconcile.assess import assess, is_own_booking, outgoing_message, uid_hash
@@ -43,7 +44,7 @@ class Reconciler:
         send: Callable[[OutgoingMessage], str],
         options: ReconcileOptions | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        metric: Callable[[str, int], None] = count,
+        metric: Callable[[Metric, int], None] = count,
     ) -> None:
         self._source = source
         self._state = state

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from shared.calcom.api import ChangeField
+from shared.contracts import metrics as m
 from shared.settings import ReconcileSettings
 
 #: Value of the `source` message attribute on every message the reconciler sends.
@@ -94,13 +95,13 @@ class ReconcileReport:
         }
 
 
-def emit_report(report: ReconcileReport, metric: Callable[[str, int], None]) -> None:
+def emit_report(report: ReconcileReport, metric: Callable[[m.Metric, int], None]) -> None:
     """The metrics of one run (or of an organization's runs, added up)."""
-    metric("ReconcileChecked", report.checked)
-    metric("ReconcileEnqueued", report.enqueued)
-    metric("ReconcileSkippedOwn", report.skipped_own)
-    metric("ReconcileDriftChecks", report.drift_checks)
+    metric(m.RECONCILE_CHECKED, report.checked)
+    metric(m.RECONCILE_ENQUEUED, report.enqueued)
+    metric(m.RECONCILE_SKIPPED_OWN, report.skipped_own)
+    metric(m.RECONCILE_DRIFT_CHECKS, report.drift_checks)
     if report.diverged:
-        metric("ReconcileDiverged", report.diverged)
+        metric(m.RECONCILE_DIVERGED, report.diverged)
     if report.invalid:
-        metric("ReconcileInvalidBooking", report.invalid)
+        metric(m.RECONCILE_INVALID_BOOKING, report.invalid)

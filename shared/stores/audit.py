@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.contracts.tables import OPERATOR_AUDIT_PREFIX
 from shared.stores.lineages import TransactPut
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 
 #: The partitions operators' actions are recorded in (the only ones an operator role may write).
-OPERATOR_PREFIX = "operator#"
+OPERATOR_PREFIX = OPERATOR_AUDIT_PREFIX
 
 
 def acted_at(record: Mapping[str, str]) -> datetime:

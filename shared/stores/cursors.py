@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.contracts.tables import RECONCILE_CURSOR_PK
 from shared.stores.versioned import versioned
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-CURSOR_PK = "cursor#reconcile"
+CURSOR_PK = RECONCILE_CURSOR_PK
 
 
 def host_cursor_pk(user_id: int) -> str:

@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.contracts.tables import FEED_PREFIX, TOKEN_PREFIX
 from shared.domain.busy_time import BusyInterval, FeedChange, StatusClass
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-FEED_PREFIX = "feed#"
-TOKEN_PREFIX = "token#"  # noqa: S105 - a key prefix, not a secret
 META = "meta"
 BUSY_PREFIX = "busy#"
 #: DynamoDB's batch limit.

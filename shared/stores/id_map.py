@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.settings import DEFAULT_ROUTE
+from shared.contracts.deployment import DEFAULT_ROUTE
 from shared.stores.lineages import StateStoreUnavailableError
 
 if TYPE_CHECKING:

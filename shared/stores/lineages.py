@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.contracts.tables import PERSON_PREFIX, UID_ALIAS_PREFIX
 from shared.domain.lineage_state import LineageState
 from shared.stores.versioned import versioned
 
@@ -299,7 +300,7 @@ class LineageStateStore:
         try:
             item = self._client.get_item(
                 TableName=self._table,
-                Key={"pk": {"S": f"uid#{uid}"}},
+                Key={"pk": {"S": f"{UID_ALIAS_PREFIX}{uid}"}},
                 ConsistentRead=True,
                 ProjectionExpression="lineage",
             ).get("Item")
@@ -325,7 +326,7 @@ class LineageStateStore:
         """Link `uid` to `lineage` unless a lineage claimed it first, and read what waits under the uid, in
         one round trip: the lineage that owns the uid (the earlier claim wins) and its no-show marks."""
         item = self._update_returning(
-            f"uid#{uid}", "SET lineage = if_not_exists(lineage, :lineage)", {":lineage": {"S": lineage}}
+            f"{UID_ALIAS_PREFIX}{uid}", "SET lineage = if_not_exists(lineage, :lineage)", {":lineage": {"S": lineage}}
         )
         return UidClaim(lineage=item["lineage"]["S"], marks=_string_set(item, "marks"))
 
@@ -334,25 +335,27 @@ class LineageStateStore:
         """Keep PHI-free no-show marks under a uid (on its `uid#` item) and return the lineage that has
         claimed the uid, if any - one atomic step, so a booking claiming the uid at the same moment either
         sees the marks or is seen here."""
-        item = self._update_returning(f"uid#{uid}", "ADD marks :marks", {":marks": {"SS": marks_json}})
+        item = self._update_returning(f"{UID_ALIAS_PREFIX}{uid}", "ADD marks :marks", {":marks": {"SS": marks_json}})
         return item["lineage"]["S"] if "lineage" in item else None
 
     # -- routing-form intake: person → lineages, person → form facts ----------------------------
     def link_person(self, person: str, lineage: str) -> bool:
         """Add `lineage` to the person's lineages; True when a routing form of the person was announced
         (then `forms_of` has something to read; without the flag the read is skipped)."""
-        item = self._update_returning(f"person#{person}", "ADD lineages :lineage", {":lineage": {"SS": [lineage]}})
+        item = self._update_returning(
+            f"{PERSON_PREFIX}{person}", "ADD lineages :lineage", {":lineage": {"SS": [lineage]}}
+        )
         return item.get("has_forms", {}).get("BOOL") is True
 
     def announce_forms(self, person: str) -> list[str]:
         """Flag that the person has routing-form facts and return their lineages, in one atomic step
         (called after `add_form`: a booking linking the person at the same moment sees the flag or is seen)."""
-        item = self._update_returning(f"person#{person}", "SET has_forms = :yes", {":yes": {"BOOL": True}})
+        item = self._update_returning(f"{PERSON_PREFIX}{person}", "SET has_forms = :yes", {":yes": {"BOOL": True}})
         return _string_set(item, "lineages")
 
     def lineages_of_person(self, person: str) -> list[str]:
         """The lineages a person is a patient on (read only: operators and tests)."""
-        return self._set(f"person#{person}", "lineages")
+        return self._set(f"{PERSON_PREFIX}{person}", "lineages")
 
     def add_form(self, person: str, fact_json: str) -> None:
         try:

@@ -27,36 +27,18 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.contracts.tables import REVIEW_BODY_PREFIX, REVIEW_ITEM_ATTRIBUTES
 from shared.settings import review_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 #: Partition key prefix of the items that hold message bodies.
-BODY_PREFIX = "body#"
+BODY_PREFIX = REVIEW_BODY_PREFIX
 #: The TTL attribute of the review table (epoch seconds); only body items carry it.
 EXPIRES_AT = "expires_at"
 #: What the operator CLI says about an item whose body is gone.
 BODY_EXPIRED = "body expired"
-#: Every attribute a review item may have except a body: what listings and `get` read (by name).
-REVIEW_ITEM_ATTRIBUTES = (
-    "pk",
-    "status",
-    "reason",
-    "detail",
-    "trigger",
-    "lineage_hash",
-    "message_id",
-    "parked_at",
-    "closed_note",
-    "closed_by",
-    "closed_at",
-    # which booking, on items parked by newer versions (PHI-free: the lineage key, a uid, an event type, a time)
-    "lineage",
-    "booking_uid",
-    "event_type",
-    "start",
-)
 
 
 def _projection(attributes: tuple[str, ...]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.clinic.rules import RULE_NAMES
+from shared.contracts import metrics as m
+from shared.contracts import queue
 from shared.domain.booking_rules import RuleViolated
 from shared.domain.busy_time import EHR_CONFLICT
 from shared.errors import ParkedEvent, PermanentEhrError, ReviewRequired
@@ -21,15 +23,11 @@ from shared.observability import count, count_by
 from shared.stores.review import ReviewItem
 from shared.sync.outcome import Delivery, SyncResult
 
-BASE_BACKOFF_SECONDS = 10
-MAX_BACKOFF_SECONDS = 900
-#: A lineage another worker is applying: come back soon, not on the exponential schedule.
-BUSY_BACKOFF_SECONDS = 2
-#: The metric of a booking-rule violation (parked, warned or accepted), by rule name.
-RULE_VIOLATION_METRIC = "RuleViolation"
-#: The message attribute by which `calehr review retry --accept-rule` names accepted rules.
-ACCEPTED_RULES_ATTRIBUTE = "acceptedRules"
-_RESULT_METRICS = {"applied": "EventApplied", "recorded": "EventRecorded", "deferred": "EventDeferred"}
+BASE_BACKOFF_SECONDS = queue.BACKOFF_BASE_SECONDS
+MAX_BACKOFF_SECONDS = queue.BACKOFF_CAP_SECONDS
+BUSY_BACKOFF_SECONDS = queue.BUSY_BACKOFF_SECONDS
+ACCEPTED_RULES_ATTRIBUTE = queue.ACCEPTED_RULES_ATTRIBUTE
+_RESULT_METRICS = {"applied": m.EVENT_APPLIED, "recorded": m.EVENT_RECORDED, "deferred": m.EVENT_DEFERRED}
 _DRIFT = ("bridge_stale", "ehr_changed", "unmarked", "missing")
 
 
@@ -75,33 +73,33 @@ def backoff_seconds(receive_count: int, retry_after: float | None) -> int:
 
 def _count_rule_violations(rules: Iterable[str]) -> None:
     for rule in rules:
-        count_by(RULE_VIOLATION_METRIC, "rule", rule)
+        count_by(m.RULE_VIOLATION, rule)
 
 
 def count_parked(exc: ReviewRequired | PermanentEhrError) -> None:
-    count("ReviewParked")
+    count(m.REVIEW_PARKED)
     if exc.reason == EHR_CONFLICT:
-        count("EhrConflict")  # the slot is taken in the EHR (docs/availability.md)
+        count(m.EHR_CONFLICT)  # the slot is taken in the EHR (docs/availability.md)
     if isinstance(exc, RuleViolated):
         _count_rule_violations(exc.rules)
 
 
 def count_result(result: SyncResult) -> None:
     if result.outcome == "verified":
-        count("DriftChecked")
+        count(m.DRIFT_CHECKED)
         kind = result.note.split(":", 1)[0]  # kind[:fields]
         if kind == "repaired":
-            count("DriftRepaired")
+            count(m.DRIFT_REPAIRED)
         elif kind in _DRIFT:
-            count("DriftFound")
+            count(m.DRIFT_FOUND)
         return
-    count(_RESULT_METRICS.get(result.outcome, "EventSkipped"))
+    count(_RESULT_METRICS.get(result.outcome, m.EVENT_SKIPPED))
     if result.note == "ehr_corrected":
-        count("DriftRepaired")  # an earlier attempt had left an older projection in the EHR
+        count(m.DRIFT_REPAIRED)  # an earlier attempt had left an older projection in the EHR
     if result.note.startswith(EHR_CONFLICT):
-        count("EhrConflict")  # written although the slot is taken in the EHR (on_conflict: write_and_flag)
+        count(m.EHR_CONFLICT)  # written although the slot is taken in the EHR (on_conflict: write_and_flag)
     if result.note == "no_booking":
-        count("FormWithoutBooking")  # a routing form Cal.com saw no booking follow: a lead to call back
+        count(m.FORM_WITHOUT_BOOKING)  # a routing form Cal.com saw no booking follow: a lead to call back
     if result.outcome != "duplicate":  # a redelivery was counted the first time
         _count_rule_violations(result.rule_warnings)  # written although they break a rule (warn / accepted)
 

@@ -179,4 +179,3 @@ def test_given_the_settings_then_code_and_infra_agree_on_names_and_defaults() ->
     assert {"AUDIT_ARCHIVE_BUCKET", "AUDIT_ARCHIVE_RETENTION_DAYS"} <= archive
     review = ReviewSettings.model_fields["body_retention_days"]
     assert review.alias == "REVIEW_BODY_RETENTION_DAYS"
-    assert review.default == c.REVIEW_BODY_RETENTION_DAYS

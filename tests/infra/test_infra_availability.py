@@ -10,8 +10,9 @@ from synth_support import Synth
 
 import infra.constants as c
 from infra.constructs.availability import AVAILABILITY_TABLE_ACTIONS, FEED_LEADING_KEYS, FEED_TABLE_ACTIONS
+from shared.contracts import metrics as m
+from shared.contracts.tables import FEED_PREFIX, TOKEN_PREFIX
 from shared.settings import AvailabilitySettings, FeedSettings
-from shared.stores.feeds import FEED_PREFIX, TOKEN_PREFIX
 
 pytestmark = pytest.mark.infra
 
@@ -44,7 +45,7 @@ def test_given_the_feed_route_then_get_needs_the_token_and_reaches_the_feed_func
 
 
 def test_given_the_feed_function_then_it_may_only_read_feed_and_token_items(staging: Synth) -> None:
-    statements = _statements(staging, c.FEED_SERVICE)
+    statements = _statements(staging, m.FEED)
     read = statements["ReadFeeds"]
     assert sorted(read["Action"]) == sorted(FEED_TABLE_ACTIONS)
     assert read["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == list(FEED_LEADING_KEYS)
@@ -66,7 +67,7 @@ def test_given_the_availability_function_then_a_schedule_runs_it_and_it_reads_th
     ]
     function = _function(staging, availability.sync)
     assert function["ReservedConcurrentExecutions"] == c.AVAILABILITY_RESERVED_CONCURRENCY == 1
-    statements = _statements(staging, c.AVAILABILITY_SERVICE)
+    statements = _statements(staging, m.AVAILABILITY)
     assert sorted(statements["ReadWriteFeeds"]["Action"]) == sorted(AVAILABILITY_TABLE_ACTIONS)
     assert statements["ReadWriteFeeds"]["Resource"] == {"Fn::GetAtt": [staging.logical_id(availability.table), "Arn"]}
     secrets = str(statements["ReadEhrCredentialsAndCalcomApiKey"]["Resource"])
@@ -91,5 +92,5 @@ def test_given_the_availability_function_then_a_schedule_runs_it_and_it_reads_th
 def test_given_routed_ehrs_then_the_availability_function_reads_each_route(routed: Synth) -> None:
     env = _function(routed, routed.stack.availability.sync)["Environment"]["Variables"]
     assert "EHR_ROUTES" in env
-    statements = _statements(routed, c.AVAILABILITY_SERVICE)
+    statements = _statements(routed, m.AVAILABILITY)
     assert sorted(statements["HealthLakeRead"]["Action"]) == ["healthlake:ReadResource", "healthlake:SearchWithGet"]

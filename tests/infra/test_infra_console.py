@@ -9,7 +9,7 @@ import pytest
 from synth_support import Synth
 
 from infra.constructs.console import REVIEW_LISTING_ATTRIBUTES, WIDGETS
-from shared.stores.review import REVIEW_ITEM_ATTRIBUTES as LISTING_ATTRIBUTES
+from shared.contracts.tables import REVIEW_ITEM_ATTRIBUTES as LISTING_ATTRIBUTES
 
 pytestmark = pytest.mark.infra
 

@@ -11,9 +11,7 @@ import pytest
 from synth_support import APPCONFIG_SOURCE, HEALTHLAKE_MAIN, ROUTES, Synth
 
 from infra.config import (
-    EHR_PROFILES,
     MAX_EHR_ROUTES,
-    ROUTE_NAME_PATTERN,
     AppConfigSource,
     ConfigError,
     HealthLakeDatastore,
@@ -62,14 +60,6 @@ def _as_list(value: Any) -> list[Any]:
 
 
 # -- context validation (no synth) -------------------------------------------------------------------------
-
-
-def test_given_the_profiles_and_route_names_then_infra_and_the_code_agree() -> None:
-    from shared.ehr.profiles import PROFILES
-    from shared.settings import ROUTE_NAME_PATTERN as CODE_ROUTE_NAME_PATTERN
-
-    assert tuple(EHR_PROFILES) == tuple(PROFILES)
-    assert ROUTE_NAME_PATTERN == CODE_ROUTE_NAME_PATTERN
 
 
 def test_given_no_ehr_context_then_generic_profile_no_routes_and_ssm() -> None:
@@ -289,7 +279,7 @@ def test_given_routes_then_an_output_names_each_route_secret(routed: Synth) -> N
 
 
 def test_given_appconfig_then_sync_reads_that_profile_and_no_ssm_parameter_exists(routed: Synth) -> None:
-    from shared.settings import CLINIC_CONFIG_SOURCE_PATTERN
+    from shared.contracts.deployment import CLINIC_CONFIG_SOURCE_PATTERN
 
     env = _sync_env(routed)
     assert env["CLINIC_CONFIG_SOURCE"] == APPCONFIG_SOURCE

@@ -186,7 +186,7 @@ def test_given_the_reconcile_function_then_it_enqueues_and_reads_only_its_api_ke
 
 
 def test_given_the_review_table_then_reconcile_counts_open_items_without_reading_a_body(synth: Synth) -> None:
-    from infra.constructs.functions import REVIEW_BACKLOG_ATTRIBUTES
+    from shared.contracts.tables import REVIEW_BACKLOG_ATTRIBUTES
 
     (scan,) = _on(_policy_of(synth, "reconcile"), synth.logical_id(synth.stack.tables.review))
     assert scan["Action"] == "dynamodb:Scan"
@@ -199,7 +199,7 @@ def test_given_the_review_table_then_reconcile_counts_open_items_without_reading
 
 def test_given_the_backlog_scan_then_it_asks_for_exactly_the_attributes_the_role_may_read() -> None:
     """The request ReviewStore.backlog makes satisfies the reconcile role's conditions."""
-    from infra.constructs.functions import REVIEW_BACKLOG_ATTRIBUTES
+    from shared.contracts.tables import REVIEW_BACKLOG_ATTRIBUTES
     from shared.stores.review import ReviewStore
 
     class Recorder:
@@ -254,8 +254,7 @@ def test_given_the_state_table_then_reconcile_reads_it_and_writes_only_its_curso
 
 
 def test_given_the_reconcile_cursor_then_the_condition_names_the_key_the_code_writes() -> None:
-    from infra.constructs.functions import RECONCILE_CURSOR_PK
+    from shared.contracts.tables import RECONCILE_CURSOR_PK
     from shared.stores import cursors as reconcile
 
-    assert reconcile.CURSOR_PK == RECONCILE_CURSOR_PK
     assert reconcile.host_cursor_pk(3107).startswith(f"{RECONCILE_CURSOR_PK}#user#")

@@ -18,58 +18,34 @@ from synth_support import REPO_ROOT, Synth
 
 from infra import constants as c
 from infra.config import ConfigError, config_from_context
+from infra.constructs.monitoring import INFRASTRUCTURE_ALARMS
+from shared.contracts import metrics as m
 
 pytestmark = pytest.mark.infra
 
-#: Every alarm of a deployment with WAF on, by construct id.
-ALARMS = {
-    "DeadLetterMessages",
-    "FunctionFailureMessages",
-    "OldestMessageAge",
-    "SyncErrors",
-    "Ingest5xx",
-    "SignatureRejectedSpike",
-    "WebhookSecretMismatch",
-    "IngestThrottles",
-    "SyncThrottles",
-    "ReconcileErrors",
-    "ReconcileFailed",
-    "ReconcileApiError",
-    "ReconcileDiverged",
-    "ReviewParked",
-    "ClinicConfigRejected",
-    "DriftFound",
-    "EhrRetryableErrorRate",
-    "EhrPermanentErrorRate",
-    "EhrCircuitOpen",
-    "ReviewBacklog",
-    "AuditRecordChanged",
-    "ArchiveErrors",
-    "AuditArchiveLag",
-    "WafBlockedSpike",
-    "EhrConflict",
-    "AvailabilityErrors",
-    "AvailabilityFailed",
-    "RosterDrift",
-    "RosterCheckFailed",
-}
+#: Every alarm of a deployment with WAF on, by construct id: one per metric declared with an alarm, and
+#: the monitoring construct's alarms on AWS metrics and metric math.
+ALARMS = {metric.alarm.name for metric in m.METRICS if metric.alarm} | set(INFRASTRUCTURE_ALARMS)
 #: Where each service's metrics are emitted (the test below reads these files).
 EMITTERS = {
-    c.INGEST_SERVICE: ("functions/ingest/handler.py",),
-    c.SYNC_SERVICE: (
+    m.INGEST: ("functions/ingest/handler.py",),
+    m.SYNC: (
         "functions/sync/handler.py",
-        "shared/sync/message.py",
+        *(str(path.relative_to(REPO_ROOT)) for path in sorted((REPO_ROOT / "shared" / "sync").glob("*.py"))),
         "shared/ehr/breaker.py",
         "shared/clinic/source.py",
     ),
-    c.RECONCILE_SERVICE: (
-        "functions/reconcile/handler.py",
-        "shared/reconcile/report.py",
-        "shared/reconcile/reconciler.py",
-    ),
-    c.ARCHIVE_SERVICE: ("functions/archive/handler.py", "shared/archive/worm_copy.py"),
-    c.AVAILABILITY_SERVICE: ("functions/availability/handler.py", "shared/availability/scheduled_run.py"),
+    m.RECONCILE: ("functions/reconcile/handler.py", "shared/reconcile/report.py", "shared/reconcile/reconciler.py"),
+    m.ARCHIVE: ("functions/archive/handler.py", "shared/archive/worm_copy.py"),
+    m.AVAILABILITY: ("functions/availability/handler.py", "shared/availability/scheduled_run.py"),
 }
+#: The declaration's name in shared/contracts/metrics.py, by metric name (what an emitter refers to).
+CONSTANT = {metric.name: name for name, metric in vars(m).items() if isinstance(metric, m.Metric)}
+
+
+def _emits(source: str, metric_name: str) -> bool:
+    """Whether `source` refers to the metric's declaration (`m.EVENT_APPLIED`, never a string of its own)."""
+    return re.search(rf"\bm\.{CONSTANT[metric_name]}\b", source) is not None
 
 
 @pytest.fixture(params=["staging", "prod", "prod_vpc_no_waf", "routed"])
@@ -230,13 +206,7 @@ def test_given_two_stages_then_their_metrics_and_alarms_never_share_a_namespace(
         for function in synth.stack.functions.all:
             env = synth.resources("AWS::Lambda::Function")[synth.logical_id(function)]["Properties"]["Environment"]
             assert env["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == namespace
-        assert set(_app_metrics(synth)) == {
-            c.INGEST_SERVICE,
-            c.SYNC_SERVICE,
-            c.RECONCILE_SERVICE,
-            c.ARCHIVE_SERVICE,
-            c.AVAILABILITY_SERVICE,
-        }
+        assert set(_app_metrics(synth)) == {m.INGEST, m.SYNC, m.RECONCILE, m.ARCHIVE, m.AVAILABILITY}
 
 
 def test_given_each_service_then_the_emf_it_writes_is_what_its_alarms_read(staging: Synth) -> None:
@@ -250,9 +220,11 @@ def test_given_each_service_then_the_emf_it_writes_is_what_its_alarms_read(stagi
     }
     program = (
         "import sys\n"
+        "from shared.contracts.metrics import METRICS\n"
         "from shared.observability import count, metrics\n"
-        "for name in sys.argv[1:]:\n"
-        "    count(name)\n"
+        "for metric in METRICS:\n"
+        "    if metric.name in sys.argv[1:]:\n"
+        "        count(metric)\n"
         "metrics.flush_metrics()\n"
     )
     for service, names in _app_metrics(staging).items():
@@ -282,18 +254,16 @@ def test_given_the_alarms_then_each_app_metric_they_read_is_emitted_by_its_servi
     for service, names in _app_metrics(staging).items():
         source = "\n".join((REPO_ROOT / path).read_text(encoding="utf-8") for path in EMITTERS[service])
         for name in names:
-            # the name as a literal in the code that emits it (through count()/gauge(), a lookup table
-            # of outcome names, or the reconciler's injected metric function)
-            assert re.search(rf"""["']{name}["']""", source), f"{service} never emits {name}"
+            # the declaration in the code that emits it (through count()/gauge(), a lookup table of
+            # outcomes, or the reconciler's injected metric function), and declared for that service
+            assert _emits(source, name), f"{service} never emits {name}"
+            assert next(metric for metric in m.METRICS if metric.name == name).service == service
 
 
 def test_given_the_sync_outcomes_then_the_error_rate_denominator_is_every_outcome_the_handler_counts() -> None:
-    handler = "\n".join(
-        (REPO_ROOT / path).read_text(encoding="utf-8")
-        for path in ("functions/sync/handler.py", "shared/sync/message.py")
-    )
-    counted = set(re.findall(r"""["'](Event[A-Za-z]+|ReviewParked|SyncRetried|DriftChecked)["']""", handler))
-    assert counted == set(c.SYNC_OUTCOME_METRICS)
+    handler = "\n".join((REPO_ROOT / path).read_text(encoding="utf-8") for path in EMITTERS[m.SYNC][:-2])
+    counted = set(re.findall(r"\bm\.(EVENT_[A-Z]+|REVIEW_PARKED|SYNC_RETRIED|DRIFT_CHECKED)\b", handler))
+    assert counted == {CONSTANT[metric.name] for metric in m.SYNC_OUTCOMES}
 
 
 def test_given_the_pipeline_then_each_symptom_has_an_alarm(staging: Synth, prod_vpc_no_waf: Synth) -> None:
@@ -307,14 +277,15 @@ def test_given_the_pipeline_then_each_symptom_has_an_alarm(staging: Synth, prod_
     assert watched["EhrCircuitOpen"] == {(app, "EhrCircuitOpened")}
     assert watched["AuditRecordChanged"] == {(app, "AuditRecordChanged")}
     assert watched["AuditArchiveLag"] == {("AWS/Lambda", "IteratorAge")}
-    assert watched["ReviewBacklog"] == {(app, name) for name in c.REVIEW_BACKLOG_METRICS}
+    assert watched["ReviewBacklog"] == {(app, m.REVIEW_OPEN_ITEMS.name), (app, m.REVIEW_OLDEST_OPEN_AGE.name)}
     assert watched["WafBlockedSpike"] == {("AWS/WAFV2", "BlockedRequests")}
 
 
 def test_given_the_signature_alarms_then_a_single_rejection_without_a_verified_delivery_pages(staging: Synth) -> None:
     alarms = _alarms_by_name(staging)
     spike = alarms["SignatureRejectedSpike"]
-    assert spike["Threshold"] == c.SIGNATURE_REJECTED_SPIKE_PER_5_MIN
+    assert m.SIGNATURE_REJECTED.alarm is not None
+    assert spike["Threshold"] == m.SIGNATURE_REJECTED.alarm.threshold == 20
     mismatch = alarms["WebhookSecretMismatch"]
     assert _expression(mismatch) == "IF(FILL(rejected, 0) > 0 AND FILL(verified, 0) == 0, 1, 0)"
     queries = {q["Id"]: q for q in mismatch["Metrics"] if "MetricStat" in q}
@@ -337,7 +308,7 @@ def test_given_the_ehr_alarms_then_they_are_rates_of_all_sync_outcomes_independe
     ):
         alarm = alarms[name]
         metrics = {ns_name for _, ns_name, _ in _watched(alarm)}
-        assert metrics == {error, *c.SYNC_OUTCOME_METRICS}, name
+        assert metrics == {error, *(metric.name for metric in m.SYNC_OUTCOMES)}, name
         assert "ApproximateAgeOfOldestMessage" not in metrics
         expression = _expression(alarm)
         assert expression.startswith(f"IF(FILL(errors, 0) >= {minimum}, 100 * FILL(errors, 0) / ("), expression
@@ -378,35 +349,43 @@ def test_given_app_metric_alarms_then_missing_data_never_pages(staging: Synth) -
         assert alarm["TreatMissingData"] == ("ignore" if name == "ReviewBacklog" else "notBreaching"), name
 
 
-def test_given_every_alarm_then_the_deploy_guide_explains_it_and_the_readme_names_its_first_command() -> None:
+def _table_alarms(section: str) -> list[str]:
+    """The alarm names in the first column of a Markdown table (a row may name several)."""
+    names: list[str] = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            names += re.findall(r"`([A-Za-z0-9]+)`", line.split("|")[1])
+    return names
+
+
+def test_given_every_alarm_then_the_deploy_guide_explains_it_and_the_readme_names_its_first_command(
+    staging: Synth,
+) -> None:
+    """Both tables name exactly the alarms the stack builds, each once: none missing, none stale."""
+    built = sorted(_alarms_by_name(staging))
     guide = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     alarms_section = guide[guide.index("## Alarms") : guide.index("## Post-deploy check")]
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     runbook = readme[readme.index("**When an alarm fires**") : readme.index("## What is not built yet")]
-    for name in sorted(ALARMS):
-        assert f"`{name}`" in alarms_section, f"docs/deploy.md, Alarms, does not explain {name}"
-        assert f"`{name}`" in runbook, f"the README's runbook has no first command for {name}"
+    for where, section in (("docs/deploy.md, Alarms", alarms_section), ("the README's runbook", runbook)):
+        named = _table_alarms(section)
+        assert sorted(named) == built, f"{where} names {sorted(set(named) ^ set(built))} differently"
+    assert set(built) == ALARMS
 
 
 def test_given_the_clinic_config_metrics_then_the_config_source_emits_exactly_those_names() -> None:
     source = (REPO_ROOT / "shared/clinic/source.py").read_text(encoding="utf-8")
-    emitted = set(re.findall(r"""count\(["'](ClinicConfig[A-Za-z]+)["']\)""", source))
-    assert emitted == {"ClinicConfigRejected", "ClinicConfigReloaded"}
-    assert emitted <= set(c.SYNC_METRICS)
+    emitted = set(re.findall(r"count\(m\.(CLINIC_CONFIG_[A-Z]+)\)", source))
+    assert emitted == {"CLINIC_CONFIG_REJECTED", "CLINIC_CONFIG_RELOADED"}
+    assert {getattr(m, name).service for name in emitted} == {m.SYNC}
 
 
 def test_given_the_dashboard_then_it_shows_every_app_metric(staging: Synth) -> None:
     (dashboard,) = staging.resources("AWS::CloudWatch::Dashboard").values()
     body = str(dashboard["Properties"]["DashboardBody"])
-    names = (
-        *c.INGEST_METRICS,
-        *c.SYNC_METRICS,
-        *c.RECONCILE_METRICS,
-        *c.REVIEW_BACKLOG_METRICS,
-        *c.ARCHIVE_METRICS,
-        *c.AVAILABILITY_METRICS,
-        *c.FEED_METRICS,
-    )
+    assert len({metric.name for metric in m.METRICS}) == len(m.METRICS)
+    # every metric but RuleViolation, which the dashboard searches by rule (tests/infra/test_infra_rules.py)
+    names = [metric.name for metric in m.METRICS if metric.dimension is None]
     for name in names:
         assert f'\\"{name}\\"' in body or f'"{name}"' in body, name
     assert "CalEhrBridge/staging" in body
@@ -417,8 +396,11 @@ def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(s
     reconcile = {"Ref": staging.logical_id(staging.stack.functions.reconcile)}
     assert alarms["ReconcileErrors"]["Dimensions"] == [{"Name": "FunctionName", "Value": reconcile}]
     assert alarms["ReconcileErrors"]["Threshold"] == 1
-    for name in c.RECONCILE_ALARM_METRICS:
-        alarm = alarms[name]
+    paging = [metric for metric in m.of_service(m.RECONCILE) if metric.alarm]
+    assert {metric.name for metric in paging} == {"ReconcileFailed", "ReconcileApiError", "ReconcileDiverged"}
+    for metric in paging:
+        assert metric.alarm is not None and metric.alarm.name == metric.name
+        alarm = alarms[metric.name]
         assert alarm["Namespace"] == staging.stack.config.metrics_namespace
         assert alarm["Dimensions"] == [{"Name": "service", "Value": "reconcile"}]
         assert alarm["Threshold"] == 0
@@ -429,13 +411,12 @@ def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(s
     ("path", "names"),
     [
         ("shared/reconcile/report.py", {"ReconcileChecked", "ReconcileEnqueued", "ReconcileSkippedOwn",
-                                       "ReconcileDiverged", "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
+                                        "ReconcileDiverged", "ReconcileInvalidBooking", "ReconcileDriftChecks"}),
         ("functions/reconcile/handler.py", {"ReconcileApiError", "ReconcileCursorConflict", "ReconcileFailed"}),
     ],
 )  # fmt: skip
 def test_given_the_reconcile_metrics_then_the_code_emits_exactly_those_names(path: str, names: set[str]) -> None:
     source = (REPO_ROOT / path).read_text(encoding="utf-8")
-    emitted = set(re.findall(r"""["'](Reconcile[A-Za-z]+)["']""", source))
-    assert emitted == names
-    assert names <= set(c.RECONCILE_METRICS)
-    assert set(c.RECONCILE_ALARM_METRICS) <= set(c.RECONCILE_METRICS)
+    emitted = set(re.findall(r"\bm\.(RECONCILE_[A-Z_]+)\b", source))
+    assert {getattr(m, name).name for name in emitted} == names
+    assert names <= {metric.name for metric in m.of_service(m.RECONCILE)}

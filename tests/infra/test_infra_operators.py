@@ -173,7 +173,7 @@ def test_given_the_read_only_role_then_it_cannot_write_discard_redrive_or_pause(
 
 
 def test_given_the_read_only_role_then_review_items_are_read_by_name_and_never_a_body(synth: Synth) -> None:
-    from infra.constructs.operators import REVIEW_ITEM_ATTRIBUTES
+    from shared.contracts.tables import REVIEW_ITEM_ATTRIBUTES
 
     statements = _role_statements(synth, "read_only")
     review = synth.logical_id(synth.stack.tables.review)
@@ -253,7 +253,7 @@ def test_given_the_read_only_role_then_on_call_can_follow_the_runbook(synth: Syn
 
 
 def test_given_the_admin_role_then_it_can_retry_discard_redrive_pause_and_update_the_mapping(synth: Synth) -> None:
-    from infra.constructs.operators import REVIEW_CLOSE_ATTRIBUTES
+    from shared.contracts.tables import REVIEW_CLOSE_ATTRIBUTES
 
     statements = _role_statements(synth, "admin")
     stack = synth.stack
@@ -303,11 +303,10 @@ def test_given_the_audit_table_then_the_admin_role_may_append_and_nobody_may_rew
 
 
 def test_given_the_review_store_then_infra_names_the_attributes_it_reads_and_writes() -> None:
-    """The read-only role's attribute list is the store's; closing an item writes only the close fields."""
-    from infra.constructs.operators import REVIEW_CLOSE_ATTRIBUTES, REVIEW_ITEM_ATTRIBUTES
+    """Closing an item writes only the close fields (the read-only role's attribute list and the store's
+    are one definition, `shared.contracts.tables`)."""
+    from shared.contracts.tables import REVIEW_CLOSE_ATTRIBUTES
     from shared.stores import review
-
-    assert review.REVIEW_ITEM_ATTRIBUTES == REVIEW_ITEM_ATTRIBUTES
 
     class Recorder:
         def __init__(self) -> None:

@@ -273,12 +273,6 @@ def test_given_the_hot_path_then_snapstart_versions_behind_a_live_alias(staging:
     assert staging.logical_id(functions.ingest_live) in json.dumps(method["Integration"]["Uri"])
 
 
-def test_given_the_cli_then_it_looks_for_the_mapping_on_the_alias_infra_deploys() -> None:
-    from cli.target import LIVE_ALIAS
-
-    assert LIVE_ALIAS == c.LIVE_ALIAS
-
-
 def test_given_snapstart_then_a_layer_change_publishes_a_new_version() -> None:
     """`shared/` ships in the layer: without this flag a change there would not publish a new version, and
     the `live` alias (all the API and the queue invoke) would keep running the old code."""

@@ -10,7 +10,7 @@ import sys
 import pytest
 from synth_support import REPO_ROOT, Synth
 
-from infra import constants as c
+from shared.contracts import metrics as m
 
 pytestmark = pytest.mark.infra
 
@@ -26,17 +26,15 @@ def test_given_the_dashboard_then_it_searches_rule_violations_by_rule_in_the_sta
 
 
 def test_given_the_sync_handler_then_it_counts_the_metric_and_dimension_the_dashboard_reads(staging: Synth) -> None:
-    from shared.sync.message import RULE_VIOLATION_METRIC
-
-    assert RULE_VIOLATION_METRIC == c.RULE_VIOLATION_METRIC
     sync = next(
         f["Properties"]["Environment"]["Variables"]
         for f in staging.resources("AWS::Lambda::Function").values()
         if f["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME") == "sync"
     )
     program = (
+        "from shared.contracts.metrics import RULE_VIOLATION\n"
         "from shared.observability import count_by\n"
-        f"count_by({c.RULE_VIOLATION_METRIC!r}, {c.RULE_DIMENSION!r}, 'min_duration')\n"
+        "count_by(RULE_VIOLATION, 'min_duration')\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", program],
@@ -54,6 +52,6 @@ def test_given_the_sync_handler_then_it_counts_the_metric_and_dimension_the_dash
     emf = json.loads(line)
     (directive,) = emf["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "CalEhrBridge/staging"
-    assert sorted(directive["Dimensions"][0]) == sorted([c.RULE_DIMENSION, "service"])
-    assert [m["Name"] for m in directive["Metrics"]] == [c.RULE_VIOLATION_METRIC]
+    assert sorted(directive["Dimensions"][0]) == sorted([m.RULE_DIMENSION, "service"])
+    assert [metric["Name"] for metric in directive["Metrics"]] == [m.RULE_VIOLATION.name]
     assert (emf["rule"], emf["service"]) == ("min_duration", "sync")

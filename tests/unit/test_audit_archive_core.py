@@ -108,7 +108,7 @@ def test_given_an_overwrite_or_delete_then_both_images_are_archived_and_counted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counted: list[str] = []
-    monkeypatch.setattr(audit_archive, "count", lambda name, value=1: counted.append(name))
+    monkeypatch.setattr(audit_archive, "count", lambda metric, value=1: counted.append(metric.name))
     s3 = FakeS3()
     archive = AuditArchive("worm", retention_days=7, client=s3)  # type: ignore[arg-type]
     changed = {**IMAGE, "outcome": {"S": "skipped"}}

@@ -126,7 +126,7 @@ def test_given_the_default_reporter_then_opening_and_closing_are_counted(monkeyp
     from shared.ehr import breaker as breaker_module
 
     counted: list[str] = []
-    monkeypatch.setattr(breaker_module, "count", lambda name, value=1: counted.append(name))
+    monkeypatch.setattr(breaker_module, "count", lambda metric, value=1: counted.append(metric.name))
     clock = Clock()
     breaker = CircuitBreaker(failure_threshold=1, cooldown_seconds=10, clock=clock)
     with pytest.raises(RetryableEhrError):

@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from shared.clinic.mapping import ConfigError
 from shared.clinic.source import ClinicConfigSource, ConfigLocation, fetch_document
+from shared.contracts.deployment import CLINIC_CONFIG_SOURCE_PATTERN
 from shared.observability import metrics
-from shared.settings import CLINIC_CONFIG_SOURCE_PATTERN, SyncSettings
+from shared.settings import SyncSettings
 
 GOOD_A = """
 event_types: [{id: 1, appointment_type: ROUTINE}]

@@ -96,7 +96,7 @@ def setup(
         send=queue.send,
         options=options,
         now=lambda: NOW,
-        metric=lambda name, value: metrics.append((name, value)),
+        metric=lambda metric, value: metrics.append((metric.name, value)),
     )
     return reconciler, stub, state, cursors, queue, metrics
 

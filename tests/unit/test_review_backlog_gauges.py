@@ -32,7 +32,7 @@ def gauges(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, float]]]
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     emitted: list[tuple[str, float]] = []
-    monkeypatch.setattr(reconcile, "gauge", lambda name, value, unit=None: emitted.append((name, value)))
+    monkeypatch.setattr(reconcile, "gauge", lambda metric, value: emitted.append((metric.name, value)))
     reconcile.reconcile_settings.cache_clear()
     reconcile._review_store.cache_clear()
     with mock_aws():
