@@ -223,21 +223,13 @@ def handler_output(sink: CountingSink) -> Iterator[CountingSink]:
             handler.setStream(previous_stream)
 
 
-def clear_handler_caches() -> None:
-    """Forget settings and adapters built from a previous environment (as tests/integration/conftest.py).
-
-    Every `functools.cache`d function of the handler modules and of `shared.settings` is cleared, so
-    the bench keeps working when the handlers gain or lose a cached adapter.
-    """
+def reset_handlers() -> None:
+    """Forget what the handlers built from a previous environment (as tests/integration/conftest.py): each
+    handler module's composition root (`root`) builds again from the environment as it is now."""
     import importlib  # noqa: PLC0415
 
-    for name in ("functions.ingest.handler", "functions.sync.handler", "shared.settings"):
-        module = importlib.import_module(name)
-        for value in list(vars(module).values()):
-            if isinstance(value, type):  # a class with a `cache_clear` method, not a cache
-                continue
-            if callable(value) and hasattr(value, "cache_clear") and getattr(value, "__module__", "") == name:
-                value.cache_clear()
+    for name in ("functions.ingest.handler", "functions.sync.handler"):
+        importlib.import_module(name).root.reset()
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ distinct body (FIFO deduplication would otherwise drop repeats).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -30,11 +31,11 @@ from typing import Any
 
 from bench._common import (
     CountingSink,
-    clear_handler_caches,
     compact,
     environment,
     handler_output,
     padded_booking,
+    reset_handlers,
     summary_ms,
     table,
     unique_booking,
@@ -124,12 +125,11 @@ def _stage_breakdown(events: list[tuple[bytes, dict[str, Any]]], handler: Any, c
 
     from functions.ingest import handler as ingest  # noqa: PLC0415
 
-    queue = ingest._queue()
-    original_send = queue.send
+    app = ingest.root.get()
     try:
         for name, function in originals.items():
             setattr(intake, name, wrap(name, function))
-        object.__setattr__(queue, "send", wrap("sqs send (boto3, this thread)", original_send))
+        ingest.root.use(dataclasses.replace(app, send=wrap("sqs send (boto3, this thread)", app.send)))
         total = 0.0
         for _, event in events:
             cpu, _ = _timed(functools.partial(handler, event, context))
@@ -137,7 +137,7 @@ def _stage_breakdown(events: list[tuple[bytes, dict[str, Any]]], handler: Any, c
     finally:
         for name, function in originals.items():
             setattr(intake, name, function)
-        del queue.send
+        ingest.root.use(app)
     count = len(events)
     stages = {name: value / count * 1000 for name, value in spent.items()}
     stages["rest (decorators, logging, metrics, secrets cache, response)"] = total / count * 1000 - sum(stages.values())
@@ -158,7 +158,7 @@ def run(iterations: int = 600, warmup: int = 60, rounds: int = 12) -> dict[str, 
         with environment(env):
             from functions.ingest.handler import handler  # noqa: PLC0415
 
-            clear_handler_caches()
+            reset_handlers()
             per_side = warmup + iterations
             run_id = f"{time.time_ns() % 10**9:09d}"
             handler_events = _signed_events(resources.webhook_secret, per_side + 100, f"h{run_id}")

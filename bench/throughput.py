@@ -46,10 +46,10 @@ import httpx
 
 from bench._common import (
     CountingSink,
-    clear_handler_caches,
     compact,
     fixture,
     percentile,
+    reset_handlers,
     summary_ms,
     table,
     verdict,
@@ -398,7 +398,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 def _reset_fhir(stack: Any) -> None:
     stack.fhir.reset()
     stack.seed_practitioners()
-    clear_handler_caches()
+    reset_handlers()
 
 
 def _attribute_bytes(value: dict[str, Any]) -> int:
@@ -474,7 +474,7 @@ def run_config(n_by_latency: dict[int, int], workers: int, timeout: float) -> di
             if hasattr(handler, "setStream"):
                 handler.setStream(sink)
             sys.stdout = sink
-            clear_handler_caches()
+            reset_handlers()
             # warm-up through the whole stack (imports, clients, caches); its resources are the raw templates
             _send_webhooks(stack.api.url, stack.resources.webhook_secret, _bookings(WARMUP_EVENTS, f"w{run}"), recorder)
             if not _wait_for(lambda: len(recorder.done) >= WARMUP_EVENTS, 60):

@@ -126,8 +126,9 @@ class Rendered:
 def render(paths: Sequence[Path], config: ClinicConfig, *, sent_at: datetime | None = None) -> list[Rendered]:
     """The SIU messages of `paths` (in order), through the real sync core with an accepting engine."""
     from shared.domain.identifiers import IdentifierSystems  # noqa: PLC0415
-    from shared.errors import EhrError, LineageNotYetKnown, ReviewRequired  # noqa: PLC0415
-    from shared.sync.service import SyncService  # noqa: PLC0415
+    from shared.errors import EhrError, LineageNotYetKnown  # noqa: PLC0415
+    from shared.sync.bootstrap import sync_service  # noqa: PLC0415
+    from shared.sync.outcome import Outcome  # noqa: PLC0415
     from shared.sync.siu_writer import SiuWriter  # noqa: PLC0415
 
     engine = _AcceptingEngine()
@@ -136,7 +137,7 @@ def render(paths: Sequence[Path], config: ClinicConfig, *, sent_at: datetime | N
     routes = {"default", *(t.ehr for t in config.event_types)}
     if config.default_event_type is not None:
         routes.add(config.default_event_type.ehr)
-    service = SyncService(
+    service = sync_service(
         store=_memory_store(),
         ehr=None,
         siu_routes=dict.fromkeys(routes, writer),
@@ -154,12 +155,17 @@ def render(paths: Sequence[Path], config: ClinicConfig, *, sent_at: datetime | N
         before = len(engine.messages)
         try:
             result = service.process(body)
-        except ReviewRequired as exc:
-            failed = exc.reason == "invalid_message"
-            results.append(Rendered(path.name, f"review ({exc.reason}: {exc.detail})", failed=failed))
-            continue
         except (EhrError, LineageNotYetKnown) as exc:
             results.append(Rendered(path.name, f"not rendered ({type(exc).__name__})"))
+            continue
+        if result.outcome is Outcome.PARKED:
+            assert result.parked is not None
+            parked = result.parked
+            if parked.cause == "ehr_rejected":  # the engine refused: nothing to show
+                results.append(Rendered(path.name, "not rendered (PermanentEhrError)"))
+                continue
+            failed = parked.reason == "invalid_message"
+            results.append(Rendered(path.name, f"review ({parked.reason}: {parked.detail})", failed=failed))
             continue
         new = tuple(m.replace("\r", "\n") for m in engine.messages[before:])
         results.append(Rendered(path.name, result.outcome, new))

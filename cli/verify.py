@@ -66,7 +66,7 @@ def build_service(target: Target, config: ClinicConfig) -> Any:
     from shared.stores.audit import AuditTrail  # noqa: PLC0415
     from shared.stores.id_map import DynamoIdMap  # noqa: PLC0415
     from shared.stores.lineages import LineageStateStore  # noqa: PLC0415
-    from shared.sync.service import SyncService  # noqa: PLC0415
+    from shared.sync.bootstrap import sync_service  # noqa: PLC0415
 
     ddb = target.client("dynamodb")
     routes: dict[str, tuple[str, str, str | None]] = {
@@ -85,7 +85,7 @@ def build_service(target: Target, config: ClinicConfig) -> Any:
         id_map = DynamoIdMap(target.state_table, ddb, namespace="" if name == "default" else name)
         clients[name] = build_ehr_client(profile, base_url, auth=auth, timeout_seconds=10.0, id_map=id_map)
     pseudonym = _secret(target, target.get("pseudonym_secret_name"))
-    return SyncService(
+    return sync_service(
         store=LineageStateStore(target.state_table, ddb),
         ehr=clients.pop("default"),
         ehr_routes=clients,
@@ -112,7 +112,7 @@ def lineages(target: Target, *, lineage: str | None, booking: str | None, since:
 
 def check(service: Any, keys: Iterable[str], *, repair: bool, progress: Any = None) -> list[Verdict]:
     from shared.stores.lineages import LineageBusyError  # noqa: PLC0415
-    from shared.sync.outcome import Delivery  # noqa: PLC0415
+    from shared.sync.message import Delivery  # noqa: PLC0415
 
     verdicts = []
     for key in keys:
@@ -121,7 +121,8 @@ def check(service: Any, keys: Iterable[str], *, repair: bool, progress: Any = No
         except LineageBusyError:
             verdicts.append(Verdict(key, "busy"))
         else:
-            kind, _, fields = result.note.partition(":")
+            assert result.drift is not None
+            kind, fields = result.drift.verdict.value, ",".join(result.drift.fields)
             appointment = f"Appointment/{result.appointment_id}" if result.appointment_id else ""
             verdicts.append(Verdict(key, kind, fields, appointment))
         if progress is not None:
@@ -132,8 +133,8 @@ def check(service: Any, keys: Iterable[str], *, repair: bool, progress: Any = No
 def queue_checks(target: Target, out: Output, keys: list[str]) -> int:
     """Send one drift check per lineage to the events queue, in the lineage's FIFO group (behind its events):
     the sync function checks and repairs with its own role and records each verdict in the audit trail."""
+    from shared.reconcile.drift_checks import verify_message  # noqa: PLC0415
     from shared.stores.queue import EventQueue  # noqa: PLC0415
-    from shared.sync.drift_message import verify_message  # noqa: PLC0415
 
     queue = EventQueue(target.queue_url, target.client("sqs"))
     window = f"operator:{datetime.now(UTC).isoformat(timespec='seconds')}"

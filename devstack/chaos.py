@@ -101,7 +101,7 @@ class _KillSwitch:
 
 
 def install_kill_switch(runtime: Any) -> _Doom:
-    """Wrap the sync runtime's ports (see `shared.sync.bootstrap.SyncRuntime.wrap_ports`)."""
+    """Wrap the sync runtime's ports (see `shared.sync.bootstrap.SyncApp.wrap_ports`)."""
     doom = _Doom()
     runtime.wrap_ports(lambda _name, port: _KillSwitch(port, doom))
     return doom

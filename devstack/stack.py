@@ -230,10 +230,10 @@ class LocalStack:
                 QueueUrl=self.resources.queue_url,
                 Attributes={"VisibilityTimeout": str(self.chaos.visibility_seconds)},
             )
-            settings = sync.sync_settings()
+            settings = sync.root.get().settings
             guard_ms = int((settings.ehr_timeout_seconds + settings.time_margin_seconds + 1) * 1000)
             self.chaos = dataclasses.replace(self.chaos, remaining_ms=guard_ms)
-            doom = install_kill_switch(sync._runtime()) if self.chaos.kill > 0 else None
+            doom = install_kill_switch(sync.root.get()) if self.chaos.kill > 0 else None
             chaos = ChaosPoller(sqs, self.resources.queue_url, sync.handler, settings=self.chaos, doom=doom)
             chaos.start()
             self.pollers.append(chaos)
@@ -292,9 +292,9 @@ class LocalStack:
         circuit in this process, and the age of the oldest message still on the queue (as SQS's
         ApproximateAgeOfOldestMessage counts it: received but not yet deleted messages included)."""
         sync = importlib.import_module("functions.sync.handler")
-        settings = importlib.import_module("shared.settings").sync_settings()
-        circuits = {"default": sync._breakers().default.state}  # the container's breakers (module-level, like Lambda's)
-        circuits.update({name: sync._breakers().route(name).state for name in settings.ehr_routes})
+        app = sync.root.get()
+        circuits = {"default": app.breakers.default.state}  # the container's breakers (one per process, like Lambda's)
+        circuits.update({name: app.breakers.route(name).state for name in app.settings.ehr_routes})
         return {
             "sync": self.status(),
             "circuits": circuits,

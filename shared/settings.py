@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -20,6 +20,7 @@ from shared.contracts.deployment import (
     ROUTE_NAME_PATTERN,
     EhrProfileName,
 )
+from shared.contracts.queue import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS
 
 #: Slack on top of one EHR call's timeout before a sync batch stops taking records: the state and audit
 #: writes around the call (shared/sync/time_budget.py).
@@ -61,6 +62,14 @@ class _Settings(BaseModel):
 
     stage: str = Field(default="local", alias="STAGE")
     service: str = Field(default="cal-ehr-bridge", alias="POWERTOOLS_SERVICE_NAME")
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The function's settings from its environment (read once, by its composition root)."""
+        try:
+            return cls.model_validate(dict(os.environ if environ is None else environ))
+        except ValidationError as exc:
+            raise SettingsError(f"invalid function environment: {describe_errors(exc)}") from None
 
 
 class EhrRoute(BaseModel):
@@ -108,14 +117,6 @@ def _routes_document(raw: Any) -> Any:
                 {"position": position, "pattern": ROUTE_NAME_PATTERN},
             )
     return raw
-
-
-class ReviewSettings(_Settings):
-    """How long a parked message keeps its body (with PHI); the item itself stays, PHI-free."""
-
-    body_retention_days: int = Field(
-        default=REVIEW_BODY_RETENTION_DAYS, alias="REVIEW_BODY_RETENTION_DAYS", ge=1, le=3650
-    )
 
 
 class ArchiveSettings(_Settings):
@@ -172,6 +173,14 @@ class SyncSettings(_Settings):
     #: How long a worker holds a lineage (docs/sync-semantics.md, "Write protocol"): longer than the
     #: function's timeout, so a live worker never loses it; a crashed worker's lease expires after it.
     lineage_lease_seconds: float = Field(default=120.0, alias="LINEAGE_LEASE_SECONDS", gt=0, le=900)
+    #: A retried message comes back after `base * 2**(receive count - 1)` s, at most `cap` (and at least the
+    #: EHR's Retry-After); the stack's retry budget is computed from the defaults (infra/constants.py).
+    backoff_base_seconds: float = Field(default=BACKOFF_BASE_SECONDS, alias="SYNC_BACKOFF_BASE_SECONDS", ge=0, le=3600)
+    backoff_cap_seconds: float = Field(default=BACKOFF_CAP_SECONDS, alias="SYNC_BACKOFF_CAP_SECONDS", ge=0, le=43_200)
+    #: How long a parked message keeps its body (with PHI); the review item itself stays, PHI-free.
+    review_body_retention_days: int = Field(
+        default=REVIEW_BODY_RETENTION_DAYS, alias="REVIEW_BODY_RETENTION_DAYS", ge=1, le=3650
+    )
 
     @field_validator("ehr_routes", mode="before")
     @classmethod
@@ -198,21 +207,6 @@ def _load[T: _Settings](model: type[T]) -> T:
         return model.model_validate(dict(os.environ))
     except ValidationError as exc:
         raise SettingsError(f"invalid function environment: {describe_errors(exc)}") from None
-
-
-@cache
-def ingest_settings() -> IngestSettings:
-    return _load(IngestSettings)
-
-
-@cache
-def sync_settings() -> SyncSettings:
-    return _load(SyncSettings)
-
-
-@cache
-def review_settings() -> ReviewSettings:
-    return _load(ReviewSettings)
 
 
 @cache

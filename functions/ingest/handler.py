@@ -1,6 +1,7 @@
 """Ingest Lambda: API Gateway REST proxy event → verified, validated, queued webhook (202).
 
-Thin edge: settings and adapters are built once per container; `shared.ingest.intake.accept_webhook` decides.
+Thin edge: settings and adapters are built once per container (`shared.ingest.bootstrap`, held by `root`);
+`shared.ingest.intake.accept_webhook` decides.
 Every refusal is a JSON body `{"error": <stable code>, "detail": <text without PHI>}`.
 """
 
@@ -10,34 +11,24 @@ import base64
 import binascii
 import json
 import re
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.composition import Root
 from shared.contracts import metrics as m
 from shared.errors import IntakeError, InvalidJsonError
+from shared.ingest.bootstrap import IngestApp, bootstrap
 from shared.ingest.intake import IntakeResult, WebhookRequest, accept_webhook
 from shared.observability import count, logger, metrics
-from shared.settings import ingest_settings
-from shared.snapstart import forget_after_restore
-from shared.stores.queue import EventQueue, QueueUnavailableError
-from shared.stores.secrets import SecretReader, SecretUnavailableError, webhook_secrets
+from shared.settings import IngestSettings
+from shared.stores.queue import QueueUnavailableError
+from shared.stores.secrets import SecretUnavailableError
 
 _SAFE_TRIGGER = re.compile(r"[^A-Za-z0-9_]")
 
 
-@cache
-def _queue() -> EventQueue:
-    return EventQueue(ingest_settings().queue_url)
-
-
-@cache
-def _secret_reader() -> SecretReader:
-    return SecretReader(max_age_seconds=ingest_settings().secret_cache_seconds)
-
-
-forget_after_restore(_queue, _secret_reader, ingest_settings)  # SnapStart: nothing cached crosses a restore
+root: Root[IngestApp] = Root(lambda: bootstrap(IngestSettings.from_environment()))
 
 
 def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +81,7 @@ def _accepted(result: IntakeResult) -> dict[str, Any]:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = ingest_settings()
+    app = root.get()
     try:
         request = WebhookRequest(
             raw_body=_raw_body(event),
@@ -99,9 +90,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
         result = accept_webhook(
             request,
-            secrets=lambda: webhook_secrets(_secret_reader().json(settings.webhook_secret_arn)),
-            max_body_bytes=settings.max_body_bytes,
-            send=_queue().send,
+            secrets=app.secrets,
+            max_body_bytes=app.settings.max_body_bytes,
+            send=app.send,
         )
     except IntakeError as exc:
         if exc.status == 401:

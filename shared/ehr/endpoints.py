@@ -1,8 +1,8 @@
 """The EHR endpoints a sync container writes to, assembled from its settings once per cold start.
 
-The default endpoint (`EHR_BASE_URL`, `EHR_PROFILE`) and every `EHR_ROUTES` entry become either a FHIR
-client (`shared.ehr.profiles`) or, for `hl7v2`, an SIU writer over MLLP (`shared.ehr.hl7v2.endpoint`);
-each is behind its own circuit breaker, so one EHR's outage never opens another's circuit.
+The default endpoint (`EHR_BASE_URL`, `EHR_PROFILE`) and every `EHR_ROUTES` entry of a FHIR profile become
+a FHIR client (`shared.ehr.profiles`), each behind its own circuit breaker, so one EHR's outage never opens
+another's circuit. (`hl7v2` endpoints are MLLP clients: `shared.ehr.hl7v2.endpoint`.)
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from typing import Any, Protocol
 from shared.contracts.deployment import DEFAULT_ROUTE
 from shared.ehr.breaker import BreakerEhrClient, CircuitBreakers
 from shared.ehr.fhir.oracle import IdMapStore
-from shared.ehr.hl7v2.endpoint import siu_writer
 from shared.ehr.profiles import build_ehr_client, profile_auth
 from shared.settings import SyncSettings
-from shared.sync.siu_writer import SiuWriter
 
 
 class SecretSource(Protocol):
@@ -68,25 +66,3 @@ def build_ehr_clients(
         if route.profile != "hl7v2"
     }
     return default, routes
-
-
-def build_siu_writers(settings: SyncSettings, secrets: SecretSource, breakers: CircuitBreakers) -> dict[str, SiuWriter]:
-    """One SIU writer (MLLP client, TLS material from the endpoint's secret) per `hl7v2` endpoint."""
-    endpoints = [(DEFAULT_ROUTE, settings.ehr_base_url, settings.ehr_auth_secret_arn, settings.ehr_mllp_plaintext)]
-    if settings.ehr_profile != "hl7v2":
-        endpoints = []
-    endpoints += [
-        (name, route.base_url, route.auth_secret_arn, route.mllp_plaintext)
-        for name, route in settings.ehr_routes.items()
-        if route.profile == "hl7v2"
-    ]
-    return {
-        name: siu_writer(
-            base_url,
-            secrets.json(secret_arn) if secret_arn else None,
-            plaintext_allowed=plaintext,
-            timeout_seconds=settings.ehr_timeout_seconds,
-            breaker=breakers.of(name, default_route=DEFAULT_ROUTE),
-        )
-        for name, base_url, secret_arn, plaintext in endpoints
-    }

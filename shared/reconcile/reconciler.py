@@ -14,10 +14,10 @@ from shared.contracts.metrics import Metric
 from shared.domain.lineage_state import LineageState
 from shared.observability import count, logger
 from shared.reconcile.assess import assess, is_own_booking, outgoing_message, uid_hash
+from shared.reconcile.drift_checks import verify_message
 from shared.reconcile.report import Assessment, ReconcileOptions, ReconcileReport, emit_report
 from shared.stores.cursors import Cursor, CursorConflictError, CursorStore, CursorStoreUnavailableError
 from shared.stores.queue import OutgoingMessage
-from shared.sync.drift_message import verify_message
 
 
 # -- ports -------------------------------------------------------------------------------------

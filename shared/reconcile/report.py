@@ -30,7 +30,7 @@ class ReconcileOptions:
     own_metadata_value: str = "cal-ehr-bridge"
     #: `updatedAt` is the cursor; `createdAt` also catches new bookings whose `updatedAt` is still null.
     passes: tuple[ChangeField, ...] = ("updatedAt", "createdAt")
-    #: Queue a drift check (shared/sync/drift_message.py) for every listed booking the bridge has in sync: the
+    #: Queue a drift check (shared/reconcile/drift_checks.py) for every listed booking the bridge has in sync: the
     #: sync compares its lineage with the EHR copy and repairs what the bridge itself left stale.
     drift_checks: bool = True
     #: Drift checks of one lineage are deduplicated within this window.

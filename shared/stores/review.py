@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.contracts.deployment import REVIEW_BODY_RETENTION_DAYS
 from shared.contracts.tables import REVIEW_BODY_PREFIX, REVIEW_ITEM_ATTRIBUTES
-from shared.settings import review_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -102,7 +102,7 @@ class ReviewStore:
         table_name: str,
         client: DynamoDBClient | None = None,
         *,
-        body_retention_days: int | None = None,
+        body_retention_days: int = REVIEW_BODY_RETENTION_DAYS,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._table = table_name
@@ -111,9 +111,7 @@ class ReviewStore:
         self._now = now
 
     def _retention(self) -> timedelta:
-        # Read only when parking: the operator CLI never parks and needs no function environment.
-        days = self._body_retention_days or review_settings().body_retention_days
-        return timedelta(days=days)
+        return timedelta(days=self._body_retention_days)
 
     def park(self, item: ReviewItem) -> str:
         """Store the body (with its expiry) first, then the PHI-free review item that points at it."""

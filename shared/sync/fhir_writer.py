@@ -1,4 +1,5 @@
-"""The EHR side of the write protocol: read the lineage's Appointment, merge, write only when it differs.
+"""The EHR side of the write protocol on FHIR routes: read the lineage's Appointment, merge, write only when it
+differs (`shared.sync.siu_writer` is the HL7 v2 one).
 
 Every write is signed with the bridge's ownership marker (`shared.domain.projection.WriteMarker`): the
 fence of the writer's lineage lease, the status the bridge projected and a digest of the bridge-owned
@@ -87,7 +88,9 @@ def _content(resource: Resource, systems: IdentifierSystems) -> Resource:
     return {**bare, "meta": kept}
 
 
-class AppointmentWriter:
+class FhirWriter:
+    """Writes a lineage's Appointment to a FHIR route under the write protocol (see the module docstring)."""
+
     def __init__(self, *, ehrs: Mapping[str, EhrClient], systems: IdentifierSystems, fences: FenceKeeper) -> None:
         self._ehrs = ehrs
         self._systems = systems

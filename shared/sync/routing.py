@@ -1,46 +1,29 @@
-"""What one EHR route should hold for a booking lineage: its event type, its route, the practitioner, the
-rendered Appointment, whether the slot is free in the EHR before it is written, and the reads an attempt
-sends ahead as one batch (`read_ahead`).
+"""What one EHR route should hold for a booking lineage: its event type, its route, the practitioner and
+the rendered Appointment.
 
-Configuration decides each step; a step the mapping cannot answer parks the message (`ReviewRequired`
-with the reason a human can act on: `unmapped_event_type`, `unmapped_host`, `ehr_route_changed`,
-`unknown_ehr_route`, `practitioner_not_in_ehr`).
+The clinic mapping decides each step; a step the mapping cannot answer parks the message
+(`ReviewRequired` with the reason a human can act on: `unmapped_event_type`, `unmapped_host`,
+`ehr_route_changed`, `unknown_ehr_route`, `practitioner_not_in_ehr`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Set
 
-from shared.calcom.lineage import lineage_hash
 from shared.calcom.models import BookingEvent
-from shared.clinic.mapping import ClinicConfig, EventTypeMapping, PatientFields, PractitionerMapping
-from shared.domain.answers import PatientFacts, free_text, patient_facts
-from shared.domain.busy_time import ConflictFlag, Slot
-from shared.domain.decide import AppointmentView, Outcome, appointment_view
+from shared.clinic.mapping import ClinicConfig, EventTypeMapping, PractitionerMapping
+from shared.domain.answers import free_text
+from shared.domain.decide import AppointmentView
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.lineage_state import LineageState
 from shared.domain.projection import render_appointment
-from shared.ehr.patients import match_queries
-from shared.ehr.port import EhrClient, ReadRequest, Resource
-from shared.ehr.read_ahead import ReadAhead
+from shared.ehr.port import EhrClient, Resource
 from shared.errors import ReviewRequired
-from shared.sync.slot_check import SlotGuard, needs_check
 
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 
 
-def patients_to_match(
-    state: LineageState, event: BookingEvent, fields: PatientFields, key: bytes
-) -> list[PatientFacts]:
-    """The facts of the lineage's present participants without an EHR Patient reference yet."""
-    unresolved = {pk for pk, p in state.participants.items() if p.present and p.patient_ref is None}
-    if not unresolved:
-        return []
-    return patient_facts(event, fields, key, wanted=unresolved, lineage_ref=lineage_hash(state.lineage))
-
-
-class Projector:
+class Routing:
     def __init__(
         self,
         *,
@@ -48,7 +31,7 @@ class Projector:
         systems: IdentifierSystems,
         pseudonym_key: bytes,
         ehrs: Mapping[str, EhrClient],
-        siu_routes: frozenset[str],
+        siu_routes: Set[str],
     ) -> None:
         self._config = config
         self._systems = systems
@@ -56,7 +39,6 @@ class Projector:
         self._ehrs = ehrs
         self._siu = siu_routes
         self._practitioners: dict[tuple[str, str], str] = {}  # (route, NPI) → Practitioner reference
-        self._slot_guard = SlotGuard(systems)
 
     def event_type(self, view: AppointmentView) -> EventTypeMapping:
         details = view.details
@@ -75,6 +57,10 @@ class Projector:
         if event_type.ehr not in self._ehrs and event_type.ehr not in self._siu:
             raise ReviewRequired("unknown_ehr_route", f"event type routes to EHR '{event_type.ehr}', not deployed here")
         return event_type.ehr
+
+    def host(self, view: AppointmentView) -> PractitionerMapping | None:
+        """The mapped practitioner of the booking's host, if any."""
+        return self._config.practitioner(view.details.host_user_id, view.details.host_email)
 
     def practitioner_ref(self, mapping: PractitionerMapping, route: str) -> str:
         if mapping.reference:
@@ -95,7 +81,7 @@ class Projector:
     ) -> Resource:
         """The Appointment the route should hold (with the opted-in free text of `event`, if it supplied it)."""
         details = view.details
-        host = self._config.practitioner(details.host_user_id, details.host_email)
+        host = self.host(view)
         if host is None:
             raise ReviewRequired("unmapped_host", f"Cal.com host {details.host_user_id} is not in the mapping")
         return render_appointment(
@@ -107,86 +93,3 @@ class Projector:
             free_text=free_text(event, view, self._config.free_text),
             location=self._config.location(details.location_key, self._key),
         )
-
-    def slot_check(
-        self,
-        before: LineageState,
-        view: AppointmentView,
-        event: BookingEvent,
-        outcome: Outcome,
-        *,
-        event_type: EventTypeMapping,
-        route: str,
-    ) -> ConflictFlag | None:
-        """Whether the slot is taken in the EHR by an appointment the bridge did not write (docs/availability.md);
-        checked only when a booking event puts an active booking into a slot the EHR copy does not hold yet."""
-        slot = self._slot_to_check(before, view, event, outcome, event_type=event_type, route=route)
-        if slot is None:
-            return None
-        return self._slot_guard.check(self._ehrs[route], slot, event_type.on_conflict)
-
-    def read_ahead(
-        self,
-        before: LineageState,
-        state: LineageState,
-        event: BookingEvent,
-        outcome: Outcome,
-        *,
-        route: str,
-        matched: Mapping[str, Any] | None,
-    ) -> int:
-        """Send every read the attempt makes before its first EHR write as one batch on the route's
-        `ReadAhead`: the slot guard's searches, patient matching's for participants not `matched` yet, and
-        the read of the Appointment's read-merge-write. Each step still makes its own call and is served the
-        answer, so what is read cannot differ from what the step would read. Returns how many were sent."""
-        ehr = self._ehrs.get(route)
-        view = appointment_view(state)
-        if not isinstance(ehr, ReadAhead) or view is None:
-            return 0  # HL7 v2 routes never read
-        reads = self.slot_reads(before, view, event, outcome, event_type=self.event_type(view), route=route)
-        if event.kind == "booking" and outcome != "duplicate":
-            mrn_system = self._config.patient_matching.mrn_system
-            for facts in patients_to_match(state, event, self._config.patient_fields, self._key):
-                if facts.person_key not in (matched or {}):
-                    reads += match_queries(facts, self._systems, mrn_system=mrn_system)
-        if state.appointment_id is not None:
-            reads.append(ReadRequest.read("Appointment", state.appointment_id))
-        return ehr.prefetch(reads)
-
-    def slot_reads(
-        self,
-        before: LineageState,
-        view: AppointmentView,
-        event: BookingEvent,
-        outcome: Outcome,
-        *,
-        event_type: EventTypeMapping,
-        route: str,
-    ) -> list[ReadRequest]:
-        """The searches `slot_check` will make with the same arguments (none when it makes none)."""
-        slot = self._slot_to_check(before, view, event, outcome, event_type=event_type, route=route)
-        return [] if slot is None else self._slot_guard.queries(slot, event_type.on_conflict)
-
-    def _slot_to_check(
-        self,
-        before: LineageState,
-        view: AppointmentView,
-        event: BookingEvent,
-        outcome: Outcome,
-        *,
-        event_type: EventTypeMapping,
-        route: str,
-    ) -> Slot | None:
-        if event.kind != "booking" or outcome == "duplicate" or route in self._siu:
-            return None
-        if not needs_check(appointment_view(before), view, written=before.appointment_id is not None):
-            return None
-        details = view.details
-        host = self._config.practitioner(details.host_user_id, details.host_email)
-        if host is None:
-            return None  # parked as unmapped_host when the Appointment is rendered
-        booked_at = self._config.location(details.location_key, self._key)
-        room = (booked_at.reference if booked_at else None) or (
-            event_type.location_reference if not event_type.telehealth and booked_at is None else None
-        )
-        return Slot(details.start, details.end, self.practitioner_ref(host, route), room)

@@ -13,9 +13,9 @@ accepted, and a retry recomputes the same control ids.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.calcom.models import BookingEvent
 from shared.clinic.mapping import ClinicConfig, EventTypeMapping, Hl7v2Options
@@ -26,6 +26,7 @@ from shared.domain.people import person_key
 from shared.domain.projection import FreeText, appointment_type
 from shared.ehr.breaker import CircuitBreaker
 from shared.ehr.hl7v2.ack import check_ack, read_ack
+from shared.ehr.hl7v2.endpoint import mllp_client
 from shared.ehr.hl7v2.plan import plan_messages
 from shared.ehr.hl7v2.siu import (
     Code,
@@ -226,3 +227,16 @@ class SiuWriter:
             attempt()
         else:
             self.breaker.call(attempt)
+
+
+def siu_writer(
+    base_url: str,
+    secret: Mapping[str, Any] | None,
+    *,
+    plaintext_allowed: bool,
+    timeout_seconds: float,
+    breaker: CircuitBreaker | None,
+) -> SiuWriter:
+    """The writer for one `hl7v2` endpoint (one MLLP connection per container, behind `breaker`)."""
+    client = mllp_client(base_url, secret, plaintext_allowed=plaintext_allowed, timeout_seconds=timeout_seconds)
+    return SiuWriter(client, breaker=breaker)

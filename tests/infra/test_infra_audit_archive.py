@@ -173,9 +173,9 @@ def test_given_the_archive_then_the_outputs_name_bucket_and_function(synth: Synt
 
 
 def test_given_the_settings_then_code_and_infra_agree_on_names_and_defaults() -> None:
-    from shared.settings import ArchiveSettings, ReviewSettings
+    from shared.settings import ArchiveSettings, SyncSettings
 
     archive = {field.alias for field in ArchiveSettings.model_fields.values()}
     assert {"AUDIT_ARCHIVE_BUCKET", "AUDIT_ARCHIVE_RETENTION_DAYS"} <= archive
-    review = ReviewSettings.model_fields["body_retention_days"]
+    review = SyncSettings.model_fields["review_body_retention_days"]
     assert review.alias == "REVIEW_BODY_RETENTION_DAYS"

@@ -47,11 +47,22 @@ def test_given_the_retry_budget_then_a_twelve_hour_ehr_outage_does_not_dead_lett
     )
 
 
-def test_given_the_sync_handler_then_its_backoff_is_the_one_the_budget_assumes() -> None:
-    from shared.sync import message as sync_messages
+def test_given_the_sync_function_then_its_backoff_is_the_one_the_budget_assumes(staging: Synth) -> None:
+    """The budget above is computed from the contract's backoff; the sync function runs with exactly that:
+    its settings default to those numbers and the stack sets no SYNC_BACKOFF_* override."""
+    from shared.settings import SyncSettings
 
-    assert sync_messages.BASE_BACKOFF_SECONDS == c.RETRY_BACKOFF_BASE_SECONDS
-    assert sync_messages.MAX_BACKOFF_SECONDS == c.RETRY_BACKOFF_CAP_SECONDS
+    fields = SyncSettings.model_fields
+    assert (fields["backoff_base_seconds"].default, fields["backoff_cap_seconds"].default) == (
+        c.RETRY_BACKOFF_BASE_SECONDS,
+        c.RETRY_BACKOFF_CAP_SECONDS,
+    )
+    (sync,) = [
+        f["Properties"]["Environment"]["Variables"]
+        for f in staging.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME") == "sync"
+    ]
+    assert not {name for name in sync if name.startswith("SYNC_BACKOFF_")}
     # SQS caps a single visibility extension at 12 h; the backoff stays far below.
     assert c.RETRY_BACKOFF_CAP_SECONDS <= 12 * 3600
 

@@ -21,7 +21,6 @@ def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
     from devstack.stack import seed_demo_practitioners
     from functions.ingest import handler as ingest
     from functions.sync import handler as sync
-    from shared.settings import ingest_settings, sync_settings
 
     fhir_server.reset()
 
@@ -42,16 +41,19 @@ def clean_bridge(bridge: Any, fhir_server: Any) -> Iterator[Any]:
     os.environ["QUEUE_URL"] = queue_url
     bridge = dataclasses.replace(bridge, queue_url=queue_url, dlq_url=dlq_url)
     empty_tables(bridge)
-    for cached in (
-        ingest_settings,
-        sync_settings,
-        ingest._queue,
-        ingest._secret_reader,
-        sync._service,
-        sync._breakers,
-    ):
-        cached.cache_clear()
+    ingest.root.reset()  # the handlers build again from this environment
+    sync.root.reset()
     yield bridge
+
+
+def fast_backoff(monkeypatch: pytest.MonkeyPatch, *, cap_seconds: int | None = None) -> None:
+    """Retried messages come back at once (the sync's SYNC_BACKOFF_* settings), from the next record on."""
+    from functions.sync import handler as sync
+
+    monkeypatch.setenv("SYNC_BACKOFF_BASE_SECONDS", "0")
+    if cap_seconds is not None:
+        monkeypatch.setenv("SYNC_BACKOFF_CAP_SECONDS", str(cap_seconds))
+    sync.root.reset()
 
 
 def fresh_state_store(bridge: Any, prefix: str) -> LineageStateStore:

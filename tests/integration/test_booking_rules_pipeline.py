@@ -39,7 +39,6 @@ NEW_PATIENTS_40 = "rules:\n  min_duration: {mode: %s, new: 40}\n"
 def clinic_config(clean_bridge: Any, tmp_path: Path) -> Iterator[Callable[..., None]]:
     """Run the sync handler with the demo mapping plus `extra` YAML (restored afterwards)."""
     from functions.sync import handler as sync
-    from shared.settings import sync_settings
 
     original = os.environ["CLINIC_CONFIG_SOURCE"]
 
@@ -50,13 +49,11 @@ def clinic_config(clean_bridge: Any, tmp_path: Path) -> Iterator[Callable[..., N
         path = tmp_path / "clinic.yaml"
         path.write_text(demo + extra, encoding="utf-8")
         os.environ["CLINIC_CONFIG_SOURCE"] = f"file:{path}"
-        sync_settings.cache_clear()
-        sync._service.cache_clear()
+        sync.root.reset()
 
     yield use
     os.environ["CLINIC_CONFIG_SOURCE"] = original
-    sync_settings.cache_clear()
-    sync._service.cache_clear()
+    sync.root.reset()
 
 
 def _appointments(fhir_server: Any, uid: str = UID) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import fixture_document
-from tests.integration.conftest import empty_tables
+from tests.integration.conftest import empty_tables, fast_backoff
 from tests.integration.test_convergence_property import processor_per_worker
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def _deliver(pipeline: Any, documents: list[dict[str, Any]], workers: int) -> No
 @pytest.fixture
 def in_order(pipeline: Any, fhir_server: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
-    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
+    fast_backoff(monkeypatch)
     for name in HISTORY:
         _deliver(pipeline, [fixture_document(name)], workers=1)
     return _summary(fhir_server)
@@ -92,7 +92,7 @@ def test_given_any_order_duplicates_and_workers_then_the_same_final_appointment(
 
     seed_demo_practitioners(fhir_server.base_url)
     empty_tables(clean_bridge)
-    sync._service.cache_clear()
+    sync.root.reset()
 
     rng = random.Random(seed)
     documents = [fixture_document(name) for name in HISTORY]

@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
 from tests.conftest import fixture_document
-from tests.integration.conftest import empty_tables
+from tests.integration.conftest import empty_tables, fast_backoff
 from tests.spec.histories import histories
 
 pytestmark = pytest.mark.integration
@@ -133,7 +133,7 @@ def _reset(fhir_server: Any, clean_bridge: Any) -> None:
     fhir_server.reset()
     seed_demo_practitioners(fhir_server.base_url)
     empty_tables(clean_bridge)
-    sync._service.cache_clear()
+    sync.root.reset()
 
 
 def processor_per_worker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,13 +196,11 @@ def test_given_any_history_delivered_any_way_then_the_ehr_is_what_the_reference_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from devstack.stack import read_seed, seed_resources
-    from shared.settings import sync_settings
     from tests.spec.histories import clinic, delivered_in_order, describe
     from tests.spec.model import expected_appointments
 
-    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
+    fast_backoff(monkeypatch)
     monkeypatch.setenv("CLINIC_CONFIG_SOURCE", f"file:{TWO_HOSTS}")  # the generator's clinic: a second host
-    sync_settings.cache_clear()
     processor_per_worker(monkeypatch)
     history, stream = case
     note(f"history:\n{describe(history)}\nstream:\n{describe(stream)}")
@@ -319,7 +317,7 @@ def test_given_a_lineage_and_its_routing_forms_in_any_order_then_the_ehr_converg
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
 
-    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
+    fast_backoff(monkeypatch)
     processor_per_worker(monkeypatch)
     in_order, _, _ = case
     vocabulary = _form_vocabulary(in_order)

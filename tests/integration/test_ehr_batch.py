@@ -17,8 +17,8 @@ from devstack.stack import DEMO_CONFIG, seed_demo_practitioners
 from shared.clinic.source import load_config
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir.client import FhirR4Client
-from shared.errors import ReviewRequired
 from shared.stores.lineages import LineageStateStore
+from shared.sync.bootstrap import sync_service
 from shared.sync.service import SyncService
 from tests.conftest import compact, fixture_document
 from tests.integration.conftest import fresh_state_store
@@ -63,7 +63,7 @@ def fhir(fhir_server: Any) -> Any:
 
 
 def service(ehr: FhirR4Client, store: LineageStateStore) -> SyncService:
-    return SyncService(
+    return sync_service(
         store=store, ehr=ehr, config=load_config(f"file:{DEMO_CONFIG}"), systems=SYSTEMS, pseudonym_key=b"itest-key"
     )
 
@@ -179,9 +179,9 @@ def test_given_a_parked_attempt_then_its_unused_batch_answers_are_dropped(fhir: 
     assert httpx.post(f"{base}/Appointment", json=planted, trust_env=False).status_code == 201
     transport = CountingTransport()
     sync = service(FhirR4Client(base, transport=transport), fresh_state_store(bridge, "itest-batch"))
-    with pytest.raises(ReviewRequired) as parked:
-        sync.process(body("booking_created.json"))
-    assert parked.value.reason == "ehr_conflict"
+    parked = sync.process(body("booking_created.json"))
+    assert parked.outcome == "parked" and parked.parked is not None
+    assert parked.parked.reason == "ehr_conflict"
     # The slot guard was served from the batch; the patient searches it also carried were never used,
     # and the attempt's end dropped them: nothing read under that lease can serve a later attempt.
     assert transport.calls == ["GET Practitioner", "POST /"]

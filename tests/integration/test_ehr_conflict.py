@@ -130,7 +130,6 @@ def test_given_write_and_flag_then_the_booking_is_written_and_the_audit_record_n
     pipeline: Any, fhir_server: Any, clean_bridge: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from functions.sync import handler as sync
-    from shared.settings import sync_settings
 
     mapping = yaml.safe_load((DEMO_DIR / "clinic.yaml").read_text(encoding="utf-8"))
     for event_type in mapping["event_types"]:
@@ -138,8 +137,7 @@ def test_given_write_and_flag_then_the_booking_is_written_and_the_audit_record_n
     config = tmp_path / "clinic.yaml"
     config.write_text(yaml.safe_dump(mapping), encoding="utf-8")
     monkeypatch.setenv("CLINIC_CONFIG_SOURCE", f"file:{config}")
-    sync_settings.cache_clear()
-    sync._service.cache_clear()
+    sync.root.reset()
 
     base = fhir_server.base_url
     planted = _plant(base, "2025-06-10T15:10:00Z", "2025-06-10T15:20:00Z", [_practitioner(base)])
@@ -152,5 +150,4 @@ def test_given_write_and_flag_then_the_booking_is_written_and_the_audit_record_n
     reasons = [item.get("reason", {}).get("S", "") for item in audit]
     (flagged,) = [reason for reason in reasons if reason.startswith("ehr_conflict")]
     assert f"Appointment/{planted}" in flagged
-    sync_settings.cache_clear()
-    sync._service.cache_clear()
+    sync.root.reset()

@@ -42,7 +42,7 @@ def _service(clean_bridge: Any, main_url: str, west_url: str, *, routes: dict[st
     from shared.domain.identifiers import IdentifierSystems
     from shared.ehr.fhir.client import FhirR4Client
     from shared.stores.lineages import LineageStateStore
-    from shared.sync.service import SyncService
+    from shared.sync.bootstrap import sync_service
 
     text = (ROOT / "devstack" / "demo" / "clinic.yaml").read_text(encoding="utf-8")
     # The new-patient consult is seen at the west campus, whose EHR is a different system.
@@ -50,7 +50,7 @@ def _service(clean_bridge: Any, main_url: str, west_url: str, *, routes: dict[st
     text += "default_event_type: {slug: anything-else, ehr: east}\n"
     config = parse_config(text)
     available = {"west": west_url} if routes is None else routes
-    return SyncService(
+    return sync_service(
         store=LineageStateStore(clean_bridge.state_table, clean_bridge.client("dynamodb")),
         ehr=FhirR4Client(main_url),
         ehr_routes={name: FhirR4Client(url) for name, url in available.items()},
@@ -58,6 +58,12 @@ def _service(clean_bridge: Any, main_url: str, west_url: str, *, routes: dict[st
         systems=IdentifierSystems("https://cal-ehr-bridge.dev/fhir/sid"),
         pseudonym_key=b"routes-test-key",
     )
+
+
+def _parked_reason(result: Any) -> str:
+    """The review reason of a message the sync parked (it fails the test if the message was not parked)."""
+    assert result.outcome == "parked" and result.parked is not None, result
+    return str(result.parked.reason)
 
 
 def _body(document: dict[str, Any]) -> str:
@@ -105,16 +111,12 @@ def test_given_event_types_of_two_ehrs_then_each_appointment_and_patient_lands_i
 def test_given_a_reschedule_onto_another_ehrs_event_type_then_it_goes_to_review_not_to_a_second_ehr(
     clean_bridge: Any, two_ehrs: tuple[str, str]
 ) -> None:
-    from shared.errors import ReviewRequired
-
     main_url, west_url = two_ehrs
     service = _service(clean_bridge, main_url, west_url)
     service.process(_body(fixture_document("booking_created.json")))
     moved = fixture_document("booking_rescheduled.json")
     moved["payload"].update({"eventTypeId": 1210, "type": "new-patient-consult"})
-    with pytest.raises(ReviewRequired) as excinfo:
-        service.process(_body(moved))
-    assert excinfo.value.reason == "ehr_route_changed"
+    assert _parked_reason(service.process(_body(moved))) == "ehr_route_changed"
     assert _search(west_url, "Appointment") == []
     [appointment] = _search(main_url, "Appointment")
     assert appointment["start"] == "2025-06-10T15:00:00Z"  # untouched
@@ -123,16 +125,11 @@ def test_given_a_reschedule_onto_another_ehrs_event_type_then_it_goes_to_review_
 def test_given_an_event_type_routed_to_an_ehr_this_deployment_lacks_then_it_goes_to_review(
     clean_bridge: Any, two_ehrs: tuple[str, str]
 ) -> None:
-    from shared.errors import ReviewRequired
-
     main_url, west_url = two_ehrs
     service = _service(clean_bridge, main_url, west_url)
     unknown = fixture_document("booking_created.json")
     unknown["payload"].update({"eventTypeId": 9999, "type": "anything-else"})
-    with pytest.raises(ReviewRequired) as excinfo:
-        service.process(_body(unknown))
-    assert excinfo.value.reason == "unknown_ehr_route"
+    assert _parked_reason(service.process(_body(unknown))) == "unknown_ehr_route"
     without_west = _service(clean_bridge, main_url, west_url, routes={})
-    with pytest.raises(ReviewRequired):
-        without_west.process(_body(_consult("WestConsult00000000002")))
+    assert _parked_reason(without_west.process(_body(_consult("WestConsult00000000002")))) == "unknown_ehr_route"
     assert _search(main_url, "Patient") == [] and _search(west_url, "Patient") == []

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import fixture_document
+from tests.integration.conftest import fast_backoff
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +21,7 @@ HISTORY = ("booking_created.json", "booking_rescheduled.json", "booking_requeste
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
-    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
-    monkeypatch.setattr("shared.sync.message.MAX_BACKOFF_SECONDS", 1)
+    fast_backoff(monkeypatch, cap_seconds=1)
 
 
 def _count(fhir_server: Any, resource_type: str) -> int:
@@ -77,11 +77,11 @@ def test_given_an_ehr_outage_then_the_circuit_opens_and_the_backlog_drains_after
     pipeline.send(*(fixture_document(name) for name in HISTORY))
     for _ in range(6):  # the outage: workers keep polling, nothing is applied, nothing is lost
         pipeline.poller.poll_once(wait_seconds=0)
-    assert "open" in sync._breakers().default.transitions
+    assert "open" in sync.root.get().breakers.default.transitions
     assert pipeline.queue_depth() == 3
     pipeline.drain(timeout=90)
     _assert_converged(pipeline, fhir_server, clean_bridge)
-    assert sync._breakers().default.state == "closed"
+    assert sync.root.get().breakers.default.state == "closed"
 
 
 def test_given_a_worker_that_dies_mid_batch_then_another_worker_finishes_without_duplicates(
@@ -117,7 +117,7 @@ def test_given_dynamodb_throttles_then_messages_are_retried_and_applied(
                 {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "GetItem"
             )
 
-    store_client = sync._service()._store._client
+    store_client = sync.root.get().store._client
     store_client.meta.events.register("before-call.dynamodb.GetItem", throttle)
     try:
         pipeline.send(*(fixture_document(name) for name in HISTORY))

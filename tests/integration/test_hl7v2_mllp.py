@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from shared.ehr.hl7v2.ack import SiuNoAckError
-from shared.ehr.hl7v2.endpoint import siu_writer
 from shared.ehr.hl7v2.mllp import MllpClient
+from shared.sync.siu_writer import siu_writer
 
 pytestmark = pytest.mark.integration
 

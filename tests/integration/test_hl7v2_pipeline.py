@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import fixture_document, readable_items
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import fast_backoff, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +31,21 @@ def engine() -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
-    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
-    monkeypatch.setattr("shared.sync.message.MAX_BACKOFF_SECONDS", 1)
+    fast_backoff(monkeypatch, cap_seconds=1)
 
 
 @pytest.fixture
 def v2(pipeline: Any, engine: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The pipeline with the default EHR endpoint switched to the hl7v2 profile (plain TCP on loopback)."""
     from functions.sync import handler as sync
-    from shared.settings import sync_settings
 
     engine.reset()
     monkeypatch.setenv("EHR_PROFILE", "hl7v2")
     monkeypatch.setenv("EHR_BASE_URL", engine.url)
     monkeypatch.setenv("EHR_MLLP_PLAINTEXT", "true")
-    for cached in (sync_settings, sync._service, sync._breakers):
-        cached.cache_clear()
+    sync.root.reset()
     yield pipeline
-    for cached in (sync_settings, sync._service, sync._breakers):
-        cached.cache_clear()
+    sync.root.reset()
 
 
 def _events(engine: Any) -> list[tuple[str, str]]:
@@ -172,7 +168,7 @@ def test_given_the_engine_is_down_then_the_circuit_opens_and_the_backlog_drains_
     v2.send(fixture_document("booking_created.json"))
     # The outage: workers keep polling, every attempt fails without an ACK, nothing is lost.
     assert wait_until(
-        lambda: v2.poller.poll_once(wait_seconds=0) >= 0 and "open" in sync._breakers().default.transitions, 30
+        lambda: v2.poller.poll_once(wait_seconds=0) >= 0 and "open" in sync.root.get().breakers.default.transitions, 30
     )
     assert v2.queue_depth() == 1 and PLACER not in engine.appointments
     v2.drain(timeout=60)
@@ -180,7 +176,7 @@ def test_given_the_engine_is_down_then_the_circuit_opens_and_the_backlog_drains_
     v2.drain(timeout=60)
     assert _accepted(engine) == ["S12", "S13", "S15"]
     assert v2.review_items() == [] and v2.queue_depth() == 0
-    assert sync._breakers().default.state == "closed"
+    assert sync.root.get().breakers.default.state == "closed"
 
 
 def test_given_planted_phi_then_it_reaches_the_engine_and_nowhere_else(

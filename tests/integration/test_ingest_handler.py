@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -112,7 +113,7 @@ def test_given_the_queue_is_unavailable_when_ingested_then_503_and_no_acknowledg
 
     missing = clean_bridge.queue_url.rsplit("/", 1)[0] + "/missing-queue.fifo"
     broken = EventQueue(missing, clean_bridge.client("sqs"))
-    monkeypatch.setattr(ingest, "_queue", lambda: broken)
+    ingest.root.use(dataclasses.replace(ingest.root.get(), send=broken.send))  # the next test builds afresh
     response = _call(signed_event(compact(fixture_document("booking_created.json")), clean_bridge.webhook_secret))
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["error"] == "queue_unavailable"

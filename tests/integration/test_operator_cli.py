@@ -253,7 +253,6 @@ def test_given_a_parked_booking_fixed_and_retried_then_its_audit_tells_parked_re
     """The audit trail when an operator touches it: one record per attempt, all in the booking's timeline."""
     from devstack.stack import DEMO_CONFIG
     from functions.sync import handler as sync
-    from shared.settings import sync_settings
 
     full = DEMO_CONFIG.read_text(encoding="utf-8")
     start = full.index("  - id: 1207")
@@ -262,8 +261,7 @@ def test_given_a_parked_booking_fixed_and_retried_then_its_audit_tells_parked_re
     mapping.write_text(without_1207.replace("revision: demo-2026-11-27", "revision: before-fix"))
     monkeypatch.setenv("CLINIC_CONFIG_SOURCE", f"file:{mapping}")
     monkeypatch.setenv("CLINIC_CONFIG_MAX_AGE_SECONDS", "0")
-    sync_settings.cache_clear()
-    sync._service.cache_clear()
+    sync.root.reset()
 
     pipeline.send(fixture_document("booking_created.json"))
     pipeline.drain()

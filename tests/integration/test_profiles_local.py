@@ -32,7 +32,7 @@ from shared.ehr.fhir.oracle import InMemoryIdMap, OracleHealthClient
 from shared.ehr.port import EhrClient
 from shared.errors import PermanentEhrError
 from shared.stores.lineages import LineageStateStore
-from shared.sync.service import SyncService
+from shared.sync.bootstrap import sync_service
 from tests.conftest import compact, fixture_document
 from tests.integration.conftest import fresh_state_store
 
@@ -142,8 +142,8 @@ def gateway(fhir: Any) -> Iterator[SigV4Gateway]:
     running.stop()
 
 
-def service(ehr: EhrClient, store: LineageStateStore) -> SyncService:
-    return SyncService(
+def service(ehr: EhrClient, store: LineageStateStore) -> Any:
+    return sync_service(
         store=store,
         ehr=ehr,
         config=load_config(f"file:{DEMO_CONFIG}"),

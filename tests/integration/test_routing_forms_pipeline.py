@@ -174,7 +174,6 @@ def test_given_no_form_then_a_returning_patients_second_booking_is_a_follow_up(p
 def clinic_config(clean_bridge: Any, tmp_path: Path) -> Iterator[Callable[[str], None]]:
     """Run the sync handler with the demo config plus extra YAML (restored afterwards)."""
     from functions.sync import handler as sync
-    from shared.settings import sync_settings
 
     original = os.environ["CLINIC_CONFIG_SOURCE"]
 
@@ -182,13 +181,11 @@ def clinic_config(clean_bridge: Any, tmp_path: Path) -> Iterator[Callable[[str],
         path = tmp_path / "clinic.yaml"
         path.write_text((ROOT / "devstack" / "demo" / "clinic.yaml").read_text(encoding="utf-8") + extra)
         os.environ["CLINIC_CONFIG_SOURCE"] = f"file:{path}"
-        sync_settings.cache_clear()
-        sync._service.cache_clear()
+        sync.root.reset()
 
     yield use
     os.environ["CLINIC_CONFIG_SOURCE"] = original
-    sync_settings.cache_clear()
-    sync._service.cache_clear()
+    sync.root.reset()
 
 
 def test_given_opted_in_free_text_then_it_reaches_the_appointment_and_only_from_the_current_version(

@@ -26,7 +26,7 @@ from shared.ehr.auth.smart import SmartBackendAuth, clear_discovery_cache, crede
 from shared.ehr.fhir.client import FhirR4Client
 from shared.ehr.port import Identifier
 from shared.errors import PermanentEhrError
-from shared.sync.service import SyncService
+from shared.sync.bootstrap import sync_service
 from tests.conftest import compact, fixture_document
 from tests.integration.conftest import fresh_state_store
 
@@ -121,7 +121,7 @@ def test_create_and_update_an_appointment_with_smart_auth(fhir: LocalFhirServer,
 def test_the_sync_core_end_to_end_with_smart_auth(fhir: LocalFhirServer, tokens: TokenServer, bridge: Any) -> None:
     seed_demo_practitioner(fhir)
     client = smart_client(fhir, tokens, secret("ES384"))
-    service = SyncService(
+    service = sync_service(
         store=fresh_state_store(bridge, "itest-smart"),
         ehr=client,
         config=load_config(f"file:{DEMO_CONFIG}"),

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import fixture_document
+from tests.integration.conftest import fast_backoff
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +140,7 @@ def test_given_the_ehr_answers_503_then_the_message_is_retried_and_applied_after
     pipeline: Any, fhir_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
-    monkeypatch.setattr("shared.sync.message.BASE_BACKOFF_SECONDS", 0)
+    fast_backoff(monkeypatch)
     fhir_server.fault(status=503, count=2, retryAfter=0, paths="Patient")
     pipeline.send(fixture_document("booking_created.json"))
     pipeline.drain(max_polls=30)

@@ -46,7 +46,7 @@ def test_without_lease_fence_and_marker_a_stale_meeting_ended_survives_a_resched
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from shared.domain.projection import merge_into_existing
-    from shared.sync.fhir_writer import AppointmentWriter
+    from shared.sync.fhir_writer import FhirWriter
     from tests.integration import write_protocol_cases
 
     def merged_by_state(self: Any, state: Any, current: Any, desired: Any) -> Any:
@@ -55,8 +55,8 @@ def test_without_lease_fence_and_marker_a_stale_meeting_ended_survives_a_resched
         return merged
 
     monkeypatch.setattr(write_protocol_cases, "LEASE_SECONDS", -1.0)  # every lease is already expired
-    monkeypatch.setattr(AppointmentWriter, "_checked_lease", lambda self, current, lease: lease)
-    monkeypatch.setattr(AppointmentWriter, "_merged", merged_by_state)
+    monkeypatch.setattr(FhirWriter, "_checked_lease", lambda self, current, lease: lease)
+    monkeypatch.setattr(FhirWriter, "_merged", merged_by_state)
     failures = _failures(harness, _case("stale MEETING_ENDED x reschedule"))
     assert failures and "status: 'fulfilled' != 'booked'" in failures[0][1], failures
 

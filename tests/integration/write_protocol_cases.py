@@ -250,7 +250,7 @@ class Harness:
         from shared.ehr.fhir.client import FhirR4Client
         from shared.stores.audit import AuditTrail
         from shared.stores.lineages import LineageStateStore
-        from shared.sync.service import SyncService
+        from shared.sync.bootstrap import sync_service
 
         config = load_config(f"file:{DEMO_CONFIG}")
         ddb = self.resources.client("dynamodb")
@@ -259,7 +259,7 @@ class Harness:
 
         def make_service(clock: LeaseClock) -> Any:
             store = LineageStateStore(state_table, ddb, lease_seconds=LEASE_SECONDS, clock=clock)
-            return SyncService(
+            return sync_service(
                 store=Gated(store, "store"),  # type: ignore[arg-type]
                 ehr=Gated(ehr, "ehr"),  # type: ignore[arg-type]
                 config=config,
@@ -307,19 +307,18 @@ RETRYABLE = (
 
 
 def _deliver(service: Any, message: Delivered) -> None:
-    from shared.errors import ReviewRequired
-    from shared.sync.outcome import Delivery
+    from shared.sync.message import Delivery
 
     source = "reconcile" if message.name in RECONCILER_EVENTS else "calcom-webhook"
     try:
         result = service.process(message.body, Delivery(source_system=source))
-    except ReviewRequired as exc:
-        message.outcome = f"review:{exc.reason}"
     except Exception as exc:
         if type(exc).__name__ not in RETRYABLE:
             raise
         message.outcome = f"retry:{type(exc).__name__}"
         return
+    if result.parked is not None:
+        message.outcome = f"review:{result.parked.reason}"
     else:
         message.outcome = result.outcome
     Scheduler.point("ack")  # a crash here: processed, but the message was never deleted

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.sync.message import BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, backoff_seconds
+from shared.contracts.queue import BACKOFF_BASE_SECONDS as BASE_BACKOFF_SECONDS
+from shared.contracts.queue import BACKOFF_CAP_SECONDS as MAX_BACKOFF_SECONDS
+from shared.sync.message import backoff_seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,9 +15,10 @@ from shared.ehr.hl7v2.ack import (
     check_ack,
     read_ack,
 )
-from shared.ehr.hl7v2.endpoint import parse_mllp_url, siu_writer
+from shared.ehr.hl7v2.endpoint import parse_mllp_url
 from shared.ehr.profiles import ProfileError
 from shared.errors import PermanentEhrError, RetryableEhrError
+from shared.sync.siu_writer import siu_writer
 
 CONTROL = "0123456789ABCDEF0123"
 PHI = "Jordan Reyes 1988-11-04"

@@ -14,11 +14,21 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.settings import review_settings
+from shared.settings import SyncSettings
 from shared.stores.review import BODY_PREFIX, ReviewItem, ReviewStore
+from shared.sync.bootstrap import review_store
 
 TABLE = "review"
 PARKED_AT = datetime(2025, 6, 1, 10, 0, tzinfo=UTC)
+#: A sync function's environment (what `SyncSettings` requires), for the settings the review store takes.
+SYNC_ENVIRONMENT = {
+    "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo",
+    "STATE_TABLE": "state",
+    "REVIEW_TABLE": TABLE,
+    "EHR_BASE_URL": "https://ehr.example/fhir",
+    "PSEUDONYM_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:pseudonym",
+    "CLINIC_CONFIG_SOURCE": "file:devstack/demo/clinic.yaml",
+}
 BODY = '{"payload": {"attendees": [{"name": "Jordan Reyes", "email": "jordan.reyes@example.com"}]}}'
 
 
@@ -138,14 +148,9 @@ def test_given_listings_and_show_then_they_ask_for_the_item_attributes_by_name_n
         assert projected == set(REVIEW_ITEM_ATTRIBUTES) and "body" not in projected
 
 
-def test_given_no_retention_argument_then_the_setting_decides(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REVIEW_BODY_RETENTION_DAYS", "7")
-    review_settings.cache_clear()
-    try:
-        store = ReviewStore(TABLE, client=dynamodb, now=Clock(PARKED_AT))
-        review_id = store.park(_item())
-    finally:
-        review_settings.cache_clear()
+def test_given_the_sync_setting_then_the_review_store_it_parks_into_keeps_bodies_that_long(dynamodb: Any) -> None:
+    settings = SyncSettings.from_environment({**SYNC_ENVIRONMENT, "REVIEW_BODY_RETENTION_DAYS": "7"})
+    review_id = review_store(settings, dynamodb).park(_item())  # parked at PARKED_AT (the item says so)
     body_item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": f"{BODY_PREFIX}{review_id}"}})["Item"]
     assert int(body_item["expires_at"]["N"]) == int((PARKED_AT + timedelta(days=7)).timestamp())
 

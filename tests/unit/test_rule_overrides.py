@@ -25,7 +25,6 @@ def _record(attributes: dict[str, Any]) -> SQSRecord:
 
 
 def test_given_the_attribute_the_cli_sets_then_the_sync_accepts_only_rule_names() -> None:
-    assert ACCEPTED_RULES_ATTRIBUTE == sync_messages.ACCEPTED_RULES_ATTRIBUTE
     delivery = sync_messages.delivery_of(
         _record(
             {

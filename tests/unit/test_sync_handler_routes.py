@@ -15,14 +15,14 @@ from moto import mock_aws
 
 from functions.sync import handler as sync
 from shared.ehr.auth.sigv4 import SigV4Auth
-from shared.ehr.breaker import CircuitBreaker
+from shared.ehr.breaker import CircuitBreaker, CircuitBreakers
 from shared.ehr.endpoints import build_ehr_clients
 from shared.ehr.fhir.client import FhirR4Client
 from shared.ehr.fhir.healthlake import HealthLakeClient
 from shared.ehr.fhir.oracle import OracleHealthClient
 from shared.ehr.profiles import StaticBearerAuth, profile_auth
 from shared.errors import RetryableEhrError
-from shared.settings import SettingsError, SyncSettings, sync_settings
+from shared.settings import SettingsError, SyncSettings
 from shared.stores.id_map import DynamoIdMap
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}"
@@ -48,7 +48,7 @@ ROUTES = {
 
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """The sync environment (no network: nothing here calls AWS or an EHR) and fresh handler caches."""
+    """The sync environment (no network: nothing here calls AWS or an EHR) and a fresh composition root."""
     env = dict(BASE_ENV)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -62,14 +62,12 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
 
 def _clear() -> None:
-    for cached in (sync_settings, sync._breakers, sync._service):
-        cached.cache_clear()
+    sync.root.reset()
 
 
 def _settings(monkeypatch: pytest.MonkeyPatch, routes: Any) -> SyncSettings:
     monkeypatch.setenv("EHR_ROUTES", routes if isinstance(routes, str) else json.dumps(routes))
-    sync_settings.cache_clear()
-    return sync_settings()
+    return SyncSettings.from_environment()
 
 
 class FakeSecrets:
@@ -88,7 +86,7 @@ class FakeSecrets:
 
 
 def test_given_no_routes_then_only_the_default_endpoint(environment: dict[str, str]) -> None:
-    assert sync_settings().ehr_routes == {}
+    assert SyncSettings.from_environment().ehr_routes == {}
 
 
 def test_given_routes_json_then_each_route_is_typed(
@@ -156,13 +154,15 @@ def test_given_credentials_in_the_default_url_then_refused(
 ) -> None:
     monkeypatch.setenv("EHR_BASE_URL", "https://user:pw@main-ehr.example/fhir")
     with pytest.raises(SettingsError, match=r"EHR_BASE_URL \(string_pattern_mismatch"):
-        sync_settings()
+        SyncSettings.from_environment()
 
 
 # -- one client and one breaker per route -------------------------------------------------------------
 
 
-def _build(monkeypatch: pytest.MonkeyPatch, id_maps: Any = None) -> tuple[Any, dict[str, Any], FakeSecrets]:
+def _build(
+    monkeypatch: pytest.MonkeyPatch, id_maps: Any = None
+) -> tuple[Any, dict[str, Any], FakeSecrets, CircuitBreakers]:
     settings = _settings(monkeypatch, ROUTES)
     secrets = FakeSecrets(
         {
@@ -171,19 +171,22 @@ def _build(monkeypatch: pytest.MonkeyPatch, id_maps: Any = None) -> tuple[Any, d
         }
     )
     maps = id_maps or (lambda route: DynamoIdMap.for_route("state", route))
-    default, routes = build_ehr_clients(settings, secrets, sync._breakers(), maps)
-    return default, routes, secrets
+    breakers = CircuitBreakers(
+        failure_threshold=settings.breaker_failure_threshold, cooldown_seconds=settings.breaker_cooldown_seconds
+    )
+    default, routes = build_ehr_clients(settings, secrets, breakers, maps)
+    return default, routes, secrets, breakers
 
 
 def test_given_routes_then_each_endpoint_gets_its_own_client_and_breaker(
     environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    default, routes, secrets = _build(monkeypatch)
+    default, routes, secrets, container = _build(monkeypatch)
     assert set(routes) == {"cardiology", "derm-north", "lake"}
     breakers = [default.breaker, *(client.breaker for client in routes.values())]
     assert len({id(b) for b in breakers}) == 4
-    assert default.breaker is sync._breakers().default  # the container-wide default breaker
-    assert routes["cardiology"].breaker is sync._breakers().route("cardiology")
+    assert default.breaker is container.default  # the container-wide default breaker
+    assert routes["cardiology"].breaker is container.route("cardiology")
     # each endpoint reads its own auth secret; the healthlake route has none (SigV4)
     assert secrets.read == [SECRET_ARN.format("main"), SECRET_ARN.format("cardio")]
     assert isinstance(routes["derm-north"]._inner, OracleHealthClient)
@@ -195,8 +198,8 @@ def test_given_routes_then_each_endpoint_gets_its_own_client_and_breaker(
 def test_given_one_ehr_fails_until_its_circuit_opens_then_the_others_stay_closed(
     environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    default, routes, _ = _build(monkeypatch)
-    threshold = sync_settings().breaker_failure_threshold
+    default, routes, _, _ = _build(monkeypatch)
+    threshold = SyncSettings.from_environment().breaker_failure_threshold
 
     def outage() -> None:
         raise RetryableEhrError("503 from the cardiology EHR", status=503)
@@ -294,12 +297,13 @@ def test_given_a_changed_mapping_then_a_new_service_shares_the_container_objects
             Name=SECRET_ARN.format("pseudonym"), SecretString=json.dumps({"key": "k"})
         )
         monkeypatch.setenv("PSEUDONYM_SECRET_ARN", SECRET_ARN.format("pseudonym"))
-        first = sync._service()
-        assert sync._service() is first  # unchanged mapping: the same service (warm practitioner cache)
+        app = sync.root.get()
+        first = app.service()
+        assert app.service() is first  # unchanged mapping: the same service (warm practitioner cache)
         # A new revision (replacing the key: a duplicate `revision:` would be refused as a duplicate key)
         text = re.sub(r"(?m)^revision: .*$", "revision: r2", DEMO.read_text(encoding="utf-8"))
         clinic.write_text(text, encoding="utf-8")
-        second = sync._service()
+        second = app.service()
     assert second is not first
     assert second._config.revision == "r2"
     assert first._config.revision != "r2"

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from functions.sync import handler as sync
-from shared.settings import sync_settings
+from shared.settings import SyncSettings
+from shared.sync.outcome import Outcome, SyncResult
 from shared.sync.time_budget import has_time_for_one_more
+from shared.sync.worker import SyncWorker
 
 ENV = {
     "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/events.fifo",
@@ -53,8 +55,26 @@ class FakeQueue:
 
 
 @dataclass
-class FakeRuntime:
-    queue: FakeQueue
+class TimedService:
+    """A sync service whose every message takes 20 s of the invocation."""
+
+    clock: InvocationClock
+    taken: list[str] = field(default_factory=list)
+
+    def process(self, body: str, delivery: Any = None) -> SyncResult:
+        self.taken.append(f"m{json.loads(body)['n']}")
+        self.clock.spent_ms += 20_000
+        return SyncResult(Outcome.DUPLICATE, "BOOKING_CREATED", "0" * 64)
+
+
+@dataclass
+class Container:
+    """What the handler's composition root holds: here, a worker over the fakes above."""
+
+    built: SyncWorker
+
+    def worker(self) -> SyncWorker:
+        return self.built
 
 
 def _record(index: int, group: str) -> dict[str, Any]:
@@ -81,22 +101,18 @@ def _record(index: int, group: str) -> dict[str, Any]:
 
 @pytest.fixture
 def sync_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeQueue, list[str], InvocationClock]]:
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    sync_settings.cache_clear()
     clock = InvocationClock(budget_ms=60_000)
-    taken: list[str] = []
     sqs = FakeQueue()
-    runtime = FakeRuntime(sqs)
-
-    def handle(record: Any) -> None:
-        taken.append(record.message_id)
-        clock.spent_ms += 20_000  # each record takes 20 s of the invocation
-
-    monkeypatch.setattr(sync, "_runtime", lambda: runtime)
-    monkeypatch.setattr(sync, "_handle", handle)
-    yield sqs, taken, clock
-    sync_settings.cache_clear()
+    service = TimedService(clock)
+    worker = SyncWorker(
+        services=lambda: service,  # type: ignore[arg-type,return-value]
+        parking=lambda _service: pytest.fail("nothing is parked here"),
+        visibility=sqs,
+        settings=SyncSettings.from_environment(ENV),
+    )
+    sync.root.use(Container(worker))  # type: ignore[arg-type]
+    yield sqs, service.taken, clock
+    sync.root.reset()
 
 
 def test_given_the_invocation_runs_out_of_time_then_untaken_records_are_batch_item_failures(

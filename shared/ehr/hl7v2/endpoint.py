@@ -20,10 +20,8 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
-from shared.ehr.breaker import CircuitBreaker
 from shared.ehr.hl7v2.mllp import MllpClient, tls_context
 from shared.ehr.profiles import ProfileError
-from shared.sync.siu_writer import SiuWriter
 
 MLLP_URL = re.compile(r"^(?P<scheme>mllps?)://(?P<host>[A-Za-z0-9.\-]{1,253}):(?P<port>\d{1,5})$")
 _PEM_KEYS = ("ca_pem", "client_cert_pem", "client_key_pem")
@@ -51,15 +49,14 @@ def _tls(document: Mapping[str, Any]) -> tuple[ssl.SSLContext, str | None]:
     return context, values["server_name"]
 
 
-def siu_writer(
+def mllp_client(
     base_url: str,
     secret: Mapping[str, Any] | None,
     *,
     plaintext_allowed: bool,
     timeout_seconds: float,
-    breaker: CircuitBreaker | None,
-) -> SiuWriter:
-    """The writer for one `hl7v2` endpoint (one MLLP connection per container, behind `breaker`)."""
+) -> MllpClient:
+    """The MLLP client of one `hl7v2` endpoint (one connection per container)."""
     host, port, tls = parse_mllp_url(base_url)
     kind = (secret or {}).get("type", "none")
     if kind not in ("none", "mllp-tls"):
@@ -72,5 +69,4 @@ def siu_writer(
         raise ProfileError("an mllp-tls secret needs an mllps:// endpoint")
     elif not plaintext_allowed:
         raise ProfileError("mllp:// is plain TCP: allowed only over a VPN, with EHR_MLLP_PLAINTEXT=true")
-    client = MllpClient(host, port, ssl_context=context, server_name=server_name, timeout_seconds=timeout_seconds)
-    return SiuWriter(client, breaker=breaker)
+    return MllpClient(host, port, ssl_context=context, server_name=server_name, timeout_seconds=timeout_seconds)
