@@ -6,7 +6,6 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from functools import cache
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -202,23 +201,6 @@ def describe_errors(exc: ValidationError) -> str:
     )
 
 
-def _load[T: _Settings](model: type[T]) -> T:
-    try:
-        return model.model_validate(dict(os.environ))
-    except ValidationError as exc:
-        raise SettingsError(f"invalid function environment: {describe_errors(exc)}") from None
-
-
-@cache
-def archive_settings() -> ArchiveSettings:
-    return _load(ArchiveSettings)
-
-
-@cache
-def console_settings() -> ConsoleSettings:
-    return _load(ConsoleSettings)
-
-
 class FeedSettings(_Settings):
     """The feed function (`GET /feeds/<token>.ics`): only the availability table."""
 
@@ -291,18 +273,3 @@ class ReconcileSettings(_Settings):
     @classmethod
     def _blank_org(cls, raw: Any) -> Any:
         return None if raw == "" else raw
-
-
-@cache
-def reconcile_settings() -> ReconcileSettings:
-    return _load(ReconcileSettings)
-
-
-@cache
-def feed_settings() -> FeedSettings:
-    return _load(FeedSettings)
-
-
-@cache
-def availability_settings() -> AvailabilitySettings:
-    return _load(AvailabilitySettings)

@@ -1,6 +1,6 @@
 """Feed Lambda: `GET /feeds/{token}` (API Gateway proxy) → one practitioner's busy feed as iCalendar.
 
-Thin edge: the token from the path, the store built once per container, `shared.availability.serve_feed`
+Thin edge: the token from the path, the store built once per container (`root`), `shared.availability.serve_feed`
 decides. Cal.com's ICS Feed app fetches the URL without credentials; the token is the secret, so it is
 never logged. A DynamoDB outage answers 503 with `Retry-After` (Cal.com keeps the last busy times it
 read); anything else unexpected is a 500 without detail.
@@ -9,21 +9,19 @@ read); anything else unexpected is a 500 without detail.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.availability.bootstrap import FeedApp, bootstrap_feed
 from shared.availability.serve_feed import FeedResponse, serve
+from shared.composition import Root
 from shared.contracts import metrics as m
 from shared.observability import count, logger, metrics
-from shared.settings import feed_settings
-from shared.stores.feeds import AvailabilityStoreUnavailableError, FeedStore
+from shared.settings import FeedSettings
+from shared.stores.feeds import AvailabilityStoreUnavailableError
 
-
-@cache
-def _store() -> FeedStore:
-    return FeedStore(feed_settings().availability_table)
+root: Root[FeedApp] = Root(lambda: bootstrap_feed(FeedSettings.from_environment()))
 
 
 def _proxy(response: FeedResponse) -> dict[str, Any]:
@@ -37,7 +35,9 @@ def respond(event: dict[str, Any], now: datetime | None = None) -> dict[str, Any
     token = (event.get("pathParameters") or {}).get("token")
     headers = event.get("headers") or {}
     try:
-        response = serve(_store(), token if isinstance(token, str) else None, headers, now=now or datetime.now(UTC))
+        response = serve(
+            root.get().store, token if isinstance(token, str) else None, headers, now=now or datetime.now(UTC)
+        )
     except AvailabilityStoreUnavailableError as exc:
         count(m.FEED_UNAVAILABLE)
         logger.error("feed store unavailable", extra={"error": str(exc)})

@@ -1,9 +1,9 @@
 """Reconcile Lambda: an EventBridge schedule → one reconciliation run against Cal.com API v2.
 
-Thin edge: settings are read once, adapters are built once per container (the API key is re-read
-through the secret cache on every run, so a rotated key is picked up); `shared.reconcile.Reconciler`
-decides. The run stops early when the invocation's remaining time runs low: the cursor in DynamoDB
-keeps the progress and the next scheduled run continues from there.
+Thin edge: settings are read once and adapters built once per container (`shared.reconcile.bootstrap`,
+held by `root`; the API key is re-read through the secret cache on every run, so a rotated key is picked
+up); `shared.reconcile.Reconciler` decides. The run stops early when the invocation's remaining time runs
+low: the cursor in DynamoDB keeps the progress and the next scheduled run continues from there.
 
 Every run also measures the review backlog (open review items and the age of the oldest) as the
 gauges `ReviewOpenItems` and `ReviewOldestOpenAgeSeconds`, reading only each item's status and time:
@@ -13,51 +13,32 @@ the `ReviewBacklog` alarm watches them, whether or not the run itself succeeds.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-import httpx
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.calcom.api import CalcomApiClient, CalcomApiError
+from shared.calcom.api import CalcomApiError
+from shared.composition import Root
 from shared.contracts import metrics as m
 from shared.observability import count, gauge, logger, metrics
 from shared.reconcile import ReconcileOptions, Reconciler, reconcile_organization
-from shared.settings import ReconcileSettings, reconcile_settings
-from shared.stores.cursors import CursorConflictError, CursorStoreUnavailableError, DynamoCursorStore, host_cursor_pk
-from shared.stores.lineages import LineageStateStore, StateStoreUnavailableError
-from shared.stores.queue import EventQueue, QueueUnavailableError
-from shared.stores.review import ReviewStore, ReviewStoreUnavailableError
-from shared.stores.secrets import SecretReader, SecretUnavailableError
+from shared.reconcile.bootstrap import ReconcileApp, bootstrap
+from shared.settings import ReconcileSettings
+from shared.stores.cursors import CursorConflictError, CursorStoreUnavailableError
+from shared.stores.lineages import StateStoreUnavailableError
+from shared.stores.queue import QueueUnavailableError
+from shared.stores.review import ReviewStoreUnavailableError
+from shared.stores.secrets import SecretUnavailableError
 
 #: Stop taking new bookings when less than this is left of the invocation.
 SAFETY_MARGIN_MS = 20_000
 
-
-@cache
-def _queue() -> EventQueue:
-    return EventQueue(reconcile_settings().queue_url)
-
-
-@cache
-def _state() -> LineageStateStore:
-    return LineageStateStore(reconcile_settings().state_table)
-
-
-@cache
-def _cursors() -> DynamoCursorStore:
-    return DynamoCursorStore(reconcile_settings().state_table)
-
-
-@cache
-def _review_store() -> ReviewStore | None:
-    table = reconcile_settings().review_table
-    return ReviewStore(table) if table else None
+root: Root[ReconcileApp] = Root(lambda: bootstrap(ReconcileSettings.from_environment()))
 
 
 def report_review_backlog(now: datetime | None = None) -> None:
     """Emit the review backlog gauges; a failure to count is logged, never fails the run."""
-    store = _review_store()
+    store = root.get().review
     if store is None:
         return
     try:
@@ -69,18 +50,6 @@ def report_review_backlog(now: datetime | None = None) -> None:
     gauge(m.REVIEW_OLDEST_OPEN_AGE, backlog.oldest_age_seconds(now or datetime.now(UTC)))
 
 
-@cache
-def _secret_reader() -> SecretReader:
-    return SecretReader(max_age_seconds=reconcile_settings().secret_cache_seconds)
-
-
-def _api_key(settings: ReconcileSettings) -> str:
-    key = _secret_reader().json(settings.calcom_api_secret_arn).get("api_key")
-    if not isinstance(key, str) or not key:
-        raise SecretUnavailableError("secret has no 'api_key' string")
-    return key
-
-
 def _remaining_ms(context: Any) -> int:
     getter = getattr(context, "get_remaining_time_in_millis", None)
     return int(getter()) if callable(getter) else 900_000
@@ -88,27 +57,21 @@ def _remaining_ms(context: Any) -> int:
 
 def run(context: Any = None) -> dict[str, Any]:
     """One reconciliation run with the function's settings; returns PHI-free counts."""
-    settings = reconcile_settings()
-    with CalcomApiClient(
-        _api_key(settings),
-        base_url=settings.calcom_api_base_url,
-        max_rps=settings.max_rps,
-        timeout=httpx.Timeout(settings.api_timeout_seconds, connect=min(5.0, settings.api_timeout_seconds)),
-    ) as client:
+    app = root.get()
+    settings = app.settings
+    with app.calcom() as client:
         should_stop = lambda: _remaining_ms(context) < SAFETY_MARGIN_MS  # noqa: E731
         options = ReconcileOptions.from_settings(settings)
         if settings.calcom_org_id is None:
-            reconciler = Reconciler(
-                source=client, state=_state(), cursors=_cursors(), send=_queue().send, options=options
-            )
+            reconciler = Reconciler(source=client, state=app.state, cursors=app.cursors, send=app.send, options=options)
             report = reconciler.run(should_stop=should_stop)
         else:
             report = reconcile_organization(
                 client,
                 settings.calcom_org_id,
-                state=_state(),
-                cursors=lambda user_id: DynamoCursorStore(settings.state_table, pk=host_cursor_pk(user_id)),
-                send=_queue().send,
+                state=app.state,
+                cursors=app.host_cursors,
+                send=app.send,
                 options=options,
                 should_stop=should_stop,
             )

@@ -1,5 +1,6 @@
-"""Wiring of one scheduled availability run (the Lambda and `calehr availability sync --local` share it):
-readers per FHIR route, the feed store, the clinic mapping; then the busy feeds and the roster check.
+"""One scheduled availability run (the Lambda and `calehr availability sync` share it) over readers per FHIR
+route, the feed store and the clinic mapping (`shared.availability.bootstrap` builds them): the busy feeds,
+then the roster check.
 
 Metrics (names only, counts): `AvailabilityFeedsSynced`, `AvailabilityBusyIntervals`,
 `AvailabilityFailed` (a feed that could not be brought up to date), `RosterDrift` (findings of the
@@ -11,37 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from shared.availability.roster import RosterReport, calcom_hosts, compare, practitioner_facts
 from shared.availability.sync_feeds import AvailabilityOptions, AvailabilityReport, AvailabilitySync, FeedSubject
 from shared.calcom.api import CalcomApiClient
 from shared.clinic.mapping import ClinicConfig
 from shared.contracts import metrics as m
-from shared.contracts.deployment import DEFAULT_ROUTE, FHIR_PROFILES
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.fhir.client import FhirR4Client
-from shared.ehr.profiles import profile_auth
 from shared.settings import AvailabilitySettings
 from shared.stores.feeds import FeedStore
 
 Emit = Callable[[m.Metric, int], None]
-
-
-def fhir_readers(settings: AvailabilitySettings, secret: Callable[[str], Mapping[str, Any]]) -> dict[str, FhirR4Client]:
-    """A plain FHIR reader per FHIR route (every profile reads and searches the standard way)."""
-    endpoints = [
-        (DEFAULT_ROUTE, settings.ehr_base_url, settings.ehr_profile, settings.ehr_auth_secret_arn, settings.ehr_region)
-    ]
-    endpoints += [(name, r.base_url, r.profile, r.auth_secret_arn, r.region) for name, r in settings.ehr_routes.items()]
-    readers = {}
-    for name, base_url, profile, secret_arn, region in endpoints:
-        if profile not in FHIR_PROFILES:
-            continue  # HL7 v2 routes cannot be read back
-        document = dict(secret(secret_arn)) if secret_arn else None
-        auth = profile_auth(document, base_url, profile, region=region, timeout_seconds=settings.ehr_timeout_seconds)
-        readers[name] = FhirR4Client(base_url, auth=auth, timeout_seconds=settings.ehr_timeout_seconds)
-    return readers
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,13 +24,10 @@ PHI = ("jordan", "reyes", "jordan.reyes@example.com", "+13125550147", "5550147",
 @pytest.fixture
 def archive(clean_bridge: Any) -> Any:
     from functions.archive import handler as archive_handler
-    from shared.settings import archive_settings
 
-    archive_settings.cache_clear()
-    archive_handler._archive.cache_clear()
+    archive_handler.root.reset()
     yield archive_handler
-    archive_settings.cache_clear()
-    archive_handler._archive.cache_clear()
+    archive_handler.root.reset()
 
 
 def _objects(resources: Any) -> dict[str, dict[str, Any]]:

@@ -43,7 +43,7 @@ def feeds(bridge: Any, fhir_server: Any) -> Iterator[dict[str, Any]]:
     from shared.availability.scheduled_run import AvailabilityRun
     from shared.clinic.source import load_config
     from shared.ehr.fhir.client import FhirR4Client
-    from shared.settings import AvailabilitySettings, feed_settings
+    from shared.settings import AvailabilitySettings
     from shared.stores.feeds import FeedStore
 
     fhir_server.reset()
@@ -51,8 +51,7 @@ def feeds(bridge: Any, fhir_server: Any) -> Iterator[dict[str, Any]]:
     ddb = bridge.client("dynamodb")
     for item in ddb.scan(TableName=bridge.availability_table).get("Items", []):
         ddb.delete_item(TableName=bridge.availability_table, Key={"pk": item["pk"], "sk": item["sk"]})
-    feed_settings.cache_clear()
-    feed._store.cache_clear()
+    feed.root.reset()
     api = LocalApi(lambda event, context: {"statusCode": 404}, feed=feed.handler)
     api.start()
     settings = AvailabilitySettings.model_validate(

@@ -27,10 +27,8 @@ class Context:
 @pytest.fixture
 def widget(pipeline: Any) -> Any:
     from functions.console import handler
-    from shared.settings import console_settings
 
-    console_settings.cache_clear()
-    handler._reader.cache_clear()
+    handler.root.reset()
     created, rescheduled = fixture_document("booking_created.json"), fixture_document("booking_rescheduled.json")
     unmapped = fixture_document("booking_created.json")
     unmapped["payload"].update(
@@ -69,14 +67,11 @@ def test_given_a_table_that_does_not_exist_then_the_widget_says_it_is_unavailabl
     widget: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from functions.console import handler
-    from shared.settings import console_settings
 
     monkeypatch.setenv("AUDIT_TABLE", "no-such-table")
-    console_settings.cache_clear()
-    handler._reader.cache_clear()
+    handler.root.reset()
     try:
         html = widget({"widgetContext": {"params": {"view": "failures"}}})
     finally:
-        console_settings.cache_clear()
-        handler._reader.cache_clear()
+        handler.root.reset()
     assert "Unavailable" in html and "ResourceNotFoundException" in html

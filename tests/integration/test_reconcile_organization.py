@@ -26,10 +26,10 @@ def organization(reconcile_env: Any) -> Iterator[Any]:  # noqa: F811 - the impor
     from functions.reconcile import handler as reconcile
 
     os.environ["CALCOM_ORG_ID"] = "88"
-    reconcile.reconcile_settings.cache_clear()
+    reconcile.root.reset()
     yield reconcile_env
     os.environ.pop("CALCOM_ORG_ID", None)
-    reconcile.reconcile_settings.cache_clear()
+    reconcile.root.reset()
 
 
 def test_given_an_organization_then_every_hosts_missed_bookings_are_queued_each_after_its_own_cursor(

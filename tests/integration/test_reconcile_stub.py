@@ -56,17 +56,14 @@ def reconcile_env(clean_bridge: Any, calcom_api: CalcomApiStub) -> Iterator[Any]
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
-    caches = (reconcile.reconcile_settings, reconcile._queue, reconcile._state, reconcile._cursors)
-    for cached in (*caches, reconcile._secret_reader):
-        cached.cache_clear()
+    reconcile.root.reset()
     yield clean_bridge
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    for cached in (*caches, reconcile._secret_reader):
-        cached.cache_clear()
+    reconcile.root.reset()
 
 
 def run_reconciler(bridge: Any, stub: CalcomApiStub) -> ReconcileReport:
@@ -224,7 +221,7 @@ def test_given_a_wrong_api_key_then_the_run_fails_loudly_and_enqueues_nothing(
     bridge.client("secretsmanager").put_secret_value(
         SecretId=os.environ["CALCOM_API_SECRET_ARN"], SecretString=json.dumps({"api_key": "cal_test_wrong"})
     )
-    reconcile._secret_reader.cache_clear()
+    reconcile.root.reset()  # the container's secret cache, too
     calcom_api.set_bookings(fixtures=["bookings_missed_created.json"])
     with pytest.raises(CalcomPermanentError) as caught:
         reconcile.handler({"id": "sched-x"}, context_for("reconcile"))

@@ -33,12 +33,10 @@ def gauges(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, float]]]
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     emitted: list[tuple[str, float]] = []
     monkeypatch.setattr(reconcile, "gauge", lambda metric, value: emitted.append((metric.name, value)))
-    reconcile.reconcile_settings.cache_clear()
-    reconcile._review_store.cache_clear()
+    reconcile.root.reset()
     with mock_aws():
         yield emitted
-    reconcile.reconcile_settings.cache_clear()
-    reconcile._review_store.cache_clear()
+    reconcile.root.reset()
 
 
 def _review_table() -> Any:
@@ -78,8 +76,7 @@ def test_given_no_review_table_setting_then_no_backlog_is_measured(
     gauges: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REVIEW_TABLE", "")
-    reconcile.reconcile_settings.cache_clear()
-    reconcile._review_store.cache_clear()
+    reconcile.root.reset()
     _review_table()
     reconcile.report_review_backlog(NOW)
     assert gauges == []
