@@ -26,10 +26,9 @@ from typing import Any, Literal, Protocol
 
 from shared.contracts import metrics as m
 from shared.observability import count, logger
+from shared.stores.archive import ArchiveObject
 
 ChangeKind = Literal["INSERT", "MODIFY", "REMOVE"]
-#: Object Lock mode of every archived object: not even the account root can shorten or remove it.
-LOCK_MODE: Literal["COMPLIANCE"] = "COMPLIANCE"
 #: Version of the object layout below.
 ARCHIVE_SCHEMA = 1
 _KINDS: tuple[ChangeKind, ...] = ("INSERT", "MODIFY", "REMOVE")
@@ -49,13 +48,6 @@ class AuditChange:
     keys: Mapping[str, Any]
     new_image: Mapping[str, Any]
     old_image: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveObject:
-    key: str
-    body: bytes
-    retain_until: datetime
 
 
 def _changed_at(raw: Any) -> datetime:

@@ -13,9 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.availability.roster import RosterReport, calcom_hosts, compare, practitioner_facts
+from shared.availability.roster import RosterReport, compare, practitioner_facts
 from shared.availability.sync_feeds import AvailabilityOptions, AvailabilityReport, AvailabilitySync, FeedSubject
 from shared.calcom.api import CalcomApiClient
+from shared.calcom.hosts import calcom_hosts
 from shared.clinic.mapping import ClinicConfig
 from shared.contracts import metrics as m
 from shared.domain.identifiers import IdentifierSystems

@@ -321,14 +321,6 @@ class ClinicConfig(_Config):
             raise ValueError("; ".join(problems))
         return self
 
-    def location(self, location_key: str | None, key: bytes) -> LocationMapping | None:
-        """The mapping whose `calcom` value has this keyed hash (see shared.domain.people.location_key)."""
-        if not location_key:
-            return None
-        from shared.domain.people import location_key as keyed  # noqa: PLC0415 - config stays import-light
-
-        return next((m for m in self.locations if keyed(m.calcom, key) == location_key), None)
-
     def routing_form(self, form_id: str) -> RoutingFormMapping | None:
         return next((form for form in self.routing_forms if form.form_id == form_id), None)
 

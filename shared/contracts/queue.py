@@ -12,6 +12,12 @@ TRIGGER_ATTRIBUTE: Final = "trigger"
 #: The `enforce` booking rules an operator accepted for this message (`calehr review retry --accept-rule`).
 ACCEPTED_RULES_ATTRIBUTE: Final = "acceptedRules"
 
+#: The version of the queue message contract (`SCHEMA_ATTRIBUTE`): the body is the raw webhook.
+SCHEMA_ATTRIBUTE: Final = "schema"
+MESSAGE_SCHEMA: Final = "calcom-raw-v1"
+#: The SHA-256 of the body (hex), next to the FIFO deduplication id.
+BODY_SHA256_ATTRIBUTE: Final = "bodySha256"
+
 # --- sources ---------------------------------------------------------------------------------------------
 SOURCE_WEBHOOK: Final = "calcom-webhook"
 SOURCE_RECONCILE: Final = "reconcile"

@@ -33,6 +33,7 @@ from shared.clinic.mapping import ClinicConfig, EventTypeMapping, LocationMappin
 from shared.clinic.rules import RULE_NAMES, RuleMode
 from shared.domain.decide import AppointmentView, details_of
 from shared.domain.lineage_state import VisitKind
+from shared.domain.people import mapped_location
 from shared.errors import ReviewRequired
 
 #: Appointment statuses a rule judges: a cancelled, fulfilled or no-show Appointment is history.
@@ -161,7 +162,7 @@ def subject_of(view: AppointmentView | None, config: ClinicConfig, key: bytes) -
     event_type = config.event_type(details.event_type_id, details.event_type_slug)
     if event_type is None:
         return None  # parked as `unmapped_event_type` by the sync
-    location = config.location(details.location_key, key)
+    location = mapped_location(config, details.location_key, key)
     return RuleSubject(
         start=details.start,
         end=details.end,

@@ -15,11 +15,9 @@ from typing import Literal
 from shared.calcom.lineage import message_group_id
 from shared.calcom.signature import verify_signature
 from shared.calcom.webhook import parse_webhook
+from shared.contracts import queue
 from shared.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from shared.stores.queue import OutgoingMessage
-
-#: Version of the queue message contract (body = the raw webhook; attributes below).
-MESSAGE_SCHEMA = "calcom-raw-v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +72,11 @@ def accept_webhook(
         body=request.raw_body.decode("utf-8"),
         group_id=message_group_id(parsed.event),
         deduplication_id=body_sha256,
-        attributes={"trigger": parsed.trigger_name, "schema": MESSAGE_SCHEMA, "bodySha256": body_sha256},
+        attributes={
+            queue.TRIGGER_ATTRIBUTE: parsed.trigger_name,
+            queue.SCHEMA_ATTRIBUTE: queue.MESSAGE_SCHEMA,
+            queue.BODY_SHA256_ATTRIBUTE: body_sha256,
+        },
     )
     delivery_id = send(message)
     return IntakeResult(

@@ -10,9 +10,9 @@ from shared.calcom.api import ApiBooking
 from shared.calcom.lineage import message_group_id
 from shared.calcom.synthetic import synthetic_webhooks
 from shared.calcom.webhook import parse_webhook
+from shared.contracts import queue
 from shared.domain.decide import AppointmentStatus, appointment_view, derive_status
 from shared.domain.lineage_state import BookingDetails, LineageState
-from shared.ingest.intake import MESSAGE_SCHEMA
 from shared.reconcile.report import RECONCILE_SOURCE, Assessment, ReconcileOptions
 from shared.stores.queue import OutgoingMessage
 
@@ -116,9 +116,9 @@ def outgoing_message(document: dict[str, Any]) -> OutgoingMessage:
         group_id=message_group_id(parsed.event),
         deduplication_id=body_sha256,
         attributes={
-            "trigger": parsed.trigger_name,
-            "schema": MESSAGE_SCHEMA,
-            "bodySha256": body_sha256,
-            "source": RECONCILE_SOURCE,
+            queue.TRIGGER_ATTRIBUTE: parsed.trigger_name,
+            queue.SCHEMA_ATTRIBUTE: queue.MESSAGE_SCHEMA,
+            queue.BODY_SHA256_ATTRIBUTE: body_sha256,
+            queue.SOURCE_ATTRIBUTE: RECONCILE_SOURCE,
         },
     )

@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from shared.availability.roster import calcom_hosts
 from shared.calcom.api import ApiBooking, BookingsPage, CalcomApiClient, ChangeField, HostBookings, api_timestamp
+from shared.calcom.hosts import calcom_hosts
 from shared.calcom.synthetic import lineage_key_of
 from shared.contracts.metrics import Metric
 from shared.domain.lineage_state import LineageState

@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 from shared.calcom.api import ChangeField
 from shared.contracts import metrics as m
+from shared.contracts import queue
 from shared.settings import ReconcileSettings
 
 #: Value of the `source` message attribute on every message the reconciler sends.
-RECONCILE_SOURCE = "reconcile"
+RECONCILE_SOURCE = queue.SOURCE_RECONCILE
 
 Verdict = Literal["missing", "stale", "in_sync", "own", "diverged", "unsupported", "rescheduled_away"]
 

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.archive.worm_copy import LOCK_MODE, ArchiveObject
-
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+#: S3 Object Lock mode of every archived object: COMPLIANCE (nobody, root included, shortens or removes it).
+LOCK_MODE: Literal["COMPLIANCE"] = "COMPLIANCE"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveObject:
+    """One archived object: its key, its bytes and how long it is locked."""
+
+    key: str
+    body: bytes
+    retain_until: datetime
 
 
 class ArchiveUnavailableError(Exception):

@@ -22,6 +22,7 @@ from shared.domain.busy_time import ConflictPolicy, Slot
 from shared.domain.decide import AppointmentView, Outcome, appointment_view
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.lineage_state import LineageState
+from shared.domain.people import mapped_location
 from shared.ehr.patients import match_queries
 from shared.ehr.port import ReadRequest
 from shared.sync.routing import Routing
@@ -117,7 +118,7 @@ class AttemptPlanner:
         if host is None:
             return None  # parked as unmapped_host when the Appointment is rendered
         details = view.details
-        booked_at = self._config.location(details.location_key, self._key)
+        booked_at = mapped_location(self._config, details.location_key, self._key)
         room = (booked_at.reference if booked_at else None) or (
             event_type.location_reference if not event_type.telehealth and booked_at is None else None
         )

@@ -16,6 +16,7 @@ from shared.domain.answers import free_text
 from shared.domain.decide import AppointmentView
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.lineage_state import LineageState
+from shared.domain.people import mapped_location
 from shared.domain.projection import render_appointment
 from shared.ehr.port import EhrClient, Resource
 from shared.errors import ReviewRequired
@@ -91,5 +92,5 @@ class Routing:
             self._systems,
             visit_kinds=self._config.visit_kinds,
             free_text=free_text(event, view, self._config.free_text),
-            location=self._config.location(details.location_key, self._key),
+            location=mapped_location(self._config, details.location_key, self._key),
         )

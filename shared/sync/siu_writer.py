@@ -22,7 +22,7 @@ from shared.clinic.mapping import ClinicConfig, EventTypeMapping, Hl7v2Options
 from shared.domain.answers import birth_date_from
 from shared.domain.decide import AppointmentView
 from shared.domain.lineage_state import LineageState
-from shared.domain.people import person_key
+from shared.domain.people import mapped_location, person_key
 from shared.domain.projection import FreeText, appointment_type
 from shared.ehr.breaker import CircuitBreaker
 from shared.ehr.hl7v2.ack import check_ack, read_ack
@@ -86,7 +86,7 @@ def project(
     else:
         service = Code(event_type.slug or str(event_type.id), None, "L")
     # The booking's own location (when mapped) wins over the event type's default, as in FHIR.
-    location = config.location(details.location_key, pseudonym_key)
+    location = mapped_location(config, details.location_key, pseudonym_key)
     reference = (location.reference if location else None) or (
         event_type.location_reference if not event_type.telehealth and location is None else None
     )

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from shared.availability.ics import escape_text, fold, render_feed
-from shared.availability.roster import Host, PractitionerFacts, calcom_hosts, compare
+from shared.availability.roster import PractitionerFacts, compare
 from shared.availability.sync_feeds import FeedSubject, feed_subjects
 from shared.calcom.api import CalcomPermanentError
+from shared.calcom.hosts import Host, calcom_hosts
 from shared.clinic.load import parse_config
 from shared.domain.busy_time import (
     BusyInterval,

@@ -28,6 +28,7 @@ from shared.domain.booking_rules import (
 )
 from shared.domain.decide import AppointmentView, appointment_view, decide
 from shared.domain.lineage_state import LineageState
+from shared.domain.people import mapped_location
 from shared.domain.projection import IdentifierSystems, render_appointment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -432,7 +433,7 @@ def test_given_the_rule_place_then_it_is_the_location_the_appointment_gets() -> 
         assert mapping is not None
         rendered = render_appointment(
             view, mapping, "Practitioner/p", IdentifierSystems("https://b.example"),
-            location=cfg.location(view.details.location_key, KEY),
+            location=mapped_location(cfg, view.details.location_key, KEY),
         )  # fmt: skip
         places = [p["actor"]["reference"] for p in rendered["participant"] if "Location/" in p["actor"]["reference"]]
         assert places == ([subject.place] if subject.place else [])

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.calcom.signature import sign
+from shared.contracts.queue import MESSAGE_SCHEMA
 from shared.errors import (
     InvalidJsonError,
     InvalidShapeError,
@@ -16,7 +17,7 @@ from shared.errors import (
     SignatureError,
     UnsupportedMediaTypeError,
 )
-from shared.ingest.intake import MESSAGE_SCHEMA, WebhookRequest, accept_webhook
+from shared.ingest.intake import WebhookRequest, accept_webhook
 from shared.stores.queue import OutgoingMessage, QueueUnavailableError
 
 SECRET = "whsec_unit_current"

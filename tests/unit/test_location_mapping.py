@@ -15,6 +15,7 @@ from shared.clinic.mapping import ClinicConfig, ConfigError
 from shared.domain.decide import appointment_view, decide
 from shared.domain.identifiers import IdentifierSystems
 from shared.domain.lineage_state import LineageState
+from shared.domain.people import mapped_location
 from shared.domain.projection import render_appointment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +48,7 @@ def render_with(location: str, event_type_id: int) -> tuple[dict[str, Any], str]
     event_type = clinic.event_type(event_type_id, None)
     assert event_type is not None
     resource = render_appointment(
-        view, event_type, "Practitioner/p", SYSTEMS, location=clinic.location(view.details.location_key, KEY)
+        view, event_type, "Practitioner/p", SYSTEMS, location=mapped_location(clinic, view.details.location_key, KEY)
     )
     return resource, state.model_dump_json()
 

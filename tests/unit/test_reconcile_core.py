@@ -20,9 +20,9 @@ from shared.calcom.lineage import message_group_id
 from shared.calcom.models import Trigger
 from shared.calcom.synthetic import lineage_key_of, synthetic_webhooks
 from shared.calcom.webhook import parse_webhook
+from shared.contracts.queue import MESSAGE_SCHEMA
 from shared.domain.decide import appointment_view, decide
 from shared.domain.lineage_state import LineageState
-from shared.ingest.intake import MESSAGE_SCHEMA
 from shared.reconcile import RECONCILE_SOURCE, ReconcileOptions, assess, outgoing_message
 
 ROOT = Path(__file__).resolve().parent.parent / "fixtures"
