@@ -15,54 +15,17 @@ Every model ignores unknown keys (Cal.com adds fields over time) and tolerates o
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.calcom.triggers import PayloadKind, Trigger, handled_as, meaning
 
-class Trigger(StrEnum):
-    """Every trigger Cal.com is known to send."""
-
-    BOOKING_CREATED = "BOOKING_CREATED"
-    BOOKING_PAYMENT_INITIATED = "BOOKING_PAYMENT_INITIATED"
-    BOOKING_PAID = "BOOKING_PAID"
-    BOOKING_RESCHEDULED = "BOOKING_RESCHEDULED"
-    BOOKING_REQUESTED = "BOOKING_REQUESTED"
-    BOOKING_CANCELLED = "BOOKING_CANCELLED"
-    BOOKING_REJECTED = "BOOKING_REJECTED"
-    BOOKING_NO_SHOW_UPDATED = "BOOKING_NO_SHOW_UPDATED"
-    FORM_SUBMITTED = "FORM_SUBMITTED"
-    FORM_SUBMITTED_NO_EVENT = "FORM_SUBMITTED_NO_EVENT"
-    MEETING_ENDED = "MEETING_ENDED"
-    MEETING_STARTED = "MEETING_STARTED"
-    RECORDING_READY = "RECORDING_READY"
-    INSTANT_MEETING = "INSTANT_MEETING"
-    RECORDING_TRANSCRIPTION_GENERATED = "RECORDING_TRANSCRIPTION_GENERATED"
-    OOO_CREATED = "OOO_CREATED"
-    AFTER_HOSTS_CAL_VIDEO_NO_SHOW = "AFTER_HOSTS_CAL_VIDEO_NO_SHOW"
-    AFTER_GUESTS_CAL_VIDEO_NO_SHOW = "AFTER_GUESTS_CAL_VIDEO_NO_SHOW"
-    ROUTING_FORM_FALLBACK_HIT = "ROUTING_FORM_FALLBACK_HIT"
-    WRONG_ASSIGNMENT_REPORT = "WRONG_ASSIGNMENT_REPORT"
-    DELEGATION_CREDENTIAL_ERROR = "DELEGATION_CREDENTIAL_ERROR"
-
-
-#: Triggers that change an appointment in the EHR.
-BOOKING_TRIGGERS: frozenset[Trigger] = frozenset(
-    {
-        Trigger.BOOKING_CREATED,
-        Trigger.BOOKING_RESCHEDULED,
-        Trigger.BOOKING_REQUESTED,
-        Trigger.BOOKING_CANCELLED,
-        Trigger.BOOKING_REJECTED,
-        Trigger.BOOKING_NO_SHOW_UPDATED,
-        Trigger.MEETING_ENDED,
-    }
-)
-#: Triggers that are accepted and queued but recorded rather than applied (routing-form intake).
-FORM_TRIGGERS: frozenset[Trigger] = frozenset({Trigger.FORM_SUBMITTED, Trigger.FORM_SUBMITTED_NO_EVENT})
-#: Known triggers the bridge deliberately does not act on: answered 202 `ignored`.
-IGNORED_TRIGGERS: frozenset[Trigger] = frozenset(Trigger) - BOOKING_TRIGGERS - FORM_TRIGGERS
+#: Triggers that change an appointment in the EHR, are recorded (routing-form intake), or are ignored
+#: (answered 202 `ignored`): as their rows in `shared.calcom.triggers.MEANINGS` say.
+BOOKING_TRIGGERS: frozenset[Trigger] = handled_as("apply")
+FORM_TRIGGERS: frozenset[Trigger] = handled_as("record")
+IGNORED_TRIGGERS: frozenset[Trigger] = handled_as("ignore")
 
 
 class _Wire(BaseModel):
@@ -180,7 +143,7 @@ class Attendee(BaseModel):
     no_show: bool | None = None
 
 
-EventKind = Literal["booking", "no_show", "form"]
+EventKind = PayloadKind
 
 
 class BookingEvent(BaseModel):
@@ -220,7 +183,7 @@ class BookingEvent(BaseModel):
     def is_request_reschedule(self) -> bool:
         """Host "request reschedule": a cancel with no status and a reason starting 'Please reschedule.'"""
         return (
-            self.trigger is Trigger.BOOKING_CANCELLED
+            meaning(self.trigger).status == "cancelled"
             and self.status is None
             and (self.cancellation_reason or "").startswith("Please reschedule.")
         )
@@ -237,7 +200,8 @@ def _responses(raw: dict[str, Response] | None) -> dict[str, Any]:
 
 def booking_event_from_envelope(trigger: Trigger, envelope: Envelope) -> BookingEvent:
     """Normalise a standard-envelope booking trigger (raises pydantic.ValidationError on a bad shape)."""
-    if trigger is Trigger.BOOKING_NO_SHOW_UPDATED:
+    kind = meaning(trigger).payload
+    if kind == "no_show":
         no_show = NoShowPayload.model_validate(envelope.payload)
         return BookingEvent(
             kind="no_show",
@@ -247,7 +211,7 @@ def booking_event_from_envelope(trigger: Trigger, envelope: Envelope) -> Booking
             booking_id=no_show.booking_id,
             attendees=tuple(_attendee(p) for p in no_show.attendees),
         )
-    if trigger in FORM_TRIGGERS:
+    if kind == "form":
         form = FormPayload.model_validate(envelope.payload)
         return BookingEvent(
             kind="form",
@@ -266,7 +230,7 @@ def booking_event_from_envelope(trigger: Trigger, envelope: Envelope) -> Booking
         booking_id=booking.booking_id,
         ical_uid=booking.ical_uid,
         ical_sequence=booking.ical_sequence,
-        reschedule_uid=booking.reschedule_uid if trigger is Trigger.BOOKING_RESCHEDULED else None,
+        reschedule_uid=booking.reschedule_uid if meaning(trigger).supersedes else None,
         status=booking.status,
         start=booking.start_time,
         end=booking.end_time,

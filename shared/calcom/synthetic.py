@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.calcom.api import ApiBooking, api_timestamp
 from shared.calcom.lineage import CALCOM_ICAL_SUFFIX
-from shared.calcom.models import Trigger
+from shared.calcom.triggers import Trigger
 
 #: Cal.com starts a host "request reschedule" reason with this (and sends its cancel without status).
 REQUEST_RESCHEDULE_PREFIX = "Please reschedule."

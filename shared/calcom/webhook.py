@@ -19,10 +19,10 @@ from shared.calcom.models import (
     BookingEvent,
     Envelope,
     FlatMeetingBody,
-    Trigger,
     booking_event_from_envelope,
     booking_event_from_flat,
 )
+from shared.calcom.triggers import Trigger, meaning
 from shared.errors import InvalidJsonError, InvalidShapeError
 
 Disposition = Literal["apply", "record", "ignore", "unknown"]
@@ -78,7 +78,7 @@ def parse_webhook(raw_body: bytes) -> ParsedWebhook:
             raise _shape_error(exc) from None
         payload = envelope.payload
         # Newer Cal.com queues time-based triggers as {bookingId, ..., evt} inside the envelope.
-        if trigger in (Trigger.MEETING_ENDED, Trigger.MEETING_STARTED) and isinstance(payload.get("evt"), dict):
+        if meaning(trigger).scheduled and isinstance(payload.get("evt"), dict):
             envelope = envelope.model_copy(update={"payload": payload["evt"]})
             prefix = "payload.evt."
         else:

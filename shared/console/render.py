@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from shared.calcom.models import Trigger
+from shared.calcom.triggers import Trigger
 from shared.console.view_models import Backlog, BookingDetail, Failures, Health, SearchResult
 from shared.console.views import OK_OUTCOMES
 

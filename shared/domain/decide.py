@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from shared.calcom.models import BookingEvent, Trigger
+from shared.calcom.models import BookingEvent
+from shared.calcom.triggers import meaning
 from shared.domain.forms import joined_form
 from shared.domain.lineage_state import (
     SEEN_LIMIT,
@@ -74,7 +75,7 @@ def _patients_of(event: BookingEvent) -> list[str]:
 
 
 def _cancel_kind(event: BookingEvent) -> CancelKind:
-    if event.trigger is Trigger.BOOKING_REJECTED:
+    if meaning(event.trigger).status == "rejected":
         return "rejected"
     if event.is_request_reschedule:
         return "reschedule_requested"
@@ -95,16 +96,12 @@ def location_kind(location: str | None) -> str | None:
     return "address"
 
 
-#: How authoritative an event is for a uid's slot details (rule 2): booking versions first, then the
-#: MEETING_ENDED notification (its body lacks the event-type slug), then a cancel.
-_DETAIL_AUTHORITY = {Trigger.BOOKING_CANCELLED: 0, Trigger.MEETING_ENDED: 1}
-
-
 def details_of(event: BookingEvent, key: bytes = b"") -> BookingDetails | None:
     if event.start is None or event.end is None:
         return None
     return BookingDetails(
-        source_rank=(_DETAIL_AUTHORITY.get(event.trigger, 2), event.occurred_at, event.trigger.value),
+        # rule 2: how authoritative the trigger's slot details are (shared.calcom.triggers), then time
+        source_rank=(meaning(event.trigger).detail_authority, event.occurred_at, event.trigger.value),
         start=event.start,
         end=event.end,
         event_type_id=event.event_type_id,
@@ -121,7 +118,8 @@ def _merge_uid(facts: UidFacts, event: BookingEvent, key: bytes) -> UidFacts:
     candidate = details_of(event, key)
     if candidate and (facts.details is None or candidate.source_rank > facts.details.source_rank):
         updates["details"] = candidate
-    whole_booking_cancel = event.trigger is Trigger.BOOKING_CANCELLED and not event.seated
+    status = meaning(event.trigger).status  # the status fact the trigger states (shared.calcom.triggers)
+    whole_booking_cancel = status == "cancelled" and not event.seated
     if event.ical_sequence is not None:
         # Cal.com bumps iCalSequence when it cancels a booking: that booking's own version is one less. (A
         # cancel of a booking whose reschedule never arrived still ranks it above the booking it replaced.)
@@ -129,14 +127,13 @@ def _merge_uid(facts: UidFacts, event: BookingEvent, key: bytes) -> UidFacts:
         updates["sequence"] = max(facts.sequence if facts.sequence is not None else -1, own)
     if event.seated:
         updates["seated"] = True
-    trigger = event.trigger
-    if trigger is Trigger.BOOKING_REQUESTED or event.status == "PENDING":
+    if status == "requested" or event.status == "PENDING":
         updates["requested_at"] = _max_dt(facts.requested_at, event.occurred_at)
-    elif trigger in (Trigger.BOOKING_CREATED, Trigger.BOOKING_RESCHEDULED, Trigger.MEETING_ENDED):
+    elif status in ("accepted", "ended"):
         updates["accepted_at"] = _max_dt(facts.accepted_at, event.occurred_at)
-    if trigger is Trigger.MEETING_ENDED:
+    if status == "ended":
         updates["ended_at"] = _max_dt(facts.ended_at, event.occurred_at)
-    if trigger is Trigger.BOOKING_REJECTED or whole_booking_cancel:
+    if status == "rejected" or whole_booking_cancel:
         kind = _cancel_kind(event)
         # Ties on createdAt are broken by the kind's name so the result never depends on order.
         if facts.cancelled_at is None or (event.occurred_at, kind) > (facts.cancelled_at, facts.cancel_kind or ""):
@@ -180,7 +177,7 @@ def _merge_participants(
     at = event.occurred_at
     if event.kind == "no_show":
         return apply_no_show_marks(merged, no_show_marks(event, key))
-    removing = event.trigger is Trigger.BOOKING_CANCELLED and event.seated
+    removing = meaning(event.trigger).status == "cancelled" and event.seated  # a seated cancel: these seats leave
     for email in _patients_of(event):
         pk = person_key(email, key)
         current = merged.get(pk, Participant(person_key=pk))
@@ -191,14 +188,10 @@ def _merge_participants(
     return merged
 
 
-#: Triggers that mark the moment a booking was made (a routing form joins the earliest of them).
-_BOOKING_MOMENTS = frozenset({Trigger.BOOKING_CREATED, Trigger.BOOKING_REQUESTED, Trigger.BOOKING_RESCHEDULED})
-
-
 def merge(state: LineageState, event: BookingEvent, key: bytes) -> LineageState:
     """Merge one event's facts into the state (commutative, associative, idempotent on facts)."""
     booked_at = state.booked_at
-    if event.trigger in _BOOKING_MOMENTS:
+    if meaning(event.trigger).books:  # the moment the booking was made (a routing form joins the earliest)
         booked_at = event.occurred_at if booked_at is None else min(booked_at, event.occurred_at)
     uids = dict(state.uids)
     if event.kind == "booking":

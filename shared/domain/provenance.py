@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.calcom.models import BookingEvent, Trigger
+from shared.calcom.models import BookingEvent
+from shared.calcom.triggers import meaning
 from shared.domain.identifiers import IdentifierSystems, Resource
 
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
@@ -15,12 +16,12 @@ def actor_of(event: BookingEvent) -> tuple[str, str | None]:
     """(role, e-mail) of whoever caused the event; the e-mail is only ever stored as a keyed hash."""
     organizer = event.organizer.email if event.organizer else None
     booker = event.attendees[0].email if event.attendees else None
-    trigger = event.trigger
-    if trigger is Trigger.MEETING_ENDED:
+    actor = meaning(event.trigger).actor  # who causes such an event (shared.calcom.triggers)
+    if actor == "system":
         return "system", None
-    if trigger in (Trigger.BOOKING_REJECTED, Trigger.BOOKING_NO_SHOW_UPDATED) or event.is_request_reschedule:
+    if actor == "organizer" or event.is_request_reschedule:
         return "organizer", organizer
-    if trigger is Trigger.BOOKING_CREATED and event.requires_confirmation:
+    if actor == "organizer_when_confirmed" and event.requires_confirmation:
         return "organizer", organizer  # the host accepted a requested booking
     if event.changed_by:
         changed = event.changed_by.strip().lower()

@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shared.calcom.lineage import lineage_hash, lineage_key
-from shared.calcom.models import BookingEvent, Trigger
+from shared.calcom.models import BookingEvent
+from shared.calcom.triggers import meaning
 from shared.calcom.webhook import parse_webhook
 from shared.clinic.mapping import ClinicConfig, EventTypeMapping
 from shared.domain.answers import free_text
@@ -190,7 +191,7 @@ class SyncService:
         """Store the form's PHI-free facts under its person, then join every lineage of that person."""
         mapping = self._config.routing_form(event.form_id or "")
         fact = form_fact(event, mapping, self._key) if mapping else None
-        no_event = event.trigger is Trigger.FORM_SUBMITTED_NO_EVENT
+        no_event = meaning(event.trigger).without_booking  # Cal.com saw no booking follow this form
         if fact is None:
             reason = FormIntake.UNMAPPED_FORM if mapping is None else FormIntake.NO_EMAIL_ANSWER
             self._audit.append(self._audit.of_form(event, body_sha256, source, reason=reason.value, actor_ref=""))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.calcom.models import Trigger
+from shared.calcom.triggers import Trigger
 from shared.calcom.webhook import parse_webhook
 from shared.errors import InvalidJsonError, InvalidShapeError
 

@@ -17,8 +17,8 @@ import pytest
 
 from shared.calcom.api import ApiBooking
 from shared.calcom.lineage import message_group_id
-from shared.calcom.models import Trigger
 from shared.calcom.synthetic import lineage_key_of, synthetic_webhooks
+from shared.calcom.triggers import Trigger
 from shared.calcom.webhook import parse_webhook
 from shared.contracts.queue import MESSAGE_SCHEMA
 from shared.domain.decide import appointment_view, decide

@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 
 from shared.calcom.lineage import lineage_key
-from shared.calcom.models import BookingEvent, Trigger
+from shared.calcom.models import BookingEvent
+from shared.calcom.triggers import Trigger
 from shared.calcom.webhook import parse_webhook
 from shared.clinic.mapping import PractitionerMapping
 from shared.domain.decide import appointment_view, decide
