@@ -11,17 +11,21 @@ from infra.acknowledgments import acknowledge_findings
 from infra.config import DeploymentConfig
 from infra.constants import CALCOM_API_BASE_URL
 from infra.constructs.api import WebhookApi
-from infra.constructs.archive import AuditArchiveBucket
+from infra.constructs.archive import AuditArchiveBucket, AuditArchiver
 from infra.constructs.availability import Availability
 from infra.constructs.backup import Backups
 from infra.constructs.console import ConsoleWidgets
-from infra.constructs.functions import Functions
+from infra.constructs.ehr_access import clinic_config_source
+from infra.constructs.ingest import Ingest
 from infra.constructs.keys import Keys
+from infra.constructs.lambdas import Lambdas
 from infra.constructs.monitoring import MonitoredResources, Monitoring
 from infra.constructs.network import Network
 from infra.constructs.operators import OperatorRoles
 from infra.constructs.queue import Queues
+from infra.constructs.reconcile import Reconcile
 from infra.constructs.secrets import Secrets
+from infra.constructs.sync import Sync
 from infra.constructs.tables import Tables
 from shared.contracts import deployment as out
 
@@ -44,26 +48,41 @@ class BridgeStack(cdk.Stack):
         self.queues = Queues(self, "Queues", config=config, key=self.keys.data_key)
         self.secrets = Secrets(self, "Secrets", config=config, key=self.keys.data_key)
         self.archive = AuditArchiveBucket(self, "AuditArchive", config=config, key=self.keys.data_key)
-        self.functions = Functions(
+        #: How every function is built (layers, roles, log groups); each capability below writes its own spec.
+        self.functions = Lambdas(
+            self, "Functions", config=config, keys=self.keys, queues=self.queues, network=self.network
+        )
+        self.ingest = Ingest(self, "Ingest", lambdas=self.functions, queues=self.queues, secrets=self.secrets)
+        self.sync = Sync(
             self,
-            "Functions",
+            "Sync",
             config=config,
-            keys=self.keys,
+            lambdas=self.functions,
             queues=self.queues,
             tables=self.tables,
             secrets=self.secrets,
-            archive=self.archive,
-            network=self.network,
+        )
+        self.reconcile = Reconcile(
+            self,
+            "Reconcile",
+            config=config,
+            lambdas=self.functions,
+            queues=self.queues,
+            tables=self.tables,
+            secrets=self.secrets,
+        )
+        self.archiver = AuditArchiver(
+            self, "Archiver", lambdas=self.functions, tables=self.tables, archive=self.archive, queues=self.queues
         )
         self.api = WebhookApi(
-            self, "WebhookApi", config=config, handler=self.functions.ingest_live, telemetry_key=self.keys.telemetry_key
+            self, "WebhookApi", config=config, handler=self.ingest.live, telemetry_key=self.keys.telemetry_key
         )
         self.availability = Availability(
             self,
             "Availability",
             config=config,
             key=self.keys.data_key,
-            functions=self.functions,
+            lambdas=self.functions,
             secrets=self.secrets,
             api=self.api.api,
         )
@@ -74,10 +93,10 @@ class BridgeStack(cdk.Stack):
             telemetry_key=self.keys.telemetry_key,
             resources=MonitoredResources(
                 api=self.api.api,
-                ingest=self.functions.ingest,
-                sync=self.functions.sync,
-                reconcile=self.functions.reconcile,
-                archive=self.functions.archive,
+                ingest=self.ingest.function,
+                sync=self.sync.function,
+                reconcile=self.reconcile.function,
+                archive=self.archiver.function,
                 events_queue=self.queues.events,
                 dead_letter_queue=self.queues.dead_letter_queue,
                 function_failures=self.queues.function_failures,
@@ -95,6 +114,7 @@ class BridgeStack(cdk.Stack):
             queues=self.queues,
             secrets=self.secrets,
             functions=self.functions,
+            sync=self.sync,
             monitoring=self.monitoring,
             api=self.api,
             availability=self.availability,
@@ -102,12 +122,12 @@ class BridgeStack(cdk.Stack):
         # Only the sync function (audit records of events) and the operators who change things (records
         # of their actions) may append to the audit trail; nobody may rewrite it. On-call may not append.
         self.tables.protect_audit_trail(
-            [self.functions.roles["sync"].role_arn, self.operators.admin.role_arn, *config.operator_role_arns],
+            [self.sync.role.role_arn, self.operators.admin.role_arn, *config.operator_role_arns],
         )
         self.console = ConsoleWidgets(
             self,
             "OperationsConsole",
-            functions=self.functions,
+            lambdas=self.functions,
             tables=self.tables,
             dashboard=self.monitoring.dashboard,
         )
@@ -158,18 +178,18 @@ class BridgeStack(cdk.Stack):
                 self.archive.bucket.bucket_name,
                 "WORM copy of the audit trail (S3 Object Lock, COMPLIANCE)",
             ),
-            "IngestFunctionName": (self.functions.ingest.function_name, "Ingest Lambda (logs, configuration)"),
-            out.OUTPUT_SYNC_FUNCTION: (self.functions.sync.function_name, "Sync Lambda (logs, configuration)"),
+            "IngestFunctionName": (self.ingest.function.function_name, "Ingest Lambda (logs, configuration)"),
+            out.OUTPUT_SYNC_FUNCTION: (self.sync.function.function_name, "Sync Lambda (logs, configuration)"),
             "ReconcileFunctionName": (
-                self.functions.reconcile.function_name,
+                self.reconcile.function.function_name,
                 "Scheduled reconcile Lambda (logs, manual runs)",
             ),
             "ArchiveFunctionName": (
-                self.functions.archive.function_name,
+                self.archiver.function.function_name,
                 "Audit archive Lambda (audit table stream -> WORM bucket)",
             ),
             "ReconcileScheduleName": (
-                self.functions.reconcile_schedule.rule_name,
+                self.reconcile.schedule.rule_name,
                 "EventBridge rule that runs reconcile (disable it to pause reconciliation)",
             ),
             out.OUTPUT_AVAILABILITY_TABLE: (self.availability.table.table_name, "Busy feeds and their URL tokens"),
@@ -216,7 +236,7 @@ class BridgeStack(cdk.Stack):
                 "Cal.com API v2 base URL the reconcile function calls",
             ),
             out.OUTPUT_CLINIC_CONFIG_SOURCE: (
-                self._clinic_config_source(),
+                clinic_config_source(self.config, self.secrets),
                 "Where sync reads the clinic mapping (ssm: or appconfig:)",
             ),
         }
@@ -247,11 +267,3 @@ class BridgeStack(cdk.Stack):
             )
         for output_id, (value, description) in outputs.items():
             cdk.CfnOutput(self, output_id, value=value, description=description)
-
-    def _clinic_config_source(self) -> str:
-        """The sync function's CLINIC_CONFIG_SOURCE (the same rule as `Functions`)."""
-        appconfig = self.config.clinic_config_appconfig
-        if appconfig is not None:
-            return appconfig.uri
-        assert self.secrets.clinic_config is not None  # created whenever AppConfig is not the source
-        return f"ssm:{self.secrets.clinic_config.parameter_name}"

@@ -16,7 +16,6 @@ scheduled availability function, and the feed function behind `GET /feeds/{token
 
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -40,7 +39,8 @@ from infra.constants import (
     FEED_RESERVED_CONCURRENCY,
     FEED_TIMEOUT_SECONDS,
 )
-from infra.constructs.functions import Functions, FunctionSpec
+from infra.constructs.ehr_access import clinic_config_source, clinic_config_statement, ehr_routes_json, healthlake_arn
+from infra.constructs.lambdas import FunctionSpec, Lambdas
 from infra.constructs.secrets import Secrets
 from shared.contracts import metrics
 from shared.contracts.tables import FEED_PREFIX, TOKEN_PREFIX
@@ -71,7 +71,7 @@ class Availability(Construct):
         *,
         config: DeploymentConfig,
         key: kms.IKey,
-        functions: Functions,
+        lambdas: Lambdas,
         secrets: Secrets,
         api: apigw.RestApi,
     ) -> None:
@@ -91,7 +91,7 @@ class Availability(Construct):
             deletion_protection=config.is_prod,
             removal_policy=config.removal_policy,
         )
-        self.sync = functions.add_function(self._sync_spec(functions, secrets), self)
+        self.sync = lambdas.build(self._sync_spec(secrets), scope=self).function
         self.schedule = events.Rule(
             self,
             "Schedule",
@@ -99,7 +99,7 @@ class Availability(Construct):
             schedule=events.Schedule.expression(AVAILABILITY_RATE),
             targets=[targets.LambdaFunction(self.sync)],
         )
-        self.feed = functions.add_function(self._feed_spec(), self)
+        self.feed = lambdas.build(self._feed_spec(), scope=self).function
         validator = api.add_request_validator("FeedToken", validate_request_parameters=True)
         resource = api.root.add_resource(FEED_PATH).add_resource("{token}")
         self.feed_method = resource.add_method(
@@ -110,16 +110,15 @@ class Availability(Construct):
         )
         self.feed_base_url = api.url_for_path(f"/{FEED_PATH}/")
 
-    def _sync_spec(self, functions: Functions, secrets: Secrets) -> FunctionSpec:
+    def _sync_spec(self, secrets: Secrets) -> FunctionSpec:
         config = self._config
-        stack = cdk.Stack.of(self)
         environment = {
             "AVAILABILITY_TABLE": self.table.table_name,
             "EHR_BASE_URL": config.ehr_base_url,
             "EHR_PROFILE": config.ehr_profile,
             "EHR_AUTH_SECRET_ARN": secrets.ehr_auth_secret.secret_arn,
             "EHR_TIMEOUT_SECONDS": str(EHR_TIMEOUT_SECONDS),
-            "CLINIC_CONFIG_SOURCE": functions.clinic_config_source(secrets),
+            "CLINIC_CONFIG_SOURCE": clinic_config_source(config, secrets),
             "AVAILABILITY_HORIZON_DAYS": str(AVAILABILITY_HORIZON_DAYS),
             "AVAILABILITY_FULL_SWEEP_MINUTES": str(AVAILABILITY_FULL_SWEEP_MINUTES),
             "CALCOM_API_SECRET_ARN": secrets.calcom_api_secret.secret_arn,
@@ -127,17 +126,7 @@ class Availability(Construct):
             **({"CALCOM_ORG_ID": str(config.calcom_org_id)} if config.calcom_org_id else {}),
         }
         if config.ehr_routes:
-            environment["EHR_ROUTES"] = stack.to_json_string(
-                {
-                    route.name: {
-                        "base_url": route.base_url,
-                        "profile": route.profile,
-                        "auth_secret_arn": secrets.ehr_route_secrets[route.name].secret_arn,
-                        **({"mllp_plaintext": True} if route.profile == "hl7v2" and config.mllp_plaintext else {}),
-                    }
-                    for route in config.ehr_routes
-                }
-            )
+            environment["EHR_ROUTES"] = ehr_routes_json(self, config, secrets)
         statements = [
             iam.PolicyStatement(
                 sid="ReadWriteFeeds", actions=list(AVAILABILITY_TABLE_ACTIONS), resources=[self.table.table_arn]
@@ -151,14 +140,14 @@ class Availability(Construct):
                     secrets.calcom_api_secret.secret_arn,
                 ],
             ),
-            functions.clinic_config_statement(secrets),
+            clinic_config_statement(self, config, secrets),
         ]
         if config.healthlake_datastores:
             statements.append(
                 iam.PolicyStatement(
                     sid="HealthLakeRead",
                     actions=list(HEALTHLAKE_READ_ACTIONS),
-                    resources=[functions.healthlake_arn(store) for store in config.healthlake_datastores],
+                    resources=[healthlake_arn(self, store) for store in config.healthlake_datastores],
                 )
             )
         return FunctionSpec(

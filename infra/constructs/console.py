@@ -25,7 +25,7 @@ from infra.constants import (
     CONSOLE_SCAN_LIMIT,
     CONSOLE_TIMEOUT_SECONDS,
 )
-from infra.constructs.functions import BuiltFunction, Functions, FunctionSpec
+from infra.constructs.lambdas import BuiltFunction, FunctionSpec, Lambdas
 from infra.constructs.tables import Tables
 from shared.contracts import metrics
 from shared.contracts.tables import REVIEW_ITEM_ATTRIBUTES
@@ -49,12 +49,13 @@ class ConsoleWidgets(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        functions: Functions,
+        lambdas: Lambdas,
         tables: Tables,
         dashboard: cloudwatch.Dashboard,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.built: BuiltFunction = functions.build_function(self._spec(tables), scope=self)
+        # Read-only and built after the operator roles: not among the functions whose logs on-call reads.
+        self.built: BuiltFunction = lambdas.build(self._spec(tables), scope=self, register=False)
         self.function: lambda_.Function = self.built.function
         dashboard.add_widgets(
             cloudwatch.TextWidget(

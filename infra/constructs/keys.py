@@ -10,7 +10,7 @@ manageable by the account's IAM administrators, but no statement lets the root, 
 through it, encrypt or decrypt. Use is granted by name, each time only through the AWS services
 that principal works with (`kms:ViaService`):
 
-* each function's role (added by `infra/constructs/functions.py` next to the role's own policy);
+* each function's role (added by `infra/constructs/lambdas.py` next to the role's own policy);
 * CloudFormation's execution role (the CDK bootstrap role), to create the encrypted tables, queues,
   secrets, vault and bucket;
 * the AWS Backup selection role, to back the tables up into the encrypted vault;

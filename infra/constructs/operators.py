@@ -36,11 +36,12 @@ from infra.config import DeploymentConfig
 from infra.constants import LIVE_ALIAS
 from infra.constructs.api import WebhookApi
 from infra.constructs.availability import Availability
-from infra.constructs.functions import Functions
 from infra.constructs.keys import OPERATOR_KEY_ACTIONS, OPERATOR_SERVICES, Keys, via_services
+from infra.constructs.lambdas import Lambdas
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
+from infra.constructs.sync import Sync
 from infra.constructs.tables import Tables
 from shared.contracts.tables import (
     LINEAGE_LISTING_ATTRIBUTES,
@@ -78,7 +79,8 @@ class OperatorRoles(Construct):
         tables: Tables,
         queues: Queues,
         secrets: Secrets,
-        functions: Functions,
+        functions: Lambdas,
+        sync: Sync,
         monitoring: Monitoring,
         api: WebhookApi,
         availability: Availability,
@@ -90,6 +92,7 @@ class OperatorRoles(Construct):
         self._tables = tables
         self._queues = queues
         self._functions = functions
+        self._sync = sync
         self._monitoring = monitoring
         self._availability = availability
         self._log_groups: list[logs.LogGroup] = [
@@ -252,7 +255,7 @@ class OperatorRoles(Construct):
 
     def _administer(self, secrets: Secrets) -> list[iam.PolicyStatement]:
         stack, tables, queues = self._stack, self._tables, self._queues
-        sync = self._functions.sync
+        sync = self._sync.function
         statements = [
             iam.PolicyStatement(
                 sid="ReadReviewItemsAndBodies",

@@ -76,7 +76,7 @@ def test_given_prod_then_the_audit_table_can_never_be_deleted(prod: Synth, stagi
 def test_given_the_audit_table_then_every_change_is_streamed_to_the_archive_function(synth: Synth) -> None:
     assert _audit_table(synth)["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     audit = synth.logical_id(synth.stack.tables.audit)
-    archive = synth.logical_id(synth.stack.functions.archive)
+    archive = synth.logical_id(synth.stack.archiver.function)
     (mapping,) = [
         m["Properties"]
         for m in synth.resources("AWS::Lambda::EventSourceMapping").values()
@@ -105,7 +105,7 @@ def test_given_the_archive_bucket_then_objects_are_locked_in_compliance_mode_for
     (rule,) = bucket["LifecycleConfiguration"]["Rules"]
     assert rule["ExpirationInDays"] == days + 1  # only after the lock has ended
     assert rule["Status"] == "Enabled"
-    function = synth.resources("AWS::Lambda::Function")[synth.logical_id(synth.stack.functions.archive)]
+    function = synth.resources("AWS::Lambda::Function")[synth.logical_id(synth.stack.archiver.function)]
     env = function["Properties"]["Environment"]["Variables"]
     assert env["AUDIT_ARCHIVE_RETENTION_DAYS"] == str(days)
     assert env["AUDIT_ARCHIVE_BUCKET"] == {"Ref": synth.logical_id(synth.stack.archive.bucket)}
@@ -119,7 +119,7 @@ def test_given_the_stages_then_prod_keeps_six_years_and_staging_a_week(prod: Syn
 def test_given_a_retention_in_context_then_bucket_lock_and_function_use_it(synth_config: Any) -> None:
     synth: Synth = synth_config(stage="staging", auditArchiveRetentionDays="30")
     assert _bucket(synth)["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]["Days"] == 30
-    function = synth.resources("AWS::Lambda::Function")[synth.logical_id(synth.stack.functions.archive)]
+    function = synth.resources("AWS::Lambda::Function")[synth.logical_id(synth.stack.archiver.function)]
     assert function["Properties"]["Environment"]["Variables"]["AUDIT_ARCHIVE_RETENTION_DAYS"] == "30"
 
 
@@ -169,7 +169,7 @@ def test_given_the_archive_bucket_then_it_is_encrypted_private_tls_only_logged_a
 def test_given_the_archive_then_the_outputs_name_bucket_and_function(synth: Synth) -> None:
     outputs = synth.template_json["Outputs"]
     assert outputs["AuditArchiveBucketName"]["Value"] == {"Ref": synth.logical_id(synth.stack.archive.bucket)}
-    assert outputs["ArchiveFunctionName"]["Value"] == {"Ref": synth.logical_id(synth.stack.functions.archive)}
+    assert outputs["ArchiveFunctionName"]["Value"] == {"Ref": synth.logical_id(synth.stack.archiver.function)}
 
 
 def test_given_the_settings_then_code_and_infra_agree_on_names_and_defaults() -> None:

@@ -17,7 +17,8 @@ from infra.config import (
     HealthLakeDatastore,
     config_from_context,
 )
-from infra.constructs.functions import APPCONFIG_READ_ACTIONS, HEALTHLAKE_DATA_ACTIONS
+from infra.constructs.ehr_access import APPCONFIG_READ_ACTIONS
+from infra.constructs.sync import HEALTHLAKE_DATA_ACTIONS
 
 pytestmark = pytest.mark.infra
 
@@ -40,7 +41,7 @@ def _resolve(value: Any) -> Any:
 
 
 def _sync_env(synth: Synth) -> dict[str, Any]:
-    function = synth.resources("AWS::Lambda::Function")[synth.logical_id(synth.stack.functions.sync)]
+    function = synth.resources("AWS::Lambda::Function")[synth.logical_id(synth.stack.sync.function)]
     env: dict[str, Any] = function["Properties"]["Environment"]["Variables"]
     return env
 
@@ -319,8 +320,7 @@ def test_given_smart_auth_then_only_the_functions_talking_to_the_ehr_get_the_sma
     layer = smart.stack.functions.smart_layer
     assert layer is not None
     layer_ref = {"Ref": smart.logical_id(layer)}
-    functions = smart.stack.functions
-    assert layer_ref in _layer_refs(smart, functions.sync)
+    assert layer_ref in _layer_refs(smart, smart.stack.sync.function)
     assert layer_ref in _layer_refs(smart, smart.stack.availability.sync)
-    for function in (functions.ingest, functions.archive):
+    for function in (smart.stack.ingest.function, smart.stack.archiver.function):
         assert layer_ref not in _layer_refs(smart, function)

@@ -67,7 +67,7 @@ def test_given_hl7v2_then_only_the_sync_function_may_open_mllp_and_only_to_the_e
     ]
     mllp_id = next(k for k, g in groups.items() if "MLLP" in g["Properties"]["GroupDescription"])
     functions = hl7v2.resources("AWS::Lambda::Function")
-    sync_id = hl7v2.logical_id(hl7v2.stack.functions.sync)
+    sync_id = hl7v2.logical_id(hl7v2.stack.sync.function)
     ours = {hl7v2.logical_id(f) for f in hl7v2.stack.functions.all}
     for logical_id in ours:
         refs = functions[logical_id]["Properties"]["VpcConfig"]["SecurityGroupIds"]

@@ -223,7 +223,7 @@ def test_given_the_backlog_scan_then_it_asks_for_exactly_the_attributes_the_role
 def test_given_the_archive_function_then_it_reads_the_audit_stream_and_only_adds_locked_objects(
     synth: Synth,
 ) -> None:
-    from infra.constructs.functions import ARCHIVE_OBJECT_ACTIONS, AUDIT_STREAM_ACTIONS
+    from infra.constructs.archive import ARCHIVE_OBJECT_ACTIONS, AUDIT_STREAM_ACTIONS
 
     statements = _policy_of(synth, "archive")
     audit = synth.logical_id(synth.stack.tables.audit)

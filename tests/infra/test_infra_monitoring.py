@@ -393,7 +393,7 @@ def test_given_the_dashboard_then_it_shows_every_app_metric(staging: Synth) -> N
 
 def test_given_the_reconcile_function_then_its_errors_and_metrics_page_on_call(staging: Synth) -> None:
     alarms = _alarms_by_name(staging)
-    reconcile = {"Ref": staging.logical_id(staging.stack.functions.reconcile)}
+    reconcile = {"Ref": staging.logical_id(staging.stack.reconcile.function)}
     assert alarms["ReconcileErrors"]["Dimensions"] == [{"Name": "FunctionName", "Value": reconcile}]
     assert alarms["ReconcileErrors"]["Threshold"] == 1
     paging = [metric for metric in m.of_service(m.RECONCILE) if metric.alarm]

@@ -238,7 +238,7 @@ def test_given_the_read_only_role_then_on_call_can_follow_the_runbook(synth: Syn
         ("sqs:GetQueueAttributes", synth.logical_id(stack.queues.events)),
         ("sqs:GetQueueAttributes", synth.logical_id(stack.queues.dead_letter_queue)),
         ("lambda:ListEventSourceMappings", "*"),
-        ("lambda:GetFunctionConfiguration", synth.logical_id(stack.functions.sync)),
+        ("lambda:GetFunctionConfiguration", synth.logical_id(stack.sync.function)),
         ("logs:FilterLogEvents", synth.logical_id(stack.functions.log_groups["sync"])),
         ("cloudwatch:GetDashboard", "dashboard/"),
         ("cloudwatch:DescribeAlarms", synth.logical_id(stack.monitoring.dead_letter_alarm)),
@@ -267,7 +267,7 @@ def test_given_the_admin_role_then_it_can_retry_discard_redrive_pause_and_update
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):
         assert _allowing(statements, action, synth.logical_id(stack.queues.dead_letter_queue))
     (pause,) = _allowing(statements, "lambda:UpdateEventSourceMapping", "event-source-mapping")
-    sync_arn = {"Fn::GetAtt": [synth.logical_id(stack.functions.sync), "Arn"]}
+    sync_arn = {"Fn::GetAtt": [synth.logical_id(stack.sync.function), "Arn"]}
     (unqualified, alias) = pause["Condition"]["ArnEquals"]["lambda:FunctionArn"]
     assert unqualified == sync_arn
     assert alias == {"Fn::Join": ["", [sync_arn, f":{c.LIVE_ALIAS}"]]}

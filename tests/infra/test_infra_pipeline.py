@@ -15,7 +15,7 @@ pytestmark = pytest.mark.infra
 
 def _function(synth: Synth, name: str) -> dict[str, Any]:
     properties: dict[str, Any] = synth.resources("AWS::Lambda::Function")[
-        synth.logical_id(getattr(synth.stack.functions, name))
+        synth.logical_id(getattr(synth.stack, "archiver" if name == "archive" else name).function)
     ]["Properties"]
     return properties
 
@@ -88,7 +88,7 @@ def test_given_the_sync_event_source_then_partial_batches_and_bounded_concurrenc
                         {
                             "Fn::Select": [
                                 6,
-                                {"Fn::Split": [":", {"Ref": staging.logical_id(staging.stack.functions.sync_live)}]},
+                                {"Fn::Split": [":", {"Ref": staging.logical_id(staging.stack.sync.live)}]},
                             ]
                         },
                         f":{c.LIVE_ALIAS}",
@@ -201,8 +201,8 @@ def test_given_the_reconcile_function_then_a_schedule_drives_it_one_run_at_a_tim
     function = _function(staging, "reconcile")
     assert function["ReservedConcurrentExecutions"] == c.RECONCILE_RESERVED_CONCURRENCY == 1
     assert function["Timeout"] == c.RECONCILE_TIMEOUT_SECONDS == 300
-    reconcile = staging.logical_id(staging.stack.functions.reconcile)
-    rule = staging.resources("AWS::Events::Rule")[staging.logical_id(staging.stack.functions.reconcile_schedule)]
+    reconcile = staging.logical_id(staging.stack.reconcile.function)
+    rule = staging.resources("AWS::Events::Rule")[staging.logical_id(staging.stack.reconcile.schedule)]
     assert rule["Properties"]["ScheduleExpression"] == c.DEFAULT_RECONCILE_RATE == "rate(15 minutes)"
     assert rule["Properties"]["State"] == "ENABLED"
     assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [{"Fn::GetAtt": [reconcile, "Arn"]}]
@@ -223,9 +223,9 @@ def test_given_the_reconcile_function_then_a_schedule_drives_it_one_run_at_a_tim
 
 def test_given_a_reconcile_rate_in_context_then_the_schedule_uses_it(synth_config: Any) -> None:
     synth: Synth = synth_config(stage="staging", reconcileRate="rate(1 hour)")
-    rule = synth.resources("AWS::Events::Rule")[synth.logical_id(synth.stack.functions.reconcile_schedule)]
+    rule = synth.resources("AWS::Events::Rule")[synth.logical_id(synth.stack.reconcile.schedule)]
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
-    reconcile = {"Ref": synth.logical_id(synth.stack.functions.reconcile)}
+    reconcile = {"Ref": synth.logical_id(synth.stack.reconcile.function)}
     (invoke_config,) = [
         config
         for config in synth.resources("AWS::Lambda::EventInvokeConfig").values()
@@ -265,14 +265,14 @@ def test_given_the_reconcile_function_then_its_environment_matches_its_settings(
 
 
 def test_given_the_hot_path_then_snapstart_versions_behind_a_live_alias(staging: Synth) -> None:
-    functions = staging.stack.functions
-    for name, live in (("ingest", functions.ingest_live), ("sync", functions.sync_live)):
+    stack = staging.stack
+    for name, live in (("ingest", stack.ingest.live), ("sync", stack.sync.live)):
         assert _function(staging, name)["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         alias = staging.resources("AWS::Lambda::Alias")[staging.logical_id(live)]["Properties"]
         assert alias["Name"] == c.LIVE_ALIAS
         version_id = alias["FunctionVersion"]["Fn::GetAtt"][0]
         version = staging.resources("AWS::Lambda::Version")[version_id]["Properties"]
-        assert version["FunctionName"] == {"Ref": staging.logical_id(getattr(functions, name))}
+        assert version["FunctionName"] == {"Ref": staging.logical_id(getattr(stack, name).function)}
     for name in ("reconcile", "archive"):
         assert "SnapStart" not in _function(staging, name)
     # the webhook method invokes the ingest alias
@@ -281,7 +281,7 @@ def test_given_the_hot_path_then_snapstart_versions_behind_a_live_alias(staging:
         for m in staging.resources("AWS::ApiGateway::Method").values()
         if m["Properties"]["HttpMethod"] == "POST"
     ]
-    assert staging.logical_id(functions.ingest_live) in json.dumps(method["Integration"]["Uri"])
+    assert staging.logical_id(stack.ingest.live) in json.dumps(method["Integration"]["Uri"])
 
 
 def test_given_snapstart_then_a_layer_change_publishes_a_new_version() -> None:
