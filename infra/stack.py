@@ -23,6 +23,7 @@ from infra.constructs.operators import OperatorRoles
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.tables import Tables
+from infra.version import VERSION, VERSION_TAG
 
 
 class BridgeStack(cdk.Stack):
@@ -32,9 +33,13 @@ class BridgeStack(cdk.Stack):
             construct_id,
             description=f"Cal EHR Bridge ({config.stage}): Cal.com webhooks to FHIR R4 appointments",
             termination_protection=config.is_prod,
+            # a stack tag (CloudFormation also puts it on every resource that takes tags) and an output
+            tags={VERSION_TAG: VERSION},
             **kwargs,
         )
         self.config = config
+        #: The stage file this synth read (`infra.app.build_app`), or None.
+        self.deploy_settings: Any = None
         self.keys = Keys(self, "Keys", config=config)
         self.network = (
             Network(self, "Network", config=config, telemetry_key=self.keys.telemetry_key) if config.vpc else None
@@ -127,6 +132,7 @@ class BridgeStack(cdk.Stack):
 
     def _outputs(self) -> None:
         outputs = {
+            "BridgeVersion": (VERSION, "Cal EHR Bridge version of this deployment (CHANGELOG.md before upgrading)"),
             "WebhookUrl": (self.api.webhook_url, "Register this URL in Cal.com (Settings > Developer > Webhooks)"),
             "WebhookSecretName": (
                 self.secrets.webhook_secret.secret_name,

@@ -65,7 +65,14 @@ def prod(synth_config: SynthFactory) -> Synth:
 @pytest.fixture(scope="session")
 def prod_vpc_no_waf(synth_config: SynthFactory) -> Synth:
     """Every switch flipped: VPC on, WAF off, no account-level API Gateway role, on-call by HTTPS only."""
-    return synth_config(stage="prod", vpc="true", waf="false", apiGatewayAccountRole="false", alarmHttpsUrl=PAGER_URL)
+    return synth_config(
+        stage="prod",
+        vpc="true",
+        waf="false",
+        apiGatewayAccountRole="false",
+        alarmHttpsUrl=PAGER_URL,
+        ehrBaseUrl="https://ehr.example.org/fhir",
+    )
 
 
 @pytest.fixture(scope="session")
