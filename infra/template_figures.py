@@ -27,7 +27,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")))
 #: What a synth needs besides cdk.json's context: no asset bundling (no pip, no network).
-SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+SKIP_BUNDLING: dict[str, list[str]] = {"aws:cdk:bundling-stacks": []}
 #: Lambda keeps this many concurrent executions unreserved in every account and region.
 UNRESERVED_MINIMUM = 100
 MARKER = re.compile(r"<!-- template:(?P<key>[\w:.-]+) -->(?P<value>.*?)<!-- /template -->", re.DOTALL)
