@@ -11,6 +11,7 @@ import aws_cdk as cdk
 
 from infra import deploy_settings
 from infra.config import CONTEXT_KEYS, PLACEHOLDER_EHR_BASE_URL, ConfigError, DeploymentConfig, config_from_context
+from infra.constructs.bundling import recorded_failure
 from infra.nag import apply_nag_packs
 from infra.stack import BridgeStack
 
@@ -62,6 +63,12 @@ def main() -> None:
         app, stack = build_app(stage_file=True)
     except ConfigError as exc:  # a context value is wrong: say which, without a traceback
         print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except RuntimeError:  # jsii wraps what a bundler raised (the layer's wheels, a missing handler)
+        failure = recorded_failure()
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
         raise SystemExit(1) from None
     settings = stack.deploy_settings
     if settings is not None:
