@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,12 @@ def synth_config(tmp_path_factory: pytest.TempPathFactory) -> SynthFactory:
         return cache[key]
 
     return _synth
+
+
+@pytest.fixture(scope="session")
+def cli_cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One output directory for every CDK CLI synth of the session: the assets are bundled (pip) once."""
+    return tmp_path_factory.mktemp("cli-cdk-out")
 
 
 @pytest.fixture(scope="session")
