@@ -42,12 +42,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        print(f"calehr {version('cal-ehr-bridge')}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show the Python traceback of a failure.")] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     """Cal EHR Bridge: run it locally, and operate it in AWS."""
-    del debug  # read by main() before parsing, so that it works anywhere on the command line
+    del debug, show_version  # --debug is read by main() before parsing, so that it works anywhere
 
 
 for _module in COMMAND_MODULES:

@@ -5,9 +5,10 @@ core, routing-form joins) with every EHR route using the `hl7v2` profile; the in
 stand-in that accepts everything, so nothing is sent anywhere and no AWS resource is touched. Each
 message is printed one segment per line, messages separated by a blank line.
 
-PID-3 carries the bridge's pseudonymous person id made with a local key here, not the deployment's:
-the ids differ from the ones a deployed bridge sends. The output contains the patient data of the
-bodies (it is the message): print it only where that is allowed.
+PID-3 carries the bridge's pseudonymous person id made with a fixed local key here (or, with `--local`,
+the local stack's key), not the deployment's: the ids differ from the ones a deployed bridge sends.
+The output contains the patient data of the bodies (it is the message): print it only where that is
+allowed.
 
 The command itself is `cli.commands.hl7`.
 """
@@ -123,7 +124,9 @@ class Rendered:
         return {"file": self.file, "outcome": self.outcome, "messages": list(self.messages)}
 
 
-def render(paths: Sequence[Path], config: ClinicConfig, *, sent_at: datetime | None = None) -> list[Rendered]:
+def render(
+    paths: Sequence[Path], config: ClinicConfig, *, sent_at: datetime | None = None, pseudonym_key: bytes = RENDER_KEY
+) -> list[Rendered]:
     """The SIU messages of `paths` (in order), through the real sync core with an accepting engine."""
     from shared.domain.identifiers import IdentifierSystems  # noqa: PLC0415
     from shared.errors import EhrError, LineageNotYetKnown  # noqa: PLC0415
@@ -143,7 +146,7 @@ def render(paths: Sequence[Path], config: ClinicConfig, *, sent_at: datetime | N
         siu_routes=dict.fromkeys(routes, writer),
         config=config,
         systems=IdentifierSystems("https://cal-ehr-bridge.dev/fhir/sid"),
-        pseudonym_key=RENDER_KEY,
+        pseudonym_key=pseudonym_key,
     )
     results: list[Rendered] = []
     for path in paths:

@@ -172,17 +172,18 @@ def appointment_rows(fhir_base: str) -> list[dict[str, str]]:
 APPOINTMENT_COLUMNS = ["id", "status", "start (UTC)", "type", "reason", "booking uids", "participants"]
 
 
-def print_table(rows: list[dict[str, str]], out: TextIO | None = None) -> None:
-    """The Appointments as a plain text table (the demo walkthrough)."""
+def print_table(rows: list[dict[str, str]], out: TextIO | None = None, columns: list[str] | None = None) -> None:
+    """The Appointments as a plain text table (the demo walkthrough); `columns` default to the FHIR ones."""
     out = out or sys.stdout
     if not rows:
         print("(no appointments)", file=out)
         return
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in APPOINTMENT_COLUMNS}
-    print("  ".join(c.ljust(widths[c]) for c in APPOINTMENT_COLUMNS).rstrip(), file=out)
-    print("  ".join("-" * widths[c] for c in APPOINTMENT_COLUMNS), file=out)
+    columns = columns or APPOINTMENT_COLUMNS
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip(), file=out)
+    print("  ".join("-" * widths[c] for c in columns), file=out)
     for row in rows:
-        print("  ".join(row[c].ljust(widths[c]) for c in APPOINTMENT_COLUMNS).rstrip(), file=out)
+        print("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip(), file=out)
 
 
 # -- dev / serve ----------------------------------------------------------------------------------
@@ -357,10 +358,10 @@ def _walkthrough(
         drained = _queue_drained(stack)
         pending = "" if drained else " (queue not yet drained)"
         if options.ehr == "hl7v2":
-            from devstack.mllp_listener import engine_rows  # noqa: PLC0415
+            from devstack.mllp_listener import ENGINE_COLUMNS, engine_rows  # noqa: PLC0415
 
             say(f"\nAppointments the interface engine holds{pending}:\n")
-            print_table(engine_rows(stack.mllp) if stack.mllp else [], out=console)
+            print_table(engine_rows(stack.mllp) if stack.mllp else [], out=console, columns=list(ENGINE_COLUMNS))
         else:
             say(f"\nAppointments in the FHIR server{pending}:\n")
             print_table(appointment_rows(info["fhir_base_url"]), out=console)

@@ -253,6 +253,9 @@ def stream_line(record: Received) -> str:
     return f"  SIU^{record.event or '?':3} {record.answer:4} {control:20} {placer:34} {status:9} {start}{problem}"
 
 
+ENGINE_COLUMNS = ("placer appointment id", "status", "start", "patients", "events")
+
+
 def engine_rows(listener: MllpListener) -> list[dict[str, str]]:
     """What the engine holds per placer appointment id, as table rows."""
     return [

@@ -376,8 +376,14 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
     if stage == "prod" and not (emails or urls):
         # Alarms that notify nobody are not monitoring: a prod stack must page someone.
         raise ConfigError(
-            "a prod stack needs on-call subscribers: -c alarmEmail=... and/or -c alarmHttpsUrl=... "
-            "(every alarm publishes to the on-call topic)"
+            "a prod stack needs on-call subscribers: alarmEmail and/or alarmHttpsUrl in deploy/prod.json "
+            "(or -c alarmEmail=... / -c alarmHttpsUrl=...); every alarm publishes to the on-call topic"
+        )
+    if stage == "prod" and ehr_base_url == PLACEHOLDER_EHR_BASE_URL:
+        # A prod sync that points at a name that never resolves writes nothing: not a deployment.
+        raise ConfigError(
+            "a prod stack needs ehrBaseUrl (the EHR's FHIR R4 base URL, or mllps://host:port for hl7v2) "
+            "in deploy/prod.json (or -c ehrBaseUrl=...)"
         )
     reconcile_rate = str(context.get("reconcileRate") or DEFAULT_RECONCILE_RATE).strip()
     if rate_minutes(reconcile_rate) * 60 < RECONCILE_TIMEOUT_SECONDS:

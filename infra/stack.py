@@ -27,6 +27,7 @@ from infra.constructs.reconcile import Reconcile
 from infra.constructs.secrets import Secrets
 from infra.constructs.sync import Sync
 from infra.constructs.tables import Tables
+from infra.version import VERSION, VERSION_TAG
 from shared.contracts import deployment as out
 
 
@@ -37,9 +38,13 @@ class BridgeStack(cdk.Stack):
             construct_id,
             description=f"Cal EHR Bridge ({config.stage}): Cal.com webhooks to FHIR R4 appointments",
             termination_protection=config.is_prod,
+            # a stack tag (CloudFormation also puts it on every resource that takes tags) and an output
+            tags={VERSION_TAG: VERSION},
             **kwargs,
         )
         self.config = config
+        #: The stage file this synth read (`infra.app.build_app`), or None.
+        self.deploy_settings: Any = None
         self.keys = Keys(self, "Keys", config=config)
         self.network = (
             Network(self, "Network", config=config, telemetry_key=self.keys.telemetry_key) if config.vpc else None
@@ -148,6 +153,7 @@ class BridgeStack(cdk.Stack):
 
     def _outputs(self) -> None:
         outputs = {
+            "BridgeVersion": (VERSION, "Cal EHR Bridge version of this deployment (CHANGELOG.md before upgrading)"),
             out.OUTPUT_WEBHOOK_URL: (
                 self.api.webhook_url,
                 "Register this URL in Cal.com (Settings > Developer > Webhooks)",

@@ -279,7 +279,8 @@ def reconcile(
     """Run the reconciler now: list bookings changed in the window, queue what the webhooks missed.
 
     The scheduled run's cursor is not touched. The Cal.com API key comes from --api-key-file,
-    CALCOM_API_KEY, or (with --stack) the stack's Cal.com API secret.
+    CALCOM_API_KEY, (with --stack) the stack's Cal.com API secret, or (with --local) the local stack's
+    Cal.com API stub.
     """
     now = datetime.now(UTC)
     start = reconcile_run.parse_since(since, now)
@@ -358,11 +359,13 @@ def _api_key(target: Target, api_key_file: Path | None) -> str:
             raise UsageError(f"{api_key_file}: cannot be read as JSON") from None
     elif os.environ.get("CALCOM_API_KEY"):
         return os.environ["CALCOM_API_KEY"]
+    elif target.kind == "local" and target.values.get("calcom_api_key"):
+        return target.values["calcom_api_key"]  # the local stack's Cal.com API stub (its stack file)
     elif target.kind == "stack" or target.optional("calcom_api_secret_name"):
         name = target.get("calcom_api_secret_name")
         document = json.loads(target.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
     else:
-        raise UsageError("reconcile needs a Cal.com API key: --api-key-file, CALCOM_API_KEY, or --stack NAME")
+        raise UsageError("reconcile needs a Cal.com API key: --api-key-file, CALCOM_API_KEY, --stack NAME or --local")
     key = document.get("api_key") if isinstance(document, dict) else None
     if not isinstance(key, str) or not key:
         raise UsageError('the Cal.com API key document has no "api_key" string')

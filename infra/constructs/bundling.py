@@ -57,6 +57,44 @@ class BundlingError(RuntimeError):
     """Building a Lambda asset failed; the message says which one and why."""
 
 
+#: pip's words when the index did not serve a locked wheel: no network, a proxy, or a mirror without it.
+_UNFETCHABLE = (
+    "No matching distribution found",
+    "Could not find a version that satisfies",
+    "Could not fetch URL",
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "ProxyError",
+    "ConnectTimeoutError",
+    "Read timed out",
+)
+_FAILURES: list[BundlingError] = []
+
+
+def recorded_failure() -> BundlingError | None:
+    """The bundling error raised in this process, if any (it reaches Python wrapped in a jsii error)."""
+    return _FAILURES[-1] if _FAILURES else None
+
+
+def _fail(error: BundlingError) -> BundlingError:
+    _FAILURES.append(error)
+    return error
+
+
+def wheels_unavailable(pip_output: str) -> BundlingError | None:
+    """One line for a layer whose locked wheels pip could not download, naming the first one."""
+    if not any(words in pip_output for words in _UNFETCHABLE):
+        return None
+    first = re.search(r"(?:No matching distribution found for|satisfies the requirement) (\S+)", pip_output)
+    which = f" (first: {first[1]})" if first else ""
+    return BundlingError(
+        f"the Lambda layer's wheels could not be fetched from the package index{which}: the first synth "
+        "downloads them with pip, so connect this machine to PyPI (or set PIP_INDEX_URL to an index that "
+        "has them) and run the synth again; later synths reuse the built layer in cdk.out"
+    )
+
+
 def _require_runtime_python() -> None:
     if sys.version_info[:2] != PYTHON_MINOR:
         raise BundlingError(
@@ -92,7 +130,11 @@ def inputs_hash(*roots: Path, salt: str = "") -> str:
 def _run(step: str, command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
     if result.returncode != 0:
-        raise BundlingError(f"{step} failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+        if step.startswith("pip install"):
+            unavailable = wheels_unavailable(result.stdout + result.stderr)
+            if unavailable is not None:
+                raise _fail(unavailable)
+        raise _fail(BundlingError(f"{step} failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"))
 
 
 def _compile(tree: Path, runtime_prefix: str) -> None:
@@ -226,7 +268,9 @@ class FunctionCodeBundler:
         _require_runtime_python()
         source = self._functions_dir / self._name
         if not (source / "handler.py").is_file():
-            raise BundlingError(f"{source / 'handler.py'} does not exist: the {self._name} function has no code yet")
+            raise _fail(
+                BundlingError(f"{source / 'handler.py'} does not exist: the {self._name} function has no code yet")
+            )
         target = Path(output_dir) / "functions"
         target.mkdir(parents=True)
         shutil.copy2(self._functions_dir / "__init__.py", target / "__init__.py")

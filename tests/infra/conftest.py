@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +42,12 @@ def synth_config(tmp_path_factory: pytest.TempPathFactory) -> SynthFactory:
 
 
 @pytest.fixture(scope="session")
+def cli_cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One output directory for every CDK CLI synth of the session: the assets are bundled (pip) once."""
+    return tmp_path_factory.mktemp("cli-cdk-out")
+
+
+@pytest.fixture(scope="session")
 def staging(synth_config: SynthFactory) -> Synth:
     """The default deployment: staging, WAF on, VPC off, with an alarm e-mail and HTTPS endpoint."""
     return synth_config(
@@ -65,7 +72,14 @@ def prod(synth_config: SynthFactory) -> Synth:
 @pytest.fixture(scope="session")
 def prod_vpc_no_waf(synth_config: SynthFactory) -> Synth:
     """Every switch flipped: VPC on, WAF off, no account-level API Gateway role, on-call by HTTPS only."""
-    return synth_config(stage="prod", vpc="true", waf="false", apiGatewayAccountRole="false", alarmHttpsUrl=PAGER_URL)
+    return synth_config(
+        stage="prod",
+        vpc="true",
+        waf="false",
+        apiGatewayAccountRole="false",
+        alarmHttpsUrl=PAGER_URL,
+        ehrBaseUrl="https://ehr.example.org/fhir",
+    )
 
 
 @pytest.fixture(scope="session")

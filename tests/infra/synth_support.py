@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,29 @@ def synthesize(outdir: Path, **context: Any) -> Synth:
     template_path = Path(assembly.directory) / artifact.template_file
     report = json.loads((Path(assembly.directory) / "validation-report.json").read_text(encoding="utf-8"))
     return Synth(stack=stack, template_json=artifact.template, template_path=template_path, report=report)
+
+
+def cli_synth(region: str, args: list[str], outdir: Path) -> subprocess.CompletedProcess[str]:
+    """`npx cdk synth -q ARGS -o OUTDIR` through the CDK CLI, as on a fresh machine: no AWS configuration
+    at all, only the region the user exports. Assets built once in `outdir` are reused by later synths."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "CDK_")) or key == "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"
+    }
+    env.update(
+        AWS_REGION=region,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+    )
+    return subprocess.run(
+        ["npx", "cdk", "synth", "-q", *args, "-o", str(outdir)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

@@ -10,14 +10,12 @@ for real once and reused from the shared output directory (their hashes do not d
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from synth_support import REPO_ROOT
+from synth_support import cli_synth
 
 REGIONS = {
     "us-east-1": "aws",
@@ -38,33 +36,8 @@ pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="the CDK CLI
 
 
 @pytest.fixture(scope="module")
-def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cli-cdk-out")
-
-
-def _cli_synth(region: str, flags: str, outdir: Path) -> subprocess.CompletedProcess[str]:
-    # No AWS configuration at all, as on a fresh machine: only the region the user exports.
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "CDK_")) or key == "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"
-    }
-    env.update(
-        AWS_REGION=region,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
-        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
-    )
-    return subprocess.run(
-        ["npx", "cdk", "synth", "-q", *flags.split(), "-o", str(outdir)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+def cdk_out(cli_cdk_out: Path) -> Path:
+    return cli_cdk_out
 
 
 def _template(outdir: Path, stack_name: str) -> dict[str, Any]:
@@ -75,7 +48,7 @@ def _template(outdir: Path, stack_name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("region", list(REGIONS))
 def test_given_a_region_the_cli_synth_passes_the_gate(region: str, variant: str, cdk_out: Path) -> None:
     stack_name, flags = VARIANTS[variant]
-    result = _cli_synth(region, flags, cdk_out)
+    result = cli_synth(region, flags.split(), cdk_out)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Synthesis finished with errors" not in result.stderr
     template = _template(cdk_out, stack_name)

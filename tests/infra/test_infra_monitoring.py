@@ -166,7 +166,9 @@ def test_given_the_post_deploy_check_then_an_output_names_the_alarm_to_fire(stag
 def test_given_a_prod_stack_without_subscribers_then_synth_refuses() -> None:
     with pytest.raises(ConfigError, match="on-call subscribers"):
         config_from_context({"stage": "prod"})
-    assert config_from_context({"stage": "prod", "alarmHttpsUrl": "https://pager.example.org/x"}).is_prod
+    assert config_from_context(
+        {"stage": "prod", "alarmHttpsUrl": "https://pager.example.org/x", "ehrBaseUrl": "https://ehr.example.org/r4"}
+    ).is_prod
     assert not config_from_context({"stage": "staging"}).has_alarm_subscribers  # staging: a note only
 
 
