@@ -125,7 +125,7 @@ def _infra_inputs(inputs: Inputs) -> None:
         inputs.source["WAF logging scope"] = "infra/constructs/api.py (logging_filter: blocked and counted only)"
     if config.is_file():
         inputs.waf = bool(re.search(r"waf:\s*bool\s*=\s*True", config.read_text(encoding="utf-8")))
-        inputs.source["WAF on"] = "infra/config.py (DeploymentConfig.waf default)"
+        inputs.source["WAF on"] = "infra/deployment.py (DeploymentConfig.waf default)"
 
 
 def _measured_inputs(inputs: Inputs) -> None:

@@ -14,6 +14,7 @@ keys or patient data.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,8 +23,12 @@ from typing import Any, Literal, TextIO
 
 import httpx
 
+from cli.errors import CliError, UsageError
+from cli.target import Target
+from shared.clinic.load import parse_config
 from shared.clinic.mapping import ClinicConfig
-from shared.contracts.deployment import DEFAULT_ROUTE, FHIR_PROFILES
+from shared.clinic.source import load_config
+from shared.contracts.deployment import DEFAULT_ROUTE, EHR_PROFILES, FHIR_PROFILES, ROUTE_NAME_PATTERN
 from shared.domain.identifiers import IdentifierSystems
 from shared.ehr.auth.sigv4 import SigV4Auth
 from shared.ehr.auth.smart import SmartBackendAuth
@@ -449,3 +454,94 @@ def endpoint_auth(
 
 def reports_dict(reports: list[Report]) -> dict[str, Any]:
     return {"ready": all(r.ok for r in reports), "routes": [r.as_dict() for r in reports]}
+
+
+# -- what to check: endpoints, secrets and the mapping of a target (the `calehr doctor` command's inputs) --
+
+
+def secret_from_aws(target: Target, name: str) -> dict[str, Any]:
+    value = target.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"]
+    try:
+        document = json.loads(value)
+    except ValueError:
+        raise CliError(f"secret {name} is not JSON") from None
+    if not isinstance(document, dict):
+        raise CliError(f"secret {name} is not a JSON object")
+    return document
+
+
+def config_from_target(target: Target) -> ClinicConfig:
+    source = target.get("clinic_config_source")
+    if source.startswith("file:"):
+        return load_config(source)
+    if source.startswith("ssm:"):
+        name = source.removeprefix("ssm:")
+        text = target.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
+        return parse_config(text, origin=source)
+    raise CliError(f"the clinic mapping comes from {source}: download it and pass --config FILE")
+
+
+def endpoints(
+    target: Target,
+    *,
+    uses_target: bool,
+    fhir: str | None,
+    profile: str,
+    auth_file: Path | None,
+    auth_arn: str | None,
+    routes: dict[str, str],
+    route_profiles: dict[str, str],
+    route_auth: dict[str, str],
+    region: str | None,
+    timeout: float,
+) -> list[EhrEndpoint]:
+    """Each EHR route to check: from the target (stack outputs, local stack), then the flags on top."""
+    documents: dict[str, dict[str, Any] | None] = {}
+    urls: dict[str, str] = {}
+    profiles: dict[str, str] = {DEFAULT_ROUTE: profile}
+    if uses_target:
+        urls[DEFAULT_ROUTE] = target.get("ehr_base_url")
+        profiles[DEFAULT_ROUTE] = target.optional("ehr_profile") or profile
+        if (secret := target.optional("ehr_auth_secret_name")) and target.kind == "stack":
+            documents[DEFAULT_ROUTE] = secret_from_aws(target, secret)
+        for name, spec in json.loads(target.optional("ehr_routes") or "{}").items():
+            urls[name] = spec["base_url"]
+            profiles[name] = spec.get("profile", "generic")
+            if spec.get("auth_secret_name"):
+                documents[name] = secret_from_aws(target, spec["auth_secret_name"])
+    if fhir:
+        urls[DEFAULT_ROUTE] = fhir
+    if auth_file:
+        documents[DEFAULT_ROUTE] = secret_document_file(auth_file)
+    if auth_arn:
+        documents[DEFAULT_ROUTE] = secret_from_aws(target, auth_arn)
+    urls.update(routes)
+    profiles.update(route_profiles)
+    for name, file in route_auth.items():
+        documents[name] = secret_document_file(Path(file))
+    check_routes(urls, profiles)
+    try:
+        return [
+            EhrEndpoint(
+                name,
+                url,
+                profiles.get(name, "generic"),
+                endpoint_auth(
+                    documents.get(name), url, profiles.get(name, "generic"), region=region, timeout_seconds=timeout
+                ),
+            )
+            for name, url in urls.items()
+        ]
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_routes(urls: dict[str, str], profiles: dict[str, str]) -> None:
+    for name, value in profiles.items():
+        if value not in EHR_PROFILES:
+            raise UsageError(f"route {name}: profile must be one of {', '.join(EHR_PROFILES)}")
+    for name in urls:
+        if not re.fullmatch(ROUTE_NAME_PATTERN, name):
+            raise UsageError(f"route name {name!r} must match {ROUTE_NAME_PATTERN}")
+    if not urls:
+        raise UsageError("give --fhir URL (and --route NAME=URL for other EHRs), or --local / --stack NAME")

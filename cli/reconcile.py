@@ -9,14 +9,18 @@ hashes, never booking content.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cli.errors import UsageError
 from cli.output import Output, ProgressTicker
+from cli.target import Target
 from shared.calcom.api import BookingsPage, CalcomApiClient, ChangeField
 from shared.observability import logger
 from shared.reconcile import ReconcileOptions, Reconciler
@@ -141,3 +145,25 @@ def run(
     if not report.complete:
         out.note("the run stopped early (booking limit); run it again to continue")
     return 0
+
+
+def api_key(target: Target, api_key_file: Path | None) -> str:
+    """The Cal.com API key: from the file, CALCOM_API_KEY, the local stack's stub, or the stack's secret."""
+    if api_key_file is not None:
+        try:
+            document = json.loads(api_key_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise UsageError(f"{api_key_file}: cannot be read as JSON") from None
+    elif os.environ.get("CALCOM_API_KEY"):
+        return os.environ["CALCOM_API_KEY"]
+    elif target.kind == "local" and target.values.get("calcom_api_key"):
+        return target.values["calcom_api_key"]  # the local stack's Cal.com API stub (its stack file)
+    elif target.kind == "stack" or target.optional("calcom_api_secret_name"):
+        name = target.get("calcom_api_secret_name")
+        document = json.loads(target.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
+    else:
+        raise UsageError("reconcile needs a Cal.com API key: --api-key-file, CALCOM_API_KEY, --stack NAME or --local")
+    key = document.get("api_key") if isinstance(document, dict) else None
+    if not isinstance(key, str) or not key:
+        raise UsageError('the Cal.com API key document has no "api_key" string')
+    return key

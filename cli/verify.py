@@ -165,6 +165,6 @@ def config_of(target: Target, config_file: Path | None) -> ClinicConfig:
 
     if config_file is not None:
         return load_config(f"file:{config_file}")
-    from cli.commands.ehr import _config_from_target  # noqa: PLC0415
+    from cli.doctor import config_from_target  # noqa: PLC0415
 
-    return _config_from_target(target)
+    return config_from_target(target)

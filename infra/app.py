@@ -10,8 +10,8 @@ from typing import Any
 import aws_cdk as cdk
 
 from infra import deploy_settings
-from infra.config import CONTEXT_KEYS, PLACEHOLDER_EHR_BASE_URL, ConfigError, DeploymentConfig, config_from_context
 from infra.constructs.bundling import recorded_failure
+from infra.deployment import CONTEXT_KEYS, PLACEHOLDER_EHR_BASE_URL, ConfigError, DeploymentConfig, config_from_context
 from infra.nag import apply_nag_packs
 from infra.stack import BridgeStack
 
@@ -45,7 +45,7 @@ def _warn_about_placeholders(config: DeploymentConfig) -> None:
             f"note: no -c ehrBaseUrl=...; sync will point at {PLACEHOLDER_EHR_BASE_URL} and fail closed.",
             file=sys.stderr,
         )
-    if not config.has_alarm_subscribers:  # a prod synth refuses this (infra.config)
+    if not config.has_alarm_subscribers:  # a prod synth refuses this (infra.deployment)
         print(
             "note: no -c alarmEmail=... or -c alarmHttpsUrl=...; alarms will notify nobody.",
             file=sys.stderr,

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import CONTEXT_KEYS, ConfigError
 from infra.constants import DEFAULT_STAGE
+from infra.deployment import CONTEXT_KEYS, ConfigError
 
 #: Where the stage files live unless `-c deployDir=...` names another folder.
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"

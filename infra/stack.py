@@ -8,7 +8,6 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from infra.acknowledgments import acknowledge_findings
-from infra.config import DeploymentConfig
 from infra.constants import CALCOM_API_BASE_URL
 from infra.constructs.api import WebhookApi
 from infra.constructs.archive import AuditArchiveBucket, AuditArchiver
@@ -27,6 +26,7 @@ from infra.constructs.reconcile import Reconcile
 from infra.constructs.secrets import Secrets
 from infra.constructs.sync import Sync
 from infra.constructs.tables import Tables
+from infra.deployment import DeploymentConfig
 from infra.version import VERSION, VERSION_TAG
 from shared.contracts import deployment as out
 

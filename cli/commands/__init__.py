@@ -10,9 +10,11 @@ raise `CliError`/`UsageError` for refusals. `tests/unit/test_cli.py` checks that
 COMMAND_MODULES = (
     "cli.commands.local",
     "cli.commands.config",
-    "cli.commands.ehr",
+    "cli.commands.doctor",
     "cli.commands.hl7",
-    "cli.commands.operations",
+    "cli.commands.ops",
+    "cli.commands.reconcile",
+    "cli.commands.verify",
     "cli.commands.console",
     "cli.commands.availability",
 )

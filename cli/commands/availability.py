@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from cli.errors import CliError, UsageError
+from cli import availability as feeds
+from cli.errors import CliError
 from cli.output import JsonOpt, Output
 from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt, Target, resolve
-from shared.availability.serve_feed import calendar_name
-from shared.availability.sync_feeds import FeedSubject, subject_of
-from shared.stores.feeds import FeedStore
 
 availability_app = typer.Typer(
     help="Busy feeds: appointments made first in the EHR, as iCalendar URLs that Cal.com reads as busy time.",
@@ -36,39 +33,6 @@ def _target(
     return resolve(local=local, stack=stack, stack_file=stack_file, region=region, endpoint_url=endpoint_url)
 
 
-def _subject(practitioner: str | None, location: str | None) -> FeedSubject:
-    if (practitioner is None) == (location is None):
-        raise UsageError("give --practitioner NPI|Practitioner/<id> or --location Location/<id>")
-    value = practitioner or location or ""
-    subject = subject_of(value)
-    valid = (subject.kind == "location" and location is not None and value.startswith("Location/")) or (
-        subject.kind == "practitioner" and ((value.isdigit() and len(value) == 10) or value.startswith("Practitioner/"))
-    )
-    if not valid or len(value) > 80:
-        raise UsageError("--practitioner takes a 10-digit NPI or Practitioner/<id>; --location takes Location/<id>")
-    return subject
-
-
-def _store(target: Target) -> FeedStore:
-    return FeedStore(target.get("availability_table"), client=target.client("dynamodb"))
-
-
-def _feed_row(target: Target, store: FeedStore, subject: FeedSubject) -> dict[str, Any]:
-    meta = store.feed(subject.feed_id)
-    if meta is None:
-        raise CliError(
-            f"no busy feed for {subject.subject} yet: is it in the clinic mapping? Run `calehr availability sync`"
-        )
-    busy = sorted(store.busy(subject.feed_id))
-    return {
-        "feed": subject.feed_id,
-        "name": calendar_name(meta.name),
-        "url": f"{target.get('feed_base_url')}{meta.token}.ics",
-        "busy_intervals": len(busy),
-        "updated_at": meta.updated_at.isoformat(),
-    }
-
-
 def feed_url(
     practitioner: PractitionerOpt = None,
     location: LocationOpt = None,
@@ -80,9 +44,9 @@ def feed_url(
     as_json: JsonOpt = False,
 ) -> int:
     """Print a practitioner's (or room's) busy feed URL: add it in Cal.com as an ICS Feed calendar."""
-    subject = _subject(practitioner, location)
+    subject = feeds.feed_subject(practitioner, location)
     target = _target(local, stack, stack_file, region, endpoint_url)
-    row = _feed_row(target, _store(target), subject)
+    row = feeds.feed_row(target, feeds.feed_store(target), subject)
     Output(as_json=as_json).result(row, text=f"{row['name']}\n{row['url']}\n({row['busy_intervals']} busy intervals)")
     return 0
 
@@ -98,13 +62,13 @@ def rotate(
     as_json: JsonOpt = False,
 ) -> int:
     """Give a feed a new URL; the old one stops answering at once (update it in Cal.com)."""
-    subject = _subject(practitioner, location)
+    subject = feeds.feed_subject(practitioner, location)
     target = _target(local, stack, stack_file, region, endpoint_url)
-    store = _store(target)
+    store = feeds.feed_store(target)
     if store.feed(subject.feed_id) is None:
         raise CliError(f"no busy feed for {subject.subject} yet: run `calehr availability sync` first")
     store.rotate(subject.feed_id)
-    row = _feed_row(target, store, subject)
+    row = feeds.feed_row(target, store, subject)
     Output(as_json=as_json).result(
         row, text=f"{row['name']}\nnew URL: {row['url']}\nThe old URL now answers 404: replace it in Cal.com."
     )
@@ -125,7 +89,7 @@ def sync(
     target = _target(local, stack, stack_file, region, endpoint_url)
     out = Output(as_json=as_json)
     if target.kind == "local":
-        report = _local_run(target).feeds(full=full).as_dict()
+        report = feeds.local_run(target).feeds(full=full).as_dict()
     else:
         name = target.get("availability_function")
         answer = target.client("lambda").invoke(
@@ -140,25 +104,6 @@ def sync(
         rows, ["feed", "route", "mode", "read", "busy", "added", "removed", "problem"], data=report, empty="(no feeds)"
     )
     return 1 if report.get("failed") else 0
-
-
-def _local_run(target: Target) -> Any:
-    from shared.availability.scheduled_run import AvailabilityRun  # noqa: PLC0415
-    from shared.clinic.source import load_config  # noqa: PLC0415
-    from shared.ehr.fhir.client import FhirR4Client  # noqa: PLC0415
-    from shared.settings import AvailabilitySettings  # noqa: PLC0415
-
-    target.ensure_running()
-    settings = AvailabilitySettings.model_validate(
-        {
-            "AVAILABILITY_TABLE": target.get("availability_table"),
-            "EHR_BASE_URL": target.get("ehr_base_url"),
-            "CLINIC_CONFIG_SOURCE": target.get("clinic_config_source"),
-        }
-    )
-    readers = {"default": FhirR4Client(settings.ehr_base_url)}
-    config = load_config(settings.clinic_config_source)
-    return AvailabilityRun.of(settings, readers=readers, store=_store(target), config=config)
 
 
 def check(
@@ -187,11 +132,11 @@ def check(
 
     target = _target(local, stack, stack_file, region, endpoint_url)
     out = Output(as_json=as_json)
-    work: AvailabilityRun = _local_run(target) if target.kind == "local" else _stack_run(target)
+    work: AvailabilityRun = feeds.local_run(target) if target.kind == "local" else feeds.stack_run(target)
     api = None
     if not no_calcom:
         base = api_url or target.optional("calcom_api_base_url") or "https://api.cal.com/v2"
-        api = CalcomApiClient(_calcom_key(target), base_url=base)
+        api = CalcomApiClient(feeds.calcom_key(target), base_url=base)
     if org_id is None and target.kind == "local" and target.values.get("calcom_org_id", "").isdigit():
         org_id = int(target.values["calcom_org_id"])  # the local stack's recorded organization
     try:
@@ -204,48 +149,6 @@ def check(
     if not as_json:
         out.say(f"{report.hosts} Cal.com hosts, {report.mapped} mapped practitioners, {len(rows)} finding(s)")
     return 1 if rows else 0
-
-
-def _calcom_key(target: Target) -> str:
-    if os.environ.get("CALCOM_API_KEY"):
-        return os.environ["CALCOM_API_KEY"]
-    if target.kind == "local" and target.values.get("calcom_api_key"):
-        return target.values["calcom_api_key"]
-    if target.kind == "stack":
-        name = target.get("calcom_api_secret_name")
-        document = json.loads(target.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
-        key = document.get("api_key") if isinstance(document, dict) else None
-        if isinstance(key, str) and key:
-            return key
-    raise UsageError("providers check needs a Cal.com API key: CALCOM_API_KEY, --local, --stack NAME (or --no-calcom)")
-
-
-def _stack_run(target: Target) -> Any:
-    from cli.doctor import endpoint_auth  # noqa: PLC0415
-    from shared.availability.scheduled_run import AvailabilityRun  # noqa: PLC0415
-    from shared.clinic.load import parse_config  # noqa: PLC0415
-    from shared.ehr.fhir.client import FhirR4Client  # noqa: PLC0415
-    from shared.settings import AvailabilitySettings  # noqa: PLC0415
-
-    base_url = target.get("ehr_base_url")
-    secret = json.loads(
-        target.client("secretsmanager").get_secret_value(SecretId=target.get("ehr_auth_secret_name"))["SecretString"]
-    )
-    profile = target.optional("ehr_profile") or "generic"
-    auth = endpoint_auth(secret, base_url, profile, region=target.region, timeout_seconds=10)
-    source = target.get("clinic_config_source")
-    if not source.startswith("ssm:"):
-        raise CliError("providers check --stack reads the clinic mapping from SSM; use --local or a file")
-    text = target.client("ssm").get_parameter(Name=source.removeprefix("ssm:"))["Parameter"]["Value"]
-    settings = AvailabilitySettings.model_validate(
-        {
-            "AVAILABILITY_TABLE": target.get("availability_table"),
-            "EHR_BASE_URL": base_url,
-            "CLINIC_CONFIG_SOURCE": source,
-        }
-    )
-    readers = {"default": FhirR4Client(base_url, auth=auth)}
-    return AvailabilityRun.of(settings, readers=readers, store=_store(target), config=parse_config(text))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""`calehr config validate|schema`: check a clinic mapping; print its JSON Schema."""
+"""`calehr config validate|schema`: check a clinic mapping; print its JSON Schema (`cli.config`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
+from cli import config as clinic
 from cli.errors import EXIT_FAILED
 from cli.output import JsonOpt, Output
-from shared.clinic.load import schema_text
-from shared.clinic.mapping import ConfigError
-from shared.clinic.source import load_config
 
 config_app = typer.Typer(help="The clinic mapping: validate it, print its JSON Schema.", no_args_is_help=True)
 
@@ -26,28 +24,19 @@ def validate(
 ) -> int:
     """Check a clinic mapping and list every problem in one pass (fields, duplicates, contradictions)."""
     out = Output(as_json=as_json)
-    try:
-        config = load_config(f"file:{file}")
-    except ConfigError as exc:
+    checked = clinic.validation(file)
+    if not checked["valid"]:
+        problems = checked["problems"]
         if as_json:
-            out.json({"file": str(file), "valid": False, "problems": exc.problems})
+            out.json(checked)
         else:
-            out.note(f"{file}: invalid clinic configuration ({len(exc.problems)} problem(s)):")
-            for problem in exc.problems:
+            out.note(f"{file}: invalid clinic configuration ({len(problems)} problem(s)):")
+            for problem in problems:
                 out.note(f"  - {problem}")
         return EXIT_FAILED
-    summary = {
-        "file": str(file),
-        "valid": True,
-        "revision": config.revision,
-        "event_types": len(config.event_types),
-        "practitioners": len(config.practitioners),
-        "routing_forms": len(config.routing_forms),
-        "ehr_routes": sorted({m.ehr for m in config.event_types}),
-    }
     out.result(
-        summary,
-        text=f"{file}: valid ({len(config.event_types)} event types, {len(config.practitioners)} practitioners)",
+        checked,
+        text=f"{file}: valid ({checked['event_types']} event types, {checked['practitioners']} practitioners)",
     )
     return 0
 
@@ -62,7 +51,7 @@ def validate(
 def schema(as_json: JsonOpt = True) -> int:
     """Print the JSON Schema of the clinic mapping (editors autocomplete and check YAML with it)."""
     del as_json  # the schema is JSON either way
-    typer.echo(schema_text(), nl=False)
+    typer.echo(clinic.schema_text(), nl=False)
     return 0
 
 

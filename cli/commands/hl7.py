@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli import hl7_render
+from cli import hl7
 from cli.errors import EXIT_FAILED, EXIT_OK, CliError, UsageError
 from cli.output import JsonOpt
 from cli.target import LocalOpt, StackFileOpt, Target, resolve
@@ -50,12 +50,12 @@ def render(
 
     if version is not None and version not in ("2.5.1", "2.3.1"):
         raise UsageError("--version must be 2.5.1 or 2.3.1")
-    key = hl7_render.RENDER_KEY
+    key = hl7.RENDER_KEY
     if local or stack_file is not None:
         target = resolve(local=True, stack_file=stack_file)
         config = config or _local_mapping(target)
         key = _local_pseudonym_key(target)
-    config = config or hl7_render.DEFAULT_CONFIG
+    config = config or hl7.DEFAULT_CONFIG
     try:
         mapping = load_config(f"file:{config}")
     except ConfigError as exc:
@@ -65,10 +65,10 @@ def render(
     level = logger.log_level
     logger.setLevel("WARNING")  # stdout carries the messages only
     try:
-        results = hl7_render.render(files, mapping, pseudonym_key=key)
+        results = hl7.render(files, mapping, pseudonym_key=key)
     finally:
         logger.setLevel(level)
-    hl7_render.print_rendered(results, sys.stdout, as_json=as_json)
+    hl7.print_rendered(results, sys.stdout, as_json=as_json)
     return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK
 
 

@@ -21,7 +21,6 @@ from aws_cdk import aws_wafv2 as wafv2
 from aws_cdk import aws_xray as xray
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import (
     API_BURST_LIMIT,
     API_RATE_LIMIT_RPS,
@@ -33,6 +32,7 @@ from infra.constants import (
     XRAY_API_SAMPLING_RATE,
     XRAY_API_SAMPLING_RESERVOIR,
 )
+from infra.deployment import DeploymentConfig
 
 #: TLS 1.3 + 1.2 only (the default for a regional REST API also accepts TLS 1.0).
 TLS_SECURITY_POLICY = "SecurityPolicy_TLS13_1_2_2021_06"

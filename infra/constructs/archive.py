@@ -22,7 +22,6 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import (
     ARCHIVE_BATCH_SIZE,
     ARCHIVE_MEMORY_MB,
@@ -33,6 +32,7 @@ from infra.constants import (
 from infra.constructs.lambdas import FunctionSpec, Lambdas
 from infra.constructs.queue import Queues
 from infra.constructs.tables import Tables
+from infra.deployment import DeploymentConfig
 from shared.contracts import metrics
 
 #: Server access logs of the archive bucket are kept this long (they name callers, not records).

@@ -24,7 +24,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import (
     AVAILABILITY_FULL_SWEEP_MINUTES,
     AVAILABILITY_HORIZON_DAYS,
@@ -42,6 +41,7 @@ from infra.constants import (
 from infra.constructs.ehr_access import clinic_config_source, clinic_config_statement, ehr_routes_json, healthlake_arn
 from infra.constructs.lambdas import FunctionSpec, Lambdas
 from infra.constructs.secrets import Secrets
+from infra.deployment import DeploymentConfig
 from shared.contracts import metrics
 from shared.contracts.tables import FEED_PREFIX, TOKEN_PREFIX
 

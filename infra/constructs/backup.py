@@ -13,7 +13,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.deployment import DeploymentConfig
 
 
 class Backups(Construct):

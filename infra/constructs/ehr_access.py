@@ -7,8 +7,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.config import DeploymentConfig, HealthLakeDatastore
 from infra.constructs.secrets import Secrets
+from infra.deployment import DeploymentConfig, HealthLakeDatastore
 
 #: What Powertools' `get_app_config` calls (AppConfig Data: a session, then the latest configuration).
 APPCONFIG_READ_ACTIONS = ("appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration")

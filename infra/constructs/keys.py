@@ -35,7 +35,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.deployment import DeploymentConfig
 
 _LOGS_KEY_ACTIONS = [
     "kms:Encrypt",

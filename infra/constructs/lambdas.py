@@ -22,12 +22,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import LIVE_ALIAS, LOG_LEVEL, SNAPSTART_FUNCTIONS, SNAPSTART_REGIONS
 from infra.constructs.bundling import ARCHITECTURE, RUNTIME, dependencies_layer_code, function_code, smart_layer_code
 from infra.constructs.keys import Keys, via_services
 from infra.constructs.network import Network
 from infra.constructs.queue import Queues
+from infra.deployment import DeploymentConfig
 from shared.contracts import metrics
 
 #: Lambda's ENI management inside a VPC (what AWSLambdaVPCAccessExecutionRole grants).

@@ -34,7 +34,6 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import (
     ALARM_PERIOD_MINUTES,
     AUDIT_ARCHIVE_MAX_LAG_SECONDS,
@@ -49,6 +48,7 @@ from infra.constants import (
     SIGNATURE_MISMATCH_WINDOW_MINUTES,
     WAF_BLOCKED_SPIKE_PER_5_MIN,
 )
+from infra.deployment import DeploymentConfig
 from shared.contracts import metrics as m
 
 _PERIOD = cdk.Duration.minutes(ALARM_PERIOD_MINUTES)

@@ -16,7 +16,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.deployment import DeploymentConfig
 
 #: Interface endpoints the functions call (CloudWatch Logs also carries the EMF metrics).
 INTERFACE_ENDPOINTS = {

@@ -32,7 +32,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import LIVE_ALIAS
 from infra.constructs.api import WebhookApi
 from infra.constructs.availability import Availability
@@ -43,6 +42,7 @@ from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.sync import Sync
 from infra.constructs.tables import Tables
+from infra.deployment import DeploymentConfig
 from shared.contracts.tables import (
     LINEAGE_LISTING_ATTRIBUTES,
     OPERATOR_AUDIT_PREFIX,

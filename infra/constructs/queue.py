@@ -11,8 +11,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import MAX_RECEIVE_COUNT, QUEUE_RETENTION_DAYS, QUEUE_VISIBILITY_SECONDS
+from infra.deployment import DeploymentConfig
 
 
 class Queues(Construct):

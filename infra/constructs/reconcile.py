@@ -3,7 +3,7 @@ bookings with the Cal.com API and enqueues what the webhooks missed.
 
 It may only read the state table and write its own cursor item, and count open review items (status and
 time only, never a body). One run per interval: reserved concurrency 1 and an interval no shorter than
-the timeout (checked in infra.config) keep runs from overlapping.
+the timeout (checked in infra.deployment) keep runs from overlapping.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import (
     CALCOM_API_BASE_URL,
     RECONCILE_ASYNC_RETRY_ATTEMPTS,
@@ -28,6 +27,7 @@ from infra.constructs.lambdas import FunctionSpec, Lambdas
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.tables import Tables
+from infra.deployment import DeploymentConfig
 from shared.contracts import metrics
 from shared.contracts.tables import RECONCILE_CURSOR_PK, REVIEW_BACKLOG_ATTRIBUTES
 

@@ -16,7 +16,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.deployment import DeploymentConfig
 
 #: Value of the clinic config parameter until the operator sets it. It is not a valid clinic
 #: mapping, so the sync function fails closed (messages wait in the queue) until it is replaced.

@@ -13,7 +13,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from constructs import Construct
 
-from infra.config import DeploymentConfig
 from infra.constants import (
     EHR_TIMEOUT_SECONDS,
     LINEAGE_LEASE_SECONDS,
@@ -28,6 +27,7 @@ from infra.constructs.lambdas import FunctionSpec, Lambdas
 from infra.constructs.queue import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.tables import Tables
+from infra.deployment import DeploymentConfig
 from shared.contracts import metrics
 
 #: DynamoDB actions per table. The audit table is append-only: PutItem and nothing else.

@@ -21,7 +21,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.deployment import DeploymentConfig
 
 _STRING = dynamodb.AttributeType.STRING
 #: Denied on the audit table to every principal, whatever its IAM policies say.

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from synth_support import CDK_JSON_CONTEXT, REPO_ROOT
 
-from infra.config import ConfigError, config_from_context
 from infra.deploy_settings import SETTING_KEYS, read_stage_file, resolve
+from infra.deployment import ConfigError, config_from_context
 
 PROD = {
     "ehrBaseUrl": "https://fhir.ehr.example/r4",

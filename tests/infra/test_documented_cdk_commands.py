@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from synth_support import cli_synth
 
-from infra.config import config_from_context
 from infra.deploy_settings import read_stage_file, resolve
+from infra.deployment import config_from_context
 from tests.support.doc_commands import ROOT, DocCommand, commands, documents
 
 pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="the CDK CLI needs Node.js (npx)")

@@ -9,7 +9,7 @@ import pytest
 from synth_support import OPERATOR_ROLE, Synth
 
 from infra import constants as c
-from infra.config import ConfigError, config_from_context
+from infra.deployment import ConfigError, config_from_context
 
 pytestmark = pytest.mark.infra
 

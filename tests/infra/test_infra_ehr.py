@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from synth_support import APPCONFIG_SOURCE, HEALTHLAKE_MAIN, ROUTES, Synth
 
-from infra.config import (
+from infra.constructs.ehr_access import APPCONFIG_READ_ACTIONS
+from infra.constructs.sync import HEALTHLAKE_DATA_ACTIONS
+from infra.deployment import (
     MAX_EHR_ROUTES,
     AppConfigSource,
     ConfigError,
     HealthLakeDatastore,
     config_from_context,
 )
-from infra.constructs.ehr_access import APPCONFIG_READ_ACTIONS
-from infra.constructs.sync import HEALTHLAKE_DATA_ACTIONS
 
 pytestmark = pytest.mark.infra
 

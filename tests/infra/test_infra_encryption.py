@@ -209,7 +209,7 @@ def test_given_operator_roles_then_the_key_names_them_only_through_the_operator_
 
 @pytest.mark.parametrize("arn", ["arn:aws:iam::123:role/x", "arn:aws:iam::111122223333:user/alice", "BridgeOperator"])
 def test_given_an_operator_that_is_not_a_role_arn_then_synth_refuses(arn: str) -> None:
-    from infra.config import ConfigError, config_from_context
+    from infra.deployment import ConfigError, config_from_context
 
     with pytest.raises(ConfigError, match="operatorRoleArns"):
         config_from_context({"operatorRoleArns": arn})

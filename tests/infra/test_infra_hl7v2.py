@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import SynthFactory
 
-from infra.config import ConfigError, config_from_context
+from infra.deployment import ConfigError, config_from_context
 
 pytestmark = pytest.mark.infra
 

@@ -17,8 +17,8 @@ from alarm_delivery import undeliverable_alarms
 from synth_support import REPO_ROOT, Synth
 
 from infra import constants as c
-from infra.config import ConfigError, config_from_context
 from infra.constructs.monitoring import INFRASTRUCTURE_ALARMS
+from infra.deployment import ConfigError, config_from_context
 from shared.contracts import metrics as m
 
 pytestmark = pytest.mark.infra

@@ -139,7 +139,7 @@ def test_given_the_roles_then_the_stack_outputs_their_arns_under_the_names_the_c
     "principal", ["arn:aws:iam::123:role/x", "arn:aws:sts::111122223333:assumed-role/x/y", "alice", "1234"]
 )
 def test_given_a_principal_that_is_not_an_iam_arn_or_account_then_synth_refuses(principal: str) -> None:
-    from infra.config import ConfigError, config_from_context
+    from infra.deployment import ConfigError, config_from_context
 
     for key in ("operatorReadOnlyPrincipals", "operatorAdminPrincipals"):
         with pytest.raises(ConfigError, match=key):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from synth_support import Synth
 
-from infra.config import ConfigError, config_from_context
 from infra.constructs.network import INTERFACE_ENDPOINTS
+from infra.deployment import ConfigError, config_from_context
 
 pytestmark = pytest.mark.infra
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from cli import doctor as checks
-from cli.errors import EXIT_FAILED, CliError, UsageError
+from cli.errors import EXIT_FAILED, UsageError
 from cli.output import JsonOpt, Output
-from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt, Target, resolve
-from shared.clinic.load import parse_config
-from shared.clinic.mapping import ClinicConfig
+from cli.target import EndpointOpt, LocalOpt, RegionOpt, StackFileOpt, StackOpt, resolve
 from shared.clinic.source import load_config
-from shared.contracts.deployment import DEFAULT_ROUTE, ROUTE_NAME_PATTERN
 from shared.ehr.auth.smart import SmartConfigError, jwks_from_secret
 from shared.ehr.profiles import PROFILES, ProfileError
 
@@ -32,28 +27,6 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
             raise UsageError(f"{flag} takes NAME=VALUE, got {value!r}")
         pairs[name] = rest
     return pairs
-
-
-def _secret_from_aws(target: Target, name: str) -> dict[str, Any]:
-    value = target.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"]
-    try:
-        document = json.loads(value)
-    except ValueError:
-        raise CliError(f"secret {name} is not JSON") from None
-    if not isinstance(document, dict):
-        raise CliError(f"secret {name} is not a JSON object")
-    return document
-
-
-def _config_from_target(target: Target) -> ClinicConfig:
-    source = target.get("clinic_config_source")
-    if source.startswith("file:"):
-        return load_config(source)
-    if source.startswith("ssm:"):
-        name = source.removeprefix("ssm:")
-        text = target.client("ssm").get_parameter(Name=name)["Parameter"]["Value"]
-        return parse_config(text, origin=source)
-    raise CliError(f"the clinic mapping comes from {source}: download it and pass --config FILE")
 
 
 def doctor(
@@ -110,11 +83,11 @@ def doctor(
     if config is not None:
         clinic = load_config(f"file:{config}")
     elif uses_target:
-        clinic = _config_from_target(target)
+        clinic = checks.config_from_target(target)
     else:
         raise UsageError("give --config FILE (or --local / --stack NAME)")
 
-    endpoints = _endpoints(
+    endpoints = checks.endpoints(
         target,
         uses_target=uses_target,
         fhir=fhir,
@@ -141,72 +114,6 @@ def doctor(
     return 0 if all(r.ok for r in reports) else EXIT_FAILED
 
 
-def _endpoints(
-    target: Target,
-    *,
-    uses_target: bool,
-    fhir: str | None,
-    profile: str,
-    auth_file: Path | None,
-    auth_arn: str | None,
-    routes: dict[str, str],
-    route_profiles: dict[str, str],
-    route_auth: dict[str, str],
-    region: str | None,
-    timeout: float,
-) -> list[checks.EhrEndpoint]:
-    """Each EHR route to check: from the target (stack outputs, local stack), then the flags on top."""
-    documents: dict[str, dict[str, Any] | None] = {}
-    urls: dict[str, str] = {}
-    profiles: dict[str, str] = {DEFAULT_ROUTE: profile}
-    if uses_target:
-        urls[DEFAULT_ROUTE] = target.get("ehr_base_url")
-        profiles[DEFAULT_ROUTE] = target.optional("ehr_profile") or profile
-        if (secret := target.optional("ehr_auth_secret_name")) and target.kind == "stack":
-            documents[DEFAULT_ROUTE] = _secret_from_aws(target, secret)
-        for name, spec in json.loads(target.optional("ehr_routes") or "{}").items():
-            urls[name] = spec["base_url"]
-            profiles[name] = spec.get("profile", "generic")
-            if spec.get("auth_secret_name"):
-                documents[name] = _secret_from_aws(target, spec["auth_secret_name"])
-    if fhir:
-        urls[DEFAULT_ROUTE] = fhir
-    if auth_file:
-        documents[DEFAULT_ROUTE] = checks.secret_document_file(auth_file)
-    if auth_arn:
-        documents[DEFAULT_ROUTE] = _secret_from_aws(target, auth_arn)
-    urls.update(routes)
-    profiles.update(route_profiles)
-    for name, file in route_auth.items():
-        documents[name] = checks.secret_document_file(Path(file))
-    _check_routes(urls, profiles)
-    try:
-        return [
-            checks.EhrEndpoint(
-                name,
-                url,
-                profiles.get(name, "generic"),
-                checks.endpoint_auth(
-                    documents.get(name), url, profiles.get(name, "generic"), region=region, timeout_seconds=timeout
-                ),
-            )
-            for name, url in urls.items()
-        ]
-    except ProfileError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _check_routes(urls: dict[str, str], profiles: dict[str, str]) -> None:
-    for name, value in profiles.items():
-        if value not in PROFILES:
-            raise UsageError(f"route {name}: profile must be one of {', '.join(PROFILES)}")
-    for name in urls:
-        if not re.fullmatch(ROUTE_NAME_PATTERN, name):
-            raise UsageError(f"route name {name!r} must match {ROUTE_NAME_PATTERN}")
-    if not urls:
-        raise UsageError("give --fhir URL (and --route NAME=URL for other EHRs), or --local / --stack NAME")
-
-
 def jwks(
     secret_file: Annotated[Path | None, typer.Option("--secret-file", help="The SMART secret as a JSON file.")] = None,
     secret_arn: Annotated[str | None, typer.Option("--secret-arn", help="The SMART secret in Secrets Manager.")] = None,
@@ -222,7 +129,7 @@ def jwks(
         document = checks.secret_document_file(secret_file)
     else:
         assert secret_arn is not None
-        document = _secret_from_aws(resolve(region=region, endpoint_url=endpoint_url), secret_arn)
+        document = checks.secret_from_aws(resolve(region=region, endpoint_url=endpoint_url), secret_arn)
     try:
         keys = jwks_from_secret(document)
     except (ProfileError, SmartConfigError) as exc:
