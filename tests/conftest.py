@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import zlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-FIXTURES = Path(__file__).parent / "fixtures" / "calcom"
-
-
-def fixture_document(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def readable_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """DynamoDB items with the lineage state (`state_z`, zlib-compressed JSON) inflated to text, so a search
-    for PHI in a table sees what the state holds."""
-    return [
-        {**item, "state_z": {"S": zlib.decompress(item["state_z"]["B"]).decode("utf-8")}} if "state_z" in item else item
-        for item in items
-    ]
-
-
-def compact(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 @pytest.fixture(scope="session")

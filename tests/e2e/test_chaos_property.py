@@ -6,11 +6,11 @@ which hands each batch's records - several of one lineage among them - to 4 work
 sometimes twice, after random delays, and kills some workers between two protocol steps (their lease is
 not released, their message comes back after the visibility timeout).
 
-Histories come from tests/spec/histories.py (one or two lineages: creates, requests with confirm/reject,
+Histories come from tests/support/spec/histories.py (one or two lineages: creates, requests with confirm/reject,
 reschedule chains with lost links, forks and an iCalSequence that disagrees with createdAt, cancels,
 seats, no-shows, stale meeting-ended), delivered lost, reordered and duplicated anywhere. The expected
-Appointment of every lineage comes from the separately written reference model (tests/spec/model.py) on
-what was delivered, in Cal.com's order; the FHIR server's copy is read back with tests/spec/observe.py.
+Appointment of every lineage comes from the separately written reference model (tests/support/spec/model.py) on
+what was delivered, in Cal.com's order; the FHIR server's copy is read back with tests/support/spec/observe.py.
 
 CI runs `CHAOS_EXAMPLES` (default 20); a long local run: `CHAOS_EXAMPLES=500 .venv/bin/pytest
 tests/e2e/test_chaos_property.py`.
@@ -34,9 +34,9 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 
 from cli.local import post_webhook
-from tests.spec.histories import clinic, delivered_in_order, describe, histories
-from tests.spec.model import Expected, expected_appointments
-from tests.spec.observe import observed
+from tests.support.spec.histories import clinic, delivered_in_order, describe, histories
+from tests.support.spec.model import Expected, expected_appointments
+from tests.support.spec.observe import observed
 
 pytestmark = pytest.mark.e2e
 

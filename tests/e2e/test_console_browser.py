@@ -27,9 +27,9 @@ import httpx
 import pytest
 
 from cli.local import DEMO_BODIES, compact_body, post_webhook
-from tests.conftest import compact
-from tests.e2e.browser import Browser, chromium_path
 from tests.e2e.test_local_stack import CANARIES, _canary_booking, _wait_for_appointment
+from tests.support.browser import Browser, chromium_path
+from tests.support.fixtures import compact
 
 pytestmark = pytest.mark.e2e
 

@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 
 from cli.local import DEMO_BODIES, DEMO_FORM_ID, compact_body, post_webhook
-from tests.conftest import compact, fixture_document
 from tests.support import aws_only_commands
 from tests.support.doc_commands import DocCommand, calehr_invocations, calehr_words, commands, flag_problems
+from tests.support.fixtures import compact, fixture_document
 
 pytestmark = pytest.mark.e2e
 

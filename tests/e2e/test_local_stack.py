@@ -26,7 +26,7 @@ import pytest
 
 from cli.app import main
 from cli.local import DEMO_DIR, DEMO_INTAKE, post_webhook
-from tests.conftest import compact, fixture_document, readable_items
+from tests.support.fixtures import compact, fixture_document, readable_items
 
 pytestmark = pytest.mark.e2e
 

@@ -8,12 +8,12 @@ Docker run here. A synth that the gate rejects raises, failing every test that u
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from synth_support import (
+
+from tests.support.synth import (
     ADMIN_PRINCIPALS,
     APPCONFIG_SOURCE,
     HEALTHLAKE_MAIN,
@@ -22,10 +22,9 @@ from synth_support import (
     PAGER_URL,
     ROUTES,
     Synth,
+    SynthFactory,
     synthesize,
 )
-
-SynthFactory = Callable[..., Synth]
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synth_support import REPO_ROOT, cli_synth
+
+from tests.support.synth import REPO_ROOT, cli_synth
 
 pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="the CDK CLI needs Node.js (npx)")
 
@@ -212,7 +213,7 @@ def test_each_built_function_imports_and_runs_on_a_sample_event(
     from devstack.lambda_runtime import proxy_event, sqs_event, stream_record
     from devstack.stack import DEMO_CONFIG
     from shared.calcom.signature import sign
-    from tests.conftest import compact, fixture_document
+    from tests.support.fixtures import compact, fixture_document
 
     functions = built_functions(assembly)
     resources = local_aws.provision(prefix="assets", webhook_secret="whsec_built_assets")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synth_support import cli_synth
+
+from tests.support.synth import cli_synth
 
 REGIONS = {
     "us-east-1": "aws",

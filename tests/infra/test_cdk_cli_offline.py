@@ -12,10 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from synth_support import REPO_ROOT
 
 from devstack.aws import free_port
 from infra.constructs.bundling import wheels_unavailable
+from tests.support.synth import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="the CDK CLI needs Node.js (npx)")
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from synth_support import CDK_JSON_CONTEXT, REPO_ROOT
 
 from infra.deploy_settings import SETTING_KEYS, read_stage_file, resolve
 from infra.deployment import ConfigError, config_from_context
+from tests.support.synth import CDK_JSON_CONTEXT, REPO_ROOT
 
 PROD = {
     "ehrBaseUrl": "https://fhir.ehr.example/r4",

@@ -18,11 +18,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from synth_support import cli_synth
 
 from infra.deploy_settings import read_stage_file, resolve
 from infra.deployment import config_from_context
 from tests.support.doc_commands import ROOT, DocCommand, commands, documents
+from tests.support.synth import cli_synth
 
 pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="the CDK CLI needs Node.js (npx)")
 

@@ -7,10 +7,10 @@ import re
 
 import pytest
 from aws_cdk.assertions import Match
-from synth_support import Synth
 
 from infra import constants as c
 from infra.constructs.api import MANAGED_RULE_GROUPS, TLS_SECURITY_POLICY, integer_above_regex
+from tests.support.synth import Synth
 
 pytestmark = pytest.mark.infra
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from synth_support import OPERATOR_ROLE, Synth
 
 from infra import constants as c
 from infra.deployment import ConfigError, config_from_context
+from tests.support.synth import OPERATOR_ROLE, Synth
 
 pytestmark = pytest.mark.infra
 

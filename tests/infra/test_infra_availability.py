@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from synth_support import Synth
 
 import infra.constants as c
 from infra.constructs.availability import AVAILABILITY_TABLE_ACTIONS, FEED_LEADING_KEYS, FEED_TABLE_ACTIONS
 from shared.contracts import metrics as m
 from shared.contracts.tables import FEED_PREFIX, TOKEN_PREFIX
 from shared.settings import AvailabilitySettings, FeedSettings
+from tests.support.synth import Synth
 
 pytestmark = pytest.mark.infra
 

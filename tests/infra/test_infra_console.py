@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from synth_support import Synth
 
 from infra.constructs.console import REVIEW_LISTING_ATTRIBUTES, WIDGETS
 from shared.contracts.tables import REVIEW_ITEM_ATTRIBUTES as LISTING_ATTRIBUTES
+from tests.support.synth import Synth
 
 pytestmark = pytest.mark.infra
 

@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import pytest
-from synth_support import APPCONFIG_SOURCE, HEALTHLAKE_MAIN, ROUTES, Synth
 
 from infra.constructs.ehr_access import APPCONFIG_READ_ACTIONS
 from infra.constructs.sync import HEALTHLAKE_DATA_ACTIONS
@@ -19,6 +18,7 @@ from infra.deployment import (
     HealthLakeDatastore,
     config_from_context,
 )
+from tests.support.synth import APPCONFIG_SOURCE, HEALTHLAKE_MAIN, ROUTES, Synth
 
 pytestmark = pytest.mark.infra
 

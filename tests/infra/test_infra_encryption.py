@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from synth_support import Synth
+
+from tests.support.synth import Synth
 
 pytestmark = pytest.mark.infra
 
@@ -195,7 +196,7 @@ def test_given_a_function_then_the_key_policy_grants_it_what_its_own_policy_uses
 def test_given_operator_roles_then_the_key_names_them_only_through_the_operator_services(
     prod: Synth, staging: Synth
 ) -> None:
-    from synth_support import OPERATOR_ROLE
+    from tests.support.synth import OPERATOR_ROLE
 
     operators = _data_key_statements(prod)["OperatorsUseViaServices"]
     assert operators["Principal"] == {"AWS": OPERATOR_ROLE}

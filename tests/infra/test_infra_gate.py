@@ -11,9 +11,9 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_sqs as sqs
-from synth_support import REPO_ROOT, Synth
 
 from infra.nag import apply_nag_packs
+from tests.support.synth import REPO_ROOT, Synth
 
 pytestmark = pytest.mark.infra
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import SynthFactory
 
 from infra.deployment import ConfigError, config_from_context
+from tests.support.synth import SynthFactory
 
 pytestmark = pytest.mark.infra
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from synth_support import Synth
+
+from tests.support.synth import Synth
 
 pytestmark = pytest.mark.infra
 

@@ -13,13 +13,13 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from alarm_delivery import undeliverable_alarms
-from synth_support import REPO_ROOT, Synth
 
 from infra import constants as c
 from infra.constructs.monitoring import INFRASTRUCTURE_ALARMS
 from infra.deployment import ConfigError, config_from_context
 from shared.contracts import metrics as m
+from tests.support.alarm_delivery import undeliverable_alarms
+from tests.support.synth import REPO_ROOT, Synth
 
 pytestmark = pytest.mark.infra
 

@@ -12,9 +12,9 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
-from synth_support import ADMIN_PRINCIPALS, ON_CALL_PRINCIPAL, Synth
 
 from infra import constants as c
+from tests.support.synth import ADMIN_PRINCIPALS, ON_CALL_PRINCIPAL, Synth
 
 pytestmark = pytest.mark.infra
 

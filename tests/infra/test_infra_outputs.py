@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from synth_support import APPCONFIG_SOURCE, ROUTES, Synth
 
 from cli.target import RESOURCES
+from tests.support.synth import APPCONFIG_SOURCE, ROUTES, Synth
 
 pytestmark = pytest.mark.infra
 

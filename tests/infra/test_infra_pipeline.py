@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from synth_support import Synth
 
 from infra import constants as c
+from tests.support.synth import Synth
 
 pytestmark = pytest.mark.infra
 

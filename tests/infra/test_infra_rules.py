@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from synth_support import REPO_ROOT, Synth
 
 from shared.contracts import metrics as m
+from tests.support.synth import REPO_ROOT, Synth
 
 pytestmark = pytest.mark.infra
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from synth_support import Synth
 
 from infra.constructs.network import INTERFACE_ENDPOINTS
 from infra.deployment import ConfigError, config_from_context
+from tests.support.synth import Synth
 
 pytestmark = pytest.mark.infra
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import tomllib
 
-from synth_support import REPO_ROOT, Synth
-
 from infra.version import VERSION, VERSION_TAG
+from tests.support.synth import REPO_ROOT, Synth
 
 
 def test_the_version_is_the_one_in_pyproject() -> None:

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from synth_support import Synth
 
 from infra import template_figures
 from infra.template_figures import MARKER, FigureError, facts, figures, rewrite
+from tests.support.synth import Synth
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import fixture_document
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

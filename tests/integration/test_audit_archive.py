@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devstack.aws import LOCAL_ARCHIVE_RETENTION_DAYS
-from tests.conftest import fixture_document
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

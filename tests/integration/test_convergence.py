@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import fixture_document
-from tests.integration.conftest import empty_tables, fast_backoff
 from tests.integration.test_convergence_property import processor_per_worker
+from tests.support.bridge import empty_tables, fast_backoff
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

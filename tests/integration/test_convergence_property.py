@@ -1,9 +1,9 @@
 """Hypothesis properties through the real handlers (moto server + FHIR server over sockets).
 
-Histories from the spec generator (tests/spec/histories.py: one or two lineages with reschedule chains,
+Histories from the spec generator (tests/support/spec/histories.py: one or two lineages with reschedule chains,
 lost links, forks, an iCalSequence that disagrees with createdAt, cancels, seats, no-shows, stale
 meeting-ended), delivered lost, reordered and duplicated anywhere, by 1 or 3 pollers, end in exactly what
-the separately written reference model (tests/spec/model.py) says of the delivered events in Cal.com's
+the separately written reference model (tests/support/spec/model.py) says of the delivered events in Cal.com's
 order. (FIFO groups serialise one lineage's messages here; tests/e2e/test_chaos_property.py and
 tests/integration/test_write_protocol.py put several workers on one lineage at once.)
 
@@ -36,9 +36,9 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
-from tests.conftest import fixture_document
-from tests.integration.conftest import empty_tables, fast_backoff
-from tests.spec.histories import histories
+from tests.support.bridge import empty_tables, fast_backoff
+from tests.support.fixtures import fixture_document
+from tests.support.spec.histories import histories
 
 pytestmark = pytest.mark.integration
 
@@ -196,8 +196,8 @@ def test_given_any_history_delivered_any_way_then_the_ehr_is_what_the_reference_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from devstack.stack import read_seed, seed_resources
-    from tests.spec.histories import clinic, delivered_in_order, describe
-    from tests.spec.model import expected_appointments
+    from tests.support.spec.histories import clinic, delivered_in_order, describe
+    from tests.support.spec.model import expected_appointments
 
     fast_backoff(monkeypatch)
     monkeypatch.setenv("CLINIC_CONFIG_SOURCE", f"file:{TWO_HOSTS}")  # the generator's clinic: a second host
@@ -220,7 +220,7 @@ def test_given_any_history_delivered_any_way_then_the_ehr_is_what_the_reference_
 
 
 def _observed(fhir_server: Any) -> dict[str, Any]:
-    from tests.spec.observe import observed
+    from tests.support.spec.observe import observed
 
     base = fhir_server.base_url
     practitioners = {"Practitioner/okafor": "Practitioner/okafor"}

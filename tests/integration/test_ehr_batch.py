@@ -20,8 +20,8 @@ from shared.ehr.fhir.client import FhirR4Client
 from shared.stores.lineages import LineageStateStore
 from shared.sync.bootstrap import sync_service
 from shared.sync.service import SyncService
-from tests.conftest import compact, fixture_document
-from tests.integration.conftest import fresh_state_store
+from tests.support.bridge import fresh_state_store
+from tests.support.fixtures import compact, fixture_document
 
 pytestmark = pytest.mark.integration
 

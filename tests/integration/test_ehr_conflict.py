@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import fixture_document
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

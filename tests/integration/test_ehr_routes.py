@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import fixture_document
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

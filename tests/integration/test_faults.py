@@ -10,8 +10,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import fixture_document
-from tests.integration.conftest import fast_backoff
+from tests.support.bridge import fast_backoff
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

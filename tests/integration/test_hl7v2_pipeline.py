@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import fixture_document, readable_items
-from tests.integration.conftest import fast_backoff, wait_until
+from tests.support.bridge import fast_backoff, wait_until
+from tests.support.fixtures import fixture_document, readable_items
 
 pytestmark = pytest.mark.integration
 

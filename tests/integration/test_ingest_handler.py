@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import compact, fixture_document
-from tests.integration.conftest import signed_event
+from tests.support.bridge import signed_event
+from tests.support.fixtures import compact, fixture_document
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from cli.app import main
-from tests.conftest import compact, fixture_document
-from tests.integration.conftest import stack_target
+from tests.support.bridge import stack_target
+from tests.support.fixtures import compact, fixture_document
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ def test_given_the_local_stack_controls_when_paused_then_nothing_is_synced_until
         pipeline.send(fixture_document("booking_created.json"))
         assert pipeline.queue_depth() == 1
         assert main(["sync", "resume", "--control-url", api.control_url, *_target(clean_bridge)]) == 0
-        from tests.integration.conftest import wait_until
+        from tests.support.bridge import wait_until
 
         assert wait_until(lambda: pipeline.queue_depth() == 0, timeout=20)
     finally:

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from cli.app import main
-from tests.conftest import fixture_document
-from tests.integration.conftest import stack_target
+from tests.support.bridge import stack_target
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

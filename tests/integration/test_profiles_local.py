@@ -33,8 +33,8 @@ from shared.ehr.port import EhrClient
 from shared.errors import PermanentEhrError
 from shared.stores.lineages import LineageStateStore
 from shared.sync.bootstrap import sync_service
-from tests.conftest import compact, fixture_document
-from tests.integration.conftest import fresh_state_store
+from tests.support.bridge import fresh_state_store
+from tests.support.fixtures import compact, fixture_document
 
 pytestmark = pytest.mark.integration
 

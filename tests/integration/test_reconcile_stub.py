@@ -22,7 +22,7 @@ from shared.reconcile import ReconcileOptions, Reconciler, ReconcileReport
 from shared.stores.cursors import CURSOR_PK, Cursor, DynamoCursorStore
 from shared.stores.lineages import LineageStateStore
 from shared.stores.queue import EventQueue
-from tests.conftest import fixture_document
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

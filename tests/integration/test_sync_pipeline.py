@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import fixture_document
-from tests.integration.conftest import fast_backoff
+from tests.support.bridge import fast_backoff
+from tests.support.fixtures import fixture_document
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.interleaving import explore
-from tests.integration.write_protocol_cases import Case, Harness, catalogue, run_case
+from tests.support.interleaving import explore
+from tests.support.write_protocol_cases import Case, Harness, catalogue, run_case
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.interleaving import explore
-from tests.integration.write_protocol_cases import Case, Harness, catalogue, run_case
+from tests.support.interleaving import explore
+from tests.support.write_protocol_cases import Case, Harness, catalogue, run_case
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_without_lease_fence_and_marker_a_stale_meeting_ended_survives_a_resched
 ) -> None:
     from shared.domain.projection import merge_into_existing
     from shared.sync.fhir_writer import FhirWriter
-    from tests.integration import write_protocol_cases
+    from tests.support import write_protocol_cases
 
     def merged_by_state(self: Any, state: Any, current: Any, desired: Any) -> Any:
         merged = merge_into_existing(current.resource, desired, self._systems, bridge_status=state.written_status)

@@ -77,7 +77,7 @@ RUN_ELSEWHERE: dict[str, str] = {
     ".venv/bin/calehr console --local": "serves until stopped: tests/e2e/test_console_browser.py",
     ".venv/bin/python -m devstack.calcom_api_stub": "the doc test starts the same stub (CalcomApiStub) itself",
     "AWS_ENDPOINT_URL=http://127.0.0.1:<moto port>": "tests/integration/test_reconcile_stub.py runs this handler",
-    ".venv/bin/calehr jwks --secret-file smart-secret.json": "needs a SMART key: tests/unit/test_cli.py",
+    ".venv/bin/calehr jwks --secret-file smart-secret.json": "needs a SMART key: tests/unit/cli/test_cli.py",
     "calehr review retry ID --accept-rule": "needs an item a rule parked: tests/e2e/test_booking_rules_local.py",
     "python3 -m venv /tmp/uvenv": "regenerates requirements/lambda.lock (changes the checkout)",
     "/tmp/uvenv/bin/uv pip compile": "regenerates requirements/lambda.lock (changes the checkout)",
