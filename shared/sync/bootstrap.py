@@ -39,6 +39,7 @@ from shared.sync.drift import DriftCheck
 from shared.sync.fhir_writer import FhirWriter
 from shared.sync.joins import LineageJoins
 from shared.sync.parking import Parking, ReviewPort
+from shared.sync.ports import LineageStore
 from shared.sync.read_plan import AttemptPlanner
 from shared.sync.routing import Routing
 from shared.sync.service import SyncService, SyncSteps
@@ -49,7 +50,7 @@ from shared.sync.worker import SyncWorker, VisibilityPort
 
 def sync_service(
     *,
-    store: LineageStateStore,
+    store: LineageStore,
     ehr: EhrClient | None,
     ehr_routes: Mapping[str, EhrClient] | None = None,
     siu_routes: Mapping[str, SiuWriter] | None = None,
@@ -101,7 +102,7 @@ class SyncApp:
     settings: SyncSettings
     #: One circuit breaker per EHR route, for the container's lifetime (`shared.ehr.breaker`).
     breakers: CircuitBreakers
-    store: LineageStateStore
+    store: LineageStore
     ehr: EhrClient | None
     ehr_routes: dict[str, EhrClient]
     siu_writers: dict[str, SiuWriter]

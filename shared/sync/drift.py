@@ -15,11 +15,11 @@ from shared.calcom.lineage import lineage_hash
 from shared.domain.decide import appointment_view
 from shared.domain.lineage_state import LineageState
 from shared.domain.projection import projection_hash
-from shared.stores.lineages import LineageStateStore
 from shared.sync.audit import SyncAudit
 from shared.sync.fhir_writer import FhirWriter, written_state
 from shared.sync.message import Delivery
 from shared.sync.outcome import DriftFinding, DriftVerdict, Outcome, SyncResult
+from shared.sync.ports import LineageStore
 from shared.sync.routing import Routing
 
 
@@ -27,7 +27,7 @@ class DriftCheck:
     def __init__(
         self,
         *,
-        store: LineageStateStore,
+        store: LineageStore,
         writer: FhirWriter,
         routing: Routing,
         siu_routes: Set[str],

@@ -19,7 +19,7 @@ from shared.calcom.models import BookingEvent
 from shared.domain.decide import NoShowMark, apply_no_show_marks, no_show_marks
 from shared.domain.forms import union_forms
 from shared.domain.lineage_state import FormFact, LineageState
-from shared.stores.lineages import LineageStateStore
+from shared.sync.ports import LineageStore
 
 
 def _mark_json(mark: NoShowMark) -> str:
@@ -36,7 +36,7 @@ def _mark(raw: str, uid: str) -> NoShowMark:
 
 
 class LineageJoins:
-    def __init__(self, store: LineageStateStore, pseudonym_key: bytes, *, forms: bool) -> None:
+    def __init__(self, store: LineageStore, pseudonym_key: bytes, *, forms: bool) -> None:
         self._store = store
         self._key = pseudonym_key
         self._forms = forms  # the clinic mapping has routing forms

@@ -46,13 +46,14 @@ from shared.domain.provenance import provenance
 from shared.ehr.patients import PatientMatch, match_patient
 from shared.ehr.read_ahead import ReadAhead
 from shared.errors import IntakeError, LineageNotYetKnown, PermanentEhrError, ReviewRequired
-from shared.stores.lineages import Lease, LineageBusyError, LineageStateStore, StateConflictError
+from shared.stores.lineages import Lease, LineageBusyError, StateConflictError
 from shared.sync.audit import SyncAudit
 from shared.sync.drift import DriftCheck
 from shared.sync.fhir_writer import FhirWriter, written_state
 from shared.sync.joins import LineageJoins
 from shared.sync.message import Delivery, lineage_to_verify
 from shared.sync.outcome import FormIntake, Outcome, Parked, SyncResult
+from shared.sync.ports import LineageStore
 from shared.sync.read_plan import AttemptPlan, AttemptPlanner
 from shared.sync.routing import Routing
 from shared.sync.siu_writer import SiuWriter
@@ -65,7 +66,7 @@ MAX_CONFLICT_RETRIES = 5
 class SyncSteps:
     """The collaborators of one `SyncService`, built by the composition root (`shared.sync.bootstrap`)."""
 
-    store: LineageStateStore
+    store: LineageStore
     #: FHIR routes, each behind its read-ahead (one batch of reads per attempt).
     reads: Mapping[str, ReadAhead]
     #: Routes whose EHR takes HL7 v2 SIU over MLLP (`shared.ehr.hl7v2`) instead of FHIR.
