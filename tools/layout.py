@@ -67,8 +67,8 @@ def _type_checking_nodes(tree: ast.AST) -> set[int]:
     return skipped
 
 
-def imported_names(module: Module) -> Iterator[str]:
-    """Every dotted name an import statement of `module` may refer to (a module, or a name in one)."""
+def _import_statements(module: Module) -> Iterator[tuple[str, list[str]]]:
+    """(module named, [the dotted names imported from it]) per import statement outside `TYPE_CHECKING`."""
     tree = ast.parse(module.path.read_text(encoding="utf-8"))
     skipped = _type_checking_nodes(tree)
     package = module.name.split(".") if module.is_package else module.name.split(".")[:-1]
@@ -76,15 +76,22 @@ def imported_names(module: Module) -> Iterator[str]:
         if id(node) in skipped:
             continue
         if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
+            for alias in node.names:
+                yield alias.name, []
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package[: len(package) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
             if base:
-                yield base
-                yield from (f"{base}.{alias.name}" for alias in node.names)
+                yield base, [f"{base}.{alias.name}" for alias in node.names]
+
+
+def imported_names(module: Module) -> Iterator[str]:
+    """Every dotted name an import statement of `module` may refer to (a module, or a name in one)."""
+    for base, names in _import_statements(module):
+        yield base
+        yield from names
 
 
 def _resolve(name: str, known: dict[str, Module]) -> str | None:
@@ -102,7 +109,10 @@ def import_graph(known: dict[str, Module] | None = None) -> dict[str, set[str]]:
     known = modules() if known is None else known
     graph: dict[str, set[str]] = {}
     for name, module in known.items():
-        targets = {_resolve(imported, known) for imported in imported_names(module)}
+        targets: set[str | None] = set()
+        for base, names in _import_statements(module):
+            submodules = [n for n in names if n in known]  # `from package import module`: the module
+            targets |= set(submodules) if submodules else {_resolve(base, known)}
         graph[name] = {t for t in targets if t is not None and t != name and not name.startswith(f"{t}.")}
     return graph
 
