@@ -59,6 +59,15 @@ _CHILD_ENV = (
 )
 
 
+def missing_prerequisites(server_dir: Path = SERVER_DIR, node: str = "node") -> str | None:
+    """Why the server cannot start here (no Node.js, no installed packages), or None."""
+    if shutil.which(node) is None:
+        return f"{node} is not on PATH"
+    if not (server_dir / "node_modules" / "@medplum" / "fhir-router").is_dir():
+        return f"{server_dir / 'node_modules'} is missing: {NPM_INSTALL_HINT}"
+    return None
+
+
 class LocalFhirServer:
     """A local FHIR R4 server in a ``node`` child process, listening on 127.0.0.1.
 

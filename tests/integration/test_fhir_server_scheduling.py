@@ -18,8 +18,7 @@ from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from devstack.fhir_server import LocalFhirServer
-from tests.integration.test_fhir_server import _prerequisites_missing
+from devstack.fhir_server import LocalFhirServer, missing_prerequisites
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +30,7 @@ DAY = "2027-03-01"
 
 @pytest.fixture(scope="module")
 def fhir() -> Iterator[LocalFhirServer]:
-    if reason := _prerequisites_missing():
+    if reason := missing_prerequisites():
         pytest.skip(reason)
     with LocalFhirServer() as server:
         yield server
