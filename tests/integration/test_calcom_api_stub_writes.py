@@ -24,8 +24,10 @@ import httpx
 import pytest
 
 from devstack.calcom_api_stub import CalcomApiStub, OutOfOffice
+from devstack.calcom_echo import sign
 from shared.calcom.api import CalcomApiClient
 from shared.calcom.parse import parse_webhook
+from shared.calcom.signature import verify_signature
 
 pytestmark = pytest.mark.integration
 
@@ -136,6 +138,15 @@ def error_of(response: httpx.Response) -> tuple[int, str | None, str]:
 def signed(received: dict[str, Any]) -> bool:
     expected = hmac.new(SECRET.encode(), received["body"], hashlib.sha256).hexdigest()
     return hmac.compare_digest(received["headers"]["X-Cal-Signature-256"], expected)
+
+
+def test_the_signature_is_the_one_recorded_for_the_reference_bodies_and_the_bridge_accepts_it() -> None:
+    recorded = reference("echo.signatures.json")
+    for name, digest in recorded["signatures"].items():
+        body = (ECHO_FIXTURES / name).read_bytes()
+        assert sign(recorded["secret"], body) == digest
+        verify_signature(body, sign(recorded["secret"], body), [recorded["secret"]])  # raises when it does not match
+    assert sign(None, b"{}") == "no-secret-provided"
 
 
 # -- cancel -------------------------------------------------------------------------------------------------
