@@ -169,13 +169,18 @@ export class Subscriptions {
   #onChange(change) {
     const resource = change.current ?? change.previous;
     if (resource.resourceType === 'Subscription') {
-      if (change.current?.status === 'requested') this.chain = this.chain.then(() => this.#activate(change.current.id));
+      if (change.current?.status === 'requested') this.#serially(() => this.#activate(change.current.id));
       if (!change.current) {
         clearInterval(this.state.get(resource.id)?.timer);
       } else this.#heartbeat(change.current);
       return;
     }
-    this.chain = this.chain.then(() => this.#route(change)).catch((err) => console.error('[fhir-server] subscription routing:', err));
+    this.#serially(() => this.#route(change));
+  }
+
+  /** Changes are routed one after the other, in write order (event numbers follow it); a failure is logged. */
+  #serially(task) {
+    this.chain = this.chain.then(task).catch((err) => console.error('[fhir-server] subscriptions:', err));
   }
 
   async #route(change) {
