@@ -440,13 +440,16 @@ class EchoSender:
     def wait(self, timeout: float = 30.0) -> None:
         """Until background echoes have been sent."""
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _background(self, task: Callable[[], Any]) -> None:
         thread = threading.Thread(target=task, name="calcom-echo", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        thread.start()  # started before it is listed: `wait()` may join it from another thread at once
+        with self._lock:
+            self._threads.append(thread)
 
     def _post(self, subscriber: Subscriber, trigger: str, uid: str, body: bytes) -> None:
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(subscriber.secret, body)}

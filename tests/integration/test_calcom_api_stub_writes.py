@@ -17,13 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.calcom_api_stub import CalcomApiStub, OutOfOffice
+from devstack.calcom_api_stub import FIXTURES_DIR, CalcomApiStub, OutOfOffice
 from devstack.calcom_echo import sign
 from shared.calcom.api import CalcomApiClient
 from shared.calcom.parse import parse_webhook
@@ -31,7 +30,7 @@ from shared.calcom.signature import verify_signature
 
 pytestmark = pytest.mark.integration
 
-ECHO_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "calcom_echo"
+ECHO_FIXTURES = FIXTURES_DIR.parent / "calcom_echo"  # beside the stub's recorded API answers
 SECRET = "whsec_demo_3f9a"
 VERSION = {"cal-api-version": "2024-08-13"}
 UID = "Hq2WnX6tYc9RkP4vJm7sEa"  # accepted, 2025-06-12 18:30Z, host 3107, attendee Jordan Reyes

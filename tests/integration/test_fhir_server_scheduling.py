@@ -9,7 +9,7 @@ server's own validator.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -435,14 +435,18 @@ def test_cancelling_a_booked_appointment_frees_its_slot(fhir: LocalFhirServer, c
     assert at(15) in [a["start"] for a in again]
 
 
-def concurrently(count: int, call: Any) -> list[httpx.Response]:
-    """`count` threads released together, each making one request on its own connection."""
+def concurrently(
+    base_url: str, count: int, call: Callable[[httpx.Client, int], httpx.Response]
+) -> list[httpx.Response]:
+    """`count` threads, each with its own open connection (warmed up first), released together."""
     barrier = threading.Barrier(count)
     results: list[httpx.Response | None] = [None] * count
 
     def run(index: int) -> None:
-        barrier.wait()
-        results[index] = call(index)
+        with httpx.Client(base_url=base_url, headers=FHIR_JSON, timeout=30.0, trust_env=False) as c:
+            assert c.get("/metadata").status_code == 200  # the connection is up before the race starts
+            barrier.wait()
+            results[index] = call(c, index)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
@@ -454,17 +458,17 @@ def concurrently(count: int, call: Any) -> list[httpx.Response]:
 
 
 def race_for_one_slot(fhir: LocalFhirServer, clinic: Clinic, *, lock: bool) -> list[str]:
-    """Twelve $book calls for proposals of the same Slot at once; returns each call's Appointment status."""
-    fhir.set_scheduling("argonaut", race_window_ms=40, lock=lock)
+    """Twelve $book calls for proposals of the same Slot at once; returns each call's Appointment status.
+    The race window (between reading the Slot and writing it) is longer than the spread of the arrivals."""
+    fhir.set_scheduling("argonaut", race_window_ms=100 if lock else 300, lock=lock)
     with httpx.Client(base_url=fhir.base_url, headers=FHIR_JSON, trust_env=False) as c:
         proposals = [proposal_id(c, "argonaut", clinic) for _ in range(12)]
 
-    def call(index: int) -> httpx.Response:
-        with httpx.Client(base_url=fhir.base_url, headers=FHIR_JSON, timeout=30.0, trust_env=False) as c:
-            return book(c, "argonaut", proposals[index], clinic.ref(clinic.patient))
+    def call(c: httpx.Client, index: int) -> httpx.Response:
+        return book(c, "argonaut", proposals[index], clinic.ref(clinic.patient))
 
     outcomes = []
-    for response in concurrently(12, call):
+    for response in concurrently(fhir.base_url, 12, call):
         assert response.status_code == 200, response.text
         outcomes.append(resources(response.json(), "Appointment")[0]["status"])
     return outcomes
