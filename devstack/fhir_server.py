@@ -1,10 +1,13 @@
 """Run the local in-memory FHIR R4 server (``devstack/fhir-server/server.mjs``) from Python.
 
 The server is Medplum's open-source FHIR engine (``@medplum/fhir-router`` + ``MemoryRepository``) behind a
-small Node HTTP wrapper that adds resource validation, required-code checks, ETag/Location headers and
-test-only endpoints (``POST /$reset``, ``POST /$fault``, static ``GET /metadata``).
+Node HTTP wrapper that adds resource validation, required-code checks, ETag/Location headers, strict or
+lenient search handling, a scheduling dialect per instance (Schedule/Slot rules, ``$find``/``$book``, Oracle-
+and Canvas-style booking), FHIR Subscription delivery (R4 rest-hook and the R5 backport) and test-only
+endpoints (``POST /$reset``, ``POST /$fault``, ``/$scheduling``, ``/$take-slot``, ``/$subscriptions``).
+What each behaviour keeps of the real systems: docs/ehr-support.md, "Local stand-ins".
 
-    with LocalFhirServer() as fhir:
+    with LocalFhirServer(scheduling="epic") as fhir:
         httpx.post(f"{fhir.base_url}/Patient", json={...})
         fhir.fault(status=503, count=2, retryAfter=1, paths="Appointment")
 """
@@ -29,6 +32,40 @@ NPM_INSTALL_HINT = "run `make deps` (or `npm ci` in devstack/fhir-server)"
 
 # Python-style aliases accepted by LocalFhirServer.fault(); the wire format is camelCase.
 _FAULT_KEY_ALIASES = {"retry_after": "retryAfter", "delay_ms": "delayMs"}
+SCHEDULING_DIALECTS = ("generic", "argonaut", "ihe", "epic", "oracle", "canvas")
+_SCHEDULING_OPTION_ALIASES = {
+    "slot_consistency": "slotConsistency",
+    "proposal_ttl_seconds": "proposalTtlSeconds",
+    "epic_taken_status": "epicTakenStatus",
+    "epic_taken_code": "epicTakenCode",
+    "double_booking_allowed": "doubleBookingAllowed",
+    "race_window_ms": "raceWindowMs",
+}
+_SUBSCRIPTION_ENV = {
+    "style": "FHIR_SUBSCRIPTION_STYLE",
+    "attempts": "FHIR_SUBSCRIPTION_ATTEMPTS",
+    "retry_ms": "FHIR_SUBSCRIPTION_RETRY_MS",
+    "timeout_ms": "FHIR_SUBSCRIPTION_TIMEOUT_MS",
+    "heartbeat_scale": "FHIR_HEARTBEAT_SCALE",
+}
+_CHILD_ENV = (
+    "FHIR_REQUIRE_BEARER",
+    "FHIR_LOG",
+    "FHIR_SNAPSHOT",
+    "FHIR_LATENCY_MS",
+    "FHIR_SCHEDULING",
+    "FHIR_SEARCH_HANDLING",
+    *_SUBSCRIPTION_ENV.values(),
+)
+
+
+def missing_prerequisites(server_dir: Path = SERVER_DIR, node: str = "node") -> str | None:
+    """Why the server cannot start here (no Node.js, no installed packages), or None."""
+    if shutil.which(node) is None:
+        return f"{node} is not on PATH"
+    if not (server_dir / "node_modules" / "@medplum" / "fhir-router").is_dir():
+        return f"{server_dir / 'node_modules'} is missing: {NPM_INSTALL_HINT}"
+    return None
 
 
 class LocalFhirServer:
@@ -38,7 +75,10 @@ class LocalFhirServer:
     ``/$fault`` and ``/metadata`` must then carry ``Authorization: Bearer <token>``. ``snapshot`` sets
     ``FHIR_SNAPSHOT``: the server loads its resources from that file and writes them back after changes.
     ``latency_ms`` passes ``--latency-ms``: every FHIR request waits that long before it is answered, like a
-    cloud EHR's round trip (``set_latency`` changes it while running).
+    cloud EHR's round trip (``set_latency`` changes it while running). ``scheduling`` picks the scheduling
+    dialect (``--scheduling``; ``set_scheduling`` changes it while running), ``search_handling`` what an unknown
+    search parameter gets (``strict``: 400, ``lenient``: ignored). ``subscriptions`` sets delivery:
+    ``style`` (``r4`` | ``medplum``), ``attempts``, ``retry_ms``, ``timeout_ms``, ``heartbeat_scale``.
     """
 
     def __init__(
@@ -51,9 +91,19 @@ class LocalFhirServer:
         log_requests: bool = False,
         snapshot: Path | None = None,
         latency_ms: float = 0.0,
+        scheduling: str = "generic",
+        search_handling: str = "strict",
+        subscriptions: dict[str, Any] | None = None,
     ) -> None:
         if not 0 <= latency_ms <= 60_000:
             raise ValueError("latency_ms must be between 0 and 60000")
+        if scheduling not in SCHEDULING_DIALECTS:
+            raise ValueError(f"scheduling must be one of {', '.join(SCHEDULING_DIALECTS)}")
+        if search_handling not in ("strict", "lenient"):
+            raise ValueError("search_handling must be strict or lenient")
+        unknown = set(subscriptions or {}) - set(_SUBSCRIPTION_ENV)
+        if unknown:
+            raise ValueError(f"unknown subscription settings: {', '.join(sorted(unknown))}")
         self._server_dir = server_dir
         self._node = node
         self._bearer_token = bearer_token
@@ -61,6 +111,9 @@ class LocalFhirServer:
         self._log_requests = log_requests
         self._snapshot = snapshot
         self._latency_ms = latency_ms
+        self._scheduling = scheduling
+        self._search_handling = search_handling
+        self._subscriptions = dict(subscriptions or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._base_url: str | None = None
@@ -77,11 +130,9 @@ class LocalFhirServer:
         if not (self._server_dir / "node_modules" / "@medplum" / "fhir-router").is_dir():
             raise RuntimeError(f"FHIR server dependencies missing in {self._server_dir}: {NPM_INSTALL_HINT}")
 
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("FHIR_REQUIRE_BEARER", "FHIR_LOG", "FHIR_SNAPSHOT", "FHIR_LATENCY_MS")
-        }
+        env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV}
+        for key, value in self._subscriptions.items():
+            env[_SUBSCRIPTION_ENV[key]] = str(value)
         env["PORT"] = str(port)
         if self._bearer_token:
             env["FHIR_REQUIRE_BEARER"] = self._bearer_token
@@ -92,7 +143,16 @@ class LocalFhirServer:
         # stderr goes to a file, not a pipe: an undrained pipe would eventually block the server.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen(
-            [node, "server.mjs", "--latency-ms", f"{self._latency_ms:g}"],
+            [
+                node,
+                "server.mjs",
+                "--latency-ms",
+                f"{self._latency_ms:g}",
+                "--scheduling",
+                self._scheduling,
+                "--search-handling",
+                self._search_handling,
+            ],
             cwd=self._server_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -211,8 +271,45 @@ class LocalFhirServer:
     def clear_faults(self) -> None:
         self._post("/$fault", {})
 
-    def _post(self, path: str, body: dict[str, Any]) -> None:
+    def set_scheduling(self, mode: str, **options: Any) -> dict[str, Any]:
+        """Switch the scheduling dialect (and its options) while running; drops open ``$find`` proposals."""
+        body = {"mode": mode, "options": {_SCHEDULING_OPTION_ALIASES.get(k, k): v for k, v in options.items()}}
+        described: dict[str, Any] = self._post("/$scheduling", body)
+        return described
+
+    def take_slot(
+        self, slot: str, *, appointment: bool = False, status: str = "busy", patient: str | None = None
+    ) -> Any:
+        """The front desk takes ``Slot/<id>`` (and books a non-bridge Appointment into it when asked)."""
+        body: dict[str, Any] = {"slot": slot, "appointment": appointment, "status": status}
+        if patient:
+            body["patient"] = patient
+        return self._post("/$take-slot", body)
+
+    def subscription_deliveries(self, *, wait: bool = True) -> list[dict[str, Any]]:
+        """Every notification attempt so far (``wait``: after the pending deliveries have finished)."""
+        with httpx.Client(trust_env=False, timeout=40.0) as client:
+            response = client.get(f"{self.base_url}/$subscriptions", params={"wait": "1"} if wait else {})
+        response.raise_for_status()
+        deliveries: list[dict[str, Any]] = response.json()["deliveries"]
+        return deliveries
+
+    def subscription_fault(self, mode: str | None, *, count: int = 1, delay_ms: int = 0) -> None:
+        """Drop, duplicate, delay or reorder the next ``count`` notifications (``None`` clears)."""
+        fault = {} if mode is None else {"mode": mode, "count": count, "delayMs": delay_ms}
+        self._post("/$subscriptions", {"fault": fault})
+
+    def subscription_settings(self, **settings: Any) -> None:
+        """Change delivery settings (``style``, ``attempts``, ``retry_ms``, ``timeout_ms``, ``heartbeat_scale``)."""
+        names = {"retry_ms": "retryMs", "timeout_ms": "timeoutMs", "heartbeat_scale": "heartbeatScale"}
+        self._post("/$subscriptions", {"settings": {names.get(k, k): v for k, v in settings.items()}})
+
+    def heartbeat(self, subscription_id: str) -> None:
+        self._post("/$heartbeat", {"subscription": subscription_id})
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
         with httpx.Client(trust_env=False, timeout=10.0) as client:
             response = client.post(f"{self.base_url}{path}", json=body)
         if response.status_code != 200:
             raise RuntimeError(f"POST {path} -> {response.status_code}: {response.text[:500]}")
+        return response.json()

