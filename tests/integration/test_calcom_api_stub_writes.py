@@ -25,8 +25,8 @@ import pytest
 from devstack.calcom_api_stub import FIXTURES_DIR, CalcomApiStub, OutOfOffice
 from devstack.calcom_echo import sign
 from shared.calcom.api import CalcomApiClient
-from shared.calcom.parse import parse_webhook
 from shared.calcom.signature import verify_signature
+from shared.calcom.webhook import parse_webhook
 
 pytestmark = pytest.mark.integration
 
