@@ -89,9 +89,17 @@ class AvailabilityRun:
 
 
 def report_metrics(feeds: AvailabilityReport | None, roster: RosterReport | None, metric: Metric) -> None:
+    """The run's counts, each only when it is not zero: a zero costs a billed metric-hour and tells the
+    alarms (missing data: not breaching) and the dashboard nothing more than no datum does."""
+    values: list[tuple[str, int]] = []
     if feeds is not None:
-        metric("AvailabilityFeedsSynced", len({f.feed_id for f in feeds.feeds if not f.problem}))
-        metric("AvailabilityBusyIntervals", sum(f.busy for f in feeds.feeds))
-        metric("AvailabilityFailed", feeds.failed)
+        values += [
+            ("AvailabilityFeedsSynced", len({f.feed_id for f in feeds.feeds if not f.problem})),
+            ("AvailabilityBusyIntervals", sum(f.busy for f in feeds.feeds)),
+            ("AvailabilityFailed", feeds.failed),
+        ]
     if roster is not None:
-        metric("RosterDrift", len(roster.findings))
+        values.append(("RosterDrift", len(roster.findings)))
+    for name, value in values:
+        if value:
+            metric(name, value)

@@ -95,12 +95,18 @@ class ReconcileReport:
 
 
 def emit_report(report: ReconcileReport, metric: Callable[[str, int], None]) -> None:
-    """The metrics of one run (or of an organization's runs, added up)."""
-    metric("ReconcileChecked", report.checked)
-    metric("ReconcileEnqueued", report.enqueued)
-    metric("ReconcileSkippedOwn", report.skipped_own)
-    metric("ReconcileDriftChecks", report.drift_checks)
-    if report.diverged:
-        metric("ReconcileDiverged", report.diverged)
-    if report.invalid:
-        metric("ReconcileInvalidBooking", report.invalid)
+    """The metrics of one run (or of an organization's runs, added up), each only when it is not zero.
+
+    CloudWatch bills a custom metric for every hour it is written to, a zero too; the alarms treat a
+    missing datum as not breaching and the dashboard shows it as a gap, so a zero adds nothing but cost
+    (docs/performance.md, "Cost")."""
+    for name, value in (
+        ("ReconcileChecked", report.checked),
+        ("ReconcileEnqueued", report.enqueued),
+        ("ReconcileSkippedOwn", report.skipped_own),
+        ("ReconcileDriftChecks", report.drift_checks),
+        ("ReconcileDiverged", report.diverged),
+        ("ReconcileInvalidBooking", report.invalid),
+    ):
+        if value:
+            metric(name, value)
