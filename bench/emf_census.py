@@ -87,6 +87,9 @@ class Census:
         self.running = 0
         self.last_end = time.monotonic()
         self.hosts: dict[str, str] = {}  # "host:port" → remote name
+        #: One handler at a time: in Lambda each function is a process of its own, here they share one
+        #: Powertools `Metrics` object, whose flush at the end of one handler would take another's metrics.
+        self.one_at_a_time = threading.Lock()
 
     def current(self) -> Usage | None:
         function = getattr(_local, "function", None)
@@ -180,22 +183,23 @@ def instrumented(census: Census) -> Iterator[None]:
 
     def wrap(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def handler(event: Any, context: Any) -> Any:
-            outer = getattr(_local, "function", None)
-            _local.function = name
-            with census.lock:
-                census.running += 1
-                usage = census.usage[(census.activity, name)]
-                usage.invocations += 1
-            cpu, wall = time.thread_time(), time.perf_counter()
-            try:
-                return original(event, context)
-            finally:
+            with census.one_at_a_time:
+                outer = getattr(_local, "function", None)
+                _local.function = name
                 with census.lock:
-                    usage.cpu_ms += (time.thread_time() - cpu) * 1000
-                    usage.wall_ms += (time.perf_counter() - wall) * 1000
-                    census.running -= 1
-                    census.last_end = time.monotonic()
-                _local.function = outer
+                    census.running += 1
+                    usage = census.usage[(census.activity, name)]
+                    usage.invocations += 1
+                cpu, wall = time.thread_time(), time.perf_counter()
+                try:
+                    return original(event, context)
+                finally:
+                    with census.lock:
+                        usage.cpu_ms += (time.thread_time() - cpu) * 1000
+                        usage.wall_ms += (time.perf_counter() - wall) * 1000
+                        census.running -= 1
+                        census.last_end = time.monotonic()
+                    _local.function = outer
 
         return handler
 

@@ -4,10 +4,10 @@ priced type present yields a line. A new billed type fails here until the cost m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SynthFactory
 from synth_support import Synth
 
 from bench import bill
@@ -23,7 +23,7 @@ EXTRA_CONTEXTS: dict[str, dict[str, str]] = {
 
 @pytest.fixture(scope="module")
 def synths(
-    synth_config: SynthFactory, staging: Synth, prod: Synth, prod_vpc_no_waf: Synth, routed: Synth
+    synth_config: Callable[..., Synth], staging: Synth, prod: Synth, prod_vpc_no_waf: Synth, routed: Synth
 ) -> dict[str, Synth]:
     found = {"staging": staging, "prod": prod, "prod_vpc_no_waf": prod_vpc_no_waf, "routed": routed}
     found |= {name: synth_config(**context) for name, context in EXTRA_CONTEXTS.items()}

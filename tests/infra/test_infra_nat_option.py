@@ -3,14 +3,16 @@ mode and for any other value, naming the key."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from conftest import SynthFactory
+from synth_support import Synth
 
 from infra.config import ConfigError, config_from_context
 
 
 def test_given_one_nat_gateway_then_prod_has_one_and_both_private_subnets_route_to_it(
-    synth_config: SynthFactory,
+    synth_config: Callable[..., Synth],
 ) -> None:
     synth = synth_config(stage="prod", vpc="true", natGateways="1", alarmEmail="oncall@example.org")
     nats = synth.resources("AWS::EC2::NatGateway")

@@ -42,7 +42,11 @@ def test_an_alarm_pays_for_every_metric_it_reads_and_a_fast_one_at_the_high_reso
     standard, high = _lines(one, "CloudWatch")
     assert (standard.quantity, standard.usd) == (4, pytest.approx(4 * PRICE["cw_alarm_metric_month"].usd))
     assert "Plain" in standard.source and "Rate" in standard.source
-    assert (high.quantity, high.price, high.source) == (1, "cw_high_res_alarm_metric_month", "AWS::CloudWatch::Alarm Fast")
+    assert (high.quantity, high.price, high.source) == (
+        1,
+        "cw_high_res_alarm_metric_month",
+        "AWS::CloudWatch::Alarm Fast",
+    )
 
 
 def test_interface_endpoints_pay_per_availability_zone_and_gateway_endpoints_nothing() -> None:
@@ -52,7 +56,10 @@ def test_interface_endpoints_pay_per_availability_zone_and_gateway_endpoints_not
                 "Type": "AWS::EC2::VPCEndpoint",
                 "Properties": {"VpcEndpointType": "Interface", "SubnetIds": ["a", "b"], "ServiceName": "com.x.sqs"},
             },
-            "S3": {"Type": "AWS::EC2::VPCEndpoint", "Properties": {"VpcEndpointType": "Gateway", "ServiceName": "com.x.s3"}},
+            "S3": {
+                "Type": "AWS::EC2::VPCEndpoint",
+                "Properties": {"VpcEndpointType": "Gateway", "ServiceName": "com.x.s3"},
+            },
         }
     )
     hours = {line.source: line for line in _lines(one, "VPC") if "data" not in line.item}
@@ -120,7 +127,9 @@ def test_metrics_are_read_from_the_census_and_priced_by_how_often_they_are_writt
     census = {
         "activities": {
             "webhook: new booking": {"functions": {"sync": _usage([_emitted("EventApplied")])}},
-            "webhook: breaks a warn rule": {"functions": {"sync": _usage([_emitted("RuleViolation", rule="lead_time")])}},
+            "webhook: breaks a warn rule": {
+                "functions": {"sync": _usage([_emitted("RuleViolation", rule="lead_time")])}
+            },
             "availability: full sweep": {"functions": {"availability": _usage([_emitted("AvailabilityFeedsSynced")])}},
             "webhook: wrong signature (failure)": {"functions": {"ingest": _usage([_emitted("SignatureRejected")])}},
         }
@@ -131,7 +140,10 @@ def test_metrics_are_read_from_the_census_and_priced_by_how_often_they_are_writt
         **_function("ingest", "IngestFn"),
         "AvailRule": {
             "Type": "AWS::Events::Rule",
-            "Properties": {"ScheduleExpression": "rate(5 minutes)", "Targets": [{"Arn": {"Fn::GetAtt": ["AvailFn", "Arn"]}}]},
+            "Properties": {
+                "ScheduleExpression": "rate(5 minutes)",
+                "Targets": [{"Arn": {"Fn::GetAtt": ["AvailFn", "Arn"]}}],
+            },
         },
     }
     lines = {line.item.split(" (")[0]: line for line in bill.metric_lines(_context(resources, census))}
@@ -142,9 +154,10 @@ def test_metrics_are_read_from_the_census_and_priced_by_how_often_they_are_writt
     assert sweeps.part == "fixed" and sweeps.quantity == pytest.approx(1 - 2.718281828**-1)
     rule = lines["custom metric RuleViolation"]
     assert "rule=<each of 2 rules in use>" in rule.source and rule.quantity < 2 * 0.1
-    assert lines["custom metric SignatureRejected"].quantity == 0 and "only on failures" in lines[
-        "custom metric SignatureRejected"
-    ].note
+    assert (
+        lines["custom metric SignatureRejected"].quantity == 0
+        and "only on failures" in lines["custom metric SignatureRejected"].note
+    )
 
 
 def _usage(metrics: list[dict[str, Any]]) -> dict[str, Any]:
