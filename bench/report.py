@@ -59,8 +59,8 @@ def render(summary: dict[str, Any]) -> str:
         *(f"| {_cell(r.target)} | {_cell(r.figure)} | {_cell(r.goal)} | {r.verdict} |" for r in rows(summary)),
         "",
         "Monthly bill, USD, from the synthesized prod template (every line, with the template resource or",
-        "emitted metric it comes from, in `bench/results/cost.json`; us-east-1 list prices, "
-        f"{summary.get('prices_as_of') or 'see bench/prices.py'}):",
+        "emitted metric it comes from, in `bench/results/cost.json`; prices: "
+        f"{summary.get('prices_as_of') or 'bench/prices.py'}):",
         "",
         *_markdown(BILL_HEADERS, bill_rows(summary)),
         "",

@@ -65,7 +65,7 @@ def test_given_vpc_true_then_functions_run_in_private_subnets_with_endpoints_and
     for service in ("sqs", "secretsmanager", "ssm", "dynamodb", "s3"):
         assert f".{service}" in services, service
     for unused in ("kms", "logs"):  # the functions never call either API (their services or Lambda do)
-        assert f".{unused}'" not in services and f".{unused}\"" not in services, unused
+        assert f".{unused}'" not in services and f'.{unused}"' not in services, unused
     kinds = sorted(e["Properties"]["VpcEndpointType"] for e in endpoints)
     assert kinds == ["Gateway"] * len(GATEWAY_ENDPOINTS) + ["Interface"] * len(INTERFACE_ENDPOINTS)
     assert len(synth.resources("AWS::EC2::FlowLog")) == 1
