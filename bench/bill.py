@@ -41,6 +41,8 @@ APIGW_DETAILED_METRICS = ("Count", "Latency", "IntegrationLatency", "4XXError", 
 DDB_ITEM_OVERHEAD_BYTES = 100
 #: A parameter above this size is an advanced one (SSM Parameter Store).
 SSM_STANDARD_MAX_BYTES = 4096
+#: Nor can a parameter be larger than this (an advanced one).
+SSM_ADVANCED_MAX_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -503,52 +505,35 @@ def _parameters(ctx: Context) -> list[Line]:
     lines = []
     for lid, resource in ctx.template.of_type("AWS::SSM::Parameter").items():
         tier = resource.get("Properties", {}).get("Tier", "Standard")
-        size = ctx.traffic.mapping_base_bytes + ctx.traffic.mapping_bytes_per_provider * ctx.profile.providers
+        size = _mapping_bytes(ctx)
         advanced = tier == "Advanced" or (tier == "Intelligent-Tiering" and size > SSM_STANDARD_MAX_BYTES)
         note = f"tier {tier}; the clinic mapping for {ctx.profile.providers} providers is ~{size / 1024:.1f} KB"
+        source = f"AWS::SSM::Parameter {lid}"
         if not advanced:
-            lines.append(
-                Line(
-                    "SSM",
-                    "parameter (standard tier: no charge)",
-                    f"AWS::SSM::Parameter {lid}",
-                    1,
-                    "parameter",
-                    "-",
-                    0.0,
-                    "fixed",
-                    note,
-                )
-            )
+            lines.append(Line("SSM", "parameter (standard tier: no charge)", source, 1, "-", "-", 0.0, "fixed", note))
             continue
-        # Advanced: $0.05 a month and $0.05 per 10,000 API interactions (each sync container re-reads every 5 min).
+        # each sync container re-reads the mapping every 5 minutes
         reads = SECONDS_PER_MONTH / 300 * max(1.0, min(5.0, ctx.webhooks / (HOURS_PER_MONTH * 60)))
         lines.append(
-            Line(
-                "SSM",
-                "advanced parameter (over 4 KB)",
-                f"AWS::SSM::Parameter {lid}",
-                1,
-                "parameter",
-                "-",
-                0.05,
-                "fixed",
-                note,
+            _line(
+                "SSM", "advanced parameter (over 4 KB)", source, 1, "ssm_advanced_parameter_month", "fixed", note=note
             )
         )
         lines.append(
-            Line(
+            _line(
                 "SSM",
                 "advanced parameter reads (each sync container every 5 min)",
-                f"AWS::SSM::Parameter {lid}",
+                source,
                 reads,
-                "request",
-                "-",
-                reads * 0.05 / 10_000,
+                "ssm_advanced_api_interaction",
                 "fixed",
             )
         )
     return lines
+
+
+def _mapping_bytes(ctx: Context) -> float:
+    return ctx.traffic.mapping_base_bytes + ctx.traffic.mapping_bytes_per_provider * ctx.profile.providers
 
 
 @prices("AWS::EC2::NatGateway", "AWS::EC2::EIP")
@@ -1435,6 +1420,11 @@ def bill(
                 f"availability: a run for {profile.providers} providers takes ~{seconds:.0f} s of its "
                 f"{timeout} s timeout (one EHR search after another)"
             )
+    if template.of_type("AWS::SSM::Parameter") and _mapping_bytes(ctx) > SSM_ADVANCED_MAX_BYTES:
+        notes.append(
+            f"the clinic mapping for {profile.providers} providers (~{_mapping_bytes(ctx) / 1024:.0f} KB) does not fit "
+            "an SSM parameter (8 KB at most): such a clinic deploys it through AppConfig (-c clinicConfigSource)"
+        )
     unpriced = unpriced_types(template)
     if unpriced:
         notes.append(f"not priced: {', '.join(unpriced)}")

@@ -32,6 +32,7 @@ _VPC = "https://aws.amazon.com/vpc/pricing/"
 _PRIVATELINK = "https://aws.amazon.com/privatelink/pricing/"
 _BACKUP = "https://aws.amazon.com/backup/pricing/"
 _S3 = "https://aws.amazon.com/s3/pricing/"
+_SSM = "https://aws.amazon.com/systems-manager/pricing/"
 
 PRICE: dict[str, Price] = {
     # --- front door
@@ -75,6 +76,9 @@ PRICE: dict[str, Price] = {
     "cw_logs_ingest_gb": Price(0.50, "CloudWatch Logs standard ingestion (and vended logs, first 10 TB) per GB", _CW),
     "cw_logs_storage_gb_month": Price(0.03, "CloudWatch Logs archive storage per GB-month (compressed)", _CW),
     "cw_logs_data_protection_gb": Price(0.12, "CloudWatch Logs data protection, per GB scanned", _CW),
+    # --- configuration
+    "ssm_advanced_parameter_month": Price(0.05, "per advanced parameter (over 4 KB) per month", _SSM),
+    "ssm_advanced_api_interaction": Price(0.05 / 10_000, "per API interaction with an advanced parameter", _SSM),
     # --- network (VPC mode)
     "nat_gateway_hour": Price(0.045, "per NAT gateway-hour", _VPC),
     "nat_gateway_gb": Price(0.045, "per GB processed by a NAT gateway", _VPC),
