@@ -10,13 +10,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import coldstart, cost, intake, summary, throughput
+from bench import coldstart, cost, emf_census, intake, latency, summary, throughput
 from bench._common import RESULTS_DIR, results_dir, use_results_dir
 
 STEPS: tuple[tuple[str, Callable[[list[str]], int]], ...] = (
     ("intake", intake.main),
     ("coldstart", coldstart.main),
     ("throughput", throughput.main),
+    ("latency", latency.main),
+    ("emf", emf_census.main),
     ("cost", cost.main),
 )
 #: Tiny N per script: the smoke run takes well under a minute.
@@ -24,6 +26,8 @@ SMOKE_ARGS: dict[str, list[str]] = {
     "intake": ["--iterations", "24", "--warmup", "6"],
     "coldstart": ["--runs", "1", "--no-assets"],
     "throughput": ["--n", "3", "--n-latency", "2"],
+    "latency": ["--n", "2", "--burst", "3"],
+    "emf": [],
     "cost": [],
 }
 

@@ -301,17 +301,30 @@ def _raw_client(fhir_base: str) -> httpx.Client:
     )
 
 
-def _pool(work: Callable[[int], float], n: int, concurrency: int) -> tuple[float, list[float]]:
+def _pool(
+    work: Callable[[int], tuple[float, float]], n: int, concurrency: int
+) -> tuple[float, list[tuple[float, float]]]:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        latencies = list(pool.map(work, range(n)))
-    return time.perf_counter() - start, latencies
+        spans = list(pool.map(work, range(n)))
+    return time.perf_counter() - start, spans
 
 
-def _raw(
+@dataclass(frozen=True)
+class RawWrites:
+    """The EHR's own time for the bridge's writes: (start, end) perf_counter seconds of each raw event."""
+
+    new_booking: list[tuple[float, float]]
+    update: list[tuple[float, float]]
+    new_seconds: float
+    update_seconds: float
+
+
+def raw_writes(
     fhir_base: str, templates: tuple[dict[str, Any], dict[str, Any]], n: int, concurrency: int, run: str
-) -> dict[str, dict[str, Any]]:
-    """Raw new bookings (conditional create Patient + Appointment), then raw updates (search + PUT If-Match)."""
+) -> RawWrites:
+    """Raw new bookings (conditional create Patient + Appointment), then raw updates (search + PUT If-Match),
+    `concurrency` at a time, all started together."""
     appointment_template, patient_template = templates
     client = _raw_client(fhir_base)
     created: dict[int, tuple[str, str]] = {}  # index → (Appointment identifier query, id)
@@ -330,7 +343,7 @@ def _raw(
         body: dict[str, Any] = response.json()
         return body
 
-    def new_booking(index: int) -> float:
+    def new_booking(index: int) -> tuple[float, float]:
         start = time.perf_counter()
         patient = copy.deepcopy(patient_template)
         for identifier in patient["identifier"]:
@@ -346,9 +359,9 @@ def _raw(
         written = create(appointment)
         first = appointment["identifier"][0]
         created[index] = (f"{first['system']}|{first['value']}", written["id"])
-        return time.perf_counter() - start
+        return start, time.perf_counter()
 
-    def update(index: int) -> float:
+    def update(index: int) -> tuple[float, float]:
         start = time.perf_counter()
         query, _ = created[index]
         found = client.get("Appointment", params={"identifier": query})
@@ -361,29 +374,34 @@ def _raw(
             headers={"Content-Type": FHIR_JSON, "If-Match": f'W/"{resource["meta"]["versionId"]}"'},
         )
         response.raise_for_status()
-        return time.perf_counter() - start
+        return start, time.perf_counter()
 
     try:
-        new_seconds, new_latencies = _pool(new_booking, n, concurrency)
-        update_seconds, update_latencies = _pool(update, n, concurrency)
+        new_seconds, new_spans = _pool(new_booking, n, concurrency)
+        update_seconds, update_spans = _pool(update, n, concurrency)
     finally:
         client.close()
-    return {
-        "new_booking": {
+    return RawWrites(new_spans, update_spans, new_seconds, update_seconds)
+
+
+def _raw(
+    fhir_base: str, templates: tuple[dict[str, Any], dict[str, Any]], n: int, concurrency: int, run: str
+) -> dict[str, dict[str, Any]]:
+    """Raw new bookings (conditional create Patient + Appointment), then raw updates (search + PUT If-Match)."""
+    raw = raw_writes(fhir_base, templates, n, concurrency, run)
+    figures = {}
+    for kind, spans, seconds in (
+        ("new_booking", raw.new_booking, raw.new_seconds),
+        ("update", raw.update, raw.update_seconds),
+    ):
+        figures[kind] = {
             "n": n,
-            "seconds": round(new_seconds, 3),
-            "events_per_s": round(n / new_seconds, 2),
-            "latency_ms": summary_ms(new_latencies),
+            "seconds": round(seconds, 3),
+            "events_per_s": round(n / seconds, 2),
+            "latency_ms": summary_ms([end - start for start, end in spans]),
             "fhir_requests_per_event": 2,
-        },
-        "update": {
-            "n": n,
-            "seconds": round(update_seconds, 3),
-            "events_per_s": round(n / update_seconds, 2),
-            "latency_ms": summary_ms(update_latencies),
-            "fhir_requests_per_event": 2,
-        },
-    }
+        }
+    return figures
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:

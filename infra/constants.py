@@ -86,7 +86,11 @@ SYNC_TIMEOUT_SECONDS: Final = 90
 # A worker's lease on a lineage outlives the function's timeout: a live worker never loses it, and a
 # crashed one's expires (docs/sync-semantics.md, "Write protocol").
 LINEAGE_LEASE_SECONDS: Final = SYNC_TIMEOUT_SECONDS + 30
-SYNC_BATCH_SIZE: Final = 5
+# One message per invocation. A batch's records run one after another, so under a burst the last of a batch
+# of five waited for four EHR writes while the rest of the concurrency sat idle (webhook → chart p99 +13 EHR
+# round trips in a burst of ten, +2.5 with one; docs/performance.md). The invocations cost the same: at
+# clinic volumes a batch held one message anyway.
+SYNC_BATCH_SIZE: Final = 1
 # At most this many sync invocations talk to the EHR at once. The reserved concurrency equals it
 # so the event source never gets throttled by Lambda and never starves the rest of the account.
 SYNC_MAX_CONCURRENCY: Final = 5

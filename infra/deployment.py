@@ -169,6 +169,9 @@ class DeploymentConfig:
     #: The clinic's Cal.com organization (`-c calcomOrgId=88`): reconcile lists every host's bookings
     #: and the roster check every member (an org admin API key).
     calcom_org_id: int | None = None
+    #: `-c natGateways=1|2` (VPC mode): NAT gateways for the egress to the EHR and Cal.com. None: one per AZ
+    #: in prod, one in staging.
+    nat_gateway_count: int | None = None
 
     @property
     def ehr_endpoints(self) -> tuple[EhrEndpoint, ...]:
@@ -200,7 +203,11 @@ class DeploymentConfig:
 
     @property
     def nat_gateways(self) -> int:
-        """One NAT per AZ in prod (no single point of failure for EHR egress), one in staging."""
+        """One NAT per AZ in prod (no single point of failure for EHR egress), one in staging, unless
+        `-c natGateways` says otherwise (one NAT for a small deployment: ~USD 36 a month less, and EHR egress
+        waits in the queue while that NAT's AZ is down)."""
+        if self.nat_gateway_count is not None:
+            return self.nat_gateway_count
         return 2 if self.is_prod else 1
 
     @property
@@ -433,7 +440,19 @@ def config_from_context(context: Mapping[str, Any]) -> DeploymentConfig:
             context.get("operatorAdminPrincipals"), "operatorAdminPrincipals"
         ),
         calcom_org_id=_org_id(context.get("calcomOrgId")),
+        nat_gateway_count=_nat_gateways(context.get("natGateways"), vpc=vpc),
     )
+
+
+def _nat_gateways(raw: Any, *, vpc: bool) -> int | None:
+    if raw is None or raw == "":
+        return None
+    text = str(raw).strip()
+    if text not in ("1", "2"):
+        raise ConfigError(f"context 'natGateways' must be 1 or 2 (the VPC has two Availability Zones), got {raw!r}")
+    if not vpc:
+        raise ConfigError("context 'natGateways' applies to VPC mode only: add -c vpc=true or drop natGateways")
+    return int(text)
 
 
 def _org_id(raw: Any) -> int | None:
@@ -492,6 +511,7 @@ CONTEXT_KEYS = (
     "operatorReadOnlyPrincipals",
     "operatorAdminPrincipals",
     "calcomOrgId",
+    "natGateways",
 )
 
 

@@ -122,7 +122,9 @@ class WebhookApi(Construct):
                 stage_name=config.stage,
                 throttling_rate_limit=API_RATE_LIMIT_RPS,
                 throttling_burst_limit=API_BURST_LIMIT,
-                metrics_enabled=True,
+                # Per-method detailed metrics are custom metrics (5 per method, billed hourly) that no alarm or
+                # widget reads: the API-level metrics the alarms use come without them (docs/performance.md).
+                metrics_enabled=False,
                 tracing_enabled=True,  # X-Ray: timing and status only, never bodies
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,  # would log full request bodies, i.e. PHI

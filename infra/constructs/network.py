@@ -1,8 +1,10 @@
 """Optional VPC mode (`-c vpc=true`): functions run in private subnets.
 
-Private subnets reach AWS services through VPC endpoints (DynamoDB gateway endpoint; SQS, KMS,
-Secrets Manager, SSM and CloudWatch Logs interface endpoints) and the EHR through NAT gateways.
-VPC flow logs go to a KMS-encrypted log group.
+Private subnets reach AWS services through VPC endpoints (DynamoDB and S3 gateway endpoints, no charge;
+SQS, Secrets Manager and SSM interface endpoints: the only AWS APIs the functions call besides those) and
+the EHR and the Cal.com API through NAT gateways. KMS and CloudWatch Logs need no endpoint: the functions
+never call them (DynamoDB, SQS and Secrets Manager use the keys on their side; Lambda delivers the logs,
+EMF metrics included, from outside the VPC). VPC flow logs go to a KMS-encrypted log group.
 
 With an `hl7v2` EHR endpoint the VPC also gets a virtual private gateway (route propagation into the
 private subnets) for the site-to-site VPN to the interface engine (docs/ehr-support.md), and the sync
@@ -18,13 +20,16 @@ from constructs import Construct
 
 from infra.deployment import DeploymentConfig
 
-#: Interface endpoints the functions call (CloudWatch Logs also carries the EMF metrics).
+#: Interface endpoints of the AWS APIs the functions call (each costs an hourly fee per AZ).
 INTERFACE_ENDPOINTS = {
     "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
-    "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
     "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
     "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
-    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+}
+#: Gateway endpoints (no charge): DynamoDB (the tables) and S3 (the audit archive's Object Lock writes).
+GATEWAY_ENDPOINTS = {
+    "DynamoDb": ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+    "S3": ec2.GatewayVpcEndpointAwsService.S3,
 }
 
 
@@ -45,7 +50,7 @@ class Network(Construct):
                 ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             ],
             gateway_endpoints={
-                "DynamoDb": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
+                name: ec2.GatewayVpcEndpointOptions(service=service) for name, service in GATEWAY_ENDPOINTS.items()
             },
             # The customer gateway and VPN connection need the site's public IP and pre-shared keys: the
             # operator creates them against this gateway (docs/ehr-support.md, "Site-to-site VPN").

@@ -74,9 +74,17 @@ class AvailabilityRun:
 
 
 def report_metrics(feeds: AvailabilityReport | None, roster: RosterReport | None, metric: Emit) -> None:
+    """The run's counts, each only when it is not zero: a zero costs a billed metric-hour and tells the
+    alarms (missing data: not breaching) and the dashboard nothing more than no datum does."""
+    values: list[tuple[m.Metric, int]] = []
     if feeds is not None:
-        metric(m.AVAILABILITY_FEEDS_SYNCED, len({f.feed_id for f in feeds.feeds if not f.problem}))
-        metric(m.AVAILABILITY_BUSY_INTERVALS, sum(f.busy for f in feeds.feeds))
-        metric(m.AVAILABILITY_FAILED, feeds.failed)
+        values += [
+            (m.AVAILABILITY_FEEDS_SYNCED, len({f.feed_id for f in feeds.feeds if not f.problem})),
+            (m.AVAILABILITY_BUSY_INTERVALS, sum(f.busy for f in feeds.feeds)),
+            (m.AVAILABILITY_FAILED, feeds.failed),
+        ]
     if roster is not None:
-        metric(m.ROSTER_DRIFT, len(roster.findings))
+        values.append((m.ROSTER_DRIFT, len(roster.findings)))
+    for name, value in values:
+        if value:
+            metric(name, value)

@@ -259,6 +259,10 @@ class AvailabilitySync:
         self._store.apply(subject.feed_id, route, change)
         entry.added, entry.removed = len(change.put), len(change.remove)
         entry.busy = len(current) + len({i.key for i in change.put} - set(current)) - len(change.remove)
+        if not sweep and entry.read == 0 and change.empty:
+            # Nothing changed since the cursor: keep it (the next read starts there again, and the next full
+            # sweep moves it on). Most runs of a quiet feed end here, without a write.
+            return
         self._store.set_progress(
             subject.feed_id, route, cursor=started - self._options.overlap, swept_at=started if sweep else None
         )

@@ -61,7 +61,7 @@ def test_given_the_stage_then_throttled_logged_without_request_data(staging: Syn
                     {
                         "DataTraceEnabled": False,
                         "LoggingLevel": "ERROR",
-                        "MetricsEnabled": True,
+                        "MetricsEnabled": False,  # per-method metrics: custom metrics nothing reads
                         "ThrottlingRateLimit": c.API_RATE_LIMIT_RPS,
                         "ThrottlingBurstLimit": c.API_BURST_LIMIT,
                     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.constructs.network import INTERFACE_ENDPOINTS
+from infra.constructs.network import GATEWAY_ENDPOINTS, INTERFACE_ENDPOINTS
 from infra.deployment import ConfigError, config_from_context
 from tests.support.synth import Synth
 
@@ -62,9 +62,12 @@ def test_given_vpc_true_then_functions_run_in_private_subnets_with_endpoints_and
     assert len(synth.resources("AWS::EC2::NatGateway")) == 2  # one per AZ in prod
     endpoints = synth.resources("AWS::EC2::VPCEndpoint").values()
     services = " ".join(str(e["Properties"]["ServiceName"]) for e in endpoints)
-    for service in ("sqs", "kms", "secretsmanager", "ssm", "logs", "dynamodb"):
+    for service in ("sqs", "secretsmanager", "ssm", "dynamodb", "s3"):
         assert f".{service}" in services, service
-    assert len(endpoints) == len(INTERFACE_ENDPOINTS) + 1
+    for unused in ("kms", "logs"):  # the functions never call either API (their services or Lambda do)
+        assert f".{unused}'" not in services and f'.{unused}"' not in services, unused
+    kinds = sorted(e["Properties"]["VpcEndpointType"] for e in endpoints)
+    assert kinds == ["Gateway"] * len(GATEWAY_ENDPOINTS) + ["Interface"] * len(INTERFACE_ENDPOINTS)
     assert len(synth.resources("AWS::EC2::FlowLog")) == 1
     security_group = synth.logical_id(synth.stack.network.function_security_group) if synth.stack.network else ""
     for function in synth.stack.functions.all:

@@ -29,7 +29,21 @@ def test_a_changed_figure_changes_the_rendered_block() -> None:
     changed = copy.deepcopy(summary)
     changed["cost_per_million_usd"] = (summary["cost_per_million_usd"] or 0) + 1.0
     assert report.render(changed) != report.render(summary)
-    assert len(rows(summary)) == 7
+    assert len(rows(summary)) == 9
+
+
+def test_a_changed_bill_or_latency_changes_the_rendered_block() -> None:
+    summary = report.load()
+    for key, path in (
+        ("monthly_bill_usd", ("prod", "small_practice", "total")),
+        ("chart_latency", ("150", "new_booking", "bridge_ms", "p99")),
+    ):
+        changed = copy.deepcopy(summary)
+        node = changed[key]
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = (node[path[-1]] or 0) + 1.0
+        assert report.render(changed) != report.render(summary), key
 
 
 def test_a_document_without_markers_is_refused() -> None:
