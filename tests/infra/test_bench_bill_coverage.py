@@ -15,7 +15,13 @@ from tests.support.synth import Synth
 
 #: Configurations beyond the shared fixtures: every switch that adds resources.
 EXTRA_CONTEXTS: dict[str, dict[str, str]] = {
-    "prod_vpc_one_nat": {"stage": "prod", "vpc": "true", "natGateways": "1", "alarmEmail": "oncall@example.org"},
+    "prod_vpc_one_nat": {
+        "stage": "prod",
+        "vpc": "true",
+        "natGateways": "1",
+        "alarmEmail": "oncall@example.org",
+        "ehrBaseUrl": "https://ehr.example.org/fhir",
+    },
     "hl7v2": {"stage": "staging", "vpc": "true", "ehrProfile": "hl7v2", "ehrBaseUrl": "mllps://10.20.0.15:6661"},
     "smart": {"stage": "staging", "ehrSmartAuth": "true"},
 }
